@@ -1,0 +1,88 @@
+/**
+ * The `filterctl` command line. Exit codes: 0 success, 1 invalid configuration or input,
+ * 2 usage error or unreadable file.
+ */
+import { readFileSync } from "node:fs";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { AddressError, ListenError, parseListenAddress } from "../milter/index.js";
+import { createLogger, type LogFormat } from "./logging.js";
+import { serve } from "./serve.js";
+
+export const EXIT_USAGE = 2;
+
+function packageVersion(): string {
+  const text = readFileSync(new URL("../../package.json", import.meta.url), "utf8");
+  return (JSON.parse(text) as { version: string }).version;
+}
+
+function listenSpec(value: string): string {
+  const parsed = parseListenAddress(value);
+  if (parsed instanceof AddressError) throw new InvalidArgumentError(parsed.message);
+  return value;
+}
+
+function positiveInteger(value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidArgumentError(`'${value}' is not a positive integer`);
+  return Number(value);
+}
+
+export function buildProgram(): Command {
+  const program = new Command("filterctl")
+    .description("A declarative mail filter for postmasters, served over the Sendmail milter protocol")
+    .version(packageVersion(), "-V, --version", "print the version and exit")
+    .helpOption("-h, --help", "show help")
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(`filterctl: ${text.replace(/^error: /, "")}`) });
+
+  program
+    .command("serve")
+    .description(
+      "run the milter for Postfix or Sendmail; SIGTERM stops accepting, lets connections in flight finish, then exits 0",
+    )
+    .addOption(
+      new Option("--listen <socket>", "inet:PORT@HOST, inet:HOST:PORT, inet6:PORT@HOST or unix:/path")
+        .default("inet:127.0.0.1:8890")
+        .argParser(listenSpec),
+    )
+    .addOption(
+      new Option("--max-connections <n>", "concurrent MTA connections").default(4096).argParser(positiveInteger),
+    )
+    .addOption(
+      new Option("--shutdown-timeout <seconds>", "how long SIGTERM waits for connections in flight")
+        .default(30)
+        .argParser(positiveInteger),
+    )
+    .addOption(new Option("--log-format <format>", "log lines as").choices(["json", "pretty"]).default("json"))
+    .action(async (opts: { listen: string; maxConnections: number; shutdownTimeout: number; logFormat: LogFormat }) => {
+      const logger = createLogger(opts.logFormat);
+      try {
+        await serve(
+          { listen: opts.listen, maxConnections: opts.maxConnections, shutdownTimeoutMs: opts.shutdownTimeout * 1000 },
+          logger,
+        );
+      } catch (error) {
+        if (error instanceof ListenError) {
+          process.stderr.write(`filterctl: ${error.message}\n`);
+          process.exit(EXIT_USAGE);
+        }
+        throw error;
+      }
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // --help and --version end with code 0; every usage mistake is exit 2.
+      process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE);
+    }
+    throw error;
+  }
+}
+
+await main(process.argv);

@@ -1,0 +1,256 @@
+/**
+ * The MTA side of the protocol: connects to a milter, negotiates, and sends the events of
+ * SMTP transactions the way Postfix does, honouring what was negotiated (skipped stages are
+ * not sent, stages without reply are not waited for).
+ */
+import { createConnection, type Socket } from "node:net";
+import { AddressError, type ListenAddress, parseListenAddress } from "./address.js";
+import {
+  type ConnectInfo,
+  decodeResponse,
+  encodeCommand,
+  FrameReader,
+  type MilterCommand,
+  type MilterResponse,
+  ProtocolError,
+} from "./codec.js";
+import { ALL_ACTIONS, ALL_PROTOCOL_FLAGS, PROTOCOL_VERSION, STAGE_WIRE, type Stage } from "./constants.js";
+
+export type FinalResponse = Extract<
+  MilterResponse,
+  { type: "continue" | "accept" | "reject" | "tempfail" | "discard" | "replycode" | "shutdown" | "skip" }
+>;
+export type ModificationResponse = Exclude<MilterResponse, FinalResponse | { type: "optneg" | "progress" }>;
+
+export interface EndOfMessageResponse {
+  modifications: ModificationResponse[];
+  reply: FinalResponse;
+}
+
+export interface Offer {
+  version: number;
+  actions: number;
+  protocol: number;
+}
+
+const FINAL_TYPES = new Set(["continue", "accept", "reject", "tempfail", "discard", "replycode", "shutdown", "skip"]);
+
+export class MilterClientError extends Error {}
+
+export class MilterClient {
+  private readonly reader = new FrameReader(64 * 1024 * 1024);
+  private readonly received: MilterResponse[] = [];
+  private waiter: { resolve: () => void; reject: (error: Error) => void } | undefined;
+  private failure: Error | undefined;
+  private skipBody = false;
+  /** What the filter agreed to; everything until negotiation. */
+  negotiated: Offer & { macroLists: Map<number, string> } = {
+    version: PROTOCOL_VERSION,
+    actions: 0,
+    protocol: 0,
+    macroLists: new Map(),
+  };
+
+  private constructor(
+    private readonly socket: Socket,
+    private readonly replyTimeoutMs: number,
+  ) {
+    socket.setNoDelay(true);
+    socket.on("data", (chunk: Buffer) => {
+      for (const item of this.reader.push(chunk)) {
+        if (item instanceof ProtocolError) return this.fail(new MilterClientError(item.message));
+        const response = decodeResponse(item);
+        if (response instanceof ProtocolError) return this.fail(new MilterClientError(response.message));
+        this.received.push(response);
+      }
+      this.wake();
+    });
+    socket.on("error", (error) => this.fail(error));
+    socket.on("close", () => this.fail(new MilterClientError("milter closed the connection")));
+  }
+
+  static async connect(spec: string | ListenAddress, replyTimeoutMs = 10_000): Promise<MilterClient> {
+    const address = typeof spec === "string" ? parseListenAddress(spec) : spec;
+    if (address instanceof AddressError) throw new MilterClientError(address.message);
+    const socket =
+      address.kind === "unix"
+        ? createConnection(address.path)
+        : createConnection({ host: address.host === "0.0.0.0" ? "127.0.0.1" : address.host, port: address.port });
+    await new Promise<void>((resolve, reject) => {
+      socket.once("connect", resolve);
+      socket.once("error", reject);
+    });
+    return new MilterClient(socket, replyTimeoutMs);
+  }
+
+  /** Whether the milter asked for this stage and will answer it. */
+  sends(stage: Stage): boolean {
+    const flag = STAGE_WIRE[stage].skipFlag;
+    return flag === 0 || (this.negotiated.protocol & flag) === 0;
+  }
+
+  expectsReply(stage: Stage): boolean {
+    const flag = STAGE_WIRE[stage].noReplyFlag;
+    return flag === 0 || (this.negotiated.protocol & flag) === 0;
+  }
+
+  async negotiate(offer: Partial<Offer> = {}): Promise<Offer & { macroLists: Map<number, string> }> {
+    this.send({
+      type: "optneg",
+      version: offer.version ?? PROTOCOL_VERSION,
+      actions: offer.actions ?? ALL_ACTIONS,
+      protocol: offer.protocol ?? ALL_PROTOCOL_FLAGS,
+      macroLists: new Map(),
+    });
+    const response = await this.next();
+    if (response.type !== "optneg") throw new MilterClientError(`expected a negotiation reply, got '${response.type}'`);
+    this.negotiated = response;
+    return response;
+  }
+
+  /** Sends macros for the stage of `command` (a Command byte). Never answered. */
+  macro(command: number, macros: Record<string, string>): void {
+    this.send({ type: "macro", forCommand: command, macros: Object.entries(macros) });
+  }
+
+  connectInfo(info: ConnectInfo): Promise<FinalResponse | undefined> {
+    return this.stage("connect", { type: "connect", ...info });
+  }
+
+  helo(name: string): Promise<FinalResponse | undefined> {
+    return this.stage("helo", { type: "helo", name });
+  }
+
+  mail(sender: string, args: string[] = []): Promise<FinalResponse | undefined> {
+    return this.stage("mail", { type: "mail", sender, args });
+  }
+
+  rcpt(recipient: string, args: string[] = []): Promise<FinalResponse | undefined> {
+    return this.stage("rcpt", { type: "rcpt", recipient, args });
+  }
+
+  data(): Promise<FinalResponse | undefined> {
+    return this.stage("data", { type: "data" });
+  }
+
+  header(name: string, value: string): Promise<FinalResponse | undefined> {
+    return this.stage("header", { type: "header", name, value });
+  }
+
+  eoh(): Promise<FinalResponse | undefined> {
+    return this.stage("eoh", { type: "eoh" });
+  }
+
+  /** Sends body bytes in chunks of at most 65535, stopping if the milter answered skip. */
+  async body(content: Buffer): Promise<FinalResponse | undefined> {
+    let last: FinalResponse | undefined;
+    for (let at = 0; at < content.length && !this.skipBody; at += 65535) {
+      last = await this.stage("body", { type: "body", chunk: content.subarray(at, at + 65535) });
+      if (last?.type === "skip") this.skipBody = true;
+      else if (last !== undefined && last.type !== "continue") return last;
+    }
+    return last;
+  }
+
+  async eom(): Promise<EndOfMessageResponse> {
+    this.skipBody = false;
+    this.send({ type: "eom", chunk: Buffer.alloc(0) });
+    const modifications: ModificationResponse[] = [];
+    for (;;) {
+      const response = await this.next();
+      if (response.type === "progress") continue;
+      if (FINAL_TYPES.has(response.type)) return { modifications, reply: response as FinalResponse };
+      if (response.type === "optneg") throw new MilterClientError("negotiation reply at end of message");
+      modifications.push(response as ModificationResponse);
+    }
+  }
+
+  unknown(line: string): Promise<FinalResponse | undefined> {
+    return this.stage("unknown", { type: "unknown", line });
+  }
+
+  abort(): void {
+    this.skipBody = false;
+    this.send({ type: "abort" });
+  }
+
+  quit(): void {
+    this.send({ type: "quit" });
+    this.socket.end();
+  }
+
+  quitNewConnection(): void {
+    this.send({ type: "quitNewConnection" });
+  }
+
+  /** Writes raw bytes (tests use it to send what no MTA would). */
+  sendRaw(bytes: Buffer): void {
+    this.socket.write(bytes);
+  }
+
+  /** Waits for the next response, whatever it is. */
+  async next(): Promise<MilterResponse> {
+    while (this.received.length === 0) {
+      if (this.failure !== undefined) throw this.failure;
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new MilterClientError(`no reply within ${this.replyTimeoutMs} ms`)),
+          this.replyTimeoutMs,
+        );
+        this.waiter = {
+          resolve: () => {
+            clearTimeout(timer);
+            resolve();
+          },
+          reject: (error) => {
+            clearTimeout(timer);
+            reject(error);
+          },
+        };
+      });
+    }
+    return this.received.shift() as MilterResponse;
+  }
+
+  /** Resolves when the milter closes the connection. */
+  closed(): Promise<void> {
+    if (this.socket.destroyed || this.socket.closed) return Promise.resolve();
+    return new Promise((resolve) => this.socket.once("close", () => resolve()));
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private async stage(stage: Stage, command: MilterCommand): Promise<FinalResponse | undefined> {
+    if (!this.sends(stage)) return undefined;
+    this.send(command);
+    if (!this.expectsReply(stage)) return undefined;
+    for (;;) {
+      const response = await this.next();
+      if (response.type === "progress") continue;
+      if (!FINAL_TYPES.has(response.type)) {
+        throw new MilterClientError(`'${response.type}' is not a valid reply to ${stage}`);
+      }
+      return response as FinalResponse;
+    }
+  }
+
+  private send(command: MilterCommand): void {
+    if (this.failure !== undefined) throw this.failure;
+    this.socket.write(encodeCommand(command));
+  }
+
+  private wake(): void {
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.resolve();
+  }
+
+  private fail(error: Error): void {
+    this.failure ??= error;
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.reject(this.failure);
+  }
+}

@@ -1,0 +1,436 @@
+/**
+ * Milter framing and the typed values of every command and response.
+ *
+ * A packet is a 32-bit big-endian length, one code byte, and `length - 1` payload bytes.
+ * Decoding never throws on hostile input: it answers a `ProtocolError` value instead.
+ */
+import { Command, Response } from "./constants.js";
+
+export type ConnectFamily = "inet" | "inet6" | "unix" | "unknown";
+
+export interface ConnectInfo {
+  /** The client's host name as the MTA reports it (Postfix: `[1.2.3.4]` when unknown). */
+  hostname: string;
+  family: ConnectFamily;
+  port: number;
+  /** Client address; Sendmail's `IPv6:` prefix is removed. Empty for family `unknown`. */
+  address: string;
+}
+
+export type MilterCommand =
+  | { type: "optneg"; version: number; actions: number; protocol: number; macroLists: Map<number, string> }
+  | { type: "macro"; forCommand: number; macros: [string, string][] }
+  | ({ type: "connect" } & ConnectInfo)
+  | { type: "helo"; name: string }
+  | { type: "mail"; sender: string; args: string[] }
+  | { type: "rcpt"; recipient: string; args: string[] }
+  | { type: "data" }
+  | { type: "header"; name: string; value: string }
+  | { type: "eoh" }
+  | { type: "body"; chunk: Buffer }
+  | { type: "eom"; chunk: Buffer }
+  | { type: "unknown"; line: string }
+  | { type: "abort" }
+  | { type: "quit" }
+  | { type: "quitNewConnection" };
+
+/** What the filter may send back, decoded (used by the MTA-side client). */
+export type MilterResponse =
+  | { type: "optneg"; version: number; actions: number; protocol: number; macroLists: Map<number, string> }
+  | { type: "continue" }
+  | { type: "accept" }
+  | { type: "reject" }
+  | { type: "tempfail" }
+  | { type: "discard" }
+  | { type: "replycode"; text: string }
+  | { type: "shutdown" }
+  | { type: "skip" }
+  | { type: "progress" }
+  | { type: "quarantine"; reason: string }
+  | { type: "addHeader"; name: string; value: string }
+  | { type: "insertHeader"; index: number; name: string; value: string }
+  | { type: "changeHeader"; index: number; name: string; value: string }
+  | { type: "changeFrom"; address: string; args: string | undefined }
+  | { type: "addRecipient"; address: string; args: string | undefined }
+  | { type: "deleteRecipient"; address: string }
+  | { type: "replaceBody"; chunk: Buffer };
+
+export class ProtocolError {
+  constructor(readonly message: string) {}
+}
+
+export interface Frame {
+  code: number;
+  payload: Buffer;
+}
+
+/**
+ * Cuts a byte stream into frames. Copes with a packet split over many reads and with many
+ * packets in one read; only the unfinished tail is kept between reads.
+ */
+export class FrameReader {
+  private pending: Buffer | null = null;
+
+  constructor(private readonly maxPacketBytes: number) {}
+
+  /** Bytes held that do not yet form a whole packet. */
+  get bufferedBytes(): number {
+    return this.pending?.length ?? 0;
+  }
+
+  /**
+   * Feeds bytes and returns every complete frame; a `ProtocolError` ends the list when the
+   * stream is no longer trustworthy (zero or absurd length). The caller must then close.
+   */
+  push(chunk: Buffer): (Frame | ProtocolError)[] {
+    let data = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
+    this.pending = null;
+    const frames: (Frame | ProtocolError)[] = [];
+    let offset = 0;
+    while (data.length - offset >= 4) {
+      const length = data.readUInt32BE(offset);
+      if (length === 0) {
+        frames.push(new ProtocolError("packet length 0"));
+        return frames;
+      }
+      if (length > this.maxPacketBytes) {
+        frames.push(new ProtocolError(`packet length ${length} exceeds the limit of ${this.maxPacketBytes} bytes`));
+        return frames;
+      }
+      if (data.length - offset - 4 < length) break;
+      const code = data[offset + 4] as number;
+      frames.push({ code, payload: data.subarray(offset + 5, offset + 4 + length) });
+      offset += 4 + length;
+    }
+    if (offset < data.length) {
+      // Copy the tail so a large read buffer is not retained for a few leftover bytes.
+      data = data.subarray(offset);
+      this.pending = data.length < 4096 ? Buffer.from(data) : data;
+    }
+    return frames;
+  }
+}
+
+/** Splits a NUL-terminated string list. Answers null when the payload does not end in NUL. */
+function splitStrings(payload: Buffer): string[] | null {
+  if (payload.length === 0 || payload[payload.length - 1] !== 0) return null;
+  const parts: string[] = [];
+  let start = 0;
+  for (;;) {
+    const end = payload.indexOf(0, start);
+    if (end === -1) break;
+    parts.push(payload.toString("utf8", start, end));
+    start = end + 1;
+    if (start >= payload.length) break;
+  }
+  return parts;
+}
+
+function decodeMacroLists(payload: Buffer, offset: number): Map<number, string> | ProtocolError {
+  const lists = new Map<number, string>();
+  let at = offset;
+  while (at < payload.length) {
+    if (payload.length - at < 5) return new ProtocolError("truncated macro list in negotiation");
+    const stage = payload.readUInt32BE(at);
+    const end = payload.indexOf(0, at + 4);
+    if (end === -1) return new ProtocolError("unterminated macro list in negotiation");
+    lists.set(stage, payload.toString("latin1", at + 4, end));
+    at = end + 1;
+  }
+  return lists;
+}
+
+function decodeNegotiation(payload: Buffer): MilterCommand | ProtocolError {
+  if (payload.length < 12) return new ProtocolError(`negotiation packet of ${payload.length} bytes, expected 12`);
+  const macroLists = decodeMacroLists(payload, 12);
+  if (macroLists instanceof ProtocolError) return macroLists;
+  return {
+    type: "optneg",
+    version: payload.readUInt32BE(0),
+    actions: payload.readUInt32BE(4),
+    protocol: payload.readUInt32BE(8),
+    macroLists,
+  };
+}
+
+function decodeConnect(payload: Buffer): MilterCommand | ProtocolError {
+  const hostEnd = payload.indexOf(0);
+  if (hostEnd === -1) return new ProtocolError("connect: unterminated host name");
+  const hostname = payload.toString("utf8", 0, hostEnd);
+  if (payload.length < hostEnd + 2) return new ProtocolError("connect: missing address family");
+  const familyByte = String.fromCharCode(payload[hostEnd + 1] as number);
+  if (familyByte === "U") return { type: "connect", hostname, family: "unknown", port: 0, address: "" };
+  const family: ConnectFamily | undefined =
+    familyByte === "4" ? "inet" : familyByte === "6" ? "inet6" : familyByte === "L" ? "unix" : undefined;
+  if (family === undefined) return new ProtocolError(`connect: unknown address family '${familyByte}'`);
+  const portAt = hostEnd + 2;
+  if (payload.length < portAt + 3) return new ProtocolError("connect: truncated port or address");
+  const port = payload.readUInt16BE(portAt);
+  const addressEnd = payload.indexOf(0, portAt + 2);
+  if (addressEnd === -1) return new ProtocolError("connect: unterminated address");
+  let address = payload.toString("utf8", portAt + 2, addressEnd);
+  // Sendmail writes IPv6 client addresses as "IPv6:2001:db8::1".
+  if (address.length > 5 && address.slice(0, 5).toLowerCase() === "ipv6:") address = address.slice(5);
+  return { type: "connect", hostname, family, port, address };
+}
+
+function decodeMacro(payload: Buffer): MilterCommand | ProtocolError {
+  if (payload.length < 1) return new ProtocolError("macro packet without a command code");
+  const forCommand = payload[0] as number;
+  const macros: [string, string][] = [];
+  if (payload.length > 1) {
+    const strings = splitStrings(payload.subarray(1));
+    if (strings === null) return new ProtocolError("macro packet not NUL-terminated");
+    // A dangling name without a value is tolerated, like libmilter does: it is dropped.
+    for (let i = 0; i + 1 < strings.length; i += 2) macros.push([strings[i] as string, strings[i + 1] as string]);
+  }
+  return { type: "macro", forCommand, macros };
+}
+
+function decodeEnvelope(kind: "mail" | "rcpt", payload: Buffer): MilterCommand | ProtocolError {
+  const strings = splitStrings(payload);
+  if (strings === null || strings.length === 0) return new ProtocolError(`${kind}: malformed address packet`);
+  const [address, ...args] = strings as [string, ...string[]];
+  return kind === "mail"
+    ? { type: "mail", sender: address, args }
+    : { type: "rcpt", recipient: address, args };
+}
+
+function single(kind: string, payload: Buffer): string | ProtocolError {
+  const strings = splitStrings(payload);
+  if (strings === null || strings.length !== 1) return new ProtocolError(`${kind}: expected one NUL-terminated string`);
+  return strings[0] as string;
+}
+
+/** Decodes one MTA command. Unknown codes and malformed payloads come back as `ProtocolError`. */
+export function decodeCommand(frame: Frame): MilterCommand | ProtocolError {
+  const { code, payload } = frame;
+  switch (code) {
+    case Command.OptionNegotiation:
+      return decodeNegotiation(payload);
+    case Command.Macro:
+      return decodeMacro(payload);
+    case Command.Connect:
+      return decodeConnect(payload);
+    case Command.Helo: {
+      const name = single("helo", payload);
+      return name instanceof ProtocolError ? name : { type: "helo", name };
+    }
+    case Command.Mail:
+      return decodeEnvelope("mail", payload);
+    case Command.Rcpt:
+      return decodeEnvelope("rcpt", payload);
+    case Command.Data:
+      return { type: "data" };
+    case Command.Header: {
+      const strings = splitStrings(payload);
+      if (strings === null || strings.length !== 2) return new ProtocolError("header: expected name and value");
+      return { type: "header", name: strings[0] as string, value: strings[1] as string };
+    }
+    case Command.EndOfHeaders:
+      return { type: "eoh" };
+    case Command.Body:
+      return { type: "body", chunk: payload };
+    case Command.EndOfMessage:
+      return { type: "eom", chunk: payload };
+    case Command.Unknown: {
+      // Sendmail sends the line NUL-terminated; be lenient if the NUL is missing.
+      const end = payload.indexOf(0);
+      return { type: "unknown", line: payload.toString("utf8", 0, end === -1 ? payload.length : end) };
+    }
+    case Command.Abort:
+      return { type: "abort" };
+    case Command.Quit:
+      return { type: "quit" };
+    case Command.QuitNewConnection:
+      return { type: "quitNewConnection" };
+    default:
+      return new ProtocolError(`unknown command byte 0x${code.toString(16).padStart(2, "0")}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Encoding
+
+type Part = string | Buffer | { uint32: number } | { uint16: number } | { byte: number };
+
+function partLength(part: Part): number {
+  if (typeof part === "string") return Buffer.byteLength(part, "utf8") + 1;
+  if (Buffer.isBuffer(part)) return part.length;
+  if ("uint32" in part) return 4;
+  if ("uint16" in part) return 2;
+  return 1;
+}
+
+/** Builds one whole packet (header and payload) so it can go out in a single write. */
+export function packet(code: number, ...parts: Part[]): Buffer {
+  let payloadLength = 0;
+  for (const part of parts) payloadLength += partLength(part);
+  const out = Buffer.allocUnsafe(5 + payloadLength);
+  out.writeUInt32BE(payloadLength + 1, 0);
+  out[4] = code;
+  let at = 5;
+  for (const part of parts) {
+    if (typeof part === "string") {
+      at += out.write(part, at, "utf8");
+      out[at++] = 0;
+    } else if (Buffer.isBuffer(part)) {
+      at += part.copy(out, at);
+    } else if ("uint32" in part) {
+      at = out.writeUInt32BE(part.uint32 >>> 0, at);
+    } else if ("uint16" in part) {
+      at = out.writeUInt16BE(part.uint16 & 0xffff, at);
+    } else {
+      out[at++] = part.byte;
+    }
+  }
+  return out;
+}
+
+/** Frequent one-byte replies, built once. */
+export const PACKET = {
+  continue: packet(Response.Continue),
+  accept: packet(Response.Accept),
+  reject: packet(Response.Reject),
+  tempfail: packet(Response.Tempfail),
+  discard: packet(Response.Discard),
+  skip: packet(Response.Skip),
+  progress: packet(Response.Progress),
+} as const;
+
+export function encodeNegotiation(
+  code: number,
+  version: number,
+  actions: number,
+  protocol: number,
+  macroLists: Map<number, string> = new Map(),
+): Buffer {
+  const parts: Part[] = [{ uint32: version }, { uint32: actions }, { uint32: protocol }];
+  for (const [stage, names] of macroLists) parts.push({ uint32: stage }, names);
+  return packet(code, ...parts);
+}
+
+/** Encodes an MTA-side command (used by the client). */
+export function encodeCommand(command: MilterCommand): Buffer {
+  switch (command.type) {
+    case "optneg":
+      return encodeNegotiation(
+        Command.OptionNegotiation,
+        command.version,
+        command.actions,
+        command.protocol,
+        command.macroLists,
+      );
+    case "macro":
+      return packet(Command.Macro, { byte: command.forCommand }, ...command.macros.flat());
+    case "connect": {
+      if (command.family === "unknown") return packet(Command.Connect, command.hostname, { byte: 0x55 });
+      const familyByte = command.family === "inet" ? 0x34 : command.family === "inet6" ? 0x36 : 0x4c;
+      return packet(Command.Connect, command.hostname, { byte: familyByte }, { uint16: command.port }, command.address);
+    }
+    case "helo":
+      return packet(Command.Helo, command.name);
+    case "mail":
+      return packet(Command.Mail, command.sender, ...command.args);
+    case "rcpt":
+      return packet(Command.Rcpt, command.recipient, ...command.args);
+    case "data":
+      return packet(Command.Data);
+    case "header":
+      return packet(Command.Header, command.name, command.value);
+    case "eoh":
+      return packet(Command.EndOfHeaders);
+    case "body":
+      return packet(Command.Body, command.chunk);
+    case "eom":
+      return packet(Command.EndOfMessage, command.chunk);
+    case "unknown":
+      return packet(Command.Unknown, command.line);
+    case "abort":
+      return packet(Command.Abort);
+    case "quit":
+      return packet(Command.Quit);
+    case "quitNewConnection":
+      return packet(Command.QuitNewConnection);
+  }
+}
+
+function optionalSecond(strings: string[]): string | undefined {
+  return strings.length > 1 ? strings[1] : undefined;
+}
+
+/** Decodes a filter response (used by the client). */
+export function decodeResponse(frame: Frame): MilterResponse | ProtocolError {
+  const { code, payload } = frame;
+  const empty = <T extends MilterResponse>(value: T): T | ProtocolError =>
+    payload.length === 0
+      ? value
+      : new ProtocolError(`response '${String.fromCharCode(code)}' carries ${payload.length} unexpected bytes`);
+  switch (code) {
+    case Response.OptionNegotiation: {
+      const negotiation = decodeNegotiation(payload);
+      if (negotiation instanceof ProtocolError || negotiation.type !== "optneg") return negotiation as ProtocolError;
+      return { ...negotiation, type: "optneg" };
+    }
+    case Response.Continue:
+      return empty({ type: "continue" });
+    case Response.Accept:
+      return empty({ type: "accept" });
+    case Response.Reject:
+      return empty({ type: "reject" });
+    case Response.Tempfail:
+      return empty({ type: "tempfail" });
+    case Response.Discard:
+      return empty({ type: "discard" });
+    case Response.Shutdown:
+      return empty({ type: "shutdown" });
+    case Response.Skip:
+      return empty({ type: "skip" });
+    case Response.Progress:
+      return empty({ type: "progress" });
+    case Response.ReplyCode: {
+      const text = single("replycode", payload);
+      return text instanceof ProtocolError ? text : { type: "replycode", text };
+    }
+    case Response.Quarantine: {
+      const reason = single("quarantine", payload);
+      return reason instanceof ProtocolError ? reason : { type: "quarantine", reason };
+    }
+    case Response.AddHeader: {
+      const strings = splitStrings(payload);
+      if (strings?.length !== 2) return new ProtocolError("addheader: expected name and value");
+      return { type: "addHeader", name: strings[0] as string, value: strings[1] as string };
+    }
+    case Response.InsertHeader:
+    case Response.ChangeHeader: {
+      if (payload.length < 4) return new ProtocolError("header change: truncated index");
+      const strings = splitStrings(payload.subarray(4));
+      if (strings?.length !== 2) return new ProtocolError("header change: expected name and value");
+      const index = payload.readUInt32BE(0);
+      const [name, value] = strings as [string, string];
+      return code === Response.InsertHeader
+        ? { type: "insertHeader", index, name, value }
+        : { type: "changeHeader", index, name, value };
+    }
+    case Response.ChangeFrom:
+    case Response.AddRecipient:
+    case Response.AddRecipientWithArgs: {
+      const strings = splitStrings(payload);
+      if (strings === null || strings.length < 1 || strings.length > 2) {
+        return new ProtocolError("address change: expected an address and at most one argument string");
+      }
+      const address = strings[0] as string;
+      return code === Response.ChangeFrom
+        ? { type: "changeFrom", address, args: optionalSecond(strings) }
+        : { type: "addRecipient", address, args: optionalSecond(strings) };
+    }
+    case Response.DeleteRecipient: {
+      const address = single("delrcpt", payload);
+      return address instanceof ProtocolError ? address : { type: "deleteRecipient", address };
+    }
+    case Response.ReplaceBody:
+      return { type: "replaceBody", chunk: payload };
+    default:
+      return new ProtocolError(`unknown response byte 0x${code.toString(16).padStart(2, "0")}`);
+  }
+}

@@ -1,0 +1,181 @@
+/**
+ * The listening side: accepts MTA connections on a TCP or unix socket, gives each one a
+ * Session with a fresh handler, bounds how many run at once, and drains on shutdown.
+ */
+import { EventEmitter } from "node:events";
+import { chmod, lstat, unlink } from "node:fs/promises";
+import { createConnection, createServer, type Server, type Socket } from "node:net";
+import { AddressError, formatListenAddress, type ListenAddress, parseListenAddress } from "./address.js";
+import { DEFAULT_MAX_PACKET_BYTES } from "./constants.js";
+import { type HandlerFactory, type MilterLogger, silentLogger } from "./handler.js";
+import type { Reply } from "./reply.js";
+import { Session } from "./session.js";
+
+export interface MilterServerOptions {
+  /** Largest MTA packet accepted; larger ones close the connection. Default 1 MiB. */
+  maxPacketBytes?: number;
+  /** Concurrent MTA connections; more are closed at once (the MTA applies its default action). Default 4096. */
+  maxConnections?: number;
+  /** Time for a new connection to negotiate. Default 10 s. */
+  negotiationTimeoutMs?: number;
+  /** Silence allowed on a negotiated connection. Default 15 min (longer than Postfix's smtpd_timeout). */
+  idleTimeoutMs?: number;
+  /** Time a handler may take for one event. Default 5 s (Sendmail waits 10 s per read). */
+  handlerTimeoutMs?: number;
+  /** Reply when a handler fails or hangs. Default tempfail. */
+  fallback?: Reply;
+  /** Mode of a unix socket file. Default 0o660. */
+  socketMode?: number;
+  logger?: MilterLogger;
+}
+
+export interface MilterServerEvents {
+  open: [session: Session];
+  close: [session: Session];
+  refused: [reason: string];
+}
+
+export class ListenError extends Error {}
+
+export class MilterServer extends EventEmitter<MilterServerEvents> {
+  private readonly sessions = new Set<Session>();
+  private readonly server: Server;
+  private readonly logger: MilterLogger;
+  private nextId = 1;
+  private listening: ListenAddress | undefined;
+  private stopping = false;
+
+  constructor(
+    private readonly createHandler: HandlerFactory,
+    private readonly options: MilterServerOptions = {},
+  ) {
+    super();
+    this.logger = options.logger ?? silentLogger;
+    this.server = createServer({ noDelay: true }, (socket) => this.accept(socket));
+    this.server.on("error", (error) => this.logger.error({ err: error.message }, "listening socket error"));
+  }
+
+  get activeConnections(): number {
+    return this.sessions.size;
+  }
+
+  /** The address actually bound (with the real port when 0 was asked for). */
+  get address(): ListenAddress | undefined {
+    const bound = this.server.address();
+    if (this.listening?.kind === "tcp" && bound !== null && typeof bound === "object") {
+      return { ...this.listening, port: bound.port };
+    }
+    return this.listening;
+  }
+
+  async listen(spec: string | ListenAddress): Promise<ListenAddress> {
+    const address = typeof spec === "string" ? parseListenAddress(spec) : spec;
+    if (address instanceof AddressError) throw new ListenError(address.message);
+    if (address.kind === "unix") await removeStaleSocket(address.path);
+    await new Promise<void>((resolve, reject) => {
+      const onError = (error: NodeJS.ErrnoException) => {
+        reject(new ListenError(`cannot listen on ${formatListenAddress(address)}: ${error.code ?? error.message}`));
+      };
+      this.server.once("error", onError);
+      const done = () => {
+        this.server.off("error", onError);
+        resolve();
+      };
+      if (address.kind === "unix") this.server.listen(address.path, done);
+      else this.server.listen({ host: address.host, port: address.port, ipv6Only: address.family === 6 }, done);
+    });
+    this.listening = address;
+    if (address.kind === "unix") await chmod(address.path, this.options.socketMode ?? 0o660);
+    const bound = this.address as ListenAddress;
+    this.logger.info({ listen: formatListenAddress(bound) }, "milter listening");
+    return bound;
+  }
+
+  /**
+   * Stops accepting, lets connections in flight finish for up to `timeoutMs`, then closes
+   * what is left. Resolves with how many connections had to be cut.
+   */
+  async shutdown(timeoutMs: number): Promise<{ cut: number }> {
+    if (!this.stopping) {
+      this.stopping = true;
+      this.server.close();
+    }
+    this.logger.info({ connections: this.sessions.size, timeoutMs }, "draining milter connections");
+    const deadline = Date.now() + timeoutMs;
+    while (this.sessions.size > 0 && Date.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+        this.once("close", () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    const cut = this.sessions.size;
+    for (const session of [...this.sessions]) session.close();
+    if (this.listening?.kind === "unix") await unlink(this.listening.path).catch(() => {});
+    return { cut };
+  }
+
+  private accept(socket: Socket): void {
+    const peer = socket.remoteAddress === undefined ? "local" : `${socket.remoteAddress}:${socket.remotePort}`;
+    const limit = this.options.maxConnections ?? 4096;
+    if (this.stopping || this.sessions.size >= limit) {
+      const reason = this.stopping ? "shutting down" : `connection limit of ${limit} reached`;
+      this.logger.warn({ peer }, `refusing MTA connection: ${reason}`);
+      this.emit("refused", reason);
+      socket.destroy();
+      return;
+    }
+    const id = this.nextId++;
+    let handler: ReturnType<HandlerFactory>;
+    try {
+      handler = this.createHandler({ id, peer });
+    } catch (error) {
+      this.logger.error({ conn: id, err: String(error) }, "could not create a handler; closing the connection");
+      socket.destroy();
+      return;
+    }
+    const session = new Session(
+      id,
+      peer,
+      socket,
+      handler,
+      {
+        maxPacketBytes: this.options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES,
+        negotiationTimeoutMs: this.options.negotiationTimeoutMs ?? 10_000,
+        idleTimeoutMs: this.options.idleTimeoutMs ?? 15 * 60_000,
+        handlerTimeoutMs: this.options.handlerTimeoutMs ?? 5_000,
+        fallback: this.options.fallback ?? { action: "tempfail" },
+        logger: this.logger,
+      },
+      (closed) => {
+        this.sessions.delete(closed);
+        this.emit("close", closed);
+      },
+    );
+    this.sessions.add(session);
+    this.emit("open", session);
+  }
+}
+
+/** A socket file left by a dead process is replaced; a live one, or any other file, is an error. */
+async function removeStaleSocket(path: string): Promise<void> {
+  let stats: Awaited<ReturnType<typeof lstat>>;
+  try {
+    stats = await lstat(path);
+  } catch {
+    return;
+  }
+  if (!stats.isSocket()) throw new ListenError(`cannot listen on unix:${path}: the file exists and is not a socket`);
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = createConnection(path);
+    probe.once("connect", () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once("error", () => resolve(false));
+  });
+  if (alive) throw new ListenError(`cannot listen on unix:${path}: another process is listening there`);
+  await unlink(path);
+}

@@ -1,0 +1,594 @@
+/**
+ * One MTA connection: negotiation, the per-connection state machine, and dispatch to the
+ * handler with exactly one final reply for every command that expects one.
+ *
+ * Everything here is defensive: the MTA's stream is parsed, never trusted; a handler that
+ * throws, rejects or hangs gets the fallback reply for that event and the connection goes on.
+ */
+import type { Socket } from "node:net";
+import {
+  type ConnectInfo,
+  decodeCommand,
+  encodeNegotiation,
+  type Frame,
+  FrameReader,
+  type MilterCommand,
+  PACKET,
+  ProtocolError,
+} from "./codec.js";
+import {
+  ActionFlag,
+  Command,
+  MACRO_STAGE_NUMBER,
+  type MacroStage,
+  MIN_PROTOCOL_VERSION,
+  PROTOCOL_VERSION,
+  ProtocolFlag,
+  Response,
+  STAGE_WIRE,
+  type Stage,
+} from "./constants.js";
+import type {
+  MilterHandler,
+  MilterLogger,
+  NegotiationWishes,
+  SessionContext,
+  StageInterest,
+  StageResult,
+} from "./handler.js";
+import { MacroTable } from "./macros.js";
+import {
+  actionFlagFor,
+  type EndOfMessageResult,
+  encodeModification,
+  encodeReply,
+  InvalidReply,
+  type Modification,
+  type Reply,
+} from "./reply.js";
+
+export interface SessionOptions {
+  maxPacketBytes: number;
+  /** How long a new connection may take to send its negotiation. */
+  negotiationTimeoutMs: number;
+  /** How long a negotiated connection may stay silent. */
+  idleTimeoutMs: number;
+  /** How long a handler may take for one event before the fallback reply is sent. */
+  handlerTimeoutMs: number;
+  /** Reply used when a handler fails, hangs, or answers something invalid. */
+  fallback: Reply;
+  logger: MilterLogger;
+}
+
+/** Where a connection is, in SMTP order. Commands may only move forward inside a message. */
+const enum Phase {
+  AwaitingNegotiation = 0,
+  AwaitingConnect = 1,
+  Connected = 2,
+  Mail = 3,
+  Rcpt = 4,
+  Data = 5,
+  Headers = 6,
+  EndOfHeaders = 7,
+  Body = 8,
+}
+
+/** Stop reading when this many commands wait behind a slow handler (only pipelining peers get here). */
+const MAX_QUEUED_FRAMES = 256;
+
+
+function isPromiseLike<T>(value: unknown): value is PromiseLike<T> {
+  return typeof value === "object" && value !== null && typeof (value as { then?: unknown }).then === "function";
+}
+
+function defaultInterests(handler: MilterHandler): Partial<Record<Stage, StageInterest>> {
+  const interests: Partial<Record<Stage, StageInterest>> = {};
+  for (const stage of Object.keys(STAGE_WIRE) as Stage[]) {
+    if (typeof handler[stage] === "function") interests[stage] = "decide";
+  }
+  return interests;
+}
+
+export class Session implements SessionContext {
+  readonly negotiated = { version: 0, actions: 0, protocol: 0 };
+  private readonly reader: FrameReader;
+  private readonly macros = new MacroTable();
+  private readonly queue: Frame[] = [];
+  private phase = Phase.AwaitingNegotiation;
+  private busy = false;
+  private closed = false;
+  private paused = false;
+  /** Stages the MTA will send us, after negotiation. */
+  private sentStages = new Set<Stage>();
+  /** Stages whose commands we must answer. */
+  private answeredStages = new Set<Stage>();
+  private interests: Partial<Record<Stage, StageInterest>> = {};
+
+  constructor(
+    readonly id: number,
+    readonly peer: string,
+    private readonly socket: Socket,
+    private readonly handler: MilterHandler,
+    private readonly options: SessionOptions,
+    private readonly onClosed: (session: Session) => void,
+  ) {
+    this.reader = new FrameReader(options.maxPacketBytes);
+    socket.setNoDelay(true);
+    socket.setTimeout(options.negotiationTimeoutMs);
+    socket.on("data", (chunk: Buffer) => this.receive(chunk));
+    socket.on("timeout", () => {
+      const waitingFor = this.phase === Phase.AwaitingNegotiation ? "negotiation" : "a command";
+      this.log("warn", { timeoutMs: this.currentTimeout() }, `closing connection: no ${waitingFor} from the MTA in time`);
+      this.close();
+    });
+    socket.on("error", (error: NodeJS.ErrnoException) => {
+      this.log("info", { err: error.code ?? error.message }, "connection error");
+      this.close();
+    });
+    socket.on("end", () => {
+      if (this.reader.bufferedBytes > 0) {
+        this.log("warn", { pendingBytes: this.reader.bufferedBytes }, "MTA closed the connection in the middle of a packet");
+      }
+      this.close();
+    });
+    socket.on("close", () => this.close());
+  }
+
+  // --- SessionContext -------------------------------------------------------------------
+
+  macro(name: string): string | undefined {
+    return this.macros.get(name);
+  }
+
+  macrosOf(stage: Stage): Record<string, string> {
+    return this.macros.forStage(STAGE_WIRE[stage].command);
+  }
+
+  /** True while a message is in progress (between MAIL and end of message or abort). */
+  get inTransaction(): boolean {
+    return this.phase >= Phase.Mail;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue.length = 0;
+    this.socket.destroy();
+    this.safely("close", () => this.handler.close?.(this));
+    this.onClosed(this);
+  }
+
+  // --- Input ---------------------------------------------------------------------------
+
+  private currentTimeout(): number {
+    return this.phase === Phase.AwaitingNegotiation ? this.options.negotiationTimeoutMs : this.options.idleTimeoutMs;
+  }
+
+  private receive(chunk: Buffer): void {
+    if (this.closed) return;
+    for (const item of this.reader.push(chunk)) {
+      if (item instanceof ProtocolError) {
+        this.protocolError(item.message);
+        return;
+      }
+      this.queue.push(item);
+    }
+    if (this.queue.length > MAX_QUEUED_FRAMES && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    }
+    this.drain();
+  }
+
+  private drain(): void {
+    while (!this.busy && !this.closed && this.queue.length > 0) {
+      const frame = this.queue.shift() as Frame;
+      const pending = this.process(frame);
+      if (pending !== undefined) {
+        this.busy = true;
+        pending.then(
+          () => this.resume(),
+          (error: unknown) => {
+            this.log("error", { err: String(error) }, "internal error while processing a command");
+            this.close();
+          },
+        );
+        return;
+      }
+    }
+    if (this.paused && this.queue.length < MAX_QUEUED_FRAMES / 2 && !this.closed) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+
+  private resume(): void {
+    this.busy = false;
+    this.drain();
+  }
+
+  private protocolError(message: string): void {
+    this.log("warn", { phase: this.phase }, `protocol error, closing connection: ${message}`);
+    this.close();
+  }
+
+  /** Handles one frame; answers a promise only when the handler went asynchronous. */
+  private process(frame: Frame): Promise<void> | undefined {
+    const command = decodeCommand(frame);
+    if (command instanceof ProtocolError) {
+      this.protocolError(command.message);
+      return undefined;
+    }
+    if (this.phase === Phase.AwaitingNegotiation && command.type !== "optneg") {
+      this.protocolError(`'${String.fromCharCode(frame.code)}' before option negotiation`);
+      return undefined;
+    }
+    switch (command.type) {
+      case "optneg":
+        this.negotiate(command);
+        return undefined;
+      case "macro":
+        // Never answered, whatever it holds (including zero pairs).
+        this.macros.set(command.forCommand, command.macros);
+        return undefined;
+      case "abort":
+        this.endMessage(true);
+        return undefined;
+      case "quit":
+        this.close();
+        return undefined;
+      case "quitNewConnection":
+        this.endMessage(true);
+        this.safely("close", () => this.handler.close?.(this));
+        this.macros.clearAll();
+        this.phase = Phase.AwaitingConnect;
+        return undefined;
+      default:
+        return this.dispatch(command);
+    }
+  }
+
+  // --- Negotiation -----------------------------------------------------------------------
+
+  private negotiate(offer: Extract<MilterCommand, { type: "optneg" }>): void {
+    if (this.phase !== Phase.AwaitingNegotiation) {
+      this.protocolError("second option negotiation on one connection");
+      return;
+    }
+    if (offer.version < MIN_PROTOCOL_VERSION) {
+      this.protocolError(`MTA speaks milter protocol version ${offer.version}; version 2 or later is needed`);
+      return;
+    }
+    const wishes: NegotiationWishes = this.handler.wishes ?? {};
+    this.interests = wishes.stages ?? defaultInterests(this.handler);
+    const version = Math.min(offer.version, PROTOCOL_VERSION);
+
+    let wantedProtocol = 0;
+    for (const stage of Object.keys(STAGE_WIRE) as Stage[]) {
+      const interest = this.interests[stage];
+      const wire = STAGE_WIRE[stage];
+      if (interest === undefined) wantedProtocol |= wire.skipFlag;
+      else if (interest === "observe") wantedProtocol |= wire.noReplyFlag;
+    }
+    if (this.interests.body === "decide") wantedProtocol |= ProtocolFlag.Skip;
+    if (wishes.headerLeadingSpace) wantedProtocol |= ProtocolFlag.HeaderLeadingSpace;
+    // Never ask for what the MTA did not offer: Sendmail drops a filter that does.
+    const protocol = wantedProtocol & offer.protocol;
+
+    let actions = (wishes.actions ?? 0) & offer.actions & ~ActionFlag.SetMacroList;
+    const macroLists = new Map<number, string>();
+    if (wishes.macros !== undefined && (offer.actions & ActionFlag.SetMacroList) !== 0) {
+      for (const [stage, names] of Object.entries(wishes.macros) as [MacroStage, readonly string[]][]) {
+        macroLists.set(MACRO_STAGE_NUMBER[stage], names.join(" "));
+      }
+      if (macroLists.size > 0) actions |= ActionFlag.SetMacroList;
+    }
+
+    this.negotiated.version = version;
+    this.negotiated.actions = actions;
+    this.negotiated.protocol = protocol;
+    for (const stage of Object.keys(STAGE_WIRE) as Stage[]) {
+      const wire = STAGE_WIRE[stage];
+      const skipped = (protocol & wire.skipFlag) !== 0 && wire.skipFlag !== 0;
+      // Version 2 has no DATA nor UNKNOWN; version 3 has no DATA.
+      const tooOld = (stage === "data" && version < 4) || (stage === "unknown" && version < 3);
+      if (!skipped && !tooOld) this.sentStages.add(stage);
+      if (!((protocol & wire.noReplyFlag) !== 0 && wire.noReplyFlag !== 0)) this.answeredStages.add(stage);
+    }
+    this.phase = Phase.AwaitingConnect;
+    this.socket.setTimeout(this.options.idleTimeoutMs);
+    this.write(encodeNegotiation(Response.OptionNegotiation, version, actions, protocol, macroLists));
+    this.log(
+      "debug",
+      { version, actions: hex(actions), protocol: hex(protocol), offered: hex(offer.protocol) },
+      "negotiated",
+    );
+  }
+
+  // --- State machine ---------------------------------------------------------------------
+
+  private get connected(): boolean {
+    return this.phase >= Phase.Connected || (this.phase === Phase.AwaitingConnect && !this.sentStages.has("connect"));
+  }
+
+  /** A message is in progress, or may start implicitly because the MTA skips MAIL for us. */
+  private enterMessage(): boolean {
+    if (this.phase >= Phase.Mail) return true;
+    if (!this.connected || this.sentStages.has("mail")) return false;
+    this.phase = Phase.Mail;
+    return true;
+  }
+
+  /** Returns the reason a command is out of order here, or undefined when it may proceed. */
+  private admit(stage: Stage): string | undefined {
+    switch (stage) {
+      case "connect":
+        if (this.phase !== Phase.AwaitingConnect) return "CONNECT on a connection that already has a client";
+        this.phase = Phase.Connected;
+        return undefined;
+      case "helo":
+        if (!this.connected) return "HELO before CONNECT";
+        if (this.inTransaction) this.endMessage(true); // A new EHLO ends the transaction.
+        this.phase = Phase.Connected;
+        return undefined;
+      case "mail":
+        if (!this.connected) return "MAIL before CONNECT";
+        // Sendmail starts the next message with MAIL directly, without an ABORT.
+        if (this.inTransaction) this.endMessage(true);
+        this.phase = Phase.Mail;
+        return undefined;
+      case "rcpt":
+        if (!this.enterMessage()) return "RCPT before MAIL";
+        if (this.phase > Phase.Rcpt) return "RCPT after DATA";
+        this.phase = Phase.Rcpt;
+        return undefined;
+      case "data":
+        if (!this.enterMessage()) return "DATA before MAIL";
+        if (this.phase > Phase.Rcpt) return "DATA twice in one message";
+        if (this.phase < Phase.Rcpt && this.sentStages.has("rcpt")) return "DATA before any RCPT";
+        this.phase = Phase.Data;
+        return undefined;
+      case "header":
+        if (!this.enterMessage()) return "header before MAIL";
+        if (this.phase > Phase.Headers) return "header after the end of headers";
+        this.phase = Phase.Headers;
+        return undefined;
+      case "eoh":
+        if (!this.enterMessage()) return "end of headers before MAIL";
+        if (this.phase > Phase.Headers) return "end of headers twice";
+        this.phase = Phase.EndOfHeaders;
+        return undefined;
+      case "body":
+        if (!this.enterMessage()) return "body before MAIL";
+        if (this.phase < Phase.EndOfHeaders && this.sentStages.has("eoh")) return "body before end of headers";
+        this.phase = Phase.Body;
+        return undefined;
+      case "eom":
+        if (!this.enterMessage()) return "end of message before MAIL";
+        return undefined;
+      case "unknown":
+        return this.connected ? undefined : "unknown SMTP command before CONNECT";
+    }
+  }
+
+  /** Ends the message in progress (after EOM, on ABORT, or implicitly). */
+  private endMessage(aborted: boolean): void {
+    if (this.phase >= Phase.Mail) {
+      if (aborted) this.safely("abort", () => this.handler.abort?.(this));
+      this.phase = Phase.Connected;
+    }
+    this.macros.clearMessage();
+  }
+
+  // --- Dispatch --------------------------------------------------------------------------
+
+  private dispatch(command: Exclude<MilterCommand, { type: "optneg" | "macro" | "abort" | "quit" | "quitNewConnection" }>) {
+    // Command types are named after their stages.
+    const stage: Stage = command.type;
+    const answered = this.answeredStages.has(stage);
+    const outOfOrder = this.admit(stage);
+    if (outOfOrder !== undefined) {
+      this.log("warn", { stage }, `command out of order: ${outOfOrder}; answering the fallback reply`);
+      if (answered) this.sendReply(stage, this.options.fallback);
+      return undefined;
+    }
+    this.macros.enterStage(STAGE_WIRE[stage].command);
+    if (command.type === "eom") return this.endOfMessage(command.chunk);
+
+    const method = this.interests[stage] === undefined ? undefined : this.handler[stage];
+    if (method === undefined) {
+      // The MTA sent a stage we asked it to skip (an old MTA cannot skip everything).
+      if (answered) this.write(PACKET.continue);
+      return undefined;
+    }
+    return this.invoke<StageResult>(
+      stage,
+      () => this.callStage(command),
+      (result) => {
+        if (answered) this.sendReply(stage, result ?? { action: "continue" });
+      },
+      () => {
+        if (answered) this.sendReply(stage, this.options.fallback);
+      },
+    );
+  }
+
+  private callStage(command: MilterCommand): StageResult | Promise<StageResult> {
+    const h = this.handler;
+    switch (command.type) {
+      case "connect": {
+        const info: ConnectInfo = {
+          hostname: command.hostname,
+          family: command.family,
+          port: command.port,
+          address: command.address,
+        };
+        return h.connect?.(info, this);
+      }
+      case "helo":
+        return h.helo?.(command.name, this);
+      case "mail":
+        return h.mail?.(command.sender, command.args, this);
+      case "rcpt":
+        return h.rcpt?.(command.recipient, command.args, this);
+      case "data":
+        return h.data?.(this);
+      case "header":
+        return h.header?.(command.name, command.value, this);
+      case "eoh":
+        return h.eoh?.(this);
+      case "body":
+        return h.body?.(command.chunk, this);
+      case "unknown":
+        return h.unknown?.(command.line, this);
+      default:
+        return undefined;
+    }
+  }
+
+  private endOfMessage(lastChunk: Buffer): Promise<void> | undefined {
+    const finish = () => this.endMessage(false);
+    const call = (): EndOfMessageResult | StageResult | Promise<EndOfMessageResult | StageResult> => {
+      // libmilter treats a payload on end-of-message as one last body chunk.
+      if (lastChunk.length > 0 && this.interests.body !== undefined && this.handler.body !== undefined) {
+        const before = this.handler.body(lastChunk, this);
+        if (isPromiseLike(before)) return Promise.resolve(before).then(() => this.handler.eom?.(this));
+      }
+      return this.handler.eom?.(this);
+    };
+    return this.invoke(
+      "eom",
+      call,
+      (result) => {
+        const final = result ? ("action" in result ? { reply: result } : result) : undefined;
+        this.sendEndOfMessage(final?.reply ?? { action: "continue" }, final?.modifications ?? []);
+        finish();
+      },
+      () => {
+        this.sendReply("eom", this.options.fallback);
+        finish();
+      },
+    );
+  }
+
+  /**
+   * Runs a handler call with the deadline: a sync result is handled at once (the fast path);
+   * a promise is raced against the timer. Throwing, rejecting or timing out → `onFailure`.
+   */
+  private invoke<T>(
+    stage: Stage,
+    call: () => T | Promise<T>,
+    onResult: (value: T) => void,
+    onFailure: () => void,
+  ): Promise<void> | undefined {
+    let result: T | Promise<T>;
+    try {
+      result = call();
+    } catch (error) {
+      this.log("error", { stage, err: describe(error) }, "handler failed; answering the fallback reply");
+      onFailure();
+      return undefined;
+    }
+    if (!isPromiseLike<T>(result)) {
+      onResult(result);
+      return undefined;
+    }
+    return new Promise<void>((resolve) => {
+      let settled = false;
+      const timer = setTimeout(() => {
+        if (settled) return;
+        settled = true;
+        this.log(
+          "error",
+          { stage, timeoutMs: this.options.handlerTimeoutMs },
+          "handler did not answer in time; answering the fallback reply",
+        );
+        if (!this.closed) onFailure();
+        resolve();
+      }, this.options.handlerTimeoutMs);
+      (result as Promise<T>).then(
+        (value) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          if (!this.closed) onResult(value);
+          resolve();
+        },
+        (error: unknown) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          this.log("error", { stage, err: describe(error) }, "handler failed; answering the fallback reply");
+          if (!this.closed) onFailure();
+          resolve();
+        },
+      );
+    });
+  }
+
+  // --- Output ----------------------------------------------------------------------------
+
+  private sendReply(stage: Stage, value: Reply): void {
+    let effective = value;
+    // Skip is only meaningful for body chunks, and only when negotiated; elsewhere it is continue.
+    if (value.action === "skip" && (stage !== "body" || (this.negotiated.protocol & ProtocolFlag.Skip) === 0)) {
+      effective = { action: "continue" };
+    }
+    const encoded = encodeReply(effective);
+    if (encoded instanceof InvalidReply) {
+      this.log("error", { stage, reply: value }, `handler answered an invalid reply (${encoded.message}); using the fallback`);
+      const fallback = encodeReply(this.options.fallback);
+      this.write(fallback instanceof InvalidReply ? PACKET.tempfail : fallback);
+      return;
+    }
+    this.write(encoded);
+  }
+
+  private sendEndOfMessage(final: Reply, modifications: readonly Modification[]): void {
+    // Postfix needs body replacement packets back to back, so they go last.
+    const ordered = [
+      ...modifications.filter((m) => m.type !== "replaceBody"),
+      ...modifications.filter((m) => m.type === "replaceBody"),
+    ];
+    for (const modification of ordered) {
+      const flag = actionFlagFor(modification);
+      if ((this.negotiated.actions & flag) === 0) {
+        this.log("error", { modification: modification.type }, "modification not negotiated with the MTA; dropped");
+        continue;
+      }
+      const packets = encodeModification(modification);
+      if (packets instanceof InvalidReply) {
+        this.log("error", { modification: modification.type }, `invalid modification dropped: ${packets.message}`);
+        continue;
+      }
+      for (const packet of packets) this.write(packet);
+    }
+    this.sendReply("eom", final);
+  }
+
+  private write(packet: Buffer): void {
+    if (!this.closed) this.socket.write(packet);
+  }
+
+  // --- Helpers ---------------------------------------------------------------------------
+
+  private safely(what: string, action: () => void): void {
+    try {
+      action();
+    } catch (error) {
+      this.log("error", { err: describe(error) }, `handler ${what} failed`);
+    }
+  }
+
+  private log(level: keyof MilterLogger, fields: object, message: string): void {
+    this.options.logger[level]({ conn: this.id, ...fields }, message);
+  }
+}
+
+function hex(value: number): string {
+  return `0x${value.toString(16)}`;
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? (error.stack ?? error.message) : String(error);
+}
