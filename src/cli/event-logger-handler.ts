@@ -6,10 +6,16 @@ import type { Logger } from "pino";
 import type { MilterHandler } from "../milter/index.js";
 
 export function eventLoggerHandler(logger: Logger): MilterHandler {
-  const event = (conn: number, stage: string, fields: object = {}) => logger.info({ conn, stage, ...fields }, "event");
+  const event = (conn: number, stage: string, fields: object = {}) =>
+    logger.info({ conn, stage, ...fields }, "event");
   return {
     connect(info, session) {
-      event(session.id, "connect", { client: info.address, name: info.hostname, port: info.port, family: info.family });
+      event(session.id, "connect", {
+        client: info.address,
+        name: info.hostname,
+        port: info.port,
+        family: info.family,
+      });
     },
     helo(name, session) {
       event(session.id, "helo", { helo: name });

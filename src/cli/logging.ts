@@ -7,7 +7,14 @@ import { type Logger, pino } from "pino";
 
 export type LogFormat = "json" | "pretty";
 
-const LEVEL_NAMES: Record<number, string> = { 10: "TRACE", 20: "DEBUG", 30: "INFO", 40: "WARN", 50: "ERROR", 60: "FATAL" };
+const LEVEL_NAMES: Record<number, string> = {
+  10: "TRACE",
+  20: "DEBUG",
+  30: "INFO",
+  40: "WARN",
+  50: "ERROR",
+  60: "FATAL",
+};
 const HIDDEN_KEYS = new Set(["level", "time", "msg", "pid", "hostname"]);
 
 /** Renders one pino JSON line as `HH:MM:SS.mmm LEVEL message key=value ...`. */
@@ -18,7 +25,9 @@ export function prettyLine(json: string): string {
   } catch {
     return json;
   }
-  const time = new Date(typeof record.time === "number" ? record.time : Date.now()).toISOString().slice(11, 23);
+  const time = new Date(typeof record.time === "number" ? record.time : Date.now())
+    .toISOString()
+    .slice(11, 23);
   const level = LEVEL_NAMES[Number(record.level)] ?? String(record.level);
   const fields = Object.entries(record)
     .filter(([key]) => !HIDDEN_KEYS.has(key))

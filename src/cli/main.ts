@@ -22,7 +22,8 @@ function listenSpec(value: string): string {
 }
 
 function positiveInteger(value: string): number {
-  if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidArgumentError(`'${value}' is not a positive integer`);
+  if (!/^\d+$/.test(value) || Number(value) < 1)
+    throw new InvalidArgumentError(`'${value}' is not a positive integer`);
   return Number(value);
 }
 
@@ -45,29 +46,44 @@ export function buildProgram(): Command {
         .argParser(listenSpec),
     )
     .addOption(
-      new Option("--max-connections <n>", "concurrent MTA connections").default(4096).argParser(positiveInteger),
+      new Option("--max-connections <n>", "concurrent MTA connections")
+        .default(4096)
+        .argParser(positiveInteger),
     )
     .addOption(
       new Option("--shutdown-timeout <seconds>", "how long SIGTERM waits for connections in flight")
         .default(30)
         .argParser(positiveInteger),
     )
-    .addOption(new Option("--log-format <format>", "log lines as").choices(["json", "pretty"]).default("json"))
-    .action(async (opts: { listen: string; maxConnections: number; shutdownTimeout: number; logFormat: LogFormat }) => {
-      const logger = createLogger(opts.logFormat);
-      try {
-        await serve(
-          { listen: opts.listen, maxConnections: opts.maxConnections, shutdownTimeoutMs: opts.shutdownTimeout * 1000 },
-          logger,
-        );
-      } catch (error) {
-        if (error instanceof ListenError) {
-          process.stderr.write(`filterctl: ${error.message}\n`);
-          process.exit(EXIT_USAGE);
+    .addOption(
+      new Option("--log-format <format>", "log lines as").choices(["json", "pretty"]).default("json"),
+    )
+    .action(
+      async (opts: {
+        listen: string;
+        maxConnections: number;
+        shutdownTimeout: number;
+        logFormat: LogFormat;
+      }) => {
+        const logger = createLogger(opts.logFormat);
+        try {
+          await serve(
+            {
+              listen: opts.listen,
+              maxConnections: opts.maxConnections,
+              shutdownTimeoutMs: opts.shutdownTimeout * 1000,
+            },
+            logger,
+          );
+        } catch (error) {
+          if (error instanceof ListenError) {
+            process.stderr.write(`filterctl: ${error.message}\n`);
+            process.exit(EXIT_USAGE);
+          }
+          throw error;
         }
-        throw error;
-      }
-    });
+      },
+    );
 
   return program;
 }

@@ -23,7 +23,9 @@ function parsePort(text: string, spec: string): number | AddressError {
 export function parseListenAddress(spec: string): ListenAddress | AddressError {
   const colon = spec.indexOf(":");
   if (colon === -1) {
-    return new AddressError(`'${spec}': expected inet:PORT@HOST, inet:HOST:PORT, inet6:PORT@HOST or unix:/path`);
+    return new AddressError(
+      `'${spec}': expected inet:PORT@HOST, inet:HOST:PORT, inet6:PORT@HOST or unix:/path`,
+    );
   }
   const scheme = spec.slice(0, colon).toLowerCase();
   const rest = spec.slice(colon + 1);
@@ -61,7 +63,9 @@ export function parseListenAddress(spec: string): ListenAddress | AddressError {
   const port = parsePort(portText, spec);
   if (port instanceof AddressError) return port;
   if (host !== "localhost" && isIP(host) === 0) {
-    return new AddressError(`'${spec}': '${host}' is not an IP address (name lookups are not done for listening)`);
+    return new AddressError(
+      `'${spec}': '${host}' is not an IP address (name lookups are not done for listening)`,
+    );
   }
   if (isIP(host) !== 0 && isIP(host) !== family) {
     return new AddressError(`'${spec}': '${host}' is not an IPv${family} address`);

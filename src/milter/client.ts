@@ -33,7 +33,16 @@ export interface Offer {
   protocol: number;
 }
 
-const FINAL_TYPES = new Set(["continue", "accept", "reject", "tempfail", "discard", "replycode", "shutdown", "skip"]);
+const FINAL_TYPES = new Set([
+  "continue",
+  "accept",
+  "reject",
+  "tempfail",
+  "discard",
+  "replycode",
+  "shutdown",
+  "skip",
+]);
 
 export class MilterClientError extends Error {}
 
@@ -75,7 +84,10 @@ export class MilterClient {
     const socket =
       address.kind === "unix"
         ? createConnection(address.path)
-        : createConnection({ host: address.host === "0.0.0.0" ? "127.0.0.1" : address.host, port: address.port });
+        : createConnection({
+            host: address.host === "0.0.0.0" ? "127.0.0.1" : address.host,
+            port: address.port,
+          });
     await new Promise<void>((resolve, reject) => {
       socket.once("connect", resolve);
       socket.once("error", reject);
@@ -103,7 +115,8 @@ export class MilterClient {
       macroLists: new Map(),
     });
     const response = await this.next();
-    if (response.type !== "optneg") throw new MilterClientError(`expected a negotiation reply, got '${response.type}'`);
+    if (response.type !== "optneg")
+      throw new MilterClientError(`expected a negotiation reply, got '${response.type}'`);
     this.negotiated = response;
     return response;
   }

@@ -94,7 +94,9 @@ export class FrameReader {
         return frames;
       }
       if (length > this.maxPacketBytes) {
-        frames.push(new ProtocolError(`packet length ${length} exceeds the limit of ${this.maxPacketBytes} bytes`));
+        frames.push(
+          new ProtocolError(`packet length ${length} exceeds the limit of ${this.maxPacketBytes} bytes`),
+        );
         return frames;
       }
       if (data.length - offset - 4 < length) break;
@@ -141,7 +143,8 @@ function decodeMacroLists(payload: Buffer, offset: number): Map<number, string> 
 }
 
 function decodeNegotiation(payload: Buffer): MilterCommand | ProtocolError {
-  if (payload.length < 12) return new ProtocolError(`negotiation packet of ${payload.length} bytes, expected 12`);
+  if (payload.length < 12)
+    return new ProtocolError(`negotiation packet of ${payload.length} bytes, expected 12`);
   const macroLists = decodeMacroLists(payload, 12);
   if (macroLists instanceof ProtocolError) return macroLists;
   return {
@@ -182,7 +185,8 @@ function decodeMacro(payload: Buffer): MilterCommand | ProtocolError {
     const strings = splitStrings(payload.subarray(1));
     if (strings === null) return new ProtocolError("macro packet not NUL-terminated");
     // A dangling name without a value is tolerated, like libmilter does: it is dropped.
-    for (let i = 0; i + 1 < strings.length; i += 2) macros.push([strings[i] as string, strings[i + 1] as string]);
+    for (let i = 0; i + 1 < strings.length; i += 2)
+      macros.push([strings[i] as string, strings[i + 1] as string]);
   }
   return { type: "macro", forCommand, macros };
 }
@@ -198,7 +202,8 @@ function decodeEnvelope(kind: "mail" | "rcpt", payload: Buffer): MilterCommand |
 
 function single(kind: string, payload: Buffer): string | ProtocolError {
   const strings = splitStrings(payload);
-  if (strings === null || strings.length !== 1) return new ProtocolError(`${kind}: expected one NUL-terminated string`);
+  if (strings === null || strings.length !== 1)
+    return new ProtocolError(`${kind}: expected one NUL-terminated string`);
   return strings[0] as string;
 }
 
@@ -224,7 +229,8 @@ export function decodeCommand(frame: Frame): MilterCommand | ProtocolError {
       return { type: "data" };
     case Command.Header: {
       const strings = splitStrings(payload);
-      if (strings === null || strings.length !== 2) return new ProtocolError("header: expected name and value");
+      if (strings === null || strings.length !== 2)
+        return new ProtocolError("header: expected name and value");
       return { type: "header", name: strings[0] as string, value: strings[1] as string };
     }
     case Command.EndOfHeaders:
@@ -326,7 +332,13 @@ export function encodeCommand(command: MilterCommand): Buffer {
     case "connect": {
       if (command.family === "unknown") return packet(Command.Connect, command.hostname, { byte: 0x55 });
       const familyByte = command.family === "inet" ? 0x34 : command.family === "inet6" ? 0x36 : 0x4c;
-      return packet(Command.Connect, command.hostname, { byte: familyByte }, { uint16: command.port }, command.address);
+      return packet(
+        Command.Connect,
+        command.hostname,
+        { byte: familyByte },
+        { uint16: command.port },
+        command.address,
+      );
     }
     case "helo":
       return packet(Command.Helo, command.name);
@@ -365,11 +377,14 @@ export function decodeResponse(frame: Frame): MilterResponse | ProtocolError {
   const empty = <T extends MilterResponse>(value: T): T | ProtocolError =>
     payload.length === 0
       ? value
-      : new ProtocolError(`response '${String.fromCharCode(code)}' carries ${payload.length} unexpected bytes`);
+      : new ProtocolError(
+          `response '${String.fromCharCode(code)}' carries ${payload.length} unexpected bytes`,
+        );
   switch (code) {
     case Response.OptionNegotiation: {
       const negotiation = decodeNegotiation(payload);
-      if (negotiation instanceof ProtocolError || negotiation.type !== "optneg") return negotiation as ProtocolError;
+      if (negotiation instanceof ProtocolError || negotiation.type !== "optneg")
+        return negotiation as ProtocolError;
       return { ...negotiation, type: "optneg" };
     }
     case Response.Continue:

@@ -92,17 +92,36 @@ export const ProtocolFlag = {
 } as const;
 
 /** The events a handler can see, in SMTP order. */
-export const STAGES = ["connect", "helo", "mail", "rcpt", "data", "header", "eoh", "body", "eom", "unknown"] as const;
+export const STAGES = [
+  "connect",
+  "helo",
+  "mail",
+  "rcpt",
+  "data",
+  "header",
+  "eoh",
+  "body",
+  "eom",
+  "unknown",
+] as const;
 export type Stage = (typeof STAGES)[number];
 
 /** Per stage: the command byte, the flag that skips it, and the flag that waives its reply. */
 export const STAGE_WIRE: Record<Stage, { command: number; skipFlag: number; noReplyFlag: number }> = {
-  connect: { command: Command.Connect, skipFlag: ProtocolFlag.NoConnect, noReplyFlag: ProtocolFlag.NoReplyConnect },
+  connect: {
+    command: Command.Connect,
+    skipFlag: ProtocolFlag.NoConnect,
+    noReplyFlag: ProtocolFlag.NoReplyConnect,
+  },
   helo: { command: Command.Helo, skipFlag: ProtocolFlag.NoHelo, noReplyFlag: ProtocolFlag.NoReplyHelo },
   mail: { command: Command.Mail, skipFlag: ProtocolFlag.NoMail, noReplyFlag: ProtocolFlag.NoReplyMail },
   rcpt: { command: Command.Rcpt, skipFlag: ProtocolFlag.NoRcpt, noReplyFlag: ProtocolFlag.NoReplyRcpt },
   data: { command: Command.Data, skipFlag: ProtocolFlag.NoData, noReplyFlag: ProtocolFlag.NoReplyData },
-  header: { command: Command.Header, skipFlag: ProtocolFlag.NoHeaders, noReplyFlag: ProtocolFlag.NoReplyHeader },
+  header: {
+    command: Command.Header,
+    skipFlag: ProtocolFlag.NoHeaders,
+    noReplyFlag: ProtocolFlag.NoReplyHeader,
+  },
   eoh: {
     command: Command.EndOfHeaders,
     skipFlag: ProtocolFlag.NoEndOfHeaders,
@@ -111,7 +130,11 @@ export const STAGE_WIRE: Record<Stage, { command: number; skipFlag: number; noRe
   body: { command: Command.Body, skipFlag: ProtocolFlag.NoBody, noReplyFlag: ProtocolFlag.NoReplyBody },
   // End of message can be neither skipped nor left unanswered.
   eom: { command: Command.EndOfMessage, skipFlag: 0, noReplyFlag: 0 },
-  unknown: { command: Command.Unknown, skipFlag: ProtocolFlag.NoUnknown, noReplyFlag: ProtocolFlag.NoReplyUnknown },
+  unknown: {
+    command: Command.Unknown,
+    skipFlag: ProtocolFlag.NoUnknown,
+    noReplyFlag: ProtocolFlag.NoReplyUnknown,
+  },
 };
 
 /** Stages for which a macro list can be requested in the negotiation reply (SMFIM_*). */

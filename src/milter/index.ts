@@ -21,8 +21,8 @@ export {
   FrameReader,
   type MilterCommand,
   type MilterResponse,
-  packet,
   ProtocolError,
+  packet,
 } from "./codec.js";
 export * from "./constants.js";
 export type {

@@ -5,8 +5,9 @@
  * one, and Sendmail replaces it with its default (possibly turning a 4xx into a 5xx). So every
  * reply is checked here and refused (as a value) before anything is written.
  */
-import { ActionFlag, MAX_SEND_PAYLOAD, Response } from "./constants.js";
+
 import { PACKET, packet } from "./codec.js";
+import { ActionFlag, MAX_SEND_PAYLOAD, Response } from "./constants.js";
 
 export type Reply =
   | { action: "continue" }
@@ -98,18 +99,21 @@ export function formatReplyText(
   }
   const klass = Math.floor(code / 100);
   if (action === "reject" && klass !== 5) return new InvalidReply(`a reject needs a 5xx code, not ${code}`);
-  if (action === "tempfail" && klass !== 4) return new InvalidReply(`a tempfail needs a 4xx code, not ${code}`);
+  if (action === "tempfail" && klass !== 4)
+    return new InvalidReply(`a tempfail needs a 4xx code, not ${code}`);
   let enhanced = "";
   if (enhancedCode !== undefined && enhancedCode !== "") {
     const match = ENHANCED_CODE.exec(enhancedCode);
-    if (match === null) return new InvalidReply(`enhanced status code '${enhancedCode}' is not of the form ${klass}.X.Y`);
+    if (match === null)
+      return new InvalidReply(`enhanced status code '${enhancedCode}' is not of the form ${klass}.X.Y`);
     if (Number(match[1]) !== klass) {
       return new InvalidReply(`enhanced status code ${enhancedCode} does not agree with reply code ${code}`);
     }
     enhanced = `${enhancedCode} `;
   }
   const rawLines = (text ?? "").split(/\r?\n/);
-  if (rawLines.length > MAX_REPLY_LINES) return new InvalidReply(`reply has more than ${MAX_REPLY_LINES} lines`);
+  if (rawLines.length > MAX_REPLY_LINES)
+    return new InvalidReply(`reply has more than ${MAX_REPLY_LINES} lines`);
   const lines = rawLines.map((line) => truncateEscaped(sanitizeReplyLine(line), MAX_REPLY_LINE));
   const last = lines.length - 1;
   return lines.map((line, i) => `${code}${i === last ? " " : "-"}${enhanced}${line}`.trimEnd()).join("\r\n");
@@ -179,7 +183,8 @@ export function encodeModification(modification: Modification): Buffer[] | Inval
     case "addHeader":
     case "insertHeader":
     case "changeHeader": {
-      if (!HEADER_NAME.test(modification.name)) return new InvalidReply(`invalid header name '${modification.name}'`);
+      if (!HEADER_NAME.test(modification.name))
+        return new InvalidReply(`invalid header name '${modification.name}'`);
       const value = headerValue(modification.value);
       if (modification.type === "addHeader") return [packet(Response.AddHeader, modification.name, value)];
       const code = modification.type === "insertHeader" ? Response.InsertHeader : Response.ChangeHeader;

@@ -74,7 +74,9 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
     if (address.kind === "unix") await removeStaleSocket(address.path);
     await new Promise<void>((resolve, reject) => {
       const onError = (error: NodeJS.ErrnoException) => {
-        reject(new ListenError(`cannot listen on ${formatListenAddress(address)}: ${error.code ?? error.message}`));
+        reject(
+          new ListenError(`cannot listen on ${formatListenAddress(address)}: ${error.code ?? error.message}`),
+        );
       };
       this.server.once("error", onError);
       const done = () => {
@@ -82,7 +84,8 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
         resolve();
       };
       if (address.kind === "unix") this.server.listen(address.path, done);
-      else this.server.listen({ host: address.host, port: address.port, ipv6Only: address.family === 6 }, done);
+      else
+        this.server.listen({ host: address.host, port: address.port, ipv6Only: address.family === 6 }, done);
     });
     this.listening = address;
     if (address.kind === "unix") await chmod(address.path, this.options.socketMode ?? 0o660);
@@ -118,7 +121,8 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
   }
 
   private accept(socket: Socket): void {
-    const peer = socket.remoteAddress === undefined ? "local" : `${socket.remoteAddress}:${socket.remotePort}`;
+    const peer =
+      socket.remoteAddress === undefined ? "local" : `${socket.remoteAddress}:${socket.remotePort}`;
     const limit = this.options.maxConnections ?? 4096;
     if (this.stopping || this.sessions.size >= limit) {
       const reason = this.stopping ? "shutting down" : `connection limit of ${limit} reached`;
@@ -132,7 +136,10 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
     try {
       handler = this.createHandler({ id, peer });
     } catch (error) {
-      this.logger.error({ conn: id, err: String(error) }, "could not create a handler; closing the connection");
+      this.logger.error(
+        { conn: id, err: String(error) },
+        "could not create a handler; closing the connection",
+      );
       socket.destroy();
       return;
     }
@@ -167,7 +174,8 @@ async function removeStaleSocket(path: string): Promise<void> {
   } catch {
     return;
   }
-  if (!stats.isSocket()) throw new ListenError(`cannot listen on unix:${path}: the file exists and is not a socket`);
+  if (!stats.isSocket())
+    throw new ListenError(`cannot listen on unix:${path}: the file exists and is not a socket`);
   const alive = await new Promise<boolean>((resolve) => {
     const probe = createConnection(path);
     probe.once("connect", () => {

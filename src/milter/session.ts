@@ -18,7 +18,6 @@ import {
 } from "./codec.js";
 import {
   ActionFlag,
-  Command,
   MACRO_STAGE_NUMBER,
   type MacroStage,
   MIN_PROTOCOL_VERSION,
@@ -61,7 +60,7 @@ export interface SessionOptions {
 }
 
 /** Where a connection is, in SMTP order. Commands may only move forward inside a message. */
-const enum Phase {
+enum Phase {
   AwaitingNegotiation = 0,
   AwaitingConnect = 1,
   Connected = 2,
@@ -76,9 +75,10 @@ const enum Phase {
 /** Stop reading when this many commands wait behind a slow handler (only pipelining peers get here). */
 const MAX_QUEUED_FRAMES = 256;
 
-
 function isPromiseLike<T>(value: unknown): value is PromiseLike<T> {
-  return typeof value === "object" && value !== null && typeof (value as { then?: unknown }).then === "function";
+  return (
+    typeof value === "object" && value !== null && typeof (value as { then?: unknown }).then === "function"
+  );
 }
 
 function defaultInterests(handler: MilterHandler): Partial<Record<Stage, StageInterest>> {
@@ -117,8 +117,12 @@ export class Session implements SessionContext {
     socket.setTimeout(options.negotiationTimeoutMs);
     socket.on("data", (chunk: Buffer) => this.receive(chunk));
     socket.on("timeout", () => {
-      const waitingFor = this.phase === Phase.AwaitingNegotiation ? "negotiation" : "a command";
-      this.log("warn", { timeoutMs: this.currentTimeout() }, `closing connection: no ${waitingFor} from the MTA in time`);
+      const waitingFor = this.phase === Phase.AwaitingNegotiation ? "negotiation" : "command";
+      this.log(
+        "warn",
+        { timeoutMs: this.currentTimeout() },
+        `closing connection: no ${waitingFor} from the MTA in time`,
+      );
       this.close();
     });
     socket.on("error", (error: NodeJS.ErrnoException) => {
@@ -127,7 +131,11 @@ export class Session implements SessionContext {
     });
     socket.on("end", () => {
       if (this.reader.bufferedBytes > 0) {
-        this.log("warn", { pendingBytes: this.reader.bufferedBytes }, "MTA closed the connection in the middle of a packet");
+        this.log(
+          "warn",
+          { pendingBytes: this.reader.bufferedBytes },
+          "MTA closed the connection in the middle of a packet",
+        );
       }
       this.close();
     });
@@ -161,7 +169,9 @@ export class Session implements SessionContext {
   // --- Input ---------------------------------------------------------------------------
 
   private currentTimeout(): number {
-    return this.phase === Phase.AwaitingNegotiation ? this.options.negotiationTimeoutMs : this.options.idleTimeoutMs;
+    return this.phase === Phase.AwaitingNegotiation
+      ? this.options.negotiationTimeoutMs
+      : this.options.idleTimeoutMs;
   }
 
   private receive(chunk: Buffer): void {
@@ -308,7 +318,10 @@ export class Session implements SessionContext {
   // --- State machine ---------------------------------------------------------------------
 
   private get connected(): boolean {
-    return this.phase >= Phase.Connected || (this.phase === Phase.AwaitingConnect && !this.sentStages.has("connect"));
+    return (
+      this.phase >= Phase.Connected ||
+      (this.phase === Phase.AwaitingConnect && !this.sentStages.has("connect"))
+    );
   }
 
   /** A message is in progress, or may start implicitly because the MTA skips MAIL for us. */
@@ -360,7 +373,8 @@ export class Session implements SessionContext {
         return undefined;
       case "body":
         if (!this.enterMessage()) return "body before MAIL";
-        if (this.phase < Phase.EndOfHeaders && this.sentStages.has("eoh")) return "body before end of headers";
+        if (this.phase < Phase.EndOfHeaders && this.sentStages.has("eoh"))
+          return "body before end of headers";
         this.phase = Phase.Body;
         return undefined;
       case "eom":
@@ -382,7 +396,9 @@ export class Session implements SessionContext {
 
   // --- Dispatch --------------------------------------------------------------------------
 
-  private dispatch(command: Exclude<MilterCommand, { type: "optneg" | "macro" | "abort" | "quit" | "quitNewConnection" }>) {
+  private dispatch(
+    command: Exclude<MilterCommand, { type: "optneg" | "macro" | "abort" | "quit" | "quitNewConnection" }>,
+  ) {
     // Command types are named after their stages.
     const stage: Stage = command.type;
     const answered = this.answeredStages.has(stage);
@@ -531,12 +547,19 @@ export class Session implements SessionContext {
   private sendReply(stage: Stage, value: Reply): void {
     let effective = value;
     // Skip is only meaningful for body chunks, and only when negotiated; elsewhere it is continue.
-    if (value.action === "skip" && (stage !== "body" || (this.negotiated.protocol & ProtocolFlag.Skip) === 0)) {
+    if (
+      value.action === "skip" &&
+      (stage !== "body" || (this.negotiated.protocol & ProtocolFlag.Skip) === 0)
+    ) {
       effective = { action: "continue" };
     }
     const encoded = encodeReply(effective);
     if (encoded instanceof InvalidReply) {
-      this.log("error", { stage, reply: value }, `handler answered an invalid reply (${encoded.message}); using the fallback`);
+      this.log(
+        "error",
+        { stage, reply: value },
+        `handler answered an invalid reply (${encoded.message}); using the fallback`,
+      );
       const fallback = encodeReply(this.options.fallback);
       this.write(fallback instanceof InvalidReply ? PACKET.tempfail : fallback);
       return;
@@ -553,12 +576,20 @@ export class Session implements SessionContext {
     for (const modification of ordered) {
       const flag = actionFlagFor(modification);
       if ((this.negotiated.actions & flag) === 0) {
-        this.log("error", { modification: modification.type }, "modification not negotiated with the MTA; dropped");
+        this.log(
+          "error",
+          { modification: modification.type },
+          "modification not negotiated with the MTA; dropped",
+        );
         continue;
       }
       const packets = encodeModification(modification);
       if (packets instanceof InvalidReply) {
-        this.log("error", { modification: modification.type }, `invalid modification dropped: ${packets.message}`);
+        this.log(
+          "error",
+          { modification: modification.type },
+          `invalid modification dropped: ${packets.message}`,
+        );
         continue;
       }
       for (const packet of packets) this.write(packet);

@@ -65,7 +65,14 @@ describe("FrameReader", () => {
 describe("commands", () => {
   const samples: MilterCommand[] = [
     { type: "optneg", version: 6, actions: 0x1ff, protocol: 0x1fffff, macroLists: new Map() },
-    { type: "macro", forCommand: Command.Mail, macros: [["i", "QID1"], ["{auth_authen}", ""]] },
+    {
+      type: "macro",
+      forCommand: Command.Mail,
+      macros: [
+        ["i", "QID1"],
+        ["{auth_authen}", ""],
+      ],
+    },
     { type: "macro", forCommand: Command.Helo, macros: [] },
     { type: "connect", hostname: "client.example", family: "inet", port: 12345, address: "192.0.2.1" },
     { type: "connect", hostname: "v6.example", family: "inet6", port: 25, address: "2001:db8::1" },
@@ -93,7 +100,11 @@ describe("commands", () => {
   it("strips Sendmail's IPv6: prefix from client addresses", () => {
     const bytes = packet(Command.Connect, "h", { byte: 0x36 }, { uint16: 25 }, "IPv6:2001:db8::5");
     const [frame] = new FrameReader(1024).push(bytes);
-    expect(decodeCommand(frame as never)).toMatchObject({ family: "inet6", address: "2001:db8::5", port: 25 });
+    expect(decodeCommand(frame as never)).toMatchObject({
+      family: "inet6",
+      address: "2001:db8::5",
+      port: 25,
+    });
   });
 
   it("reads the port big-endian (miltertest's 12345 arrives as 30 39)", () => {
@@ -157,6 +168,8 @@ describe("responses", () => {
   });
 
   it("refuses a one-byte reply that carries data (Postfix would fail the milter)", () => {
-    expect(decodeResponse({ code: Response.Continue, payload: Buffer.from("x") })).toBeInstanceOf(ProtocolError);
+    expect(decodeResponse({ code: Response.Continue, payload: Buffer.from("x") })).toBeInstanceOf(
+      ProtocolError,
+    );
   });
 });

@@ -62,4 +62,9 @@ export function waitFor(condition: () => boolean, timeoutMs = 3000): Promise<voi
   });
 }
 
-export const CLIENT = { hostname: "client.example", family: "inet", port: 4242, address: "192.0.2.7" } as const;
+export const CLIENT = {
+  hostname: "client.example",
+  family: "inet",
+  port: 4242,
+  address: "192.0.2.7",
+} as const;

@@ -4,8 +4,14 @@ import { Command, MacroTable } from "../../src/milter/index.js";
 describe("MacroTable", () => {
   it("finds single-letter macros with or without braces, latest stage first", () => {
     const table = new MacroTable();
-    table.set(Command.Connect, [["j", "mx.example"], ["{daemon_name}", "smtpd"]]);
-    table.set(Command.Mail, [["i", "QID1"], ["j", "later"]]);
+    table.set(Command.Connect, [
+      ["j", "mx.example"],
+      ["{daemon_name}", "smtpd"],
+    ]);
+    table.set(Command.Mail, [
+      ["i", "QID1"],
+      ["j", "later"],
+    ]);
     expect(table.get("{i}")).toBe("QID1");
     expect(table.get("i")).toBe("QID1");
     expect(table.get("j")).toBe("later");

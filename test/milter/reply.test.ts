@@ -9,8 +9,8 @@ import {
   InvalidReply,
   type Modification,
   type Reply,
-  reply,
   Response,
+  reply,
 } from "../../src/milter/index.js";
 
 function replyText(value: Reply): string {
@@ -82,17 +82,26 @@ describe("modifications", () => {
   });
 
   it("refuses header names with a colon or spaces", () => {
-    expect(encodeModification({ type: "addHeader", name: "X Bad:", value: "v" })).toBeInstanceOf(InvalidReply);
+    expect(encodeModification({ type: "addHeader", name: "X Bad:", value: "v" })).toBeInstanceOf(
+      InvalidReply,
+    );
   });
 
   it("splits a large body into packets of at most 65535 bytes", () => {
-    const packets = encodeModification({ type: "replaceBody", body: Buffer.alloc(150_000, 0x61) }) as Buffer[];
+    const packets = encodeModification({
+      type: "replaceBody",
+      body: Buffer.alloc(150_000, 0x61),
+    }) as Buffer[];
     expect(packets).toHaveLength(3);
     for (const p of packets) expect(p.readUInt32BE(0) - 1).toBeLessThanOrEqual(65535);
   });
 
   it("sends CHGFROM with the ESMTP arguments as one string", () => {
-    const [p] = encodeModification({ type: "changeFrom", address: "<a@b>", esmtpArgs: "RET=HDRS ENVID=x" }) as Buffer[];
+    const [p] = encodeModification({
+      type: "changeFrom",
+      address: "<a@b>",
+      esmtpArgs: "RET=HDRS ENVID=x",
+    }) as Buffer[];
     expect(p?.subarray(5).toString()).toBe("<a@b>\0RET=HDRS ENVID=x\0");
   });
 
@@ -102,7 +111,10 @@ describe("modifications", () => {
       [{ type: "insertHeader", index: 0, name: "X", value: "" }, ActionFlag.AddHeaders],
       [{ type: "changeHeader", index: 1, name: "X", value: "" }, ActionFlag.ChangeHeaders],
       [{ type: "addRecipient", address: "<a@b>" }, ActionFlag.AddRecipient],
-      [{ type: "addRecipient", address: "<a@b>", esmtpArgs: "NOTIFY=NEVER" }, ActionFlag.AddRecipientWithArgs],
+      [
+        { type: "addRecipient", address: "<a@b>", esmtpArgs: "NOTIFY=NEVER" },
+        ActionFlag.AddRecipientWithArgs,
+      ],
       [{ type: "deleteRecipient", address: "<a@b>" }, ActionFlag.DeleteRecipient],
       [{ type: "changeFrom", address: "<a@b>" }, ActionFlag.ChangeFrom],
       [{ type: "replaceBody", body: Buffer.alloc(0) }, ActionFlag.ChangeBody],

@@ -42,13 +42,20 @@ describe("negotiation", () => {
 
   it("never requests a flag the MTA did not offer", async () => {
     const { connect } = await serve(() => ({
-      wishes: { stages: { rcpt: "decide", header: "observe" }, actions: ActionFlag.AddHeaders | ActionFlag.ChangeBody },
+      wishes: {
+        stages: { rcpt: "decide", header: "observe" },
+        actions: ActionFlag.AddHeaders | ActionFlag.ChangeBody,
+      },
       rcpt: () => undefined,
       header: () => undefined,
     }));
     const client = await connect();
     const offeredProtocol = ProtocolFlag.NoConnect | ProtocolFlag.NoHelo; // an old MTA
-    const agreed = await client.negotiate({ version: 6, actions: ActionFlag.AddHeaders, protocol: offeredProtocol });
+    const agreed = await client.negotiate({
+      version: 6,
+      actions: ActionFlag.AddHeaders,
+      protocol: offeredProtocol,
+    });
     expect(agreed.protocol).toBe(offeredProtocol);
     expect(agreed.actions).toBe(ActionFlag.AddHeaders);
     client.destroy();
@@ -84,7 +91,10 @@ describe("negotiation", () => {
     expect(await client.helo("client.example")).toBeUndefined();
     expect(await client.mail("<a@example.org>")).toBeUndefined();
     // The next answered command gets its own reply, not a stray one for the observed stages.
-    expect(await client.rcpt("<u@example.org>")).toEqual({ type: "replycode", text: "550 5.1.1 no such user" });
+    expect(await client.rcpt("<u@example.org>")).toEqual({
+      type: "replycode",
+      text: "550 5.1.1 no such user",
+    });
     expect(seen).toEqual(["client.example", "<a@example.org>"]);
     client.destroy();
   });
@@ -139,7 +149,9 @@ function recorder() {
       events.push(`helo ${name}`);
     },
     mail: (sender, _args, session: SessionContext) => {
-      events.push(`mail ${sender} i=${session.macro("i") ?? "-"} auth=${session.macro("{auth_authen}") ?? "-"}`);
+      events.push(
+        `mail ${sender} i=${session.macro("i") ?? "-"} auth=${session.macro("{auth_authen}") ?? "-"}`,
+      );
     },
     rcpt: (recipient) => {
       events.push(`rcpt ${recipient}`);
@@ -329,7 +341,10 @@ describe("handler failures", () => {
     });
     const client = await connect();
     await client.negotiate();
-    expect(await client.mail("<a@b>")).toEqual({ type: "replycode", text: "451 4.3.0 Temporary lookup failure" });
+    expect(await client.mail("<a@b>")).toEqual({
+      type: "replycode",
+      text: "451 4.3.0 Temporary lookup failure",
+    });
     client.destroy();
   });
 
