@@ -1,0 +1,108 @@
+/**
+ * The syntax tree of a rule. Every node carries the file offsets it came from, so later passes
+ * can report at the right line and column of rules.yaml.
+ */
+
+/** File offsets: `start` of the first character, `end` just after the last. */
+export interface Span {
+  start: number;
+  end: number;
+}
+
+export const STAGES = ["connect", "helo", "mail", "rcpt", "data", "header", "eoh", "body", "eom"] as const;
+export type Stage = (typeof STAGES)[number];
+export const STAGE_ORDER: Record<Stage, number> = Object.fromEntries(STAGES.map((s, i) => [s, i])) as Record<
+  Stage,
+  number
+>;
+
+export type CompareOp = "==" | "!=" | "<" | "<=" | ">" | ">=";
+
+export type Expr =
+  | { kind: "string"; value: string; span: Span }
+  | { kind: "number"; value: number; span: Span }
+  | { kind: "size"; bytes: number; text: string; span: Span }
+  | { kind: "duration"; ms: number; text: string; span: Span }
+  | { kind: "ip"; text: string; span: Span }
+  | { kind: "cidr"; text: string; span: Span }
+  | { kind: "bool"; value: boolean; span: Span }
+  | { kind: "list"; items: Expr[]; span: Span }
+  /** A dotted name: `rcpt`, `client.ip`, `directory.addresses`, `spamhaus`. */
+  | { kind: "name"; parts: string[]; partSpans: Span[]; span: Span }
+  | { kind: "call"; callee: string; calleeSpan: Span; args: Expr[]; span: Span }
+  /** Member of a computed value: `quota(rcpt).percent`. */
+  | { kind: "member"; object: Expr; property: string; propertySpan: Span; span: Span }
+  /** `TABLE[X]`: the value the table holds for X. */
+  | { kind: "index"; table: Expr; key: Expr; span: Span }
+  | { kind: "and" | "or"; left: Expr; right: Expr; span: Span }
+  | { kind: "not"; operand: Expr; span: Span }
+  | { kind: "compare"; op: CompareOp; left: Expr; right: Expr; span: Span }
+  | { kind: "matches"; subject: Expr; pattern: string; flags: string; patternSpan: Span; span: Span }
+  | { kind: "in"; subject: Expr; table: Expr; negated: boolean; span: Span }
+  /** Postfix `over`: `quota(rcpt) over`. */
+  | { kind: "over"; subject: Expr; span: Span };
+
+/** Text with `{value}` placeholders, as written (unescaped). */
+export interface Template {
+  text: string;
+  span: Span;
+}
+
+export type ActionVerb =
+  | "continue"
+  | "accept"
+  | "reject"
+  | "tempfail"
+  | "discard"
+  | "quarantine"
+  | "add header"
+  | "log";
+export const ACTION_VERBS: readonly ActionVerb[] = [
+  "continue",
+  "accept",
+  "reject",
+  "tempfail",
+  "discard",
+  "quarantine",
+  "add header",
+  "log",
+];
+
+export type Action =
+  | { verb: "continue" | "accept" | "discard"; span: Span }
+  | {
+      verb: "reject" | "tempfail";
+      code?: { value: number; span: Span };
+      enhancedCode?: { value: string; span: Span };
+      text?: Template;
+      span: Span;
+    }
+  | { verb: "quarantine"; reason: Template; span: Span }
+  | { verb: "add header"; name: Template; value: Template; span: Span }
+  | { verb: "log"; text: Template; span: Span };
+
+export type Statement =
+  | { kind: "if"; condition: Expr; then: Action; else?: Action; span: Span }
+  | { kind: "action"; action: Action; span: Span };
+
+export interface Rule {
+  name: string;
+  /** Where the name was written, or the rule's start for a default name. */
+  nameSpan: Span;
+  stages: { stage: Stage; span: Span }[];
+  statements: Statement[];
+  shadow: boolean;
+  span: Span;
+}
+
+/** Drops spans, for comparing trees (round-trip tests). */
+export function stripSpans<T>(node: T): unknown {
+  if (Array.isArray(node)) return node.map(stripSpans);
+  if (node === null || typeof node !== "object") return node;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(node)) {
+    if (key === "span" || key.endsWith("Span") || key === "partSpans") continue;
+    out[key] = stripSpans(value);
+  }
+  return out;
+}

@@ -1,0 +1,90 @@
+/**
+ * The whole pipeline for one configuration: parse every rule, check, compile, and work out
+ * what the milter must ask the MTA for. Diagnostics are collected, never thrown.
+ */
+import type { Config } from "../config/types.js";
+import { type MacroStageName, Ruleset, type RulesetNeeds, type StageNeed } from "../runtime/ruleset.js";
+import type { Rule, Stage } from "./ast.js";
+import { type CheckResult, checkRules } from "./checker.js";
+import { RuleCompiler } from "./compiler.js";
+import { type Diagnostic, hasErrors, sortDiagnostics } from "./diagnostics.js";
+import { MACRO_STAGE_FOR, VALUES } from "./registry.js";
+import { parseRules } from "./rules.js";
+
+export interface CompileOutput {
+  ruleset?: Ruleset;
+  rules: Rule[];
+  diagnostics: Diagnostic[];
+}
+
+export function compileConfig(config: Config): CompileOutput {
+  const diagnostics: Diagnostic[] = [];
+  const rules = parseRules(config.rules, { file: config.file, diagnostics });
+  const checked = checkRules(rules, config.sources, config.file);
+  diagnostics.push(...checked.diagnostics);
+  sortDiagnostics(diagnostics);
+  if (hasErrors(diagnostics)) return { rules, diagnostics };
+
+  const compiler = new RuleCompiler(checked, {
+    sources: config.sources,
+    defaultOnError: config.defaults.onError,
+    errorReply: config.defaults.errorReply,
+  });
+  const compiled = rules.map((rule) => compiler.rule(rule));
+  return { ruleset: new Ruleset(compiled, needsOf(rules, compiled, checked)), rules, diagnostics };
+}
+
+function needsOf(
+  rules: Rule[],
+  compiled: ReturnType<RuleCompiler["rule"]>[],
+  checked: CheckResult,
+): RulesetNeeds {
+  const stages = new Map<Stage, StageNeed>();
+  const macros = new Map<MacroStageName, Set<string>>();
+  const want = (stage: Stage, need: StageNeed) => {
+    if (stages.get(stage) !== "decide") stages.set(stage, need);
+  };
+  const macro = (stage: MacroStageName, name: string) => {
+    let set = macros.get(stage);
+    if (set === undefined) {
+      set = new Set();
+      macros.set(stage, set);
+    }
+    set.add(name);
+  };
+  rules.forEach((rule, i) => {
+    const c = compiled[i];
+    for (const { stage } of rule.stages)
+      want(stage, c !== undefined && c.canDecide && !c.shadow ? "decide" : "observe");
+  });
+  for (const key of checked.valuesUsed) {
+    const info = VALUES[key];
+    for (const stage of info?.needs ?? []) want(stage, "observe");
+    for (const m of info?.macros ?? []) for (const name of m.names) macro(MACRO_STAGE_FOR[m.stage], name);
+    // The real size at end of message needs the body counted.
+    if (key === "size" && rules.some((r) => r.stages.some((s) => s.stage === "eom"))) want("body", "observe");
+  }
+  for (const [expr, resolution] of checked.resolutions) {
+    if (resolution.kind === "header") {
+      want("header", "observe");
+    } else if (resolution.kind === "macro") {
+      const owner = rules.find((r) => containsNode(r, expr));
+      for (const { stage } of owner?.stages ?? []) macro(MACRO_STAGE_FOR[stage], resolution.name);
+    }
+  }
+  const macroLists: RulesetNeeds["macros"] = {};
+  for (const [stage, names] of macros) macroLists[stage] = [...names];
+  return { stages, macros: macroLists };
+}
+
+/** Whether `node` is inside `rule` (rules are small; this runs once per compile). */
+function containsNode(rule: Rule, node: unknown): boolean {
+  const seen = new Set<unknown>();
+  const walk = (value: unknown): boolean => {
+    if (value === node) return true;
+    if (value === null || typeof value !== "object" || seen.has(value)) return false;
+    seen.add(value);
+    return Object.values(value).some(walk);
+  };
+  return walk(rule.statements);
+}

@@ -1,0 +1,714 @@
+/**
+ * The compiler: checked syntax trees become closures, once per (re)load. Regexes are compiled,
+ * literal lists become sets and CIDR matchers, templates are split in advance. Evaluation stays
+ * synchronous until a lookup actually answers with a promise.
+ */
+import { BlockList, isIP } from "node:net";
+import type { OnError, SourceConfig } from "../config/types.js";
+import {
+  type DnsblAnswer,
+  isOverQuota,
+  LookupError,
+  type Lookups,
+  type MaybePromise,
+  type QuotaStatus,
+  quotaPercent,
+} from "../runtime/lookups.js";
+import { domainPart, localPart, normalizeAddress, type Transaction } from "../runtime/transaction.js";
+import type { Action, CompareOp, Expr, Rule, Stage, Template } from "./ast.js";
+import type { CheckResult, Resolution } from "./checker.js";
+import { decides } from "./checker.js";
+import { VALUES, type ValueType } from "./registry.js";
+import type { TemplatePart } from "./template.js";
+
+/** A quota status as rules see it; `undefined` status = no such mailbox. */
+export interface QuotaValue {
+  over: boolean;
+  usage: number;
+  limit: number;
+  count: number;
+  count_limit: number;
+  percent: number;
+}
+
+type Value = string | number | boolean | readonly string[] | QuotaValue | undefined;
+type Evaluator<T> = (env: EvalEnv) => MaybePromise<T>;
+
+/** One lookup, as dry-run and the logs report it. */
+export interface LookupRecord {
+  rule: string;
+  source: string;
+  what: string;
+  key: string;
+  result: string;
+  ms: number;
+  error?: string;
+}
+
+export interface Tracer {
+  lookup(record: LookupRecord): void;
+}
+
+/** Per-rule scratch state: what texts may interpolate. */
+interface RuleState {
+  quota?: QuotaValue;
+  reasons: Map<string, string>;
+}
+
+export interface EvalEnv {
+  tx: Transaction;
+  lookups: Lookups;
+  trace?: Tracer;
+  rule: string;
+  state: RuleState;
+}
+
+export type DecisionAction = "accept" | "reject" | "tempfail" | "discard" | "quarantine";
+
+export interface Decision {
+  action: DecisionAction;
+  /** For reject/tempfail. */
+  code?: number;
+  enhancedCode?: string;
+  text?: string;
+  /** For quarantine. */
+  reason?: string;
+  rule: string;
+  shadow: boolean;
+  /** Set when the decision comes from a failed lookup (on_error: tempfail). */
+  lookupError?: string;
+}
+
+export type Effect =
+  | { kind: "addHeader"; name: string; value: string; rule: string }
+  | { kind: "log"; text: string; rule: string };
+
+export interface RuleOutcome {
+  decision?: Decision;
+  effects: Effect[];
+  /** Lookup failures met (whatever on_error made of them). */
+  errors: { source: string; message: string }[];
+}
+
+export interface CompiledRule {
+  name: string;
+  stages: ReadonlySet<Stage>;
+  shadow: boolean;
+  /** Sources the rule looks up. */
+  lookups: readonly string[];
+  /** Whether the rule can end a stage (it has a deciding action, or a lookup that can tempfail). */
+  canDecide: boolean;
+  run(tx: Transaction, lookups: Lookups, trace?: Tracer): MaybePromise<RuleOutcome>;
+}
+
+export interface CompileOptions {
+  sources: ReadonlyMap<string, SourceConfig>;
+  defaultOnError: OnError;
+  /** Reply for a lookup failure under on_error: tempfail, e.g. "451 4.3.0 Temporary lookup failure". */
+  errorReply: string;
+}
+
+const DEFAULT_TEXT = { reject: "Rejected by policy", tempfail: "Try again later" } as const;
+const DEFAULT_CODE = { reject: [550, "5.7.1"], tempfail: [451, "4.7.1"] } as const;
+
+function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
+  return value instanceof Promise;
+}
+
+/** Applies `f` to a value that may still be on its way. */
+function then<T, U>(value: MaybePromise<T>, f: (v: T) => MaybePromise<U>): MaybePromise<U> {
+  return isPromise(value) ? value.then(f) : f(value);
+}
+
+/** Control characters would break the reply or the header; `%` is escaped by the milter layer. */
+function sanitize(value: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: removing them is the point
+  return value.replace(/[\x00-\x1f\x7f]+/g, " ");
+}
+
+function stringify(value: Value): string {
+  if (value === undefined) return "";
+  if (typeof value === "string") return value;
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  if (Array.isArray(value)) return value.join(", ");
+  return String((value as QuotaValue).over);
+}
+
+/** Parses "451 4.3.0 Temporary lookup failure" into its parts (validated by the schema). */
+export function parseReply(reply: string): { code: number; enhancedCode?: string; text: string } {
+  const match = /^(\d{3})(?:\s+(\d\.\d{1,3}\.\d{1,3}))?\s*(.*)$/.exec(reply.trim());
+  if (match === null) return { code: 451, enhancedCode: "4.3.0", text: reply };
+  return match[2] === undefined
+    ? { code: Number(match[1]), text: match[3] ?? "" }
+    : { code: Number(match[1]), enhancedCode: match[2], text: match[3] ?? "" };
+}
+
+function quotaValue(status: QuotaStatus | undefined, incoming: number): QuotaValue {
+  if (status === undefined) return { over: false, usage: 0, limit: 0, count: 0, count_limit: 0, percent: 0 };
+  return {
+    over: isOverQuota(status, incoming),
+    usage: status.usage,
+    limit: status.limit,
+    count: status.count,
+    count_limit: status.countLimit,
+    percent: quotaPercent(status),
+  };
+}
+
+/** IPv4-mapped IPv6 (`::ffff:192.0.2.1`) is looked up as IPv4. */
+export function canonicalIp(ip: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  return mapped ? (mapped[1] as string) : ip;
+}
+
+/** A literal list: exact strings (domains and addresses normalised) plus CIDR ranges. */
+function literalSet(items: Expr[], subjectType: ValueType): (key: string) => boolean {
+  const exact = new Set<string>();
+  const ranges = new BlockList();
+  let hasRanges = false;
+  const normalize = (s: string) =>
+    subjectType === "domain" ? s.toLowerCase() : subjectType === "address" ? normalizeAddress(s) : s;
+  for (const item of items) {
+    const text =
+      item.kind === "string"
+        ? item.value
+        : item.kind === "number"
+          ? String(item.value)
+          : "text" in item
+            ? item.text
+            : "";
+    const slash = text.indexOf("/");
+    const family = slash === -1 ? 0 : isIP(text.slice(0, slash));
+    if (family !== 0) {
+      ranges.addSubnet(text.slice(0, slash), Number(text.slice(slash + 1)), family === 6 ? "ipv6" : "ipv4");
+      hasRanges = true;
+    } else if (isIP(text) !== 0) {
+      exact.add(canonicalIp(text.toLowerCase()));
+    } else {
+      exact.add(normalize(text));
+    }
+  }
+  return (key: string) => {
+    if (exact.has(normalize(key))) return true;
+    if (!hasRanges) return false;
+    const ip = canonicalIp(key);
+    const family = isIP(ip);
+    return family !== 0 && ranges.check(ip, family === 6 ? "ipv6" : "ipv4");
+  };
+}
+
+export class RuleCompiler {
+  constructor(
+    private readonly checked: CheckResult,
+    private readonly options: CompileOptions,
+  ) {}
+
+  private resolution(expr: Expr): Resolution {
+    const r = this.checked.resolutions.get(expr);
+    if (r === undefined) throw new Error(`internal: unresolved ${expr.kind} node`);
+    return r;
+  }
+
+  private typeOf(expr: Expr): ValueType {
+    return this.checked.types.get(expr) ?? "any";
+  }
+
+  private onErrorOf(source: string): OnError {
+    return this.options.sources.get(source)?.onError ?? this.options.defaultOnError;
+  }
+
+  /** Wraps a lookup with tracing (only when a tracer is present: the hot path pays nothing). */
+  private traced<T>(
+    env: EvalEnv,
+    source: string,
+    what: string,
+    key: string,
+    call: () => MaybePromise<T>,
+    describe: (value: T) => string,
+  ): MaybePromise<T> {
+    const trace = env.trace;
+    if (trace === undefined) return call();
+    const started = performance.now();
+    const record = (result: string, error?: string) => {
+      const entry: LookupRecord = {
+        rule: env.rule,
+        source,
+        what,
+        key,
+        result,
+        ms: performance.now() - started,
+      };
+      if (error !== undefined) entry.error = error;
+      trace.lookup(entry);
+    };
+    try {
+      const value = call();
+      if (isPromise(value)) {
+        return value.then(
+          (v) => {
+            record(describe(v));
+            return v;
+          },
+          (error: unknown) => {
+            record("error", error instanceof Error ? error.message : String(error));
+            throw error;
+          },
+        );
+      }
+      record(describe(value));
+      return value;
+    } catch (error) {
+      record("error", error instanceof Error ? error.message : String(error));
+      throw error;
+    }
+  }
+
+  value(expr: Expr): Evaluator<Value> {
+    switch (expr.kind) {
+      case "string":
+        return () => expr.value;
+      case "number":
+        return () => expr.value;
+      case "size":
+        return () => expr.bytes;
+      case "duration":
+        return () => expr.ms;
+      case "ip":
+        return () => expr.text;
+      case "bool":
+        return () => expr.value;
+      case "cidr":
+      case "list":
+        throw new Error("internal: a list is only used with 'in'");
+      case "name":
+        return this.name(expr);
+      case "call":
+        return this.call(expr);
+      case "member": {
+        const object = this.value(expr.object);
+        const property = expr.property as keyof QuotaValue;
+        return (env) => then(object(env), (q) => (q as QuotaValue)[property]);
+      }
+      case "index": {
+        const resolution = this.resolution(expr.table);
+        if (resolution.kind !== "table" && resolution.kind !== "dnsbl")
+          throw new Error("internal: index on non-table");
+        const key = this.value(expr.key);
+        const source = resolution.source;
+        const table = resolution.kind === "table" ? resolution.table : undefined;
+        return (env) =>
+          then(key(env), (k) => {
+            const text = stringify(k);
+            if (text === "") return undefined;
+            return this.traced(
+              env,
+              source,
+              table ? `${source}.${table}[]` : `${source}[]`,
+              text,
+              () => env.lookups.get(source, table, text),
+              (v) => (v === undefined ? "absent" : JSON.stringify(v)),
+            );
+          });
+      }
+      default:
+        return this.condition(expr);
+    }
+  }
+
+  private name(expr: Extract<Expr, { kind: "name" }>): Evaluator<Value> {
+    const resolution = this.resolution(expr);
+    if (resolution.kind === "sourceAttribute") {
+      const { source, attribute } = resolution;
+      return (env) =>
+        attribute === "zone" ? env.lookups.zoneOf(source) : (env.state.reasons.get(source) ?? "");
+    }
+    if (resolution.kind !== "value") throw new Error(`internal: ${resolution.kind} used as a value`);
+    return valueGetter(resolution.key);
+  }
+
+  private call(expr: Extract<Expr, { kind: "call" }>): Evaluator<Value> {
+    const resolution = this.resolution(expr);
+    if (resolution.kind === "header") {
+      const name = resolution.name.toLowerCase();
+      return (env) => env.tx.headers.get(name) ?? "";
+    }
+    if (resolution.kind === "macro") {
+      const name = resolution.name;
+      return (env) => env.tx.macro(name) ?? "";
+    }
+    if (resolution.kind !== "quota") throw new Error("internal: unknown call");
+    const address = this.value(expr.args[0] as Expr);
+    const source = resolution.source;
+    return (env) =>
+      then(address(env), (a) => {
+        const text = stringify(a);
+        if (text === "") {
+          const none = quotaValue(undefined, 0);
+          env.state.quota = none;
+          return none;
+        }
+        return then(
+          this.traced(
+            env,
+            source,
+            "quota",
+            text,
+            () => env.lookups.quota(source, text),
+            (s) =>
+              s === undefined
+                ? "no such mailbox"
+                : `usage ${s.usage}/${s.limit || "∞"} bytes, ${s.count}/${s.countLimit || "∞"} messages`,
+          ),
+          (status) => {
+            const incoming = env.tx.stage === "eom" ? env.tx.bodyBytes : env.tx.declaredSize;
+            const result = quotaValue(status, incoming);
+            env.state.quota = result;
+            return result;
+          },
+        );
+      });
+  }
+
+  condition(expr: Expr): Evaluator<boolean> {
+    switch (expr.kind) {
+      case "and": {
+        const left = this.condition(expr.left);
+        const right = this.condition(expr.right);
+        return (env) => then(left(env), (l) => (l ? right(env) : false));
+      }
+      case "or": {
+        const left = this.condition(expr.left);
+        const right = this.condition(expr.right);
+        return (env) => then(left(env), (l) => (l ? true : right(env)));
+      }
+      case "not": {
+        const operand = this.condition(expr.operand);
+        return (env) => then(operand(env), (v) => !v);
+      }
+      case "compare":
+        return this.compare(expr);
+      case "matches": {
+        const subject = this.value(expr.subject);
+        const regex = this.checked.regexes.get(expr);
+        if (regex === undefined) throw new Error("internal: regex not compiled");
+        return (env) => then(subject(env), (s) => regex.test(stringify(s)));
+      }
+      case "in":
+        return this.membership(expr);
+      case "over": {
+        const subject = this.value(expr.subject);
+        return (env) => then(subject(env), (q) => (q as QuotaValue).over);
+      }
+      default: {
+        const value = this.value(expr);
+        return (env) => then(value(env), (v) => v === true);
+      }
+    }
+  }
+
+  private compare(expr: Extract<Expr, { kind: "compare" }>): Evaluator<boolean> {
+    const left = this.value(expr.left);
+    const right = this.value(expr.right);
+    const leftType = this.typeOf(expr.left);
+    const rightType = this.typeOf(expr.right);
+    const op: CompareOp = expr.op;
+    const textual = op === "==" || op === "!=";
+    const kind: ValueType =
+      leftType === "address" || rightType === "address"
+        ? "address"
+        : leftType === "domain" || rightType === "domain"
+          ? "domain"
+          : leftType;
+    const normalize = (v: Value): Value => {
+      if (!textual || typeof v !== "string") return v;
+      if (kind === "domain") return v.toLowerCase();
+      if (kind === "address") return normalizeAddress(v);
+      if (kind === "ip") return canonicalIp(v.toLowerCase());
+      return v;
+    };
+    const test = (a: Value, b: Value): boolean => {
+      switch (op) {
+        case "==":
+          return normalize(a) === normalize(b);
+        case "!=":
+          return normalize(a) !== normalize(b);
+        case "<":
+          return Number(a) < Number(b);
+        case "<=":
+          return Number(a) <= Number(b);
+        case ">":
+          return Number(a) > Number(b);
+        case ">=":
+          return Number(a) >= Number(b);
+      }
+    };
+    return (env) => then(left(env), (a) => then(right(env), (b) => test(a, b)));
+  }
+
+  private membership(expr: Extract<Expr, { kind: "in" }>): Evaluator<boolean> {
+    const subject = this.value(expr.subject);
+    const negated = expr.negated;
+    const subjectType = this.typeOf(expr.subject);
+    if (expr.table.kind === "list" || expr.table.kind === "cidr") {
+      const member = literalSet(expr.table.kind === "list" ? expr.table.items : [expr.table], subjectType);
+      return (env) =>
+        then(subject(env), (s) => {
+          const key = stringify(s);
+          if (key === "") return false;
+          return member(key) !== negated;
+        });
+    }
+    const resolution = this.resolution(expr.table);
+    if (resolution.kind === "dnsbl") {
+      const source = resolution.source;
+      return (env) =>
+        then(subject(env), (s) => {
+          const key = stringify(s);
+          if (key === "") return false;
+          return then(
+            this.traced(env, source, "dnsbl", key, () => env.lookups.dnsbl(source, key), describeDnsbl),
+            (answer) => {
+              if (answer.listed && answer.reason !== undefined) env.state.reasons.set(source, answer.reason);
+              return answer.listed !== negated;
+            },
+          );
+        });
+    }
+    if (resolution.kind !== "table") throw new Error("internal: 'in' on non-table");
+    const { source, table } = resolution;
+    const what = table ? `${source}.${table}` : source;
+    return (env) =>
+      then(subject(env), (s) => {
+        const key = stringify(s);
+        // An empty key is never looked up: it can neither match nor fail.
+        if (key === "") return false;
+        return then(
+          this.traced(
+            env,
+            source,
+            what,
+            key,
+            () => env.lookups.has(source, table, key),
+            (v) => (v ? "found" : "not found"),
+          ),
+          (found) => found !== negated,
+        );
+      });
+  }
+
+  private template(template: Template): (env: EvalEnv) => string {
+    const parts = this.checked.templates.get(template);
+    if (parts === undefined) throw new Error("internal: template not checked");
+    const pieces = parts.map((part: TemplatePart): ((env: EvalEnv) => string) => {
+      if (part.kind === "text") {
+        const text = part.text;
+        return () => text;
+      }
+      return placeholderGetter(part.name);
+    });
+    if (pieces.length === 1 && parts[0]?.kind === "text") {
+      const text = parts[0].text;
+      return () => text;
+    }
+    return (env) => {
+      let out = "";
+      for (const piece of pieces) out += piece(env);
+      return out;
+    };
+  }
+
+  /** Compiles an action into a function giving its decision (or effect). */
+  private action(action: Action, rule: Rule): (env: EvalEnv) => { decision?: Decision; effect?: Effect } {
+    const name = rule.name;
+    const shadow = rule.shadow;
+    switch (action.verb) {
+      case "continue":
+        return () => ({});
+      case "accept":
+      case "discard": {
+        const verb = action.verb;
+        return () => ({ decision: { action: verb, rule: name, shadow } });
+      }
+      case "reject":
+      case "tempfail": {
+        const verb = action.verb;
+        const code = action.code?.value ?? DEFAULT_CODE[verb][0];
+        const enhancedCode = action.code === undefined ? DEFAULT_CODE[verb][1] : action.enhancedCode?.value;
+        const text = action.text === undefined ? () => DEFAULT_TEXT[verb] : this.template(action.text);
+        return (env) => {
+          const decision: Decision = { action: verb, code, text: text(env), rule: name, shadow };
+          if (enhancedCode !== undefined) decision.enhancedCode = enhancedCode;
+          return { decision };
+        };
+      }
+      case "quarantine": {
+        const reason = this.template(action.reason);
+        return (env) => ({ decision: { action: "quarantine", reason: reason(env), rule: name, shadow } });
+      }
+      case "add header": {
+        const headerName = action.name.text;
+        const value = this.template(action.value);
+        return (env) => ({ effect: { kind: "addHeader", name: headerName, value: value(env), rule: name } });
+      }
+      case "log": {
+        const text = this.template(action.text);
+        return (env) => ({ effect: { kind: "log", text: text(env), rule: name } });
+      }
+    }
+  }
+
+  rule(rule: Rule): CompiledRule {
+    const lookups = [...(this.checked.lookupsByRule.get(rule) ?? [])];
+    const statements = rule.statements.map((statement) => {
+      if (statement.kind === "action") {
+        return { condition: undefined, then: this.action(statement.action, rule), otherwise: undefined };
+      }
+      return {
+        condition: this.condition(statement.condition),
+        then: this.action(statement.then, rule),
+        otherwise: statement.else === undefined ? undefined : this.action(statement.else, rule),
+      };
+    });
+    const errorReply = parseReply(this.options.errorReply);
+    const name = rule.name;
+    const shadow = rule.shadow;
+    const onErrorOf = (source: string) => this.onErrorOf(source);
+    const canDecide =
+      rule.statements.some((s) =>
+        s.kind === "action"
+          ? decides(s.action)
+          : decides(s.then) || (s.else !== undefined && decides(s.else)),
+      ) || lookups.some((source) => this.onErrorOf(source) === "tempfail");
+
+    const run = (tx: Transaction, lookupsImpl: Lookups, trace?: Tracer): MaybePromise<RuleOutcome> => {
+      const env: EvalEnv = { tx, lookups: lookupsImpl, rule: name, state: { reasons: new Map() } };
+      if (trace !== undefined) env.trace = trace;
+      const outcome: RuleOutcome = { effects: [], errors: [] };
+
+      /** Applies a statement's action result; answers true when the rule has decided. */
+      const apply = (result: { decision?: Decision; effect?: Effect }): boolean => {
+        if (result.effect) outcome.effects.push(result.effect);
+        if (result.decision) {
+          outcome.decision = result.decision;
+          return true;
+        }
+        return false;
+      };
+      const failed = (error: unknown): boolean => {
+        const source = error instanceof LookupError ? error.source : "internal";
+        const message = error instanceof Error ? error.message : String(error);
+        outcome.errors.push({ source, message });
+        if (source !== "internal" && onErrorOf(source) === "continue") return false;
+        const decision: Decision = {
+          action: "tempfail",
+          code: errorReply.code,
+          text: errorReply.text,
+          rule: name,
+          shadow,
+          lookupError: `${source}: ${message}`,
+        };
+        if (errorReply.enhancedCode !== undefined) decision.enhancedCode = errorReply.enhancedCode;
+        outcome.decision = decision;
+        return true;
+      };
+
+      const step = (index: number): MaybePromise<RuleOutcome> => {
+        for (let i = index; i < statements.length; i++) {
+          const statement = statements[i] as (typeof statements)[number];
+          if (statement.condition === undefined) {
+            if (apply(statement.then(env))) return outcome;
+            continue;
+          }
+          let verdict: MaybePromise<boolean>;
+          try {
+            verdict = statement.condition(env);
+          } catch (error) {
+            if (failed(error)) return outcome;
+            verdict = false;
+          }
+          if (isPromise(verdict)) {
+            return verdict.then(
+              (v) => (branch(statement, v) ? outcome : step(i + 1)),
+              (error: unknown) => (failed(error) || branch(statement, false) ? outcome : step(i + 1)),
+            );
+          }
+          if (branch(statement, verdict)) return outcome;
+        }
+        return outcome;
+      };
+      const branch = (statement: (typeof statements)[number], verdict: boolean): boolean => {
+        if (verdict) return apply(statement.then(env));
+        return statement.otherwise === undefined ? false : apply(statement.otherwise(env));
+      };
+      return step(0);
+    };
+
+    return {
+      name,
+      stages: new Set(rule.stages.map((s) => s.stage)),
+      shadow,
+      lookups,
+      canDecide,
+      run,
+    };
+  }
+}
+
+function describeDnsbl(answer: DnsblAnswer): string {
+  return answer.listed
+    ? `listed${answer.code ? ` (${answer.code})` : ""}${answer.reason ? `: ${answer.reason}` : ""}`
+    : "not listed";
+}
+
+/** Reads one value of the transaction table. */
+export function valueGetter(key: string): Evaluator<Value> {
+  switch (key) {
+    case "client.ip":
+      return (env) => env.tx.client.ip;
+    case "client.name":
+      return (env) => env.tx.client.name;
+    case "client.port":
+      return (env) => env.tx.client.port;
+    case "helo":
+      return (env) => env.tx.helo;
+    case "auth.user":
+      return (env) => env.tx.authUser;
+    case "from":
+      return (env) => env.tx.from;
+    case "from.local":
+      return (env) => localPart(env.tx.from);
+    case "from.domain":
+      return (env) => domainPart(env.tx.from);
+    case "size":
+      return (env) => (env.tx.stage === "eom" ? env.tx.bodyBytes : env.tx.declaredSize);
+    case "rcpt":
+      return (env) => env.tx.rcpt;
+    case "rcpt.local":
+      return (env) => localPart(env.tx.rcpt);
+    case "rcpt.domain":
+      return (env) => domainPart(env.tx.rcpt);
+    case "rcpts":
+      return (env) => env.tx.rcpts;
+    case "header.name":
+      return (env) => env.tx.header.name;
+    case "header.value":
+      return (env) => env.tx.header.value;
+    default:
+      if (VALUES[key] !== undefined) throw new Error(`internal: no getter for ${key}`);
+      throw new Error(`internal: unknown value ${key}`);
+  }
+}
+
+function placeholderGetter(name: string): (env: EvalEnv) => string {
+  if (VALUES[name] !== undefined) {
+    const get = valueGetter(name);
+    return (env) => sanitize(stringify(get(env) as Value));
+  }
+  if (name.startsWith("quota.")) {
+    const member = name.slice("quota.".length) as keyof QuotaValue;
+    return (env) => String(env.state.quota?.[member] ?? "");
+  }
+  const [source, attribute] = name.split(".") as [string, string];
+  if (attribute === "zone") return (env) => sanitize(env.lookups.zoneOf(source));
+  return (env) => sanitize(env.state.reasons.get(source) ?? "");
+}

@@ -1,0 +1,706 @@
+/**
+ * Parser of the rule language (Chevrotain, embedded actions): text → AST with file spans.
+ *
+ * Entry points match the two ways rules are written in rules.yaml: a whole rule in text form
+ * (`[shadow] on STAGES: STATEMENT...`), or the pieces of the structured form (a condition, an
+ * action, stage words). Mistakes become diagnostics; the parser never throws on input.
+ */
+import {
+  EmbeddedActionsParser,
+  type IParserErrorMessageProvider,
+  type IToken,
+  type TokenType,
+  tokenLabel,
+} from "chevrotain";
+import type { LocatedText } from "../config/types.js";
+import type { Action, CompareOp, Expr, Span, Statement, Template } from "./ast.js";
+import { ACTION_VERBS } from "./ast.js";
+import { type Diagnostic, didYouMean, type SourceFile } from "./diagnostics.js";
+import * as T from "./tokens.js";
+import { parseDuration, parseSize } from "./units.js";
+
+/** Refuse inputs that could only be mistakes or attacks, before they cost anything. */
+export const LIMITS = {
+  ruleChars: 64 * 1024,
+  tokens: 10_000,
+  nesting: 64,
+};
+
+/** A raw action as written; `buildAction` checks its shape. */
+interface RawAction {
+  words: IToken[];
+  args: IToken[];
+}
+type RawStatement =
+  | { kind: "if"; ifToken: IToken; condition: Expr; then: RawAction; else?: RawAction }
+  | { kind: "action"; action: RawAction };
+
+export interface RawRule {
+  shadow: boolean;
+  stageTokens: IToken[];
+  statements: RawStatement[];
+  first: IToken;
+}
+
+const FRIENDLY: Record<string, string> = {
+  Colon: "':'",
+  Then: "'then'",
+  RParen: "')'",
+  RBracket: "']'",
+  On: "'on'",
+  Identifier: "a name",
+  StringLiteral: "a string",
+  EOF: "the end of the rule",
+};
+
+function describeToken(token: IToken): string {
+  return token.tokenType.name === "EOF" ? "the end of the rule" : `'${token.image}'`;
+}
+
+function describeType(type: TokenType): string {
+  return FRIENDLY[type.name] ?? tokenLabel(type);
+}
+
+const messages: IParserErrorMessageProvider = {
+  buildMismatchTokenMessage({ expected, actual }) {
+    return `expected ${describeType(expected)}, found ${describeToken(actual)}`;
+  },
+  buildNotAllInputParsedMessage({ firstRedundant }) {
+    return `unexpected ${describeToken(firstRedundant)}`;
+  },
+  buildNoViableAltMessage({ actual, ruleName }) {
+    const found = actual[0] as IToken;
+    const what: Record<string, string> = {
+      statement: "a statement ('if ... then ...' or an action)",
+      primary: "a value",
+      comparisonOp: "a comparison",
+      actionArg: "an action argument",
+    };
+    return `expected ${what[ruleName] ?? "something else"}, found ${describeToken(found)}`;
+  },
+  buildEarlyExitMessage({ actual, ruleName }) {
+    const found = actual[0] as IToken;
+    if (ruleName === "ruleText") return `expected a statement after ':', found ${describeToken(found)}`;
+    return `expected more input, found ${describeToken(found)}`;
+  },
+};
+
+class RuleParser extends EmbeddedActionsParser {
+  /** Converts token offsets (in the scalar's value) to file offsets. */
+  toFile: (offset: number) => number = (offset) => offset;
+
+  constructor() {
+    super(T.ALL_TOKENS, { errorMessageProvider: messages, maxLookahead: 3, recoveryEnabled: false });
+    this.performSelfAnalysis();
+  }
+
+  span(first: IToken, last: IToken): Span {
+    return { start: this.toFile(first.startOffset), end: this.toFile(last.startOffset + last.image.length) };
+  }
+
+  tokenSpan(token: IToken): Span {
+    return this.span(token, token);
+  }
+
+  ruleText = this.RULE("ruleText", (): RawRule => {
+    let shadow = false;
+    let first: IToken | undefined;
+    this.OPTION(() => {
+      first = this.CONSUME(T.Shadow);
+      shadow = true;
+    });
+    const on = this.CONSUME(T.On);
+    const stageTokens = this.SUBRULE(this.stageList);
+    this.CONSUME(T.Colon);
+    const statements: RawStatement[] = [];
+    this.AT_LEAST_ONE(() => {
+      statements.push(this.SUBRULE(this.statement));
+    });
+    return { shadow, stageTokens, statements, first: first ?? on };
+  });
+
+  stageList = this.RULE("stageList", (): IToken[] => {
+    const stages = [this.CONSUME(T.Identifier)];
+    this.MANY(() => {
+      this.CONSUME(T.Comma);
+      stages.push(this.CONSUME2(T.Identifier));
+    });
+    return stages;
+  });
+
+  stagesOnly = this.RULE("stagesOnly", (): IToken[] => this.SUBRULE(this.stageList));
+
+  statement = this.RULE("statement", (): RawStatement => {
+    return this.OR([
+      {
+        ALT: () => {
+          const ifToken = this.CONSUME(T.If);
+          const condition = this.SUBRULE(this.orExpr);
+          this.CONSUME(T.Then);
+          const then = this.SUBRULE(this.action);
+          let otherwise: RawAction | undefined;
+          this.OPTION(() => {
+            this.CONSUME(T.Else);
+            otherwise = this.SUBRULE2(this.action);
+          });
+          return otherwise === undefined
+            ? { kind: "if" as const, ifToken, condition, then }
+            : { kind: "if" as const, ifToken, condition, then, else: otherwise };
+        },
+      },
+      { ALT: () => ({ kind: "action" as const, action: this.SUBRULE3(this.action) }) },
+    ]);
+  });
+
+  action = this.RULE("action", (): RawAction => {
+    const verb = this.CONSUME(T.Identifier);
+    const words = [verb];
+    this.OPTION({
+      GATE: () => verb.image === "add",
+      DEF: () => {
+        words.push(this.CONSUME2(T.Identifier));
+      },
+    });
+    const args: IToken[] = [];
+    this.MANY(() => {
+      args.push(this.SUBRULE(this.actionArg));
+    });
+    return { words, args };
+  });
+
+  actionArg = this.RULE("actionArg", (): IToken => {
+    return this.OR([
+      { ALT: () => this.CONSUME(T.NumberLiteral) },
+      { ALT: () => this.CONSUME(T.EnhancedCode) },
+      { ALT: () => this.CONSUME(T.StringLiteral) },
+    ]);
+  });
+
+  actionOnly = this.RULE("actionOnly", (): RawAction => this.SUBRULE(this.action));
+
+  conditionOnly = this.RULE("conditionOnly", (): Expr => this.SUBRULE(this.orExpr));
+
+  orExpr = this.RULE("orExpr", (): Expr => {
+    let left = this.SUBRULE(this.andExpr);
+    this.MANY(() => {
+      this.CONSUME(T.Or);
+      const right = this.SUBRULE2(this.andExpr);
+      left = this.ACTION(() => ({ kind: "or" as const, left, right, span: join(left, right) }));
+    });
+    return left;
+  });
+
+  andExpr = this.RULE("andExpr", (): Expr => {
+    let left = this.SUBRULE(this.notExpr);
+    this.MANY(() => {
+      this.CONSUME(T.And);
+      const right = this.SUBRULE2(this.notExpr);
+      left = this.ACTION(() => ({ kind: "and" as const, left, right, span: join(left, right) }));
+    });
+    return left;
+  });
+
+  notExpr = this.RULE("notExpr", (): Expr => {
+    return this.OR([
+      {
+        ALT: () => {
+          const not = this.CONSUME(T.Not);
+          const operand = this.SUBRULE(this.notExpr);
+          return this.ACTION(() => ({
+            kind: "not" as const,
+            operand,
+            span: { start: this.toFile(not.startOffset), end: operand.span.end },
+          }));
+        },
+      },
+      { ALT: () => this.SUBRULE(this.predicate) },
+    ]);
+  });
+
+  predicate = this.RULE("predicate", (): Expr => {
+    const subject = this.SUBRULE(this.postfix);
+    let result = subject;
+    this.OPTION(() => {
+      this.OR([
+        {
+          ALT: () => {
+            const op = this.SUBRULE(this.comparisonOp);
+            const right = this.SUBRULE2(this.postfix);
+            result = this.ACTION(() => ({
+              kind: "compare" as const,
+              op,
+              left: subject,
+              right,
+              span: join(subject, right),
+            }));
+          },
+        },
+        {
+          ALT: () => {
+            this.CONSUME(T.Matches);
+            const regex = this.CONSUME(T.RegexLiteral);
+            result = this.ACTION(() => {
+              const last = regex.image.lastIndexOf("/");
+              const patternSpan = this.tokenSpan(regex);
+              return {
+                kind: "matches" as const,
+                subject,
+                pattern: regex.image.slice(1, last),
+                flags: regex.image.slice(last + 1),
+                patternSpan,
+                span: { start: subject.span.start, end: patternSpan.end },
+              };
+            });
+          },
+        },
+        {
+          ALT: () => {
+            let negated = false;
+            this.OPTION2(() => {
+              this.CONSUME(T.Not);
+              negated = true;
+            });
+            this.CONSUME(T.In);
+            const table = this.SUBRULE3(this.postfix);
+            result = this.ACTION(() => ({
+              kind: "in" as const,
+              subject,
+              table,
+              negated,
+              span: join(subject, table),
+            }));
+          },
+        },
+        {
+          ALT: () => {
+            const over = this.CONSUME(T.Over);
+            result = this.ACTION(() => ({
+              kind: "over" as const,
+              subject,
+              span: { start: subject.span.start, end: this.tokenSpan(over).end },
+            }));
+          },
+        },
+      ]);
+    });
+    return result;
+  });
+
+  comparisonOp = this.RULE("comparisonOp", (): CompareOp => {
+    const token = this.OR([
+      { ALT: () => this.CONSUME(T.Equal) },
+      { ALT: () => this.CONSUME(T.NotEqual) },
+      { ALT: () => this.CONSUME(T.LessEqual) },
+      { ALT: () => this.CONSUME(T.GreaterEqual) },
+      { ALT: () => this.CONSUME(T.Less) },
+      { ALT: () => this.CONSUME(T.Greater) },
+    ]);
+    return token.image as CompareOp;
+  });
+
+  postfix = this.RULE("postfix", (): Expr => {
+    let value = this.SUBRULE(this.primary);
+    this.MANY(() => {
+      this.OR([
+        {
+          ALT: () => {
+            this.CONSUME(T.Dot);
+            const property = this.CONSUME(T.Identifier);
+            value = this.ACTION(() => {
+              const propertySpan = this.tokenSpan(property);
+              const span = { start: value.span.start, end: propertySpan.end };
+              if (value.kind === "name") {
+                return {
+                  kind: "name" as const,
+                  parts: [...value.parts, property.image],
+                  partSpans: [...value.partSpans, propertySpan],
+                  span,
+                };
+              }
+              return { kind: "member" as const, object: value, property: property.image, propertySpan, span };
+            });
+          },
+        },
+        {
+          ALT: () => {
+            this.CONSUME(T.LBracket);
+            const key = this.SUBRULE(this.orExpr);
+            const close = this.CONSUME(T.RBracket);
+            value = this.ACTION(() => ({
+              kind: "index" as const,
+              table: value,
+              key,
+              span: { start: value.span.start, end: this.tokenSpan(close).end },
+            }));
+          },
+        },
+      ]);
+    });
+    return value;
+  });
+
+  primary = this.RULE("primary", (): Expr => {
+    return this.OR([
+      {
+        ALT: () => {
+          const t = this.CONSUME(T.StringLiteral);
+          return this.ACTION(() => ({
+            kind: "string" as const,
+            value: unquote(t.image),
+            span: this.tokenSpan(t),
+          }));
+        },
+      },
+      {
+        ALT: () => {
+          const t = this.CONSUME(T.NumberLiteral);
+          return this.ACTION(() => ({
+            kind: "number" as const,
+            value: Number(t.image),
+            span: this.tokenSpan(t),
+          }));
+        },
+      },
+      {
+        ALT: () => {
+          const t = this.CONSUME(T.SizeLiteral);
+          return this.ACTION(() => ({
+            kind: "size" as const,
+            bytes: parseSize(t.image) as number,
+            text: t.image,
+            span: this.tokenSpan(t),
+          }));
+        },
+      },
+      {
+        ALT: () => {
+          const t = this.CONSUME(T.DurationLiteral);
+          return this.ACTION(() => ({
+            kind: "duration" as const,
+            ms: parseDuration(t.image) as number,
+            text: t.image,
+            span: this.tokenSpan(t),
+          }));
+        },
+      },
+      {
+        ALT: () => {
+          const t = this.CONSUME(T.IpAddress);
+          return this.ACTION(() => ({ kind: "ip" as const, text: t.image, span: this.tokenSpan(t) }));
+        },
+      },
+      {
+        ALT: () => {
+          const t = this.CONSUME(T.Cidr);
+          return this.ACTION(() => ({ kind: "cidr" as const, text: t.image, span: this.tokenSpan(t) }));
+        },
+      },
+      {
+        ALT: () => {
+          const t = this.OR2([{ ALT: () => this.CONSUME(T.True) }, { ALT: () => this.CONSUME(T.False) }]);
+          return this.ACTION(() => ({
+            kind: "bool" as const,
+            value: t.image === "true",
+            span: this.tokenSpan(t),
+          }));
+        },
+      },
+      {
+        ALT: () => {
+          this.CONSUME(T.LParen);
+          const inner = this.SUBRULE(this.orExpr);
+          this.CONSUME(T.RParen);
+          return inner;
+        },
+      },
+      {
+        ALT: () => {
+          const open = this.CONSUME(T.LBracket);
+          const items: Expr[] = [];
+          this.MANY_SEP({
+            SEP: T.Comma,
+            DEF: () => {
+              items.push(this.SUBRULE2(this.orExpr));
+            },
+          });
+          const close = this.CONSUME(T.RBracket);
+          return this.ACTION(() => ({ kind: "list" as const, items, span: this.span(open, close) }));
+        },
+      },
+      {
+        ALT: () => {
+          const name = this.CONSUME(T.Identifier);
+          let call: { args: Expr[]; close: IToken } | undefined;
+          this.OPTION(() => {
+            this.CONSUME2(T.LParen);
+            const args: Expr[] = [];
+            this.MANY_SEP2({
+              SEP: T.Comma,
+              DEF: () => {
+                args.push(this.SUBRULE3(this.orExpr));
+              },
+            });
+            call = { args, close: this.CONSUME2(T.RParen) };
+          });
+          return this.ACTION((): Expr => {
+            const nameSpan = this.tokenSpan(name);
+            if (call === undefined)
+              return { kind: "name", parts: [name.image], partSpans: [nameSpan], span: nameSpan };
+            return {
+              kind: "call",
+              callee: name.image,
+              calleeSpan: nameSpan,
+              args: call.args,
+              span: this.span(name, call.close),
+            };
+          });
+        },
+      },
+    ]);
+  });
+}
+
+function join(left: Expr, right: Expr): Span {
+  return { start: left.span.start, end: right.span.end };
+}
+
+/** The value of a double-quoted string token: `\"`, `\\`, `\n`, `\t` escapes; others keep the character. */
+export function unquote(image: string): string {
+  return image.slice(1, -1).replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c === "t" ? "\t" : c));
+}
+
+/** One parser instance serves every parse (Chevrotain parsers are reusable and costly to build). */
+let shared: RuleParser | undefined;
+function parser(): RuleParser {
+  shared ??= new RuleParser();
+  return shared;
+}
+
+export interface ParseContext {
+  file: SourceFile;
+  diagnostics: Diagnostic[];
+}
+
+type Entry = "ruleText" | "conditionOnly" | "actionOnly" | "stagesOnly";
+
+/** Lexes and parses `located` with one entry rule; answers undefined (with diagnostics) on any error. */
+function run<R>(entry: Entry, located: LocatedText, ctx: ParseContext): R | undefined {
+  const at = (offset: number) => located.offsetAt(Math.max(0, Math.min(offset, located.text.length)));
+  const report = (offset: number, message: string, hint?: string) =>
+    ctx.diagnostics.push(ctx.file.diagnostic(at(offset), "error", message, hint));
+
+  if (located.text.length > LIMITS.ruleChars) {
+    report(0, `rule is ${located.text.length} characters long; the limit is ${LIMITS.ruleChars}`);
+    return undefined;
+  }
+  const lexed = T.RuleLexer.tokenize(located.text);
+  for (const error of lexed.errors) {
+    const ch = located.text.slice(error.offset, error.offset + error.length);
+    report(error.offset, `unexpected character '${ch.slice(0, 1)}'`);
+  }
+  for (const token of lexed.tokens) {
+    if (token.tokenType === T.UnterminatedString)
+      report(token.startOffset, "unterminated string: missing closing '\"'");
+    if (token.tokenType === T.UnterminatedRegex) {
+      report(token.startOffset, "unterminated regular expression: missing closing '/'");
+    }
+  }
+  const unterminated = lexed.tokens.some(
+    (t) => t.tokenType === T.UnterminatedString || t.tokenType === T.UnterminatedRegex,
+  );
+  if (lexed.errors.length > 0 || unterminated) return undefined;
+  if (lexed.tokens.length > LIMITS.tokens) {
+    report(0, `rule has ${lexed.tokens.length} tokens; the limit is ${LIMITS.tokens}`);
+    return undefined;
+  }
+  const tooDeep = nestingViolation(lexed.tokens);
+  if (tooDeep !== undefined) {
+    report(tooDeep.startOffset, `expression nested more than ${LIMITS.nesting} levels deep`);
+    return undefined;
+  }
+
+  const p = parser();
+  p.toFile = at;
+  p.input = lexed.tokens;
+  const result = (p[entry] as () => R).call(p);
+  if (p.errors.length > 0) {
+    const error = p.errors[0];
+    if (error !== undefined) {
+      const token = error.token;
+      const offset =
+        token.tokenType.name === "EOF" || Number.isNaN(token.startOffset)
+          ? located.text.length
+          : token.startOffset;
+      report(offset, error.message);
+    }
+    return undefined;
+  }
+  return result;
+}
+
+/** The token where parentheses, brackets or `not`s nest deeper than the limit. */
+function nestingViolation(tokens: IToken[]): IToken | undefined {
+  let depth = 0;
+  let nots = 0;
+  for (const token of tokens) {
+    const type = token.tokenType;
+    if (type === T.LParen || type === T.LBracket) depth++;
+    else if (type === T.RParen || type === T.RBracket) depth = Math.max(0, depth - 1);
+    else if (type === T.Not) nots++;
+    else if (type === T.And || type === T.Or || type === T.If) nots = 0;
+    if (depth + nots > LIMITS.nesting) return token;
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------
+// Building actions and statements from raw tokens
+
+function template(token: IToken, p: RuleParser): Template {
+  return { text: unquote(token.image), span: p.tokenSpan(token) };
+}
+
+function buildAction(raw: RawAction, ctx: ParseContext): Action | undefined {
+  const p = parser();
+  const first = raw.words[0] as IToken;
+  const last = raw.args[raw.args.length - 1] ?? (raw.words[raw.words.length - 1] as IToken);
+  const span = p.span(first, last);
+  const verb = raw.words.map((w) => w.image).join(" ");
+  const error = (token: IToken, message: string, hint?: string) => {
+    ctx.diagnostics.push(ctx.file.diagnostic(p.toFile(token.startOffset), "error", message, hint));
+    return undefined;
+  };
+  const kinds = raw.args.map((a) => a.tokenType);
+  const strings = raw.args.filter((a) => a.tokenType === T.StringLiteral);
+  switch (verb) {
+    case "continue":
+    case "accept":
+    case "discard":
+      if (raw.args.length > 0) return error(raw.args[0] as IToken, `'${verb}' takes no arguments`);
+      return { verb, span };
+    case "reject":
+    case "tempfail": {
+      // [CODE [XCODE]] ["text"], in that order.
+      const order = [T.NumberLiteral, T.EnhancedCode, T.StringLiteral];
+      let position = 0;
+      for (const [i, kind] of kinds.entries()) {
+        const at = order.indexOf(kind, position);
+        if (at === -1) {
+          return error(
+            raw.args[i] as IToken,
+            `'${verb}' takes [CODE [ENHANCED-CODE]] ["text"], in that order`,
+          );
+        }
+        if (kind === T.EnhancedCode && !kinds.includes(T.NumberLiteral)) {
+          return error(
+            raw.args[i] as IToken,
+            `an enhanced status code needs a reply code before it (e.g. ${verb === "reject" ? "550 5.7.1" : "451 4.7.1"})`,
+          );
+        }
+        position = at + 1;
+      }
+      const action: Action = { verb, span };
+      const code = raw.args.find((a) => a.tokenType === T.NumberLiteral);
+      const enhanced = raw.args.find((a) => a.tokenType === T.EnhancedCode);
+      if (code) action.code = { value: Number(code.image), span: p.tokenSpan(code) };
+      if (enhanced) action.enhancedCode = { value: enhanced.image, span: p.tokenSpan(enhanced) };
+      if (strings[0]) action.text = template(strings[0], p);
+      return action;
+    }
+    case "quarantine":
+    case "log": {
+      if (raw.args.length !== 1 || strings.length !== 1) {
+        return error(
+          raw.args[0] ?? first,
+          `'${verb}' takes one quoted text: ${verb} "${verb === "log" ? "text" : "reason"}"`,
+        );
+      }
+      const text = template(strings[0] as IToken, p);
+      return verb === "log" ? { verb, text, span } : { verb, reason: text, span };
+    }
+    case "add header": {
+      if (raw.args.length !== 2 || strings.length !== 2) {
+        return error(
+          raw.args[0] ?? first,
+          `'add header' takes a quoted name and value: add header "X-Name" "value"`,
+        );
+      }
+      return {
+        verb,
+        name: template(strings[0] as IToken, p),
+        value: template(strings[1] as IToken, p),
+        span,
+      };
+    }
+    default: {
+      const hint = didYouMean(verb, ACTION_VERBS);
+      return error(first, `unknown action '${verb}'`, hint);
+    }
+  }
+}
+
+function buildStatements(raw: RawStatement[], ctx: ParseContext): Statement[] | undefined {
+  const p = parser();
+  const statements: Statement[] = [];
+  let failed = false;
+  for (const item of raw) {
+    if (item.kind === "action") {
+      const action = buildAction(item.action, ctx);
+      if (action === undefined) failed = true;
+      else statements.push({ kind: "action", action, span: action.span });
+      continue;
+    }
+    const then = buildAction(item.then, ctx);
+    const otherwise = item.else === undefined ? undefined : buildAction(item.else, ctx);
+    if (then === undefined || (item.else !== undefined && otherwise === undefined)) {
+      failed = true;
+      continue;
+    }
+    const span = { start: p.toFile(item.ifToken.startOffset), end: (otherwise ?? then).span.end };
+    statements.push(
+      otherwise === undefined
+        ? { kind: "if", condition: item.condition, then, span }
+        : { kind: "if", condition: item.condition, then, else: otherwise, span },
+    );
+  }
+  return failed ? undefined : statements;
+}
+
+export interface ParsedRuleText {
+  shadow: boolean;
+  stages: { word: string; span: Span }[];
+  statements: Statement[];
+  span: Span;
+}
+
+export function parseRuleText(located: LocatedText, ctx: ParseContext): ParsedRuleText | undefined {
+  const raw = run<RawRule>("ruleText", located, ctx);
+  if (raw === undefined) return undefined;
+  const statements = buildStatements(raw.statements, ctx);
+  if (statements === undefined) return undefined;
+  const p = parser();
+  return {
+    shadow: raw.shadow,
+    stages: raw.stageTokens.map((t) => ({ word: t.image, span: p.tokenSpan(t) })),
+    statements,
+    span: { start: located.offsetAt(0), end: located.offsetAt(located.text.length) },
+  };
+}
+
+export function parseCondition(located: LocatedText, ctx: ParseContext): Expr | undefined {
+  return run<Expr>("conditionOnly", located, ctx);
+}
+
+export function parseAction(located: LocatedText, ctx: ParseContext): Action | undefined {
+  const raw = run<RawAction>("actionOnly", located, ctx);
+  return raw === undefined ? undefined : buildAction(raw, ctx);
+}
+
+export function parseStageWords(
+  located: LocatedText,
+  ctx: ParseContext,
+): { word: string; span: Span }[] | undefined {
+  const tokens = run<IToken[]>("stagesOnly", located, ctx);
+  const p = parser();
+  return tokens?.map((t) => ({ word: t.image, span: p.tokenSpan(t) }));
+}

@@ -1,0 +1,62 @@
+/**
+ * What rules may ask of data sources. The sources layer implements it (with caching, timeouts
+ * and failure policy); the list source and tests implement it directly. A failed lookup throws
+ * (or rejects with) a LookupError naming its source, and the rule applies that source's on_error.
+ */
+
+export type MaybePromise<T> = T | Promise<T>;
+
+export interface QuotaStatus {
+  /** Bytes used. */
+  usage: number;
+  /** Byte limit; 0 = none. */
+  limit: number;
+  /** Messages stored. */
+  count: number;
+  /** Message limit; 0 = none. */
+  countLimit: number;
+}
+
+export interface DnsblAnswer {
+  listed: boolean;
+  /** The list's TXT record, when it gave one. */
+  reason?: string;
+  /** The A record that counted as listed. */
+  code?: string;
+}
+
+export interface Lookups {
+  /** Is `key` in the table? (`table` is an LDAP source's table, undefined for list sources.) */
+  has(source: string, table: string | undefined, key: string): MaybePromise<boolean>;
+  /** The value the table holds for `key`, undefined when absent. */
+  get(source: string, table: string | undefined, key: string): MaybePromise<string | undefined>;
+  /** The mailbox's quota, undefined when there is no such mailbox (never over quota). */
+  quota(source: string, address: string): MaybePromise<QuotaStatus | undefined>;
+  /** Whether a DNSBL lists `key` (an IP or a domain); a list that is not healthy answers not listed. */
+  dnsbl(source: string, key: string): MaybePromise<DnsblAnswer>;
+  /** Static facts about a source, for reply texts. */
+  zoneOf(source: string): string;
+}
+
+export class LookupError extends Error {
+  constructor(
+    readonly source: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Would a message of `incomingBytes` be refused at delivery? (SPEC: quota semantics.) */
+export function isOverQuota(status: QuotaStatus, incomingBytes: number): boolean {
+  const incoming = incomingBytes > 0 ? incomingBytes : 1;
+  if (status.limit > 0 && status.usage + incoming > status.limit) return true;
+  if (status.countLimit > 0 && status.count + 1 > status.countLimit) return true;
+  return false;
+}
+
+export function quotaPercent(status: QuotaStatus): number {
+  const bytes = status.limit > 0 ? (status.usage / status.limit) * 100 : 0;
+  const count = status.countLimit > 0 ? (status.count / status.countLimit) * 100 : 0;
+  return Math.round(Math.max(bytes, count));
+}

@@ -1,0 +1,85 @@
+/**
+ * The values of one SMTP transaction, filled stage by stage, as the rules see them.
+ */
+import type { Stage } from "../dsl/ast.js";
+
+export interface Transaction {
+  stage: Stage;
+  client: { ip: string; name: string; port: number };
+  helo: string;
+  authUser: string;
+  /** Envelope sender without angle brackets; "" for the null sender. */
+  from: string;
+  /** SIZE= of MAIL FROM, 0 when absent. */
+  declaredSize: number;
+  /** Body bytes seen so far (the real size at eom). */
+  bodyBytes: number;
+  /** The recipient being decided. */
+  rcpt: string;
+  /** Recipients accepted so far. */
+  rcpts: string[];
+  header: { name: string; value: string };
+  /** Lower-cased header name → first value. */
+  headers: Map<string, string>;
+  macro(name: string): string | undefined;
+}
+
+export function newTransaction(macro: (name: string) => string | undefined = () => undefined): Transaction {
+  return {
+    stage: "connect",
+    client: { ip: "", name: "", port: 0 },
+    helo: "",
+    authUser: "",
+    from: "",
+    declaredSize: 0,
+    bodyBytes: 0,
+    rcpt: "",
+    rcpts: [],
+    header: { name: "", value: "" },
+    headers: new Map(),
+    macro,
+  };
+}
+
+/** Starts a new message on the same connection: envelope and content are forgotten. */
+export function resetMessage(tx: Transaction): void {
+  tx.authUser = "";
+  tx.from = "";
+  tx.declaredSize = 0;
+  tx.bodyBytes = 0;
+  tx.rcpt = "";
+  tx.rcpts = [];
+  tx.header = { name: "", value: "" };
+  tx.headers = new Map();
+}
+
+/** `<User@Example.org>` → `User@Example.org`; `<>` → "". Whitespace around is dropped. */
+export function bareAddress(address: string): string {
+  const trimmed = address.trim();
+  return trimmed.startsWith("<") && trimmed.endsWith(">") ? trimmed.slice(1, -1).trim() : trimmed;
+}
+
+export function localPart(address: string): string {
+  const at = address.lastIndexOf("@");
+  return at === -1 ? address : address.slice(0, at);
+}
+
+export function domainPart(address: string): string {
+  const at = address.lastIndexOf("@");
+  return at === -1 ? "" : address.slice(at + 1);
+}
+
+/** Addresses compare with the domain case-insensitive and the local part exact. */
+export function normalizeAddress(address: string): string {
+  const at = address.lastIndexOf("@");
+  return at === -1 ? address : address.slice(0, at + 1) + address.slice(at + 1).toLowerCase();
+}
+
+/** `SIZE=12345` among MAIL FROM's ESMTP arguments, else 0. */
+export function declaredSize(esmtpArgs: readonly string[]): number {
+  for (const arg of esmtpArgs) {
+    const match = /^SIZE=(\d{1,15})$/i.exec(arg.trim());
+    if (match) return Number(match[1]);
+  }
+  return 0;
+}
