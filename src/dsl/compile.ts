@@ -54,8 +54,7 @@ function needsOf(
   };
   rules.forEach((rule, i) => {
     const c = compiled[i];
-    for (const { stage } of rule.stages)
-      want(stage, c !== undefined && c.canDecide && !c.shadow ? "decide" : "observe");
+    for (const { stage } of rule.stages) want(stage, c?.canDecide && !c.shadow ? "decide" : "observe");
   });
   for (const key of checked.valuesUsed) {
     const info = VALUES[key];

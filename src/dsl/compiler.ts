@@ -561,12 +561,12 @@ export class RuleCompiler {
     const lookups = [...(this.checked.lookupsByRule.get(rule) ?? [])];
     const statements = rule.statements.map((statement) => {
       if (statement.kind === "action") {
-        return { condition: undefined, then: this.action(statement.action, rule), otherwise: undefined };
+        return { condition: undefined, whenTrue: this.action(statement.action, rule), whenFalse: undefined };
       }
       return {
         condition: this.condition(statement.condition),
-        then: this.action(statement.then, rule),
-        otherwise: statement.else === undefined ? undefined : this.action(statement.else, rule),
+        whenTrue: this.action(statement.then, rule),
+        whenFalse: statement.else === undefined ? undefined : this.action(statement.else, rule),
       };
     });
     const errorReply = parseReply(this.options.errorReply);
@@ -616,7 +616,7 @@ export class RuleCompiler {
         for (let i = index; i < statements.length; i++) {
           const statement = statements[i] as (typeof statements)[number];
           if (statement.condition === undefined) {
-            if (apply(statement.then(env))) return outcome;
+            if (apply(statement.whenTrue(env))) return outcome;
             continue;
           }
           let verdict: MaybePromise<boolean>;
@@ -637,8 +637,8 @@ export class RuleCompiler {
         return outcome;
       };
       const branch = (statement: (typeof statements)[number], verdict: boolean): boolean => {
-        if (verdict) return apply(statement.then(env));
-        return statement.otherwise === undefined ? false : apply(statement.otherwise(env));
+        if (verdict) return apply(statement.whenTrue(env));
+        return statement.whenFalse === undefined ? false : apply(statement.whenFalse(env));
       };
       return step(0);
     };
