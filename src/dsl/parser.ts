@@ -509,13 +509,13 @@ function run<R>(entry: Entry, located: LocatedText, ctx: ParseContext): R | unde
     (t) => t.tokenType === T.UnterminatedString || t.tokenType === T.UnterminatedRegex,
   );
   if (lexed.errors.length > 0 || unterminated) return undefined;
-  if (lexed.tokens.length > LIMITS.tokens) {
-    report(0, `rule has ${lexed.tokens.length} tokens; the limit is ${LIMITS.tokens}`);
-    return undefined;
-  }
   const tooDeep = nestingViolation(lexed.tokens);
   if (tooDeep !== undefined) {
     report(tooDeep.startOffset, `expression nested more than ${LIMITS.nesting} levels deep`);
+    return undefined;
+  }
+  if (lexed.tokens.length > LIMITS.tokens) {
+    report(0, `rule has ${lexed.tokens.length} tokens; the limit is ${LIMITS.tokens}`);
     return undefined;
   }
 

@@ -79,6 +79,7 @@ export const Colon = createToken({ name: "Colon", pattern: /:/ });
 export const Dot = createToken({ name: "Dot", pattern: /\./ });
 
 export const KEYWORDS = [Shadow, On, If, Then, Else, And, Or, Not, In, Matches, Over, True, False];
+export const KEYWORD_WORDS: readonly string[] = KEYWORDS.map((k) => k.name.toLowerCase());
 
 export const ALL_TOKENS: TokenType[] = [
   WhiteSpace,
