@@ -137,6 +137,7 @@ const name = fc
   .array(identifier, { minLength: 1, maxLength: 3 })
   .map((parts): Expr => ({ kind: "name", parts, partSpans: [], span: { start: 0, end: 0 } }));
 const span = { start: 0, end: 0 };
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is being filtered
 const text = fc.string({ maxLength: 12 }).filter((s) => !/[\u0000-\u001f]/.test(s) || /^[\n\t]*$/.test(s));
 const literal: fc.Arbitrary<Expr> = fc.oneof(
   text.map((value): Expr => ({ kind: "string", value, span })),
@@ -173,18 +174,16 @@ const { condition } = fc.letrec<{ condition: Expr }>((tie) => ({
         ),
       )
       .map(([subject, negated, table]): Expr => ({ kind: "in", subject, negated, table, span })),
-    fc
-      .tuple(atom, fc.stringMatching(/^[a-z0-9.*+]{1,6}$/), fc.constantFrom("", "i", "im"))
-      .map(
-        ([subject, pattern, flags]): Expr => ({
-          kind: "matches",
-          subject,
-          pattern,
-          flags,
-          patternSpan: span,
-          span,
-        }),
-      ),
+    fc.tuple(atom, fc.stringMatching(/^[a-z0-9.*+]{1,6}$/), fc.constantFrom("", "i", "im")).map(
+      ([subject, pattern, flags]): Expr => ({
+        kind: "matches",
+        subject,
+        pattern,
+        flags,
+        patternSpan: span,
+        span,
+      }),
+    ),
     atom.map((subject): Expr => ({ kind: "over", subject, span })),
     tie("condition").map((operand): Expr => ({ kind: "not", operand: operand as Expr, span })),
     fc
