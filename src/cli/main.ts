@@ -5,8 +5,10 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { AddressError, ListenError, parseListenAddress } from "../milter/index.js";
+import { dryRunCommand } from "./dry-run.js";
 import { createLogger, type LogFormat } from "./logging.js";
 import { serve } from "./serve.js";
+import { validateCommand } from "./validate.js";
 
 export const EXIT_USAGE = 2;
 
@@ -85,7 +87,54 @@ export function buildProgram(): Command {
       },
     );
 
+  program
+    .command("validate")
+    .description(
+      "parse, schema-check, type-check and compile the rules; print every error and warning (exit 0 valid, 1 invalid)",
+    )
+    .option("--config <file>", "rules file", "./rules.yaml")
+    .option("--json", "print {ok, diagnostics} as JSON", false)
+    .action(async (opts: { config: string; json: boolean }) => {
+      process.exitCode = await validateCommand(opts);
+    });
+
+  program
+    .command("dry-run")
+    .description(
+      "run one SMTP transaction through the rules with the live sources and print each stage, rule, lookup and reply (exit 0 whatever the decision)",
+    )
+    .option("--config <file>", "rules file", "./rules.yaml")
+    .requiredOption("--client-ip <ip>", "the SMTP client's address")
+    .option("--client-name <name>", "the client's host name")
+    .option("--helo <name>", "HELO/EHLO argument")
+    .requiredOption("--from <address>", "envelope sender; '' is the null sender <>")
+    .requiredOption("--rcpt <address>", "recipient (repeat for several)", collect, [])
+    .option("--header <'Name: value'>", "a header (repeatable)", collect, [])
+    .option("--message <file.eml>", "headers and body from a message file")
+    .option("--auth <user>", "SASL login of the client")
+    .option("--json", "print the report as JSON", false)
+    .action(
+      async (opts: {
+        config: string;
+        clientIp: string;
+        clientName?: string;
+        helo?: string;
+        from: string;
+        rcpt: string[];
+        header: string[];
+        message?: string;
+        auth?: string;
+        json: boolean;
+      }) => {
+        process.exitCode = await dryRunCommand(opts);
+      },
+    );
+
   return program;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
 }
 
 export async function main(argv: string[]): Promise<void> {

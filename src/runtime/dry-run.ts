@@ -28,6 +28,8 @@ export type Verdict = "continue" | DecisionAction;
 
 export interface StageReport {
   stage: Stage;
+  /** What the stage is about: the client, the HELO name, the sender. */
+  detail?: string;
   /** For rcpt stages. */
   rcpt?: string;
   /** For header stages. */
@@ -79,7 +81,10 @@ export async function dryRun(ruleset: Ruleset, lookups: Lookups, input: DryRunIn
   };
   let quarantine: string | undefined;
 
-  const run = async (stage: Stage, extra: { rcpt?: string; header?: string } = {}): Promise<StageOutcome> => {
+  const run = async (
+    stage: Stage,
+    extra: { rcpt?: string; header?: string; detail?: string } = {},
+  ): Promise<StageOutcome> => {
     const lookupsSeen: LookupRecord[] = [];
     const outcome = await ruleset.evaluate(stage, tx, lookups, { lookup: (r) => lookupsSeen.push(r) });
     const entry: StageReport = {
@@ -146,13 +151,13 @@ export async function dryRun(ruleset: Ruleset, lookups: Lookups, input: DryRunIn
     name: input.clientName ?? `[${input.clientIp}]`,
     port: input.clientPort ?? 0,
   };
-  let outcome = await run("connect");
+  let outcome = await run("connect", { detail: `${tx.client.ip} ${tx.client.name}` });
   if (refuses(outcome.decision)) return refused(outcome);
   if (outcome.decision?.action === "accept") return accepted();
 
   // helo
   tx.helo = input.helo ?? input.clientName ?? "";
-  outcome = await run("helo");
+  outcome = await run("helo", { detail: tx.helo });
   if (refuses(outcome.decision)) return refused(outcome);
   if (outcome.decision?.action === "accept") return accepted();
 
@@ -161,7 +166,7 @@ export async function dryRun(ruleset: Ruleset, lookups: Lookups, input: DryRunIn
   tx.from = bareAddress(input.from);
   tx.authUser = input.authUser ?? "";
   tx.declaredSize = declaredSize(input.mailArgs ?? []);
-  outcome = await run("mail");
+  outcome = await run("mail", { detail: `<${tx.from}>${tx.authUser ? ` auth=${tx.authUser}` : ""}` });
   if (refuses(outcome.decision)) return refused(outcome);
   if (outcome.decision?.action === "accept") return accepted();
   if (outcome.decision?.action === "discard") {

@@ -1,0 +1,165 @@
+/**
+ * `filterctl dry-run`: one SMTP transaction through the rules with the live sources, printed
+ * stage by stage (each rule, each lookup with its answer and time, each reply as the MTA would
+ * send it). Exit 0 whatever the decision.
+ */
+import { readFile } from "node:fs/promises";
+import { isIP } from "node:net";
+import { hasErrors } from "../dsl/diagnostics.js";
+import { type DryRunInput, type DryRunReport, dryRun, type StageReport } from "../runtime/dry-run.js";
+import { SourceRegistry } from "../sources/registry.js";
+import { renderDiagnostic, summary } from "./diagnostics-output.js";
+import { loadRules } from "./load-rules.js";
+import { EXIT_INVALID, EXIT_OK, EXIT_USAGE } from "./validate.js";
+
+export interface DryRunOptions {
+  config: string;
+  clientIp: string;
+  clientName?: string;
+  helo?: string;
+  from: string;
+  rcpt: string[];
+  header: string[];
+  message?: string;
+  auth?: string;
+  json: boolean;
+}
+
+export class UsageError extends Error {}
+
+/** Splits an RFC 5322 message into unfolded headers and the body. */
+export function parseMessage(raw: Buffer): { headers: { name: string; value: string }[]; body: Buffer } {
+  const text = raw.toString("latin1");
+  const separator = /\r?\n\r?\n/.exec(text);
+  const headerText = separator ? text.slice(0, separator.index) : text;
+  const bodyStart = separator ? separator.index + separator[0].length : raw.length;
+  const headers: { name: string; value: string }[] = [];
+  for (const line of headerText.split(/\r?\n/)) {
+    if (/^[ \t]/.test(line) && headers.length > 0) {
+      const last = headers[headers.length - 1] as { name: string; value: string };
+      last.value += `\n${line}`;
+      continue;
+    }
+    const colon = line.indexOf(":");
+    if (colon <= 0) continue;
+    headers.push({ name: line.slice(0, colon).trim(), value: line.slice(colon + 1).replace(/^ /, "") });
+  }
+  const utf8 = headers.map((h) => ({
+    name: h.name,
+    value: Buffer.from(h.value, "latin1").toString("utf8"),
+  }));
+  return { headers: utf8, body: raw.subarray(bodyStart) };
+}
+
+export function parseHeaderOption(text: string): { name: string; value: string } {
+  const colon = text.indexOf(":");
+  if (colon <= 0) throw new UsageError(`--header '${text}': expected 'Name: value'`);
+  return { name: text.slice(0, colon).trim(), value: text.slice(colon + 1).trim() };
+}
+
+export async function dryRunCommand(options: DryRunOptions): Promise<number> {
+  if (isIP(options.clientIp) === 0) {
+    process.stderr.write(`filterctl: --client-ip '${options.clientIp}' is not an IP address\n`);
+    return EXIT_USAGE;
+  }
+  let headers: { name: string; value: string }[] = [];
+  let body: Buffer = Buffer.alloc(0);
+  if (options.message !== undefined) {
+    let raw: Buffer;
+    try {
+      raw = await readFile(options.message);
+    } catch (error) {
+      process.stderr.write(
+        `filterctl: cannot read --message ${options.message}: ${(error as NodeJS.ErrnoException).code ?? error}\n`,
+      );
+      return EXIT_USAGE;
+    }
+    ({ headers, body } = parseMessage(raw));
+  }
+  try {
+    headers = [...headers, ...options.header.map(parseHeaderOption)];
+  } catch (error) {
+    process.stderr.write(`filterctl: ${(error as Error).message}\n`);
+    return EXIT_USAGE;
+  }
+
+  const loaded = await loadRules(options.config);
+  if (loaded.kind === "unreadable") {
+    process.stderr.write(`filterctl: ${loaded.message}\n`);
+    return EXIT_USAGE;
+  }
+  if (loaded.ruleset === undefined || loaded.config === undefined || hasErrors(loaded.diagnostics)) {
+    for (const d of loaded.diagnostics) process.stderr.write(`${renderDiagnostic(d, loaded.file)}\n`);
+    process.stderr.write(`${loaded.file.path}: invalid (${summary(loaded.diagnostics)})\n`);
+    return EXIT_INVALID;
+  }
+  const sources = await SourceRegistry.create(loaded.config);
+  const input: DryRunInput = {
+    clientIp: options.clientIp,
+    from: options.from,
+    rcpts: options.rcpt,
+    headers,
+    body,
+  };
+  if (options.clientName !== undefined) input.clientName = options.clientName;
+  if (options.helo !== undefined) input.helo = options.helo;
+  if (options.auth !== undefined) {
+    input.authUser = options.auth;
+    input.macros = { "{auth_authen}": options.auth };
+  }
+  try {
+    const report = await dryRun(loaded.ruleset, sources, input);
+    process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : renderReport(report));
+  } finally {
+    await sources.close();
+  }
+  return EXIT_OK;
+}
+
+const STAGE_WIDTH = 8;
+
+function stageTitle(stage: StageReport): string {
+  const detail = stage.rcpt ?? stage.header ?? stage.detail ?? "";
+  return `${stage.stage.padEnd(STAGE_WIDTH)}${detail}`;
+}
+
+function verdictLine(decision: string, reply: string | null, rule?: string): string {
+  const by = rule ? ` (rule ${rule})` : "";
+  return reply ? `${decision} ${reply}${by}` : `${decision}${by}`;
+}
+
+export function renderReport(report: DryRunReport): string {
+  const lines: string[] = [];
+  for (const stage of report.stages) {
+    lines.push(stageTitle(stage));
+    for (const rule of stage.rules) {
+      const lookups = stage.lookups.filter((l) => l.rule === rule.rule);
+      const tag = rule.shadow ? " [shadow]" : "";
+      const outcome = rule.decision ? verdictLine(rule.decision.action, null) : "no decision";
+      lines.push(`  rule ${rule.rule}${tag}: ${outcome}`);
+      for (const l of lookups) {
+        const result = l.error ? `error: ${l.error}` : l.result;
+        lines.push(`    lookup ${l.what} ${JSON.stringify(l.key)} -> ${result} (${l.ms.toFixed(1)} ms)`);
+      }
+      for (const e of rule.errors) lines.push(`    lookup failed on ${e.source}: ${e.message}`);
+      for (const effect of rule.effects) {
+        lines.push(
+          effect.kind === "log"
+            ? `    log: ${effect.text}`
+            : `    add header: ${effect.name}: ${effect.value}`,
+        );
+      }
+    }
+    for (const s of stage.shadow) lines.push(`  shadow ${s.rule} would ${verdictLine(s.decision, s.reply)}`);
+    lines.push(`  => ${verdictLine(stage.decision, stage.reply, stage.rule)}`);
+  }
+  lines.push("");
+  lines.push("recipients:");
+  const width = Math.max(...report.recipients.map((r) => r.rcpt.length), 4);
+  for (const r of report.recipients)
+    lines.push(`  ${r.rcpt.padEnd(width)}  ${verdictLine(r.decision, r.reply, r.rule)}`);
+  for (const h of report.headersAdded) lines.push(`header added: ${h.name}: ${h.value} (rule ${h.rule})`);
+  if (report.quarantine !== undefined) lines.push(`quarantined: ${report.quarantine}`);
+  lines.push(`result: ${verdictLine(report.result.decision, report.result.reply)}`);
+  return `${lines.join("\n")}\n`;
+}

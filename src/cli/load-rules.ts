@@ -1,0 +1,47 @@
+/**
+ * Reading, checking and compiling a rules file, for every command that needs one.
+ */
+import { ConfigReadError, parseConfig, readConfigFile } from "../config/load.js";
+import type { Config } from "../config/types.js";
+import type { Rule } from "../dsl/ast.js";
+import { compileConfig } from "../dsl/compile.js";
+import type { Diagnostic, SourceFile } from "../dsl/diagnostics.js";
+import { hasErrors, sortDiagnostics } from "../dsl/diagnostics.js";
+import type { Ruleset } from "../runtime/ruleset.js";
+
+export type LoadOutcome =
+  | { kind: "unreadable"; message: string }
+  | {
+      kind: "loaded";
+      file: SourceFile;
+      config?: Config;
+      ruleset?: Ruleset;
+      rules: Rule[];
+      diagnostics: Diagnostic[];
+    };
+
+export async function loadRules(path: string): Promise<LoadOutcome> {
+  let source: SourceFile;
+  try {
+    source = await readConfigFile(path);
+  } catch (error) {
+    if (error instanceof ConfigReadError) return { kind: "unreadable", message: error.message };
+    throw error;
+  }
+  const parsed = parseConfig(source);
+  if (parsed.config === undefined || hasErrors(parsed.diagnostics)) {
+    return { kind: "loaded", file: source, rules: [], diagnostics: sortDiagnostics([...parsed.diagnostics]) };
+  }
+  const compiled = compileConfig(parsed.config);
+  const diagnostics = sortDiagnostics([...parsed.diagnostics, ...compiled.diagnostics]);
+  return compiled.ruleset === undefined
+    ? { kind: "loaded", file: source, config: parsed.config, rules: compiled.rules, diagnostics }
+    : {
+        kind: "loaded",
+        file: source,
+        config: parsed.config,
+        ruleset: compiled.ruleset,
+        rules: compiled.rules,
+        diagnostics,
+      };
+}
