@@ -7,6 +7,7 @@ import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { hasErrors } from "../dsl/diagnostics.js";
 import { type DryRunInput, type DryRunReport, dryRun, type StageReport } from "../runtime/dry-run.js";
+import { defaultFactories } from "../sources/factories.js";
 import { SourceRegistry } from "../sources/registry.js";
 import { renderDiagnostic, summary } from "./diagnostics-output.js";
 import { loadRules } from "./load-rules.js";
@@ -93,7 +94,7 @@ export async function dryRunCommand(options: DryRunOptions): Promise<number> {
     process.stderr.write(`${loaded.file.path}: invalid (${summary(loaded.diagnostics)})\n`);
     return EXIT_INVALID;
   }
-  const sources = await SourceRegistry.create(loaded.config);
+  const sources = await SourceRegistry.create(loaded.config, { factories: defaultFactories });
   const input: DryRunInput = {
     clientIp: options.clientIp,
     from: options.from,

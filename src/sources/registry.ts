@@ -1,55 +1,232 @@
 /**
- * Sources built from the configuration, answering the rules' lookups. List sources are served
- * from memory; the other types plug in here (the data-sources work adds them with caching,
- * timeouts and health); until then a lookup on them fails, and the rule's on_error applies.
+ * Sources built from the configuration, answering the rules' lookups. Every lookup on a
+ * network or file source goes through a CachedLookup (TTL cache, in-flight de-duplication,
+ * deadline, counters); failures become LookupErrors naming the source, so the rule applies that
+ * source's on_error. List sources answer from memory.
  */
-import type { Config, SourceConfig } from "../config/types.js";
-import { type DnsblAnswer, LookupError, type Lookups, type QuotaStatus } from "../runtime/lookups.js";
+import type { Config, SourceConfig, SourceType } from "../config/types.js";
+import {
+  type DnsblAnswer,
+  LookupError,
+  type Lookups,
+  type MaybePromise,
+  type QuotaStatus,
+} from "../runtime/lookups.js";
+import { CachedLookup, type LookupCounters, LookupTimeout } from "./cache.js";
 import { createListTable, type ListTable } from "./list.js";
+import type { DnsblSource, QuotaSource, Source, SourceContext, SourceLogger, TableSource } from "./types.js";
+
+/** Builds one source of a type; the registry owns it and closes it. */
+export type SourceFactory = (config: SourceConfig, ctx: SourceContext) => Source | Promise<Source>;
+export type SourceFactories = Partial<Record<Exclude<SourceType, "list">, SourceFactory>>;
+
+/** Cache TTLs when the source does not set `cache` / `negative_cache`. */
+export const DEFAULT_TTL_MS: Record<SourceType, { positive: number; negative: number }> = {
+  // Maildir and mbox sources re-validate their files cheaply themselves: no TTL by default.
+  maildir: { positive: 0, negative: 0 },
+  mbox: { positive: 0, negative: 0 },
+  http: { positive: 10_000, negative: 10_000 },
+  ldap: { positive: 60_000, negative: 60_000 },
+  dnsbl: { positive: 300_000, negative: 300_000 },
+  list: { positive: 0, negative: 0 },
+};
+const MAX_CACHE_ENTRIES = 100_000;
+
+const silent: SourceLogger = { info() {}, warn() {}, error() {} };
+
+interface Entry {
+  config: SourceConfig;
+  source?: Source;
+  list?: ListTable;
+  /** One cache per table (LDAP) or one for the source (key ""). */
+  caches: Map<string, CachedLookup<unknown>>;
+}
+
+export interface RegistryOptions {
+  factories?: SourceFactories;
+  logger?: SourceLogger;
+}
 
 export class SourceRegistry implements Lookups {
-  private constructor(
-    private readonly configs: ReadonlyMap<string, SourceConfig>,
-    private readonly lists: ReadonlyMap<string, ListTable>,
-  ) {}
+  private constructor(private readonly entries: ReadonlyMap<string, Entry>) {}
 
-  static async create(config: Config): Promise<SourceRegistry> {
-    const lists = new Map<string, ListTable>();
-    for (const source of config.sources.values()) {
-      if (source.type === "list") lists.set(source.name, await createListTable(source, config.file.path));
+  static async create(config: Config, options: RegistryOptions = {}): Promise<SourceRegistry> {
+    const ctx: SourceContext = { configPath: config.file.path, logger: options.logger ?? silent };
+    if (config.dns.servers !== undefined) ctx.dnsServers = config.dns.servers;
+    const entries = new Map<string, Entry>();
+    try {
+      for (const source of config.sources.values()) {
+        const entry: Entry = { config: source, caches: new Map() };
+        entries.set(source.name, entry);
+        if (source.type === "list") {
+          entry.list = await createListTable(source, config.file.path);
+          continue;
+        }
+        const factory = options.factories?.[source.type];
+        if (factory !== undefined) entry.source = await factory(source, ctx);
+      }
+    } catch (error) {
+      await closeAll(entries);
+      throw error;
     }
-    return new SourceRegistry(config.sources, lists);
+    const registry = new SourceRegistry(entries);
+    for (const entry of entries.values()) if (entry.source?.kind === "dnsbl") entry.source.start();
+    return registry;
   }
 
-  private unavailable(source: string): never {
-    const type = this.configs.get(source)?.type ?? "unknown";
-    throw new LookupError(source, `lookups on ${type} sources are not implemented yet`);
+  /** The source object of a name (for health reports), if it was built. */
+  source(name: string): Source | undefined {
+    return this.entries.get(name)?.source;
   }
 
-  has(source: string, _table: string | undefined, key: string): boolean {
-    const list = this.lists.get(source);
-    if (list === undefined) this.unavailable(source);
-    return list.find(key) !== undefined;
+  configs(): SourceConfig[] {
+    return [...this.entries.values()].map((e) => e.config);
   }
 
-  get(source: string, _table: string | undefined, key: string): string | undefined {
-    const list = this.lists.get(source);
-    if (list === undefined) this.unavailable(source);
-    return list.find(key);
+  /** Lookup counters per source (all tables of an LDAP source added up). */
+  counters(): Map<string, LookupCounters> {
+    const out = new Map<string, LookupCounters>();
+    for (const [name, entry] of this.entries) {
+      const total: LookupCounters = {
+        lookups: 0,
+        hits: 0,
+        misses: 0,
+        coalesced: 0,
+        errors: 0,
+        timeouts: 0,
+        latencyMs: [],
+      };
+      for (const cache of entry.caches.values()) {
+        const c = cache.counters;
+        total.lookups += c.lookups;
+        total.hits += c.hits;
+        total.misses += c.misses;
+        total.coalesced += c.coalesced;
+        total.errors += c.errors;
+        total.timeouts += c.timeouts;
+        total.latencyMs.push(...c.latencyMs);
+      }
+      out.set(name, total);
+    }
+    return out;
   }
 
-  quota(source: string, _address: string): QuotaStatus | undefined {
-    this.unavailable(source);
+  private entry(name: string): Entry {
+    const entry = this.entries.get(name);
+    if (entry === undefined) throw new LookupError(name, `no source named '${name}'`);
+    return entry;
   }
 
-  dnsbl(source: string, _key: string): DnsblAnswer {
-    this.unavailable(source);
+  private cacheOf<V>(entry: Entry, table: string, isNegative: (v: V) => boolean): CachedLookup<V> {
+    let cache = entry.caches.get(table) as CachedLookup<V> | undefined;
+    if (cache === undefined) {
+      const defaults = DEFAULT_TTL_MS[entry.config.type];
+      cache = new CachedLookup<V>(
+        {
+          positiveTtlMs: entry.config.cacheMs ?? defaults.positive,
+          negativeTtlMs: entry.config.negativeCacheMs ?? defaults.negative,
+          timeoutMs: entry.config.timeoutMs,
+          maxEntries: MAX_CACHE_ENTRIES,
+        },
+        isNegative,
+      );
+      entry.caches.set(table, cache as CachedLookup<unknown>);
+    }
+    return cache;
   }
 
-  zoneOf(source: string): string {
-    const config = this.configs.get(source);
+  /** Runs a lookup through the source's cache, turning every failure into a LookupError. */
+  private cached<V>(
+    name: string,
+    table: string,
+    key: string,
+    isNegative: (v: V) => boolean,
+    fetch: (source: Source, signal: AbortSignal) => Promise<V>,
+  ): MaybePromise<V> {
+    const entry = this.entry(name);
+    const source = entry.source;
+    if (source === undefined)
+      throw new LookupError(name, `lookups on ${entry.config.type} sources are not available`);
+    const cache = this.cacheOf(entry, table, isNegative);
+    const result = cache.lookup(key, (signal) => fetch(source, signal));
+    if (!(result instanceof Promise)) return result;
+    return result.catch((error: unknown) => {
+      if (error instanceof LookupTimeout)
+        throw new LookupError(name, `timed out after ${error.timeoutMs} ms`);
+      throw new LookupError(name, error instanceof Error ? error.message : String(error));
+    });
+  }
+
+  has(name: string, table: string | undefined, key: string): MaybePromise<boolean> {
+    const entry = this.entry(name);
+    if (entry.list !== undefined) return entry.list.find(key) !== undefined;
+    return this.cached<boolean>(
+      name,
+      table ?? "",
+      key,
+      (found) => !found,
+      (source, signal) => {
+        if (source.kind !== "table") throw new Error(`${name} is not a table`);
+        return (source as TableSource).has(table, key, signal);
+      },
+    );
+  }
+
+  get(name: string, table: string | undefined, key: string): MaybePromise<string | undefined> {
+    const entry = this.entry(name);
+    if (entry.list !== undefined) return entry.list.find(key);
+    return this.cached<string | undefined>(
+      name,
+      `${table ?? ""}[]`,
+      key,
+      (v) => v === undefined,
+      (source, signal) => {
+        if (source.kind !== "table") throw new Error(`${name} is not a table`);
+        return (source as TableSource).get(table, key, signal);
+      },
+    );
+  }
+
+  quota(name: string, address: string): MaybePromise<QuotaStatus | undefined> {
+    return this.cached<QuotaStatus | undefined>(
+      name,
+      "",
+      address,
+      (v) => v === undefined,
+      (source, signal) => {
+        if (source.kind !== "quota") throw new Error(`${name} has no quota`);
+        return (source as QuotaSource).quota(address, signal);
+      },
+    );
+  }
+
+  dnsbl(name: string, key: string): MaybePromise<DnsblAnswer> {
+    const entry = this.entry(name);
+    const source = entry.source;
+    // A list that is not healthy is off: it answers "not listed" without a query, and nothing is cached.
+    if (source?.kind === "dnsbl" && source.health().state !== "healthy") return { listed: false };
+    return this.cached<DnsblAnswer>(
+      name,
+      "",
+      key,
+      (a) => !a.listed,
+      (s, signal) => {
+        if (s.kind !== "dnsbl") throw new Error(`${name} is not a DNSBL`);
+        return (s as DnsblSource).lookup(key, signal);
+      },
+    );
+  }
+
+  zoneOf(name: string): string {
+    const config = this.entries.get(name)?.config;
     return config?.type === "dnsbl" ? config.zone : "";
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await closeAll(this.entries);
+  }
+}
+
+async function closeAll(entries: ReadonlyMap<string, Entry>): Promise<void> {
+  await Promise.allSettled([...entries.values()].map((e) => e.source?.close()));
 }

@@ -1,0 +1,154 @@
+/**
+ * Every lookup goes through here: a bounded LRU cache with positive and negative TTLs,
+ * in-flight de-duplication (concurrent identical lookups make one request), a per-lookup
+ * timeout, and counters for the metrics.
+ */
+import { LRUCache } from "lru-cache";
+
+export interface LookupCounters {
+  lookups: number;
+  hits: number;
+  misses: number;
+  coalesced: number;
+  errors: number;
+  timeouts: number;
+  /** Latencies of lookups that reached the source, in ms (the last ones; for histograms). */
+  latencyMs: number[];
+}
+
+export interface CacheOptions {
+  /** TTL of a positive answer, ms; 0 = not cached. */
+  positiveTtlMs: number;
+  /** TTL of a negative answer ("not found"), ms; 0 = not cached. */
+  negativeTtlMs: number;
+  /** Deadline of one lookup at the source, ms. */
+  timeoutMs: number;
+  /** Entries kept at most. */
+  maxEntries: number;
+}
+
+export class LookupTimeout extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`no answer within ${timeoutMs} ms`);
+  }
+}
+
+/** Kept for metrics: enough to compute a latency histogram between scrapes. */
+const MAX_LATENCY_SAMPLES = 1024;
+
+/** Wraps value (never undefined) so a cached "absent" can be told from "not cached". */
+interface Entry<V> {
+  value: V;
+}
+
+export class CachedLookup<V> {
+  readonly counters: LookupCounters = {
+    lookups: 0,
+    hits: 0,
+    misses: 0,
+    coalesced: 0,
+    errors: 0,
+    timeouts: 0,
+    latencyMs: [],
+  };
+  private readonly cache: LRUCache<string, Entry<V>> | undefined;
+  private readonly inFlight = new Map<string, Promise<V>>();
+  /** Called with each latency measured at the source (ms) and the outcome. */
+  onMeasured?: (ms: number, outcome: "ok" | "error" | "timeout") => void;
+
+  constructor(
+    private readonly options: CacheOptions,
+    /** Whether an answer counts as negative (for the negative TTL). */
+    private readonly isNegative: (value: V) => boolean,
+  ) {
+    if (options.positiveTtlMs > 0 || options.negativeTtlMs > 0) {
+      this.cache = new LRUCache<string, Entry<V>>({
+        max: Math.max(1, options.maxEntries),
+        ttlAutopurge: false,
+      });
+    }
+  }
+
+  get size(): number {
+    return this.cache?.size ?? 0;
+  }
+
+  clear(): void {
+    this.cache?.clear();
+  }
+
+  /**
+   * Answers from the cache, joins an identical lookup in flight, or asks the source with a
+   * deadline. A lookup that finishes after its deadline is still cached for the next one.
+   */
+  lookup(key: string, fetch: (signal: AbortSignal) => Promise<V>): V | Promise<V> {
+    this.counters.lookups++;
+    const cached = this.cache?.get(key);
+    if (cached !== undefined) {
+      this.counters.hits++;
+      return cached.value;
+    }
+    const pending = this.inFlight.get(key);
+    if (pending !== undefined) {
+      this.counters.coalesced++;
+      return pending;
+    }
+    this.counters.misses++;
+    const request = this.fetchWithDeadline(key, fetch);
+    this.inFlight.set(key, request);
+    const forget = () => {
+      if (this.inFlight.get(key) === request) this.inFlight.delete(key);
+    };
+    request.then(forget, forget);
+    return request;
+  }
+
+  private fetchWithDeadline(key: string, fetch: (signal: AbortSignal) => Promise<V>): Promise<V> {
+    const controller = new AbortController();
+    const started = performance.now();
+    const work = fetch(controller.signal).then((value) => {
+      this.remember(key, value);
+      return value;
+    });
+    return new Promise<V>((resolve, reject) => {
+      let late = false;
+      const timer = setTimeout(() => {
+        late = true;
+        this.counters.timeouts++;
+        this.counters.errors++;
+        this.measure(performance.now() - started, "timeout");
+        // Let a slow source finish and fill the cache, but tell it to give up after a grace period.
+        setTimeout(() => controller.abort(), this.options.timeoutMs).unref();
+        reject(new LookupTimeout(this.options.timeoutMs));
+      }, this.options.timeoutMs);
+      work.then(
+        (value) => {
+          if (late) return;
+          clearTimeout(timer);
+          this.measure(performance.now() - started, "ok");
+          resolve(value);
+        },
+        (error: unknown) => {
+          if (late) return;
+          clearTimeout(timer);
+          this.counters.errors++;
+          this.measure(performance.now() - started, "error");
+          reject(error);
+        },
+      );
+    });
+  }
+
+  private remember(key: string, value: V): void {
+    if (this.cache === undefined) return;
+    const ttl = this.isNegative(value) ? this.options.negativeTtlMs : this.options.positiveTtlMs;
+    if (ttl > 0) this.cache.set(key, { value }, { ttl });
+  }
+
+  private measure(ms: number, outcome: "ok" | "error" | "timeout"): void {
+    const samples = this.counters.latencyMs;
+    samples.push(ms);
+    if (samples.length > MAX_LATENCY_SAMPLES) samples.splice(0, samples.length - MAX_LATENCY_SAMPLES);
+    this.onMeasured?.(ms, outcome);
+  }
+}
