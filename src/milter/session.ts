@@ -346,8 +346,10 @@ export class Session implements SessionContext {
         return undefined;
       case "mail":
         if (!this.connected) return "MAIL before CONNECT";
-        // Sendmail starts the next message with MAIL directly, without an ABORT.
-        if (this.inTransaction) this.endMessage(true);
+        // Sendmail starts the next message with MAIL directly, without an ABORT (also after a
+        // MAIL the filter refused). The macros that came with this MAIL belong to the new
+        // message: keep them (entering the MAIL stage drops those of later stages).
+        if (this.inTransaction) this.endMessage(true, false);
         this.phase = Phase.Mail;
         return undefined;
       case "rcpt":
@@ -386,12 +388,12 @@ export class Session implements SessionContext {
   }
 
   /** Ends the message in progress (after EOM, on ABORT, or implicitly). */
-  private endMessage(aborted: boolean): void {
+  private endMessage(aborted: boolean, clearMacros = true): void {
     if (this.phase >= Phase.Mail) {
       if (aborted) this.safely("abort", () => this.handler.abort?.(this));
       this.phase = Phase.Connected;
     }
-    this.macros.clearMessage();
+    if (clearMacros) this.macros.clearMessage();
   }
 
   // --- Dispatch --------------------------------------------------------------------------
