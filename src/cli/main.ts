@@ -7,7 +7,9 @@ import { Command, CommanderError, InvalidArgumentError, Option } from "commander
 import { AddressError, ListenError, parseListenAddress } from "../milter/index.js";
 import { dryRunCommand } from "./dry-run.js";
 import { createLogger, type LogFormat } from "./logging.js";
-import { serve } from "./serve.js";
+import { parseHostPort } from "./metrics.js";
+import { type ServeOptions, serve } from "./serve.js";
+import { ConfigError } from "./service.js";
 import { validateCommand } from "./validate.js";
 
 export const EXIT_USAGE = 2;
@@ -40,47 +42,63 @@ export function buildProgram(): Command {
   program
     .command("serve")
     .description(
-      "run the milter for Postfix or Sendmail; SIGTERM stops accepting, lets connections in flight finish, then exits 0",
+      "run the milter for Postfix or Sendmail with the rules of --config (reloaded on change and on SIGHUP); SIGTERM stops accepting, lets connections in flight finish, then exits 0",
+    )
+    .option(
+      "--config <file>",
+      "rules file (default: ./rules.yaml when it exists; without one, every message passes and each event is logged)",
     )
     .addOption(
-      new Option("--listen <socket>", "inet:PORT@HOST, inet:HOST:PORT, inet6:PORT@HOST or unix:/path")
-        .default("inet:127.0.0.1:8890")
-        .argParser(listenSpec),
+      new Option(
+        "--listen <socket>",
+        "inet:PORT@HOST, inet:HOST:PORT, inet6:PORT@HOST or unix:/path (default: the file's listen, else inet:127.0.0.1:8890)",
+      ).argParser(listenSpec),
+    )
+    .option("--metrics <host:port>", "serve Prometheus metrics at http://HOST:PORT/metrics")
+    .addOption(
+      new Option(
+        "--max-connections <n>",
+        "concurrent MTA connections (default: the file's max_connections, 4096)",
+      ).argParser(positiveInteger),
     )
     .addOption(
-      new Option("--max-connections <n>", "concurrent MTA connections")
-        .default(4096)
-        .argParser(positiveInteger),
-    )
-    .addOption(
-      new Option("--shutdown-timeout <seconds>", "how long SIGTERM waits for connections in flight")
-        .default(30)
-        .argParser(positiveInteger),
+      new Option(
+        "--shutdown-timeout <seconds>",
+        "how long SIGTERM waits for connections in flight (default: the file's shutdown_timeout, 30)",
+      ).argParser(positiveInteger),
     )
     .addOption(
       new Option("--log-format <format>", "log lines as").choices(["json", "pretty"]).default("json"),
     )
     .action(
       async (opts: {
-        listen: string;
-        maxConnections: number;
-        shutdownTimeout: number;
+        config?: string;
+        listen?: string;
+        metrics?: string;
+        maxConnections?: number;
+        shutdownTimeout?: number;
         logFormat: LogFormat;
       }) => {
-        const logger = createLogger(opts.logFormat);
-        try {
-          await serve(
-            {
-              listen: opts.listen,
-              maxConnections: opts.maxConnections,
-              shutdownTimeoutMs: opts.shutdownTimeout * 1000,
-            },
-            logger,
+        if (opts.metrics !== undefined && parseHostPort(opts.metrics) === undefined) {
+          process.stderr.write(
+            `filterctl: --metrics '${opts.metrics}': expected HOST:PORT, e.g. 127.0.0.1:9890\n`,
           );
+          process.exit(EXIT_USAGE);
+        }
+        const logger = createLogger(opts.logFormat);
+        const options: ServeOptions = {};
+        if (opts.config !== undefined) options.config = opts.config;
+        if (opts.listen !== undefined) options.listen = opts.listen;
+        if (opts.metrics !== undefined) options.metrics = opts.metrics;
+        if (opts.maxConnections !== undefined) options.maxConnections = opts.maxConnections;
+        if (opts.shutdownTimeout !== undefined) options.shutdownTimeoutMs = opts.shutdownTimeout * 1000;
+        try {
+          await serve(options, logger);
         } catch (error) {
-          if (error instanceof ListenError) {
+          if (error instanceof ListenError || error instanceof ConfigError) {
             process.stderr.write(`filterctl: ${error.message}\n`);
-            process.exit(EXIT_USAGE);
+            logger.flush(() => process.exit(error instanceof ConfigError ? error.exitCode : EXIT_USAGE));
+            return;
           }
           throw error;
         }

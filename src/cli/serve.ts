@@ -1,35 +1,97 @@
 /**
- * `filterctl serve`: run the milter until SIGTERM/SIGINT, then drain and exit 0.
+ * `filterctl serve`: run the milter with the rules of the config file; reload on change and
+ * on SIGHUP; on SIGTERM/SIGINT stop accepting, let connections in flight finish, exit 0.
  */
+import { existsSync } from "node:fs";
+import type { Server } from "node:http";
 import type { Logger } from "pino";
-import { MilterServer } from "../milter/index.js";
+import { parseReply } from "../dsl/compiler.js";
+import { MilterServer, type MilterServerOptions, type Reply } from "../milter/index.js";
 import { eventLoggerHandler } from "./event-logger-handler.js";
+import { Metrics } from "./metrics.js";
+import { rulesHandler } from "./rules-handler.js";
+import { RulesRuntime } from "./service.js";
 
 export interface ServeOptions {
-  listen: string;
-  shutdownTimeoutMs: number;
-  maxConnections: number;
+  /** The rules file; undefined = ./rules.yaml when it exists. */
+  config?: string;
+  listen?: string;
+  metrics?: string;
+  shutdownTimeoutMs?: number;
+  maxConnections?: number;
 }
 
+const DEFAULT_LISTEN = "inet:127.0.0.1:8890";
+
 export async function serve(options: ServeOptions, logger: Logger): Promise<MilterServer> {
-  const server = new MilterServer(() => eventLoggerHandler(logger), {
-    logger,
-    maxConnections: options.maxConnections,
-  });
-  await server.listen(options.listen);
+  const metrics = options.metrics === undefined ? undefined : new Metrics();
+  const configPath = options.config ?? (existsSync("rules.yaml") ? "rules.yaml" : undefined);
+  let runtime: RulesRuntime | undefined;
+  const serverOptions: MilterServerOptions = { logger };
+  let listen = options.listen ?? DEFAULT_LISTEN;
+  let shutdownTimeoutMs = options.shutdownTimeoutMs ?? 30_000;
+
+  if (configPath === undefined) {
+    logger.warn({}, "no rules file (--config, or ./rules.yaml): every message passes, each event is logged");
+  } else {
+    runtime = await RulesRuntime.start(configPath, logger, metrics);
+    const config = runtime.config;
+    listen = options.listen ?? config.listen ?? DEFAULT_LISTEN;
+    shutdownTimeoutMs = options.shutdownTimeoutMs ?? config.shutdownTimeoutMs;
+    serverOptions.maxConnections = options.maxConnections ?? config.maxConnections;
+    serverOptions.socketMode = config.listenMode;
+    serverOptions.handlerTimeoutMs = config.eventTimeoutMs;
+    const errorReply = parseReply(config.defaults.errorReply);
+    const fallback: Reply = { action: "tempfail", code: errorReply.code, text: errorReply.text };
+    if (errorReply.enhancedCode !== undefined) fallback.enhancedCode = errorReply.enhancedCode;
+    serverOptions.fallback = fallback;
+  }
+  if (options.maxConnections !== undefined) serverOptions.maxConnections = options.maxConnections;
+
+  const active = runtime;
+  const server = new MilterServer(
+    active === undefined ? () => eventLoggerHandler(logger) : rulesHandler(active),
+    serverOptions,
+  );
+  if (metrics !== undefined) {
+    server.on("open", () => {
+      metrics.sessions.inc();
+      metrics.activeConnections.inc();
+    });
+    server.on("close", () => metrics.activeConnections.dec());
+    server.on("refused", () => metrics.refusedConnections.inc());
+    metrics.beforeScrape = () => active?.collectCounters();
+  }
+  try {
+    await server.listen(listen);
+  } catch (error) {
+    await runtime?.close();
+    throw error;
+  }
+  let metricsServer: Server | undefined;
+  if (metrics !== undefined && options.metrics !== undefined) {
+    metricsServer = await metrics.listen(options.metrics);
+    logger.info({ metrics: `http://${options.metrics}/metrics` }, "metrics listening");
+  }
+  runtime?.watchFiles();
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal, connections: server.activeConnections }, "stopping: no new connections");
-    void server.shutdown(options.shutdownTimeoutMs).then(({ cut }) => {
+    void server.shutdown(shutdownTimeoutMs).then(async ({ cut }) => {
+      metricsServer?.close();
+      await runtime?.close();
       logger.info({ cut }, "stopped");
       logger.flush(() => process.exit(0));
     });
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
-  process.on("SIGHUP", () => logger.info({}, "SIGHUP: no rules file to reload yet"));
+  process.on("SIGHUP", () => {
+    if (runtime === undefined) logger.info({}, "SIGHUP: no rules file to reload");
+    else void runtime.reload("SIGHUP");
+  });
   return server;
 }

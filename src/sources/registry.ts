@@ -14,7 +14,15 @@ import {
 } from "../runtime/lookups.js";
 import { CachedLookup, type LookupCounters, LookupTimeout } from "./cache.js";
 import { createListTable, type ListTable } from "./list.js";
-import type { DnsblSource, QuotaSource, Source, SourceContext, SourceLogger, TableSource } from "./types.js";
+import type {
+  DnsblHealth,
+  DnsblSource,
+  QuotaSource,
+  Source,
+  SourceContext,
+  SourceLogger,
+  TableSource,
+} from "./types.js";
 
 /** Builds one source of a type; the registry owns it and closes it. */
 export type SourceFactory = (config: SourceConfig, ctx: SourceContext) => Source | Promise<Source>;
@@ -36,41 +44,97 @@ const silent: SourceLogger = { info() {}, warn() {}, error() {} };
 
 interface Entry {
   config: SourceConfig;
+  /** What identifies the source's configuration, positions left out: equal → reusable on reload. */
+  fingerprint: string;
   source?: Source;
   list?: ListTable;
   /** One cache per table (LDAP) or one for the source (key ""). */
   caches: Map<string, CachedLookup<unknown>>;
+  /** Handed over to a newer registry by a reload: not closed with this one. */
+  transferred?: boolean;
 }
 
 export interface RegistryOptions {
   factories?: SourceFactories;
   logger?: SourceLogger;
+  /** The registry being replaced by a reload: sources whose configuration did not change are taken over, caches and DNSBL health included. */
+  previous?: SourceRegistry;
+  /** Each lookup that reached a source, with its time. */
+  onLookup?: (source: string, ms: number, outcome: "ok" | "error" | "timeout") => void;
+  /** Each DNSBL health change (and the initial state of new DNSBL sources). */
+  onDnsblState?: (source: string, zone: string, health: DnsblHealth) => void;
+}
+
+/** A source's configuration without file positions, as a comparable string. */
+export function fingerprint(config: SourceConfig): string {
+  return JSON.stringify(config, (key, value: unknown) => {
+    if (key === "offset") return undefined;
+    if (value instanceof Map) return Object.fromEntries(value);
+    if (value !== null && typeof value === "object" && "offsetAt" in value && "text" in value)
+      return (value as { text: string }).text;
+    return value;
+  });
 }
 
 export class SourceRegistry implements Lookups {
   private constructor(private readonly entries: ReadonlyMap<string, Entry>) {}
 
+  private onLookup: RegistryOptions["onLookup"];
+
   static async create(config: Config, options: RegistryOptions = {}): Promise<SourceRegistry> {
     const ctx: SourceContext = { configPath: config.file.path, logger: options.logger ?? silent };
     if (config.dns.servers !== undefined) ctx.dnsServers = config.dns.servers;
     const entries = new Map<string, Entry>();
+    const fresh: Entry[] = [];
     try {
       for (const source of config.sources.values()) {
-        const entry: Entry = { config: source, caches: new Map() };
-        entries.set(source.name, entry);
+        const print = fingerprint(source);
         if (source.type === "list") {
-          entry.list = await createListTable(source, config.file.path);
+          // Lists are rebuilt every time: their file may be what changed.
+          entries.set(source.name, {
+            config: source,
+            fingerprint: print,
+            caches: new Map(),
+            list: await createListTable(source, config.file.path),
+          });
           continue;
         }
+        const reusable = options.previous?.entries.get(source.name);
+        if (
+          reusable !== undefined &&
+          reusable.fingerprint === print &&
+          reusable.source !== undefined &&
+          !reusable.transferred
+        ) {
+          reusable.transferred = true;
+          entries.set(source.name, { ...reusable, config: source, transferred: false });
+          continue;
+        }
+        const entry: Entry = { config: source, fingerprint: print, caches: new Map() };
+        entries.set(source.name, entry);
         const factory = options.factories?.[source.type];
-        if (factory !== undefined) entry.source = await factory(source, ctx);
+        if (factory !== undefined) {
+          entry.source = await factory(source, ctx);
+          fresh.push(entry);
+        }
       }
     } catch (error) {
-      await closeAll(entries);
+      await closeAll(fresh);
       throw error;
     }
     const registry = new SourceRegistry(entries);
-    for (const entry of entries.values()) if (entry.source?.kind === "dnsbl") entry.source.start();
+    registry.onLookup = options.onLookup;
+    for (const entry of fresh) {
+      const source = entry.source;
+      if (source?.kind !== "dnsbl") continue;
+      const { name } = entry.config;
+      if (options.onDnsblState !== undefined) {
+        const report = options.onDnsblState;
+        source.onStateChange = (health) => report(name, source.zone, health);
+        report(name, source.zone, source.health());
+      }
+      source.start();
+    }
     return registry;
   }
 
@@ -130,6 +194,9 @@ export class SourceRegistry implements Lookups {
         },
         isNegative,
       );
+      const observe = this.onLookup;
+      const name = entry.config.name;
+      if (observe !== undefined) cache.onMeasured = (ms, outcome) => observe(name, ms, outcome);
       entry.caches.set(table, cache as CachedLookup<unknown>);
     }
     return cache;
@@ -222,11 +289,12 @@ export class SourceRegistry implements Lookups {
     return config?.type === "dnsbl" ? config.zone : "";
   }
 
+  /** Closes the sources this registry still owns (not those a reload took over). */
   async close(): Promise<void> {
-    await closeAll(this.entries);
+    await closeAll([...this.entries.values()].filter((e) => !e.transferred));
   }
 }
 
-async function closeAll(entries: ReadonlyMap<string, Entry>): Promise<void> {
-  await Promise.allSettled([...entries.values()].map((e) => e.source?.close()));
+async function closeAll(entries: Iterable<Entry>): Promise<void> {
+  await Promise.allSettled([...entries].map((e) => e.source?.close()));
 }

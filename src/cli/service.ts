@@ -1,0 +1,261 @@
+/**
+ * The running configuration of `filterctl serve`: the compiled rules and their sources, swapped
+ * atomically on reload (file change or SIGHUP). An invalid change is logged with every
+ * diagnostic and changes nothing; transactions already started finish with their rules.
+ */
+import { type FSWatcher, watch } from "node:fs";
+import { basename, dirname, resolve } from "node:path";
+import type { Logger } from "pino";
+import { referencedFiles } from "../config/load.js";
+import type { Config } from "../config/types.js";
+import { formatDiagnostic } from "../dsl/diagnostics.js";
+import { replyOf } from "../runtime/dry-run.js";
+import type { Ruleset } from "../runtime/ruleset.js";
+import { defaultFactories } from "../sources/factories.js";
+import { SourceRegistry } from "../sources/registry.js";
+import { loadRules } from "./load-rules.js";
+import type { Metrics } from "./metrics.js";
+import type { DecisionEvent, RulesService } from "./rules-handler.js";
+
+export class ConfigError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
+
+interface Active {
+  config: Config;
+  ruleset: Ruleset;
+  lookups: SourceRegistry;
+  generation: number;
+}
+
+/** Changes are picked up this long after the last write (editors write in several steps). */
+const DEBOUNCE_MS = 200;
+
+export class RulesRuntime implements RulesService {
+  private active: Active;
+  private watchers: FSWatcher[] = [];
+  private debounce: NodeJS.Timeout | undefined;
+  private reloading: Promise<boolean> | undefined;
+  private reloadAgain = false;
+
+  private constructor(
+    private readonly path: string,
+    private readonly logger: Logger,
+    private readonly metrics: Metrics | undefined,
+    first: Active,
+  ) {
+    this.active = first;
+    metrics?.generation.set(first.generation);
+  }
+
+  /** Loads the configuration once; an invalid or unreadable file is a ConfigError (exit 1 / 2). */
+  static async start(path: string, logger: Logger, metrics?: Metrics): Promise<RulesRuntime> {
+    const loaded = await RulesRuntime.build(path, logger, metrics, undefined);
+    if ("error" in loaded) throw loaded.error;
+    const runtime = new RulesRuntime(path, logger, metrics, { ...loaded, generation: 1 });
+    logger.info(
+      { generation: 1, rules: loaded.ruleset.rules.length, sources: loaded.config.sources.size },
+      "rules loaded",
+    );
+    return runtime;
+  }
+
+  private static async build(
+    path: string,
+    logger: Logger,
+    metrics: Metrics | undefined,
+    previous: SourceRegistry | undefined,
+  ): Promise<Omit<Active, "generation"> | { error: ConfigError }> {
+    const loaded = await loadRules(path);
+    if (loaded.kind === "unreadable") return { error: new ConfigError(loaded.message, 2) };
+    for (const d of loaded.diagnostics) {
+      const fields = { file: d.file, line: d.line, column: d.column, severity: d.severity };
+      if (d.severity === "warning") logger.warn(fields, formatDiagnostic(d));
+      else logger.error(fields, formatDiagnostic(d));
+    }
+    if (loaded.ruleset === undefined || loaded.config === undefined) {
+      const errors = loaded.diagnostics.filter((d) => d.severity === "error").length;
+      return { error: new ConfigError(`${path}: invalid (${errors} error${errors === 1 ? "" : "s"})`, 1) };
+    }
+    const options: Parameters<typeof SourceRegistry.create>[1] = {
+      factories: defaultFactories,
+      logger,
+      onDnsblState: (source, zone, health) => {
+        metrics?.setDnsblState(source, zone, health.state);
+      },
+    };
+    if (previous !== undefined) options.previous = previous;
+    if (metrics !== undefined) {
+      options.onLookup = (source, ms, outcome) => {
+        metrics.lookupSeconds.observe({ source, outcome }, ms / 1000);
+        if (outcome !== "ok") metrics.lookupErrors.inc({ source });
+      };
+    }
+    try {
+      const lookups = await SourceRegistry.create(loaded.config, options);
+      return { config: loaded.config, ruleset: loaded.ruleset, lookups };
+    } catch (error) {
+      return { error: new ConfigError(`${path}: cannot open sources: ${(error as Error).message}`, 1) };
+    }
+  }
+
+  get generation(): number {
+    return this.active.generation;
+  }
+
+  get config(): Config {
+    return this.active.config;
+  }
+
+  current(): { ruleset: Ruleset; lookups: SourceRegistry; generation: number } {
+    return this.active;
+  }
+
+  /** Loads, checks and swaps in the file's current content; answers whether it was taken. */
+  reload(reason: string): Promise<boolean> {
+    if (this.reloading !== undefined) {
+      // A change during a reload is read once more when it ends.
+      this.reloadAgain = true;
+      return this.reloading;
+    }
+    this.reloading = this.doReload(reason).finally(() => {
+      this.reloading = undefined;
+      if (this.reloadAgain) {
+        this.reloadAgain = false;
+        void this.reload("changed during reload");
+      }
+    });
+    return this.reloading;
+  }
+
+  private async doReload(reason: string): Promise<boolean> {
+    const old = this.active;
+    const built = await RulesRuntime.build(this.path, this.logger, this.metrics, old.lookups);
+    if ("error" in built) {
+      this.metrics?.reloads.inc({ result: "failure" });
+      this.logger.error(
+        { generation: old.generation, reason },
+        `reload refused, still serving generation ${old.generation}: ${built.error.message}`,
+      );
+      return false;
+    }
+    this.active = { ...built, generation: old.generation + 1 };
+    this.metrics?.reloads.inc({ result: "success" });
+    this.metrics?.generation.set(this.active.generation);
+    this.logger.info(
+      { generation: this.active.generation, reason, rules: built.ruleset.rules.length },
+      `reloaded: serving generation ${this.active.generation}`,
+    );
+    this.rewatch();
+    // Transactions pinned to the old rules may still look things up: close its own sources later.
+    setTimeout(() => void old.lookups.close(), Math.max(30_000, old.config.eventTimeoutMs * 2)).unref();
+    return true;
+  }
+
+  /** Watches the rules file and the files it names; editors replace files by rename, so watch folders. */
+  watchFiles(): void {
+    this.rewatch();
+  }
+
+  private rewatch(): void {
+    for (const w of this.watchers) w.close();
+    this.watchers = [];
+    const configDir = dirname(resolve(this.path));
+    const files = [
+      resolve(this.path),
+      ...referencedFiles(this.active.config).map((f) => resolve(configDir, f)),
+    ];
+    const byDir = new Map<string, Set<string>>();
+    for (const file of files) {
+      const names = byDir.get(dirname(file)) ?? new Set<string>();
+      names.add(basename(file));
+      byDir.set(dirname(file), names);
+    }
+    for (const [dir, names] of byDir) {
+      try {
+        const watcher = watch(dir, (_event, filename) => {
+          if (filename === null || names.has(filename.toString())) this.changed(`${filename ?? dir} changed`);
+        });
+        watcher.on("error", (error) => this.logger.warn({ dir, err: error.message }, "cannot watch folder"));
+        this.watchers.push(watcher);
+      } catch (error) {
+        this.logger.warn({ dir, err: (error as Error).message }, "cannot watch folder; reload with SIGHUP");
+      }
+    }
+  }
+
+  private changed(reason: string): void {
+    clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => void this.reload(reason), DEBOUNCE_MS);
+  }
+
+  report(event: DecisionEvent): void {
+    const { outcome } = event;
+    const context = {
+      conn: event.conn,
+      generation: event.generation,
+      stage: event.stage,
+      client: event.client,
+      ...(event.queueId ? { queueId: event.queueId } : {}),
+      ...(event.from !== undefined ? { from: event.from } : {}),
+      ...(event.rcpt !== undefined ? { rcpt: event.rcpt } : {}),
+    };
+    for (const effect of outcome.effects) {
+      if (effect.kind === "log") this.logger.info({ ...context, rule: effect.rule }, effect.text);
+    }
+    for (const trace of outcome.rules) {
+      for (const error of trace.errors) {
+        this.logger.warn(
+          { ...context, rule: trace.rule, source: error.source, err: error.message },
+          "lookup failed",
+        );
+      }
+    }
+    for (const shadow of outcome.shadowDecisions) {
+      this.metrics?.decisions.inc({
+        stage: event.stage,
+        decision: shadow.action,
+        rule: shadow.rule,
+        shadow: "true",
+      });
+      this.logger.info(
+        { ...context, decision: shadow.action, rule: shadow.rule, reply: replyOf(shadow), shadow: true },
+        "shadow decision",
+      );
+    }
+    const decision = outcome.decision;
+    if (decision !== undefined) {
+      this.metrics?.decisions.inc({
+        stage: event.stage,
+        decision: decision.action,
+        rule: decision.rule,
+        shadow: "false",
+      });
+      const fields = { ...context, decision: decision.action, rule: decision.rule, reply: replyOf(decision) };
+      this.logger.info(
+        decision.lookupError ? { ...fields, lookupError: decision.lookupError } : fields,
+        "decision",
+      );
+    }
+  }
+
+  /** Feeds the source counters into the metrics (called before each scrape). */
+  collectCounters(): void {
+    if (this.metrics === undefined) return;
+    for (const [source, counters] of this.active.lookups.counters()) {
+      this.metrics.lookups.set({ source }, counters.lookups);
+      this.metrics.cacheHits.set({ source }, counters.hits);
+    }
+  }
+
+  async close(): Promise<void> {
+    clearTimeout(this.debounce);
+    for (const w of this.watchers) w.close();
+    await this.active.lookups.close();
+  }
+}
