@@ -1,0 +1,171 @@
+/**
+ * Loading rules.yaml: YAML syntax, then the JSON Schema, then the typed Config. Every problem is a
+ * diagnostic at the file:line:col it is about; nothing is thrown for a file's content.
+ *
+ *   const file = await readConfigFile("rules.yaml");      // ConfigReadError: exit 2
+ *   const { config, diagnostics } = parseConfig(file);    // config undefined when any error
+ */
+import { type Document, isScalar, parseDocument, visit } from "yaml";
+import { type Diagnostic, type SourceFile, sortDiagnostics } from "../dsl/diagnostics.js";
+import { buildConfig } from "./build.js";
+import { MAX_CONFIG_BYTES, readConfigFile, readConfigFileSync } from "./read.js";
+import { rulesSchema } from "./schema.js";
+import { schemaDiagnostics } from "./schema-errors.js";
+import type { Config } from "./types.js";
+import { yamlDiagnostics } from "./yaml-errors.js";
+import { locate, nestingDepth } from "./yaml-positions.js";
+
+export { DEFAULT_ERROR_REPLY, DEFAULT_QUOTA_SERVER_LISTEN, DEFAULTS, PLACEHOLDERS } from "./build.js";
+export { locateScalar, MappedText, splitWords, toMapped } from "./located-text.js";
+export {
+  ConfigReadError,
+  describeFailure,
+  MAX_CONFIG_BYTES,
+  readConfigFile,
+  readConfigFileSync,
+} from "./read.js";
+export { SCHEMA_URL } from "./schema.js";
+export { STAGES } from "./schema-errors.js";
+
+/** Deeper nesting is refused before parsing (real configurations nest 5 levels). */
+export const MAX_NESTING = 64;
+/** Most alias expansions (`*name`) allowed when building the value (billion laughs). */
+export const MAX_ALIAS_COUNT = 100;
+
+export interface ParseResult {
+  /** Present when there is no error (warnings allowed). */
+  config?: Config;
+  diagnostics: Diagnostic[];
+}
+
+function done(diagnostics: Diagnostic[], config?: Config): ParseResult {
+  sortDiagnostics(diagnostics);
+  return config === undefined ? { diagnostics } : { config, diagnostics };
+}
+
+/** The plain value, or a diagnostic about aliases (undefined anchor, too many expansions). */
+function toValue(doc: Document, file: SourceFile): { value?: unknown; diagnostic?: Diagnostic } {
+  try {
+    return { value: doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) };
+  } catch (error) {
+    let unresolved: { offset: number; name: string } | undefined;
+    let first: { offset: number; name: string } | undefined;
+    visit(doc, {
+      Alias(_key, alias) {
+        const at = { offset: alias.range?.[0] ?? 0, name: alias.source };
+        first ??= at;
+        if (unresolved === undefined && alias.resolve(doc) === undefined) unresolved = at;
+      },
+    });
+    if (unresolved !== undefined) {
+      return {
+        diagnostic: file.diagnostic(
+          unresolved.offset,
+          "error",
+          `alias '*${unresolved.name}' has no anchor '&${unresolved.name}' before it`,
+        ),
+      };
+    }
+    const message = (error as Error).message;
+    if (/alias count|resource exhaustion/i.test(message)) {
+      return {
+        diagnostic: file.diagnostic(
+          first?.offset ?? 0,
+          "error",
+          `aliases expand to too much data (more than ${MAX_ALIAS_COUNT} expansions)`,
+          "this looks like a YAML alias bomb; write the values out",
+        ),
+      };
+    }
+    return { diagnostic: file.diagnostic(first?.offset ?? 0, "error", `cannot read the YAML: ${message}`) };
+  }
+}
+
+/** Parses, schema-checks and builds a configuration. Never throws for anything in the file. */
+export function parseConfig(file: SourceFile): ParseResult {
+  const bytes = Buffer.byteLength(file.text, "utf8");
+  if (bytes > MAX_CONFIG_BYTES) {
+    return done([
+      file.diagnostic(
+        0,
+        "error",
+        `the file is too large (${(bytes / 1024 / 1024).toFixed(1)} MiB; at most 10 MiB)`,
+        "a configuration this big is surely a mistake",
+      ),
+    ]);
+  }
+  const nesting = nestingDepth(file.text, MAX_NESTING);
+  if (nesting.depth > MAX_NESTING) {
+    return done([
+      file.diagnostic(nesting.offset, "error", `the YAML is nested more than ${MAX_NESTING} levels deep`),
+    ]);
+  }
+
+  const doc = parseDocument(file.text, {
+    prettyErrors: false,
+    uniqueKeys: true,
+    version: "1.2",
+    // `<<: *common` merges shared source options; aliases stay bounded by MAX_ALIAS_COUNT.
+    merge: true,
+  });
+  const diagnostics = yamlDiagnostics(doc, file);
+  if (doc.errors.length > 0) return done(diagnostics);
+
+  if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) {
+    diagnostics.push(
+      file.diagnostic(
+        0,
+        "error",
+        "the configuration is empty",
+        "it needs at least 'sources:' and 'rules:'; see the example in the README",
+      ),
+    );
+    return done(diagnostics);
+  }
+
+  const { value, diagnostic } = toValue(doc, file);
+  if (diagnostic !== undefined) return done([...diagnostics, diagnostic]);
+
+  // `listen_mode: 0660` unquoted is the number 660 in YAML 1.2: its digits are what was meant.
+  let listenModeText: string | undefined;
+  if (value !== null && typeof value === "object" && !Array.isArray(value) && "listen_mode" in value) {
+    const record = value as Record<string, unknown>;
+    const node = locate(doc, ["listen_mode"]).node;
+    if (typeof record.listen_mode === "number" && isScalar(node) && node.source !== undefined) {
+      record.listen_mode = node.source;
+    }
+    if (typeof record.listen_mode === "string") listenModeText = record.listen_mode;
+  }
+
+  const schema = rulesSchema();
+  if (!schema.validate(value)) {
+    diagnostics.push(...schemaDiagnostics(schema.validate.errors ?? [], file, doc, value, schema));
+    return done(diagnostics);
+  }
+
+  const built = buildConfig(file, doc, value as Record<string, unknown>, listenModeText);
+  diagnostics.push(...built.diagnostics);
+  return done(diagnostics, built.config);
+}
+
+/** Reads and parses a configuration file; throws ConfigReadError when it cannot be read. */
+export async function loadConfig(path: string): Promise<ParseResult & { file: SourceFile }> {
+  const file = await readConfigFile(path);
+  return { file, ...parseConfig(file) };
+}
+
+/** The same, synchronously. */
+export function loadConfigSync(path: string): ParseResult & { file: SourceFile } {
+  const file = readConfigFileSync(path);
+  return { file, ...parseConfig(file) };
+}
+
+/** Files a configuration depends on besides itself (list files, LDAP password files), for reloads. */
+export function referencedFiles(config: Config): string[] {
+  const files: string[] = [];
+  for (const source of config.sources.values()) {
+    if (source.type === "list" && source.file !== undefined) files.push(source.file);
+    if (source.type === "ldap" && source.passwordFile !== undefined) files.push(source.passwordFile);
+  }
+  return files;
+}

@@ -1,0 +1,429 @@
+/**
+ * ajv's errors in a postmaster's words, each at the YAML node it is about: the key for unknown
+ * keys, the value for wrong values, the mapping's key for missing keys.
+ */
+import type { AnySchemaObject, ErrorObject } from "ajv";
+import { type Document, isScalar } from "yaml";
+import type { Diagnostic, SourceFile } from "../dsl/diagnostics.js";
+import { locateScalar, splitWords } from "./located-text.js";
+import type { CompiledSchema } from "./schema.js";
+import { suggest, suggested } from "./suggest.js";
+import { SOURCE_TYPES } from "./types.js";
+import { containerOffset, keyOffset, locate, type PathSegment, valueOffset } from "./yaml-positions.js";
+
+/** Beyond this many, the rest are summed up in one diagnostic. */
+export const MAX_SCHEMA_DIAGNOSTICS = 200;
+
+export const STAGES = ["connect", "helo", "mail", "rcpt", "data", "header", "eoh", "body", "eom"] as const;
+
+const DURATION = "a duration like 500ms, 2s or 5m";
+const SIZE = "a size like 200MB or 1GiB, or a number of bytes";
+const NAME_RULE =
+  "start with a letter; then letters, digits, '_', and single '-' between words; at most 64 characters";
+
+interface Context {
+  file: SourceFile;
+  doc: Document;
+  data: unknown;
+  schema: CompiledSchema;
+}
+
+interface Issue {
+  offset: number;
+  message: string;
+  hint?: string;
+}
+
+function valueAt(data: unknown, path: readonly PathSegment[]): unknown {
+  let current = data;
+  for (const segment of path) {
+    if (current === null || typeof current !== "object") return undefined;
+    current = (current as Record<string, unknown>)[segment as string];
+  }
+  return current;
+}
+
+/** "/sources/a~1b/0" → ["sources", "a/b", 0], numbers where the data is a list. */
+function segmentsOf(instancePath: string, data: unknown): PathSegment[] {
+  if (instancePath === "") return [];
+  const segments: PathSegment[] = [];
+  let current = data;
+  for (const raw of instancePath.slice(1).split("/")) {
+    const text = raw.replace(/~1/g, "/").replace(/~0/g, "~");
+    const segment: PathSegment = Array.isArray(current) ? Number(text) : text;
+    segments.push(segment);
+    current =
+      current !== null && typeof current === "object"
+        ? (current as Record<string, unknown>)[segment as string]
+        : undefined;
+  }
+  return segments;
+}
+
+/** How a postmaster would name the thing at `path`. */
+export function label(path: readonly PathSegment[]): string {
+  const length = path.length;
+  if (length === 0) return "the configuration";
+  const [first, second] = path;
+  if (first === "sources" && length === 2) return `source '${second}'`;
+  if (first === "rules" && length === 2) return `rule ${Number(second) + 1}`;
+  const last = path[length - 1] as PathSegment;
+  if (first === "sources" && path[2] === "tables" && length === 4)
+    return `table '${last}' of source '${second}'`;
+  if (typeof last === "number") return `entry ${last + 1} of '${path[length - 2]}'`;
+  return `'${last}'`;
+}
+
+/** How to name a mapping in "unknown key ... in X". */
+function containerLabel(path: readonly PathSegment[]): string {
+  if (path.length === 0) return "the configuration";
+  if (path[0] === "sources" && path.length === 3) return `'${path[2]}' of source '${path[1]}'`;
+  return label(path);
+}
+
+function typeWords(type: unknown): string {
+  const words: Record<string, string> = {
+    object: "a mapping (indented 'key: value' lines)",
+    array: "a list ('- ' items or [a, b])",
+    string: "text",
+    integer: "a whole number",
+    number: "a number",
+    boolean: "true or false",
+    null: "empty",
+  };
+  const types = Array.isArray(type) ? type : String(type).split(",");
+  return types.map((t) => words[t] ?? t).join(" or ");
+}
+
+function describe(value: unknown): string {
+  if (value === null || value === undefined) return "empty";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "object") return "a mapping";
+  if (typeof value === "string") return "text";
+  if (typeof value === "boolean") return "true or false";
+  return "a number";
+}
+
+function show(value: unknown): string {
+  return typeof value === "string" ? value : JSON.stringify(value);
+}
+
+/** Messages for a value that does not fit, by the schema object it failed (its pointer). */
+const VALUE_MESSAGES: Record<string, (what: string, path: readonly PathSegment[]) => string> = {
+  "#/definitions/duration": (what) => `${what} must be ${DURATION}`,
+  "#/definitions/size": (what, path) =>
+    path[path.length - 1] === "quota"
+      ? `${what} must be a size like 200MB or 1GiB, or {bytes: 200MB, messages: 10000}`
+      : `${what} must be ${SIZE}`,
+  "#/definitions/sourceName": (what) => `${what} must be a source name: ${NAME_RULE}`,
+  "#/definitions/dnsServer": (what) =>
+    `${what} must be a name server address like 127.0.0.1, 127.0.0.1:53 or [::1]:53`,
+  "#/definitions/recipientDelimiter": (what) =>
+    `${what} must be one to eight characters other than spaces, '@' and '"', like "+"`,
+  "#/definitions/pathTemplate": (what) => `${what} must be a path like /var/mail/{user}`,
+  "#/definitions/dnsblCode": (what) =>
+    `${what} must be an answer inside 127.0.0.0/8 like 127.0.0.2, or a range like 127.0.0.2-127.0.0.11`,
+  "#/definitions/ruleText": (what) => `${what} is empty`,
+  "#/definitions/ruleShorthand/additionalProperties": (_what, path) =>
+    `${label(path.slice(0, 2))}: nothing follows '${path[2]}:'`,
+  "#/properties/listen": (what) =>
+    `${what} must be a socket like inet:127.0.0.1:8890, inet:8890@127.0.0.1 or unix:/path/to/socket`,
+  "#/properties/listen_mode": (what) => `${what} must be an octal file mode like "0660"`,
+  "#/properties/defaults/properties/error_reply": (what) =>
+    `${what} must be a 4xx reply like "451 4.3.0 Temporary lookup failure, try again later"`,
+  "#/properties/quota_server/properties/listen": (what) => `${what} must be HOST:PORT like 127.0.0.1:8025`,
+  "#/definitions/httpSource/properties/url": (what) =>
+    `${what} must be an http:// or https:// URL like http://10.0.0.5:8025/quota?u={user}`,
+  "#/definitions/ldapSource/properties/url": (what) =>
+    `${what} must be an ldap:// or ldaps:// URL like ldap://127.0.0.1:389`,
+  "#/definitions/ldapSource/properties/password_env": (what) =>
+    `${what} must be the name of an environment variable, like LDAP_PASSWORD`,
+  "#/definitions/ldapSource/properties/result_attribute": (what) => `${what} must be an LDAP attribute name`,
+  "#/definitions/ldapSource/properties/tables/additionalProperties": (what) =>
+    `${what} must be an LDAP filter in parentheses, like (mailLocalAddress={key})`,
+  "#/definitions/dnsblSource/properties/zone": (what) => `${what} must be a DNS zone like zen.spamhaus.org`,
+  "#/definitions/ruleMapping/properties/name": (what) =>
+    `${what} must be one line of text of at most 100 characters`,
+  "#/definitions/ruleMapping/properties/if": (what) => `${what} is empty; it must be a condition`,
+  "#/definitions/ruleMapping/properties/then": (what) => `${what} is empty; it must be an action`,
+  "#/definitions/ruleMapping/properties/else": (what) => `${what} is empty; it must be an action`,
+};
+
+/** Type errors that deserve more than "must be a mapping". */
+const TYPE_MESSAGES: Record<string, (what: string, path: readonly PathSegment[], value: unknown) => string> =
+  {
+    "#": (_what, _path, value) =>
+      `the configuration must be a mapping of keys (listen:, sources:, rules:, ...), not ${describe(value)}`,
+    "#/definitions/source": (what) => `${what} must be a mapping with 'type:' and the source's options`,
+    "#/definitions/ruleMapping": (what) =>
+      `${what} must be text ('on STAGES: ...') or a mapping with 'on' and 'then'`,
+    "#/definitions/ruleShorthand/additionalProperties": (_what, path) =>
+      `${label(path.slice(0, 2))}: write the statement on the same line as '${path[2]}:', or make the whole rule one text with '- |'`,
+    "#/properties/rules": (what, _path, value) =>
+      value === null
+        ? `${what} is empty; it must be a list of rules, each starting with '- ' (or [] for none)`
+        : `${what} must be a list of rules, each starting with '- ', not ${describe(value)}`,
+    "#/properties/sources": (what, _path, value) =>
+      value === null
+        ? `${what} is empty; it must be a mapping of source names to their settings (or {} for none)`
+        : `${what} must be a mapping of source names to their settings, not ${describe(value)}`,
+    "#/definitions/ruleMapping/properties/on/else": (what) =>
+      `${what} must be a stage (rcpt), several ("mail, rcpt") or a list ([mail, rcpt])`,
+  };
+
+function enumIssue(error: ErrorObject, pointer: string, what: string, value: unknown): Omit<Issue, "offset"> {
+  const allowed = ((error.params as { allowedValues?: unknown[] }).allowedValues ?? []).map(String);
+  const text = show(value);
+  const guess = typeof value === "string" ? suggest(value, allowed) : undefined;
+  if (pointer === "#/definitions/sourceType") {
+    return { message: `unknown source type '${text}'`, hint: guess ?? `use one of ${allowed.join(", ")}` };
+  }
+  if (pointer === "#/definitions/stage") {
+    return { message: `unknown stage '${text}'`, hint: guess ?? `stages are ${allowed.join(", ")}` };
+  }
+  const list =
+    allowed.length === 2
+      ? `${allowed[0]} or ${allowed[1]}`
+      : `one of ${allowed.slice(0, -1).join(", ")} or ${allowed.at(-1)}`;
+  return guess === undefined
+    ? { message: `${what} must be ${list}` }
+    : { message: `${what} must be ${list}`, hint: guess };
+}
+
+const BRANCH = /^#\/definitions\/(maildir|mbox|http|ldap|dnsbl|list)Source$/;
+
+/** Which source types accept a key, for "'quota' is an option of maildir and mbox sources". */
+function typesAccepting(schema: CompiledSchema, key: string): string[] {
+  return SOURCE_TYPES.filter((type) => {
+    const branch = schema.resolve(`#/definitions/${type}Source`);
+    return branch?.properties !== undefined && key in (branch.properties as object);
+  });
+}
+
+function unknownKey(context: Context, error: ErrorObject, path: PathSegment[], pointer: string): Issue {
+  const key = String((error.params as { additionalProperty: string }).additionalProperty);
+  const parent = error.parentSchema as AnySchemaObject | undefined;
+  const allowed = Object.keys((parent?.properties as object | undefined) ?? {}).filter((k) => k !== "type");
+  const offset = keyOffset(context.doc, [...path, key]);
+  let hint = suggest(key, allowed);
+  const branch = BRANCH.exec(pointer);
+  if (hint === undefined && branch !== null) {
+    const types = typesAccepting(context.schema, key);
+    if (types.length > 0) hint = `'${key}' is an option of ${types.join(" and ")} sources, not ${branch[1]}`;
+  }
+  if (hint === undefined && path[0] === "rules" && /^\s*(shadow\s+)?on\s/.test(key)) {
+    hint = "a text rule 'on STAGES: ...' must be alone in its list item";
+  }
+  const message =
+    path.length === 0 ? `unknown top-level key '${key}'` : `unknown key '${key}' in ${containerLabel(path)}`;
+  return hint === undefined ? { offset, message } : { offset, message, hint };
+}
+
+function missingKey(context: Context, error: ErrorObject, path: PathSegment[], pointer: string): Issue {
+  const missing = String((error.params as { missingProperty: string }).missingProperty);
+  const offset = containerOffset(context.doc, path);
+  const branch = BRANCH.exec(pointer);
+  if (branch !== null) {
+    return { offset, message: `${label(path)} of type ${branch[1]} needs '${missing}'` };
+  }
+  if (pointer === "#/definitions/source") {
+    return { offset, message: `${label(path)} needs 'type'`, hint: `one of ${SOURCE_TYPES.join(", ")}` };
+  }
+  if (pointer === "#/definitions/ruleMapping" && missing === "on") {
+    return { offset, message: `${label(path)} needs 'on'`, hint: "the stages it runs at, e.g. on: rcpt" };
+  }
+  return { offset, message: `${label(path)} needs '${missing}'` };
+}
+
+/** `on: "rcpt, mial"`: point at the word that is not a stage. */
+function stageIssue(context: Context, path: PathSegment[], what: string): Issue {
+  const found = locate(context.doc, path);
+  if (isScalar(found.node)) {
+    const located = locateScalar(context.file.text, found.node);
+    const words = splitWords(located);
+    const stages: readonly string[] = STAGES;
+    for (const word of words) {
+      if (!stages.includes(word.text)) {
+        const guess = suggest(word.text, STAGES);
+        return {
+          offset: word.offsetAt(0),
+          message: `unknown stage '${word.text}'`,
+          hint: guess ?? `stages are ${STAGES.join(", ")}`,
+        };
+      }
+    }
+  }
+  return {
+    offset: valueOffset(context.doc, path),
+    message: `${what} must name at least one stage, e.g. on: rcpt or on: [mail, rcpt]`,
+  };
+}
+
+function laterKey(context: Context, path: PathSegment[], keys: readonly string[]): number {
+  return Math.max(...keys.map((key) => keyOffset(context.doc, [...path, key])));
+}
+
+function issueFor(context: Context, error: ErrorObject): Issue | undefined {
+  const path = segmentsOf(error.instancePath, context.data);
+  const pointer = context.schema.pointers.get(error.parentSchema as object) ?? "";
+  const value = valueAt(context.data, path);
+  const what = label(path);
+  const at = (): number => valueOffset(context.doc, path);
+  const params = error.params as Record<string, unknown>;
+  switch (error.keyword) {
+    case "additionalProperties":
+      return unknownKey(context, error, path, pointer);
+    case "required":
+      return missingKey(context, error, path, pointer);
+    case "propertyNames": {
+      const name = String(params.propertyName);
+      const kind = path[path.length - 1] === "tables" ? "table" : "source";
+      return {
+        offset: keyOffset(context.doc, [...path, name]),
+        message: `${kind} name '${name}' is not valid`,
+        hint: NAME_RULE,
+      };
+    }
+    case "dependencies": {
+      const property = String(params.property);
+      return {
+        offset: keyOffset(context.doc, [...path, property]),
+        message: `${what} sets '${property}' but not '${String(params.missingProperty)}'`,
+        hint: "the password is for binding as bind_dn",
+      };
+    }
+    case "not":
+      if (pointer === "#/definitions/ldapSource") {
+        return {
+          offset: laterKey(context, path, ["password_file", "password_env"]),
+          message: `${what} sets both 'password_file' and 'password_env'`,
+          hint: "keep only one",
+        };
+      }
+      if (pointer === "#/definitions/listSource") {
+        return {
+          offset: laterKey(context, path, ["items", "file"]),
+          message: `${what} sets both 'items' and 'file'`,
+          hint: "keep only one",
+        };
+      }
+      return { offset: at(), message: `${what} is not valid here` };
+    case "anyOf":
+      if (pointer === "#/definitions/listSource") {
+        return {
+          offset: containerOffset(context.doc, path),
+          message: `${what} of type list needs 'items' or 'file'`,
+        };
+      }
+      return { offset: at(), message: `${what} is not valid here` };
+    case "type": {
+      const special = TYPE_MESSAGES[pointer] ?? VALUE_MESSAGES[pointer];
+      if (special !== undefined) return { offset: at(), message: special(what, path, value) };
+      const expected = typeWords(params.type);
+      if (value === null) return { offset: at(), message: `${what} is empty; it must be ${expected}` };
+      return { offset: at(), message: `${what} must be ${expected}, not ${describe(value)}` };
+    }
+    case "enum":
+      return { offset: at(), ...enumIssue(error, pointer, what, value) };
+    case "pattern": {
+      if (pointer === "#/definitions/ruleMapping/properties/on/else") return stageIssue(context, path, what);
+      const special = VALUE_MESSAGES[pointer];
+      return {
+        offset: at(),
+        message: special ? special(what, path) : `${what}: '${show(value)}' is not valid`,
+      };
+    }
+    case "minItems":
+      if (pointer === "#/definitions/ruleMapping/properties/on/then") {
+        return { offset: at(), message: `${what} must name at least one stage` };
+      }
+      return { offset: at(), message: `${what} must not be an empty list` };
+    case "minProperties":
+      if (pointer === "#/definitions/quotaLimits") {
+        return { offset: at(), message: `${what} needs 'bytes' or 'messages'` };
+      }
+      if (path[path.length - 1] === "tables") {
+        return { offset: at(), message: `${what} of source '${path[1]}' needs at least one table` };
+      }
+      return { offset: at(), message: `${what} must not be empty` };
+    case "minLength":
+      return { offset: at(), message: `${what} must not be empty` };
+    case "maxLength":
+      return { offset: at(), message: `${what} must be at most ${String(params.limit)} characters long` };
+    case "minimum":
+      return { offset: at(), message: `${what} must be at least ${String(params.limit)}` };
+    case "exclusiveMinimum":
+      return { offset: at(), message: `${what} must be more than ${String(params.limit)}` };
+    case "maximum":
+      return { offset: at(), message: `${what} must be at most ${String(params.limit)}` };
+    case "exclusiveMaximum":
+      return { offset: at(), message: `${what} must be less than ${String(params.limit)}` };
+    case "const":
+      return { offset: at(), message: `${what} must be '${show(params.allowedValue)}'` };
+    case "if":
+      return undefined;
+    default:
+      return { offset: at(), message: `${what} is not valid here` };
+  }
+}
+
+/** Every schema error, once, at its node, in the file's order. */
+export function schemaDiagnostics(
+  errors: readonly ErrorObject[],
+  file: SourceFile,
+  doc: Document,
+  data: unknown,
+  schema: CompiledSchema,
+): Diagnostic[] {
+  const context: Context = { file, doc, data, schema };
+  const anyOfs = new Map<string, ErrorObject[]>();
+  for (const error of errors) {
+    if (error.keyword !== "anyOf") continue;
+    anyOfs.set(error.instancePath, [...(anyOfs.get(error.instancePath) ?? []), error]);
+  }
+  // `zon: x` instead of `zone: x` is one mistake: "unknown key 'zon' (did you mean 'zone'?)" says
+  // it all, without "needs 'zone'" besides.
+  const misspelt = new Set<string>();
+  for (const error of errors) {
+    if (error.keyword !== "additionalProperties") continue;
+    const key = String((error.params as { additionalProperty: string }).additionalProperty);
+    const allowed = Object.keys(
+      ((error.parentSchema as AnySchemaObject | undefined)?.properties as object) ?? {},
+    );
+    const guess = suggested(key, allowed);
+    if (guess !== undefined) misspelt.add(`${error.instancePath}\0${guess}`);
+  }
+  const seen = new Set<string>();
+  const issues: Issue[] = [];
+  for (const error of errors) {
+    if (
+      error.keyword === "required" &&
+      misspelt.has(
+        `${error.instancePath}\0${String((error.params as { missingProperty: string }).missingProperty)}`,
+      )
+    ) {
+      continue;
+    }
+    // Errors about a property name are reported once, by the propertyNames error.
+    if (error.propertyName !== undefined) continue;
+    // The branches of an anyOf are reported by the anyOf error.
+    if ((anyOfs.get(error.instancePath) ?? []).some((a) => error.schemaPath.startsWith(`${a.schemaPath}/`))) {
+      continue;
+    }
+    const issue = issueFor(context, error);
+    if (issue === undefined) continue;
+    const key = `${issue.offset}\0${issue.message}\0${issue.hint ?? ""}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    issues.push(issue);
+  }
+  issues.sort((a, b) => a.offset - b.offset);
+  const shown = issues.slice(0, MAX_SCHEMA_DIAGNOSTICS);
+  const diagnostics = shown.map((issue) => file.diagnostic(issue.offset, "error", issue.message, issue.hint));
+  const hidden = issues.length - shown.length;
+  if (hidden > 0) {
+    const last = issues[MAX_SCHEMA_DIAGNOSTICS] as Issue;
+    diagnostics.push(file.diagnostic(last.offset, "error", `${hidden} more errors not shown, from here on`));
+  }
+  return diagnostics;
+}

@@ -1,0 +1,76 @@
+import { readFileSync } from "node:fs";
+import { Ajv } from "ajv";
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { SCHEMA_URL, STAGES } from "../../src/config/load.js";
+import { SOURCE_TYPES } from "../../src/config/types.js";
+
+const schema = JSON.parse(readFileSync(SCHEMA_URL, "utf8")) as Record<string, unknown>;
+const definitions = schema.definitions as Record<string, Record<string, unknown>>;
+
+/** Every `properties` entry (and additionalProperties schema) of the schema, with its pointer. */
+function properties(node: unknown, pointer: string, out: [string, Record<string, unknown>][]): void {
+  if (node === null || typeof node !== "object") return;
+  if (Array.isArray(node)) {
+    node.forEach((item, i) => {
+      properties(item, `${pointer}/${i}`, out);
+    });
+    return;
+  }
+  const object = node as Record<string, unknown>;
+  for (const [key, value] of Object.entries(object)) {
+    if (key === "properties" && value !== null && typeof value === "object") {
+      for (const [name, property] of Object.entries(value as Record<string, unknown>)) {
+        out.push([`${pointer}/properties/${name}`, property as Record<string, unknown>]);
+      }
+    }
+    properties(value, `${pointer}/${key}`, out);
+  }
+}
+
+describe("schema/rules.schema.json", () => {
+  it("compiles with ajv in strict mode", () => {
+    const ajv = new Ajv({ strict: true, strictRequired: false, allowUnionTypes: true });
+    expect(() => ajv.compile(schema)).not.toThrow();
+  });
+
+  it("describes every property, for editors", () => {
+    const all: [string, Record<string, unknown>][] = [];
+    properties(schema, "#", all);
+    expect(all.length).toBeGreaterThan(60);
+    const undescribed = all
+      .filter(([pointer]) => !/\/if\/properties\//.test(pointer))
+      .filter(([, property]) => typeof property.description !== "string" || property.description.length < 10)
+      .map(([pointer]) => pointer);
+    expect(undescribed).toEqual([]);
+    for (const [name, definition] of Object.entries(definitions)) {
+      expect(typeof definition.description, name).toBe("string");
+    }
+  });
+
+  it("forbids unknown keys in every mapping", () => {
+    const all: [string, Record<string, unknown>][] = [["#", schema]];
+    for (const [name, definition] of Object.entries(definitions))
+      all.push([`#/definitions/${name}`, definition]);
+    properties(schema, "#", all);
+    const open = all
+      .filter(([, s]) => s.type === "object" && s.additionalProperties === undefined)
+      .map(([pointer]) => pointer);
+    // A source is checked by the branch its `type` selects, and each branch forbids unknown keys.
+    expect(open).toEqual(["#/definitions/source"]);
+    for (const type of SOURCE_TYPES) expect(definitions[`${type}Source`]?.additionalProperties).toBe(false);
+  });
+
+  it("agrees with the code on source types and stages", () => {
+    expect(definitions.sourceType?.enum).toEqual([...SOURCE_TYPES]);
+    expect(definitions.stage?.enum).toEqual([...STAGES]);
+  });
+
+  it("accepts the specification's example as a plain editor would (no filterctl code)", () => {
+    const text = readFileSync(new URL("./fixtures/spec-example.yaml", import.meta.url), "utf8");
+    const ajv = new Ajv({ allErrors: true, allowUnionTypes: true, strictRequired: false });
+    const validate = ajv.compile(schema);
+    expect(validate(parse(text))).toBe(true);
+    expect(validate({ rules: [{ on: "rcpt", then: "x", bogus: 1 }] })).toBe(false);
+  });
+});
