@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -18,6 +19,7 @@ import type { Config, LocatedText, RuleSource, SourceConfig } from "../../src/co
 import { type Diagnostic, formatDiagnostic, SourceFile } from "../../src/dsl/diagnostics.js";
 
 const EXAMPLE = new URL("./fixtures/spec-example.yaml", import.meta.url).pathname;
+const BIN = new URL("../../bin/filterctl.js", import.meta.url).pathname;
 
 function parse(
   text: string,
@@ -576,9 +578,21 @@ describe("readConfigFile", () => {
     expect((await failure(path)).message).toBe(`${path}: is a folder, not a file`);
   });
 
-  it.skipIf(process.getuid?.() === 0)("a file that may not be read", async () => {
+  it("a file that may not be read", async () => {
     const path = join(dir, "secret.yaml");
-    expect((await failure(path)).message).toBe(`${path}: permission denied`);
+    if (process.getuid?.() !== 0) {
+      expect((await failure(path)).message).toBe(`${path}: permission denied`);
+      return;
+    }
+    // root reads any file: ask as an unprivileged user, through the real command line.
+    chmodSync(dir, 0o755);
+    const result = spawnSync(process.execPath, [BIN, "validate", "--config", path], {
+      encoding: "utf8",
+      uid: 65534,
+      gid: 65534,
+    });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain(`${path}: permission denied`);
   });
 
   it("permission denied, and other failures, in words", () => {
