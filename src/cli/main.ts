@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { AddressError, ListenError, parseListenAddress } from "../milter/index.js";
+import { dnsblStatusCommand } from "./dnsbl-status.js";
 import { dryRunCommand } from "./dry-run.js";
 import { createLogger, type LogFormat } from "./logging.js";
 import { parseHostPort } from "./metrics.js";
@@ -147,6 +148,17 @@ export function buildProgram(): Command {
         process.exitCode = await dryRunCommand(opts);
       },
     );
+
+  program
+    .command("dnsbl-status")
+    .description(
+      "probe every configured DNSBL now and print its health (exit 0 all healthy, 3 any not healthy, 1 invalid config, 2 unreadable file)",
+    )
+    .option("--config <file>", "rules file", "./rules.yaml")
+    .option("--json", 'print {"lists": [{source, zone, state, detail}]} as JSON', false)
+    .action(async (opts: { config: string; json: boolean }) => {
+      process.exitCode = await dnsblStatusCommand(opts);
+    });
 
   return program;
 }
