@@ -1,7 +1,8 @@
 /**
  * The source types filterctl knows how to build (list sources are built by the registry itself).
  */
-import type { HttpSourceConfig, LdapSourceConfig } from "../config/types.js";
+import type { DnsblSourceConfig, HttpSourceConfig, LdapSourceConfig } from "../config/types.js";
+import { createDnsblSource } from "./dnsbl.js";
 import { createHttpSource } from "./http.js";
 import { createLdapSource } from "./ldap.js";
 import type { SourceFactories } from "./registry.js";
@@ -9,4 +10,5 @@ import type { SourceFactories } from "./registry.js";
 export const defaultFactories: SourceFactories = {
   http: (config, ctx) => createHttpSource(config as HttpSourceConfig, ctx),
   ldap: (config, ctx) => createLdapSource(config as LdapSourceConfig, ctx),
+  dnsbl: (config, ctx) => createDnsblSource(config as DnsblSourceConfig, ctx),
 };
