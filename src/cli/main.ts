@@ -9,6 +9,7 @@ import { dnsblStatusCommand } from "./dnsbl-status.js";
 import { dryRunCommand } from "./dry-run.js";
 import { createLogger, type LogFormat } from "./logging.js";
 import { parseHostPort } from "./metrics.js";
+import { quotaServerCommand } from "./quota-server.js";
 import { type ServeOptions, serve } from "./serve.js";
 import { ConfigError } from "./service.js";
 import { validateCommand } from "./validate.js";
@@ -158,6 +159,24 @@ export function buildProgram(): Command {
     .option("--json", 'print {"lists": [{source, zone, state, detail}]} as JSON', false)
     .action(async (opts: { config: string; json: boolean }) => {
       process.exitCode = await dnsblStatusCommand(opts);
+    });
+
+  program
+    .command("quota-server")
+    .description(
+      "serve GET /quota?u=USER (and /cgi-bin/quota.cgi) from the maildir or mbox source named by quota_server.source; SIGTERM exits 0",
+    )
+    .option("--config <file>", "rules file", "./rules.yaml")
+    .option(
+      "--listen <host:port>",
+      "address to listen on (default: quota_server.listen, else 127.0.0.1:8025)",
+    )
+    .addOption(
+      new Option("--log-format <format>", "log lines as").choices(["json", "pretty"]).default("json"),
+    )
+    .action(async (opts: { config: string; listen?: string; logFormat: LogFormat }) => {
+      const code = await quotaServerCommand(opts);
+      if (code !== undefined) process.exitCode = code;
     });
 
   return program;

@@ -1,0 +1,136 @@
+/**
+ * `filterctl quota-server [--config FILE] [--listen HOST:PORT]`: the back-end quota HTTP
+ * service (SPEC "Back-end quota service"), answering from the maildir or mbox source named by
+ * `quota_server.source`. Listens on --listen, else `quota_server.listen`, else 127.0.0.1:8025.
+ * Logs JSON lines; SIGTERM or SIGINT stops it (requests in flight finish) and it exits 0.
+ * Exit 1: the configuration is invalid or has no `quota_server`; 2: unreadable file, bad
+ * --listen, or the address cannot be bound.
+ */
+import { createServer } from "node:http";
+import type { Logger } from "pino";
+import { DEFAULT_QUOTA_SERVER_LISTEN } from "../config/load.js";
+import { hasErrors } from "../dsl/diagnostics.js";
+import { createMaildirSource } from "../sources/maildir.js";
+import { createMboxSource } from "../sources/mbox.js";
+import { createQuotaRequestHandler } from "../sources/quota-service.js";
+import type { QuotaSource } from "../sources/types.js";
+import { renderDiagnostic, summary } from "./diagnostics-output.js";
+import { loadRules } from "./load-rules.js";
+import { createLogger, type LogFormat } from "./logging.js";
+import { parseHostPort } from "./metrics.js";
+
+export interface QuotaServerOptions {
+  config: string;
+  listen?: string;
+  logFormat: LogFormat;
+}
+
+/** How long SIGTERM waits for requests in flight before closing their connections. */
+const DRAIN_MS = 5000;
+
+/** Runs the service; resolves with an exit code when it cannot start, else once it listens (undefined). */
+export async function quotaServerCommand(options: QuotaServerOptions): Promise<number | undefined> {
+  if (options.listen !== undefined && parseHostPort(options.listen) === undefined) {
+    process.stderr.write(`filterctl: --listen '${options.listen}': expected HOST:PORT like 127.0.0.1:8025\n`);
+    return 2;
+  }
+  const loaded = await loadRules(options.config);
+  if (loaded.kind === "unreadable") {
+    process.stderr.write(`filterctl: ${loaded.message}\n`);
+    return 2;
+  }
+  const config = loaded.config;
+  if (config === undefined || hasErrors(loaded.diagnostics)) {
+    for (const d of loaded.diagnostics) process.stderr.write(`${renderDiagnostic(d, loaded.file)}\n`);
+    process.stderr.write(`${loaded.file.path}: invalid (${summary(loaded.diagnostics)})\n`);
+    return 1;
+  }
+  const settings = config.quotaServer;
+  if (settings === undefined) {
+    process.stderr.write(
+      `${loaded.file.path}: error: no 'quota_server' section; add quota_server: {source: NAME} naming a maildir or mbox source\n`,
+    );
+    return 1;
+  }
+  const sourceConfig = config.sources.get(settings.source);
+  if (sourceConfig === undefined || (sourceConfig.type !== "maildir" && sourceConfig.type !== "mbox")) {
+    process.stderr.write(
+      `${loaded.file.path}: error: quota_server.source '${settings.source}' is not a maildir or mbox source\n`,
+    );
+    return 1;
+  }
+  const listen = options.listen ?? settings.listen ?? DEFAULT_QUOTA_SERVER_LISTEN;
+  const address = parseHostPort(listen);
+  if (address === undefined) {
+    process.stderr.write(`filterctl: listen '${listen}': expected HOST:PORT like 127.0.0.1:8025\n`);
+    return 2;
+  }
+
+  const logger = createLogger(options.logFormat);
+  const ctx = {
+    configPath: config.file.path,
+    logger,
+    ...(config.dns.servers ? { dnsServers: config.dns.servers } : {}),
+  };
+  const source: QuotaSource =
+    sourceConfig.type === "maildir"
+      ? createMaildirSource(sourceConfig, ctx)
+      : createMboxSource(sourceConfig, ctx);
+  const handler = createQuotaRequestHandler({
+    source,
+    sourceName: sourceConfig.name,
+    timeoutMs: sourceConfig.timeoutMs,
+    logger,
+  });
+  const server = createServer(
+    { requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5000 },
+    (req, res) => {
+      void handler(req, res);
+    },
+  );
+  server.maxHeadersCount = 50;
+
+  const bound = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+    server.once("error", resolve);
+    server.listen(address.port, address.host, () => {
+      server.off("error", resolve);
+      resolve(undefined);
+    });
+  });
+  if (bound !== undefined) {
+    process.stderr.write(`filterctl: cannot listen on ${listen}: ${bound.code ?? bound.message}\n`);
+    await source.close();
+    return 2;
+  }
+  server.on("error", (error) => logger.error({ err: error.message }, "quota server error"));
+  logger.info(
+    { listen, source: sourceConfig.name, type: sourceConfig.type, path: sourceConfig.path, pid: process.pid },
+    "quota server listening",
+  );
+  installStop(server, source, logger);
+  return undefined;
+}
+
+function installStop(server: ReturnType<typeof createServer>, source: QuotaSource, logger: Logger): void {
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "stopping: no new requests");
+    const force = setTimeout(() => server.closeAllConnections(), DRAIN_MS);
+    force.unref();
+    server.close(() => {
+      clearTimeout(force);
+      void source.close().finally(() => {
+        logger.info({}, "stopped");
+        logger.flush(() => process.exit(0));
+      });
+    });
+    server.closeIdleConnections();
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+  process.on("SIGHUP", () =>
+    logger.info({}, "SIGHUP: the quota server reads its configuration at start only"),
+  );
+}

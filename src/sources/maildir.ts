@@ -1,0 +1,375 @@
+/**
+ * The `maildir` quota source: Maildir++ quota from `maildirsize`, read-only.
+ *
+ *   const source = createMaildirSource(config, ctx);
+ *   await source.quota("alice@example.org", signal); // {usage, limit, count, countLimit} | undefined
+ *
+ * - The path template is filled with `{user}`, `{domain}`, `{address}`, `{key}`; an unsafe
+ *   value (`/`, `..`, a leading dot, NUL or another control character) answers undefined ("no
+ *   such mailbox") without touching the file system. A relative path is relative to the
+ *   rules file's folder.
+ * - No Maildir directory: undefined. `maildirsize` missing: no quota in the file; when the
+ *   source sets `quota:` the mailbox is counted (see maildir-scan.ts) against that limit,
+ *   else the status has no limit (never over).
+ * - `maildirsize` is opened O_RDONLY|O_NOFOLLOW|O_NONBLOCK, must be a regular file (a
+ *   symbolic link, directory or FIFO is a lookup error), and at most 5121 bytes are read from
+ *   that one descriptor. A file that exists but cannot be read (EACCES) is a lookup error.
+ * - The file's definition (line 1) is the limit; when it has none, the source's `quota:`.
+ *   When the Maildir++ rules say the numbers cannot be trusted (maildirsize.ts), the mailbox
+ *   is counted instead, bounded in entries and time; over the bound it is a lookup error.
+ * - Never writes anything.
+ *
+ * Caches (inside the source, apart from the registry's TTL cache): the parsed file, keyed on
+ * (inode, size, mtime, ctime) and re-validated with one lstat per lookup; and a count, re-validated by
+ * the mtimes of the directories it read (only kept when those were quiet for 2 s, so a change
+ * within the file system's timestamp granularity cannot hide).
+ */
+import { type BigIntStats, constants as fsConstants } from "node:fs";
+import { type FileHandle, lstat, open, stat } from "node:fs/promises";
+import { dirname, isAbsolute, join, resolve } from "node:path";
+import type { MaildirSourceConfig, QuotaLimit } from "../config/types.js";
+import type { QuotaStatus } from "../runtime/lookups.js";
+import {
+  countMaildir,
+  DEFAULT_MAX_SCAN_ENTRIES,
+  type MaildirCount,
+  stampsStillValid,
+} from "./maildir-scan.js";
+import {
+  effectiveLimits,
+  MAILDIRSIZE_MAX_READ,
+  type ParsedMaildirsize,
+  parseMaildirsize,
+  untrustedReasons,
+} from "./maildirsize.js";
+import { fillPath, valuesFor } from "./placeholders.js";
+import type { QuotaSource, SourceContext } from "./types.js";
+
+export interface MaildirSourceOptions {
+  /** Most directory entries one count may read (default 100 000). */
+  maxScanEntries?: number;
+  /** Longest one count may take, ms (default: the source's timeout). */
+  scanTimeoutMs?: number;
+  /** Parsed files kept (default 10 000). */
+  maxCachedFiles?: number;
+  /** Counts kept (default 1000). */
+  maxCachedCounts?: number;
+  /** Clock, for tests. */
+  now?: () => number;
+}
+
+/** A count is reused only if every directory it read was unchanged for this long before it began. */
+const QUIET_MS = 2000;
+/** And for at most this long. */
+const COUNT_MAX_AGE_MS = 5 * 60 * 1000;
+
+const OPEN_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
+
+/**
+ * The mailbox path for an address, or undefined when a value used by the template is unsafe.
+ * Relative results are resolved against the folder of the rules file.
+ */
+export function mailboxPath(
+  template: string,
+  address: string,
+  recipientDelimiter: string | undefined,
+  configPath: string,
+): string | undefined {
+  const filled = fillPath(template, valuesFor(address, recipientDelimiter));
+  if (filled === undefined) return undefined;
+  return isAbsolute(filled) ? filled : resolve(dirname(configPath), filled);
+}
+
+function code(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException | undefined)?.code;
+}
+
+function describe(error: unknown): string {
+  const c = code(error);
+  return c ?? (error instanceof Error ? error.message : String(error));
+}
+
+interface CachedFile {
+  ino: bigint;
+  size: bigint;
+  mtimeNs: bigint;
+  /** chmod/chown change only ctime: a file made unreadable is not served from the cache. */
+  ctimeNs: bigint;
+  mtimeMs: number;
+  parsed: ParsedMaildirsize;
+}
+
+interface CachedCount {
+  at: number;
+  result: MaildirCount;
+}
+
+type FileState = { kind: "no-mailbox" } | { kind: "missing" } | { kind: "file"; file: CachedFile };
+
+/** A tiny LRU: Map iteration order is insertion order. */
+class Lru<V> {
+  private readonly map = new Map<string, V>();
+  constructor(private readonly max: number) {}
+  get(key: string): V | undefined {
+    const value = this.map.get(key);
+    if (value !== undefined) {
+      this.map.delete(key);
+      this.map.set(key, value);
+    }
+    return value;
+  }
+  set(key: string, value: V): void {
+    this.map.delete(key);
+    this.map.set(key, value);
+    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value as string);
+  }
+  delete(key: string): void {
+    this.map.delete(key);
+  }
+  clear(): void {
+    this.map.clear();
+  }
+}
+
+function hasLimit(quota: QuotaLimit | undefined): boolean {
+  return (quota?.bytes ?? 0) > 0 || (quota?.messages ?? 0) > 0;
+}
+
+/** Resolves with the promise, or rejects as soon as `signal` aborts. */
+function raced<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolvePromise, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolvePromise(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+/** What the source did, for tests, benchmarks and metrics. */
+export interface MaildirSourceStats {
+  /** maildirsize files opened and parsed. */
+  fileReads: number;
+  /** Lookups answered from the parsed-file cache (one lstat). */
+  fileCacheHits: number;
+  /** Maildirs counted from their directories. */
+  counts: number;
+  /** Counts reused because no directory changed. */
+  countCacheHits: number;
+}
+
+export class MaildirQuotaSource implements QuotaSource {
+  readonly kind = "quota" as const;
+  readonly stats: MaildirSourceStats = { fileReads: 0, fileCacheHits: 0, counts: 0, countCacheHits: 0 };
+  private readonly files: Lru<CachedFile>;
+  private readonly counts: Lru<CachedCount>;
+  private readonly inFlight = new Map<string, Promise<MaildirCount>>();
+  private readonly maxScanEntries: number;
+  private readonly scanTimeoutMs: number;
+  private readonly now: () => number;
+  private closed = false;
+
+  constructor(
+    private readonly config: MaildirSourceConfig,
+    private readonly ctx: SourceContext,
+    options: MaildirSourceOptions = {},
+  ) {
+    this.files = new Lru(options.maxCachedFiles ?? 10_000);
+    this.counts = new Lru(options.maxCachedCounts ?? 1000);
+    this.maxScanEntries = options.maxScanEntries ?? DEFAULT_MAX_SCAN_ENTRIES;
+    this.scanTimeoutMs = options.scanTimeoutMs ?? config.timeoutMs;
+    this.now = options.now ?? Date.now;
+  }
+
+  async quota(address: string, signal: AbortSignal): Promise<QuotaStatus | undefined> {
+    if (this.closed) throw new Error(`source '${this.config.name}' is closed`);
+    const root = mailboxPath(this.config.path, address, this.config.recipientDelimiter, this.ctx.configPath);
+    if (root === undefined) return undefined;
+    signal.throwIfAborted();
+
+    const state = await this.readFile(root);
+    if (state.kind === "no-mailbox") return undefined;
+    const fallback = this.config.quota;
+
+    if (state.kind === "missing") {
+      if (!hasLimit(fallback)) return { usage: 0, limit: 0, count: 0, countLimit: 0 };
+      const limits = effectiveLimits(undefined, fallback);
+      const counted = await this.count(root, ["maildirsize is missing"], signal);
+      return { usage: counted.usage, limit: limits.bytes, count: counted.count, countLimit: limits.messages };
+    }
+
+    const { parsed, mtimeMs } = state.file;
+    const limits = effectiveLimits(parsed, fallback);
+    const reasons = untrustedReasons(parsed, limits, mtimeMs, this.now(), hasLimit(fallback));
+    if (reasons.length === 0) {
+      return { usage: parsed.usage, limit: limits.bytes, count: parsed.count, countLimit: limits.messages };
+    }
+    const counted = await this.count(root, reasons, signal);
+    return { usage: counted.usage, limit: limits.bytes, count: counted.count, countLimit: limits.messages };
+  }
+
+  /** `maildirsize` of the maildir at `root`: parsed (from the cache when unchanged), missing, or no mailbox. */
+  private async readFile(root: string): Promise<FileState> {
+    const path = join(root, "maildirsize");
+    let st: BigIntStats;
+    try {
+      st = await lstat(path, { bigint: true });
+    } catch (error) {
+      if (code(error) === "ENOENT" || code(error) === "ENOTDIR") return this.withoutFile(root);
+      throw new Error(`cannot read ${path}: ${describe(error)}`);
+    }
+    if (st.isSymbolicLink()) throw new Error(`${path} is a symbolic link; refusing to follow it`);
+    if (!st.isFile()) throw new Error(`${path} is not a regular file`);
+    const cached = this.files.get(root);
+    if (
+      cached &&
+      cached.ino === st.ino &&
+      cached.size === st.size &&
+      cached.mtimeNs === st.mtimeNs &&
+      cached.ctimeNs === st.ctimeNs
+    ) {
+      this.stats.fileCacheHits++;
+      return { kind: "file", file: cached };
+    }
+
+    let handle: FileHandle;
+    try {
+      handle = await open(path, OPEN_FLAGS);
+    } catch (error) {
+      if (code(error) === "ENOENT") return this.withoutFile(root);
+      if (code(error) === "ELOOP") throw new Error(`${path} is a symbolic link; refusing to follow it`);
+      throw new Error(`cannot read ${path}: ${describe(error)}`);
+    }
+    try {
+      const fst = await handle.stat({ bigint: true });
+      if (!fst.isFile()) throw new Error(`${path} is not a regular file`);
+      const buffer = Buffer.alloc(MAILDIRSIZE_MAX_READ);
+      let length = 0;
+      while (length < buffer.length) {
+        const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+        if (bytesRead === 0) break;
+        length += bytesRead;
+      }
+      this.stats.fileReads++;
+      const parsed = parseMaildirsize(buffer.subarray(0, length), Math.max(Number(fst.size), length));
+      if (parsed.ignoredItems.length > 0) {
+        this.ctx.logger.warn(
+          { source: this.config.name, file: path, items: parsed.ignoredItems },
+          "maildirsize: ignored items in the quota definition",
+        );
+      }
+      const file: CachedFile = {
+        ino: fst.ino,
+        size: fst.size,
+        mtimeNs: fst.mtimeNs,
+        ctimeNs: fst.ctimeNs,
+        mtimeMs: Number(fst.mtimeNs / 1_000_000n),
+        parsed,
+      };
+      this.files.set(root, file);
+      return { kind: "file", file };
+    } catch (error) {
+      if (error instanceof Error && error.message.startsWith(path)) throw error;
+      throw new Error(`cannot read ${path}: ${describe(error)}`);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  private async withoutFile(root: string): Promise<FileState> {
+    this.files.delete(root);
+    try {
+      const st = await stat(root);
+      if (!st.isDirectory()) throw new Error(`${root} is not a directory`);
+      return { kind: "missing" };
+    } catch (error) {
+      if (code(error) === "ENOENT" || code(error) === "ENOTDIR") return { kind: "no-mailbox" };
+      if (error instanceof Error && error.message.startsWith(root)) throw error;
+      throw new Error(`cannot read ${root}: ${describe(error)}`);
+    }
+  }
+
+  /** Counts the mailbox, reusing a count whose directories have not changed, one count per maildir at a time. */
+  private async count(root: string, reasons: string[], signal: AbortSignal): Promise<MaildirCount> {
+    const cached = this.counts.get(root);
+    if (
+      cached &&
+      Date.now() - cached.at <= COUNT_MAX_AGE_MS &&
+      (await stampsStillValid(cached.result.stamps))
+    ) {
+      this.stats.countCacheHits++;
+      return cached.result;
+    }
+    let running = this.inFlight.get(root);
+    if (running === undefined) {
+      running = this.scan(root, reasons).finally(() => this.inFlight.delete(root));
+      this.inFlight.set(root, running);
+      // The caller may give up (signal); the count still ends within its own deadline.
+      running.catch(() => {});
+    }
+    return raced(running, signal);
+  }
+
+  private async scan(root: string, reasons: string[]): Promise<MaildirCount> {
+    this.stats.counts++;
+    const started = Date.now();
+    const controller = new AbortController();
+    const timer = setTimeout(
+      () => controller.abort(new Error(`counting ${root} took more than ${this.scanTimeoutMs} ms`)),
+      this.scanTimeoutMs,
+    );
+    try {
+      const result = await countMaildir(root, {
+        signal: controller.signal,
+        maxEntries: this.maxScanEntries,
+        deadline: Date.now() + this.scanTimeoutMs,
+      });
+      const quietBefore = started - QUIET_MS;
+      const quiet = result.stamps.every(
+        (s) => s.mtimeNs === undefined || Number(s.mtimeNs / 1_000_000n) <= quietBefore,
+      );
+      if (quiet) this.counts.set(root, { at: started, result });
+      else this.counts.delete(root);
+      this.ctx.logger.info(
+        {
+          source: this.config.name,
+          maildir: root,
+          reasons,
+          usage: result.usage,
+          count: result.count,
+          entries: result.entries,
+          folders: result.folders,
+          ms: Date.now() - started,
+        },
+        "maildirsize not trusted: counted the maildir (read-only)",
+      );
+      return result;
+    } catch (error) {
+      throw new Error(`cannot count ${root}: ${error instanceof Error ? error.message : String(error)}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.files.clear();
+    this.counts.clear();
+  }
+}
+
+export function createMaildirSource(
+  config: MaildirSourceConfig,
+  ctx: SourceContext,
+  options: MaildirSourceOptions = {},
+): QuotaSource {
+  return new MaildirQuotaSource(config, ctx, options);
+}
