@@ -110,14 +110,17 @@ export function createQuotaRequestHandler(options: QuotaServiceOptions) {
       if (target.length > MAX_TARGET) {
         reply = errorReply(414, "ERROR", "request target too long");
       } else {
-        const url = new URL(target, "http://quota.invalid");
-        if (!target.startsWith("/") || !QUOTA_PATHS.includes(url.pathname)) {
+        // The path is compared as sent: no normalisation ("/cgi-bin/../quota", "//host/quota" are 404).
+        const question = target.indexOf("?");
+        const path = question === -1 ? target : target.slice(0, question);
+        const params = new URLSearchParams(question === -1 ? "" : target.slice(question + 1));
+        if (!QUOTA_PATHS.includes(path)) {
           reply = errorReply(404, "ERROR", "no such path");
         } else if (request.method !== "GET" && request.method !== "HEAD") {
           reply = { ...errorReply(405, "ERROR", "only GET and HEAD"), headers: { allow: "GET, HEAD" } };
         } else {
-          const users = url.searchParams.getAll("u");
-          const sizes = url.searchParams.getAll("size");
+          const users = params.getAll("u");
+          const sizes = params.getAll("size");
           const size = sizes[0];
           if (users.length !== 1) {
             reply = errorReply(400, "ERROR", users.length === 0 ? "missing u=USER" : "more than one u=");

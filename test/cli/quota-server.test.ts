@@ -188,7 +188,16 @@ describe("filterctl quota-server", () => {
     expect(failed.body).not.toMatch(/^OK|^OVERQUOTA/);
 
     // Other paths and methods.
-    for (const path of ["/", "/quota/alice", "/cgi-bin/other.cgi?u=alice", "/etc/passwd", "/QUOTA?u=alice"]) {
+    for (const path of [
+      "/",
+      "/quota/alice",
+      "/cgi-bin/other.cgi?u=alice",
+      "/etc/passwd",
+      "/QUOTA?u=alice",
+      "/cgi-bin/../quota?u=alice",
+      "//evil/quota?u=alice",
+      "/quota/?u=alice",
+    ]) {
       expect((await get(port, path)).status, path).toBe(404);
     }
     for (const method of ["POST", "PUT", "DELETE", "OPTIONS"]) {
