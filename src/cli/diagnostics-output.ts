@@ -12,10 +12,22 @@ export function renderDiagnostic(diagnostic: Diagnostic, file: SourceFile | unde
   if (line === undefined) return head;
   const number = String(diagnostic.line);
   const gutter = " ".repeat(number.length);
-  const visible = line.replace(/\t/g, " ").replace(/\r$/, "");
-  const caret = `${" ".repeat(Math.max(0, diagnostic.column - 1))}^`;
+  let visible = line.replace(/\t/g, " ").replace(/\r$/, "");
+  let column = Math.max(0, diagnostic.column - 1);
+  // A rule of thousands of characters on one line would flood the terminal: show a window.
+  if (visible.length > MAX_SHOWN) {
+    const from = Math.max(0, Math.min(column - CONTEXT, visible.length - MAX_SHOWN));
+    const to = Math.min(visible.length, from + MAX_SHOWN);
+    visible = `${from > 0 ? "..." : ""}${visible.slice(from, to)}${to < visible.length ? "..." : ""}`;
+    column = column - from + (from > 0 ? 3 : 0);
+  }
+  const caret = `${" ".repeat(column)}^`;
   return `${head}\n ${number} | ${visible}\n ${gutter} | ${caret}`;
 }
+
+/** Longest part of a line shown under a diagnostic, and how much of it comes before the column. */
+const MAX_SHOWN = 120;
+const CONTEXT = 60;
 
 export function summary(diagnostics: readonly Diagnostic[]): string {
   const errors = diagnostics.filter((d) => d.severity === "error").length;

@@ -59,6 +59,11 @@ export function parseHeaderOption(text: string): { name: string; value: string }
 }
 
 export async function dryRunCommand(options: DryRunOptions): Promise<number> {
+  // `--rcpt` collects into a list that defaults to empty, so the option parser cannot see it missing.
+  if (options.rcpt.length === 0) {
+    process.stderr.write("filterctl: dry-run needs at least one --rcpt ADDRESS (repeat it for several)\n");
+    return EXIT_USAGE;
+  }
   if (isIP(options.clientIp) === 0) {
     process.stderr.write(`filterctl: --client-ip '${options.clientIp}' is not an IP address\n`);
     return EXIT_USAGE;
@@ -120,8 +125,11 @@ export async function dryRunCommand(options: DryRunOptions): Promise<number> {
 const STAGE_WIDTH = 8;
 
 function stageTitle(stage: StageReport): string {
-  const detail = stage.rcpt ?? stage.header ?? stage.detail ?? "";
-  return `${stage.stage.padEnd(STAGE_WIDTH)}${detail}`;
+  // A folded header keeps its line breaks (rules see them); shown escaped, on one line.
+  const detail = (stage.rcpt ?? stage.header ?? stage.detail ?? "")
+    .replace(/\r/g, "\\r")
+    .replace(/\n/g, "\\n");
+  return `${stage.stage.padEnd(STAGE_WIDTH)}${detail}`.trimEnd();
 }
 
 function verdictLine(decision: string, reply: string | null, rule?: string): string {

@@ -46,6 +46,12 @@ export type Expr =
 export interface Template {
   text: string;
   span: Span;
+  /**
+   * File offset of each character of `text`, plus one for its end. Escapes (`\"` in the rule,
+   * `\x41` or `''` in the YAML scalar) make text and file differ in length, so a placeholder's
+   * position cannot be computed from the span's start.
+   */
+  offsets?: number[];
 }
 
 export type ActionVerb =
@@ -101,8 +107,52 @@ export function stripSpans<T>(node: T): unknown {
   if (node === null || typeof node !== "object") return node;
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(node)) {
-    if (key === "span" || key.endsWith("Span") || key === "partSpans") continue;
+    if (key === "span" || key.endsWith("Span") || key === "partSpans" || key === "offsets") continue;
     out[key] = stripSpans(value);
   }
   return out;
+}
+
+/**
+ * The operands of a chain of one operator, left to right: `a or b or c` parses as
+ * `(a or b) or c`, a spine as long as the chain. Passes walk it with this loop instead of
+ * recursing, so a chain of thousands of terms cannot overflow the stack.
+ */
+export function chainOperands(expr: Extract<Expr, { kind: "and" | "or" }>): Expr[] {
+  const rights: Expr[] = [];
+  let node: Expr = expr;
+  while (node.kind === expr.kind) {
+    const link = node as Extract<Expr, { kind: "and" | "or" }>;
+    rights.push(link.right);
+    node = link.left;
+  }
+  rights.push(node);
+  return rights.reverse();
+}
+
+/** The direct sub-expressions of a node. */
+export function childrenOf(expr: Expr): Expr[] {
+  switch (expr.kind) {
+    case "list":
+      return expr.items;
+    case "call":
+      return expr.args;
+    case "member":
+      return [expr.object];
+    case "index":
+      return [expr.table, expr.key];
+    case "and":
+    case "or":
+    case "compare":
+      return [expr.left, expr.right];
+    case "not":
+      return [expr.operand];
+    case "matches":
+    case "over":
+      return [expr.subject];
+    case "in":
+      return [expr.subject, expr.table];
+    default:
+      return [];
+  }
 }

@@ -5,7 +5,7 @@
  */
 import type { SourceConfig } from "../config/types.js";
 import type { Action, Expr, Rule, Span, Stage, Template } from "./ast.js";
-import { STAGE_ORDER } from "./ast.js";
+import { chainOperands, STAGE_ORDER } from "./ast.js";
 import { type Diagnostic, didYouMean, type Severity, type SourceFile } from "./diagnostics.js";
 import {
   DNSBL_ATTRIBUTES,
@@ -20,6 +20,7 @@ import {
   type ValueType,
 } from "./registry.js";
 import { parseTemplate, type TemplatePart } from "./template.js";
+import { parseDuration, parseSize } from "./units.js";
 
 /** What a name or call turned out to be. */
 export type Resolution =
@@ -54,6 +55,7 @@ export function checkRules(
   rules: readonly Rule[],
   sources: ReadonlyMap<string, SourceConfig>,
   file: SourceFile,
+  options: { reportUnused?: boolean } = {},
 ): CheckResult {
   const result: CheckResult = {
     diagnostics: [],
@@ -72,11 +74,31 @@ export function checkRules(
   const quotaSources = [...sources.values()].filter((s) => QUOTA_SOURCE_TYPES.has(s.type)).map((s) => s.name);
   const usedSources = new Set<string>();
 
+  // Two named rules with one name are the loader's to report; here a name meets the default
+  // name of an unnamed rule (`rule-N`, after its position), which nobody wrote on purpose.
   const seenNames = new Map<string, Rule>();
+  const unnamed = (rule: Rule) => rule.nameSpan.start === rule.nameSpan.end;
   for (const rule of rules) {
     const previous = seenNames.get(rule.name);
-    if (previous !== undefined) report(rule.nameSpan, "error", `duplicate rule name '${rule.name}'`);
-    else seenNames.set(rule.name, rule);
+    if (previous === undefined) {
+      seenNames.set(rule.name, rule);
+    } else if (unnamed(previous)) {
+      report(
+        rule.nameSpan,
+        "error",
+        `rule name '${rule.name}' is already the name of an unnamed rule`,
+        "a rule without a name is called rule-N after its position in 'rules:'; choose another name",
+      );
+    } else if (unnamed(rule)) {
+      report(
+        rule.nameSpan,
+        "error",
+        `this unnamed rule would be called '${rule.name}', a name an earlier rule already has`,
+        "give this rule a name, or rename the other one",
+      );
+    } else {
+      report(rule.nameSpan, "error", `duplicate rule name '${rule.name}'`);
+    }
   }
 
   for (const rule of rules) {
@@ -165,9 +187,9 @@ export function checkRules(
         }
         case "and":
         case "or": {
-          const left = condition(expr.left);
-          const right = condition(expr.right);
-          return left && right ? "bool" : undefined;
+          let ok = true;
+          for (const operand of chainOperands(expr)) if (!condition(operand)) ok = false;
+          return ok ? "bool" : undefined;
         }
         case "not":
           return condition(expr.operand) ? "bool" : undefined;
@@ -336,13 +358,15 @@ export function checkRules(
         report(expr.span, "error", `'${head}' is a quota source: use quota(ADDRESS, ${head})`);
         return undefined;
       }
+      // `from.domian`, `client.addr`, `helo.name`: a value's part, never a source.
       const members = VALUE_NAMES.filter((n) => n.startsWith(`${head}.`));
-      if (members.length > 0 && !VALUE_NAMES.includes(head)) {
+      if (members.length > 0 || VALUE_NAMES.includes(head)) {
         report(
           expr.span,
           "error",
           `unknown name '${full}'`,
-          didYouMean(full, members) ?? `'${head}' has ${members.join(", ")}`,
+          didYouMean(full, VALUE_NAMES) ??
+            (members.length > 0 ? `'${head}' has ${members.join(", ")}` : `'${head}' has no parts`),
         );
         return undefined;
       }
@@ -353,14 +377,11 @@ export function checkRules(
       const candidates = [...VALUE_NAMES, ...sources.keys()];
       for (const s of sources.values())
         if (s.type === "ldap") for (const t of s.tables.keys()) candidates.push(`${s.name}.${t}`);
-      const looksLikeSource = rest.length > 0 || !VALUE_NAMES.some((n) => n.split(".")[0] === head);
       report(
         expr.span,
         "error",
-        looksLikeSource && sources.size > 0 && rest.length > 0
-          ? `unknown source '${head}'`
-          : `unknown name '${full}'`,
-        looksLikeSource && rest.length > 0 ? didYouMean(head, sources.keys()) : didYouMean(full, candidates),
+        sources.size > 0 && rest.length > 0 ? `unknown source '${head}'` : `unknown name '${full}'`,
+        rest.length > 0 ? didYouMean(head, sources.keys()) : didYouMean(full, candidates),
       );
       return undefined;
     };
@@ -429,7 +450,7 @@ export function checkRules(
             "error",
             quotaSources.length === 0
               ? "quota() needs a quota source (maildir, mbox or http) and none is configured"
-              : `quota() must name its source: there are several quota sources (${quotaSources.join(", ")})`,
+              : `quota() must name its source: there are several quota sources: ${quotaSources.join(", ")}`,
             quotaSources.length > 0 ? `e.g. quota(rcpt, ${quotaSources[0]})` : undefined,
           );
           return undefined;
@@ -502,10 +523,16 @@ export function checkRules(
       const ordering = expr.op !== "==" && expr.op !== "!=";
       if (ordering) {
         if (!isNumeric(left) || !isNumeric(right)) {
+          const quoted = [expr.left, expr.right].find(
+            (e) =>
+              e.kind === "string" &&
+              (parseSize(e.value) !== undefined || parseDuration(e.value) !== undefined),
+          );
           report(
             expr.span,
             "error",
             `'${expr.op}' compares numbers, sizes or durations, not ${left} with ${right}`,
+            quoted?.kind === "string" ? `write ${quoted.value} without quotes` : undefined,
           );
           return undefined;
         }
@@ -523,16 +550,18 @@ export function checkRules(
     };
 
     const checkTemplate = (template: Template, what: string) => {
+      // File offset of a character of the text (escapes make it differ from span.start + 1 + i).
+      const offsetOf = (index: number) => template.offsets?.[index] ?? template.span.start + 1 + index;
       const parsed = parseTemplate(template.text);
-      if (typeof parsed === "string") {
-        report(template.span, "error", `${what}: ${parsed}`);
+      if (!Array.isArray(parsed)) {
+        report(offsetOf(parsed.offset), "error", `${what}: ${parsed.message}`, parsed.hint);
         return;
       }
       result.templates.set(template, parsed);
       for (const part of parsed) {
         if (part.kind !== "placeholder") continue;
         const name = part.name;
-        const at = template.span.start + 1 + part.offset;
+        const at = offsetOf(part.offset);
         const value = VALUES[name];
         if (value !== undefined) {
           checkStage(`{${name}}`, { start: at, end: at + name.length + 2 }, value.from, value.only);
@@ -564,25 +593,33 @@ export function checkRules(
         case "reject":
         case "tempfail": {
           const klass = action.verb === "reject" ? 5 : 4;
-          if (action.code !== undefined) {
-            const code = action.code.value;
-            if (!Number.isInteger(code) || Math.floor(code / 100) !== klass || code > 599) {
+          const code = action.code?.value;
+          if (action.code !== undefined && code !== undefined) {
+            if (!Number.isInteger(code) || code < 100 || code > 999) {
+              // Not an SMTP reply code at all: its class means nothing, so say only that.
               report(
                 action.code.span,
                 "error",
-                `${action.verb} needs a ${klass}xx reply code, not ${action.code.value}`,
+                `reply code ${code} is not a three-digit SMTP code`,
+                `e.g. ${action.verb} ${action.verb === "reject" ? "550 5.7.1" : "451 4.7.1"}`,
+              );
+            } else if (Math.floor(code / 100) !== klass) {
+              // The code is the mistake to fix first; its enhanced code follows it.
+              report(
+                action.code.span,
+                "error",
+                `${action.verb} needs a ${klass}xx reply code, not ${code}`,
                 action.verb === "reject"
                   ? "reject 550 5.7.1, or tempfail 4xx for a temporary failure"
                   : "tempfail 451 4.7.1, or reject 5xx for a permanent one",
               );
-            }
-            const enhanced = action.enhancedCode;
-            if (enhanced !== undefined && Number(enhanced.value[0]) !== Math.floor(code / 100)) {
+            } else if (action.enhancedCode !== undefined && Number(action.enhancedCode.value[0]) !== klass) {
+              const enhanced = action.enhancedCode;
               report(
                 enhanced.span,
                 "error",
                 `enhanced status code ${enhanced.value} does not agree with reply code ${code}`,
-                `use ${Math.floor(code / 100)}${enhanced.value.slice(1)}`,
+                `use ${klass}${enhanced.value.slice(1)}`,
               );
             }
           }
@@ -654,7 +691,7 @@ export function checkRules(
   }
 
   for (const source of sources.values()) {
-    if (!usedSources.has(source.name)) {
+    if (options.reportUnused !== false && !usedSources.has(source.name)) {
       report(source.offset, "warning", `source '${source.name}' is not used by any rule`);
     }
   }

@@ -20,7 +20,8 @@ export interface CompileOutput {
 export function compileConfig(config: Config): CompileOutput {
   const diagnostics: Diagnostic[] = [];
   const rules = parseRules(config.rules, { file: config.file, diagnostics });
-  const checked = checkRules(rules, config.sources, config.file);
+  // A rule that did not parse may well use a source: "not used" would then be a false alarm.
+  const checked = checkRules(rules, config.sources, config.file, { reportUnused: !hasErrors(diagnostics) });
   diagnostics.push(...checked.diagnostics);
   sortDiagnostics(diagnostics);
   if (hasErrors(diagnostics)) return { rules, diagnostics };
@@ -76,14 +77,16 @@ function needsOf(
   return { stages, macros: macroLists };
 }
 
-/** Whether `node` is inside `rule` (rules are small; this runs once per compile). */
+/** Whether `node` is inside `rule` (this runs once per compile; a loop, as chains can be long). */
 function containsNode(rule: Rule, node: unknown): boolean {
   const seen = new Set<unknown>();
-  const walk = (value: unknown): boolean => {
+  const stack: unknown[] = [rule.statements];
+  while (stack.length > 0) {
+    const value = stack.pop();
     if (value === node) return true;
-    if (value === null || typeof value !== "object" || seen.has(value)) return false;
+    if (value === null || typeof value !== "object" || seen.has(value)) continue;
     seen.add(value);
-    return Object.values(value).some(walk);
-  };
-  return walk(rule.statements);
+    stack.push(...Object.values(value));
+  }
+  return false;
 }

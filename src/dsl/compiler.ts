@@ -15,7 +15,15 @@ import {
   quotaPercent,
 } from "../runtime/lookups.js";
 import { domainPart, localPart, normalizeAddress, type Transaction } from "../runtime/transaction.js";
-import type { Action, CompareOp, Expr, Rule, Stage, Template } from "./ast.js";
+import {
+  type Action,
+  type CompareOp,
+  chainOperands,
+  type Expr,
+  type Rule,
+  type Stage,
+  type Template,
+} from "./ast.js";
 import type { CheckResult, Resolution } from "./checker.js";
 import { decides } from "./checker.js";
 import { VALUES, type ValueType } from "./registry.js";
@@ -38,6 +46,7 @@ type Evaluator<T> = (env: EvalEnv) => MaybePromise<T>;
 export interface LookupRecord {
   rule: string;
   source: string;
+  /** What was asked, as the rule wrote it: `directory.addresses`, `spamhaus`, `quota(mailboxes)`. */
   what: string;
   key: string;
   result: string;
@@ -155,10 +164,24 @@ function quotaValue(status: QuotaStatus | undefined, incoming: number): QuotaVal
   };
 }
 
-/** IPv4-mapped IPv6 (`::ffff:192.0.2.1`) is looked up as IPv4. */
+/**
+ * One spelling per address, so text comparisons and exact table keys agree: IPv6 in its RFC 5952
+ * form (`2001:DB8:0::1` → `2001:db8::1`), and IPv4-mapped IPv6 (`::ffff:192.0.2.1`, the way a
+ * dual-stack listener sees an IPv4 client) as the IPv4 address. Anything else is left as it is.
+ */
 export function canonicalIp(ip: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  return mapped ? (mapped[1] as string) : ip;
+  if (isIP(ip) !== 6) return ip;
+  let canonical: string;
+  try {
+    canonical = new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+  } catch {
+    return ip.toLowerCase(); // e.g. with a zone index (fe80::1%eth0), which URLs do not take
+  }
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
+  if (mapped === null) return canonical;
+  const high = Number.parseInt(mapped[1] as string, 16);
+  const low = Number.parseInt(mapped[2] as string, 16);
+  return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
 }
 
 /** A literal list: exact strings (domains and addresses normalised) plus CIDR ranges. */
@@ -183,17 +206,18 @@ function literalSet(items: Expr[], subjectType: ValueType): (key: string) => boo
       ranges.addSubnet(text.slice(0, slash), Number(text.slice(slash + 1)), family === 6 ? "ipv6" : "ipv4");
       hasRanges = true;
     } else if (isIP(text) !== 0) {
-      exact.add(canonicalIp(text.toLowerCase()));
+      exact.add(canonicalIp(text));
     } else {
       exact.add(normalize(text));
     }
   }
   return (key: string) => {
-    if (exact.has(normalize(key))) return true;
-    if (!hasRanges) return false;
+    // An IP key is compared in its canonical spelling: `::ffff:192.0.2.1` is `192.0.2.1`.
+    const family = isIP(key);
+    if (family === 0) return exact.has(normalize(key));
     const ip = canonicalIp(key);
-    const family = isIP(ip);
-    return family !== 0 && ranges.check(ip, family === 6 ? "ipv6" : "ipv4");
+    if (exact.has(ip)) return true;
+    return hasRanges && ranges.check(ip, isIP(ip) === 6 ? "ipv6" : "ipv4");
   };
 }
 
@@ -296,17 +320,22 @@ export class RuleCompiler {
         const key = this.value(expr.key);
         const source = resolution.source;
         const table = resolution.kind === "table" ? resolution.table : undefined;
+        // An absent key (or an empty one, never looked up) gives "", as header("X") does, so
+        // `TABLE[X] != ""` means "has a value" and comparisons never see undefined.
         return (env) =>
           then(key(env), (k) => {
             const text = stringify(k);
-            if (text === "") return undefined;
-            return this.traced(
-              env,
-              source,
-              table ? `${source}.${table}[]` : `${source}[]`,
-              text,
-              () => env.lookups.get(source, table, text),
-              (v) => (v === undefined ? "absent" : JSON.stringify(v)),
+            if (text === "") return "";
+            return then(
+              this.traced(
+                env,
+                source,
+                table ? `${source}.${table}[]` : `${source}[]`,
+                text,
+                () => env.lookups.get(source, table, text),
+                (v) => (v === undefined ? "absent" : JSON.stringify(v)),
+              ),
+              (v) => v ?? "",
             );
           });
       }
@@ -351,7 +380,7 @@ export class RuleCompiler {
           this.traced(
             env,
             source,
-            "quota",
+            `quota(${source})`,
             text,
             () => env.lookups.quota(source, text),
             (s) =>
@@ -371,15 +400,23 @@ export class RuleCompiler {
 
   condition(expr: Expr): Evaluator<boolean> {
     switch (expr.kind) {
-      case "and": {
-        const left = this.condition(expr.left);
-        const right = this.condition(expr.right);
-        return (env) => then(left(env), (l) => (l ? right(env) : false));
-      }
+      case "and":
       case "or": {
-        const left = this.condition(expr.left);
-        const right = this.condition(expr.right);
-        return (env) => then(left(env), (l) => (l ? true : right(env)));
+        // A chain is evaluated by a loop, left to right, stopping at the first operand that
+        // settles it (false for `and`, true for `or`): no recursion, however long the chain.
+        const operands = chainOperands(expr).map((operand) => this.condition(operand));
+        const settles = expr.kind === "or";
+        return (env) => {
+          const from = (index: number): MaybePromise<boolean> => {
+            for (let i = index; i < operands.length; i++) {
+              const value = (operands[i] as Evaluator<boolean>)(env);
+              if (isPromise(value)) return value.then((v) => (v === settles ? settles : from(i + 1)));
+              if (value === settles) return settles;
+            }
+            return !settles;
+          };
+          return from(0);
+        };
       }
       case "not": {
         const operand = this.condition(expr.operand);
@@ -423,7 +460,7 @@ export class RuleCompiler {
       if (!textual || typeof v !== "string") return v;
       if (kind === "domain") return v.toLowerCase();
       if (kind === "address") return normalizeAddress(v);
-      if (kind === "ip") return canonicalIp(v.toLowerCase());
+      if (kind === "ip") return canonicalIp(v);
       return v;
     };
     const test = (a: Value, b: Value): boolean => {
@@ -466,7 +503,7 @@ export class RuleCompiler {
           const key = stringify(s);
           if (key === "") return false;
           return then(
-            this.traced(env, source, "dnsbl", key, () => env.lookups.dnsbl(source, key), describeDnsbl),
+            this.traced(env, source, source, key, () => env.lookups.dnsbl(source, key), describeDnsbl),
             (answer) => {
               if (answer.listed && answer.reason !== undefined) env.state.reasons.set(source, answer.reason);
               return answer.listed !== negated;

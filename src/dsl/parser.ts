@@ -14,7 +14,7 @@ import {
 } from "chevrotain";
 import type { LocatedText } from "../config/types.js";
 import type { Action, CompareOp, Expr, Span, Statement, Template } from "./ast.js";
-import { ACTION_VERBS } from "./ast.js";
+import { ACTION_VERBS, childrenOf } from "./ast.js";
 import { type Diagnostic, didYouMean, type SourceFile } from "./diagnostics.js";
 import * as T from "./tokens.js";
 import { parseDuration, parseSize } from "./units.js";
@@ -23,7 +23,10 @@ import { parseDuration, parseSize } from "./units.js";
 export const LIMITS = {
   ruleChars: 64 * 1024,
   tokens: 10_000,
+  /** Parentheses, brackets and `not`s. */
   nesting: 64,
+  /** Levels of the syntax tree, and/or chains counting as one level. */
+  depth: 256,
 };
 
 /** A raw action as written; `buildAction` checks its shape. */
@@ -495,8 +498,9 @@ function run<R>(entry: Entry, located: LocatedText, ctx: ParseContext): R | unde
   }
   const lexed = T.RuleLexer.tokenize(located.text);
   for (const error of lexed.errors) {
-    const ch = located.text.slice(error.offset, error.offset + error.length);
-    report(error.offset, `unexpected character '${ch.slice(0, 1)}'`);
+    const ch = located.text.slice(error.offset, error.offset + 1);
+    const hint = UNEXPECTED_HINTS[ch];
+    report(error.offset, `unexpected character ${ch === "'" ? `"'"` : `'${ch}'`}`, hint);
   }
   for (const token of lexed.tokens) {
     if (token.tokenType === T.UnterminatedString)
@@ -535,7 +539,55 @@ function run<R>(entry: Entry, located: LocatedText, ctx: ParseContext): R | unde
     }
     return undefined;
   }
+  const conditions =
+    entry === "conditionOnly"
+      ? [result as Expr]
+      : entry === "ruleText"
+        ? (result as RawRule).statements.flatMap((s) => (s.kind === "if" ? [s.condition] : []))
+        : [];
+  for (const condition of conditions) {
+    const deep = deepestNode(condition);
+    if (deep !== undefined) {
+      ctx.diagnostics.push(
+        ctx.file.diagnostic(
+          deep.span.start,
+          "error",
+          `expression nested more than ${LIMITS.depth} levels deep`,
+        ),
+      );
+      return undefined;
+    }
+  }
   return result;
+}
+
+/** Hints for characters a postmaster may expect to work. */
+const UNEXPECTED_HINTS: Record<string, string> = {
+  "'": 'strings are written in double quotes: "text"',
+  "@": 'quote addresses: "postmaster@example.org"',
+  "=": "compare with ==",
+  "&": "write 'and'",
+  "|": "write 'or'",
+  "!": "write 'not', or != to compare",
+};
+
+/**
+ * The first node deeper than LIMITS.depth, not counting the links of an and/or chain (passes
+ * walk those with a loop). Bounds the recursion of the checker and compiler on inputs such as
+ * `quota(rcpt).a.a.a...` that the token-level nesting check cannot see.
+ */
+function deepestNode(root: Expr): Expr | undefined {
+  const stack: [Expr, number][] = [[root, 0]];
+  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+    const [node, depth] = item;
+    if (depth > LIMITS.depth) return node;
+    for (const child of childrenOf(node)) {
+      const link =
+        (node.kind === "and" || node.kind === "or") && child === node.left && child.kind === node.kind;
+      stack.push([child, link ? depth : depth + 1]);
+    }
+  }
+  return undefined;
 }
 
 /** The token where parentheses, brackets or `not`s nest deeper than the limit. */
@@ -557,7 +609,16 @@ function nestingViolation(tokens: IToken[]): IToken | undefined {
 // Building actions and statements from raw tokens
 
 function template(token: IToken, p: RuleParser): Template {
-  return { text: unquote(token.image), span: p.tokenSpan(token) };
+  // Where each character of the unquoted text sits in the file: an escape (`\"`) is two
+  // characters of the rule for one of the text, and the scalar's own escapes are in toFile.
+  const image = token.image;
+  const offsets: number[] = [];
+  for (let i = 1; i < image.length - 1; i++) {
+    offsets.push(p.toFile(token.startOffset + i));
+    if (image[i] === "\\") i++;
+  }
+  offsets.push(p.toFile(token.startOffset + image.length - 1));
+  return { text: unquote(image), span: p.tokenSpan(token), offsets };
 }
 
 function buildAction(raw: RawAction, ctx: ParseContext): Action | undefined {

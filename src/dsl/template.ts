@@ -9,8 +9,15 @@ export type TemplatePart =
 
 const PLACEHOLDER_NAME = /^[A-Za-z_][A-Za-z0-9_-]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$/;
 
-/** Splits a template into parts, or answers a message saying what is wrong with it. */
-export function parseTemplate(text: string): TemplatePart[] | string {
+/** What is wrong with a template, and where (index in its text). */
+export interface TemplateError {
+  message: string;
+  hint?: string;
+  offset: number;
+}
+
+/** Splits a template into parts, or answers what is wrong with it. */
+export function parseTemplate(text: string): TemplatePart[] | TemplateError {
   const parts: TemplatePart[] = [];
   let literal = "";
   let i = 0;
@@ -24,15 +31,17 @@ export function parseTemplate(text: string): TemplatePart[] | string {
       i += 2;
     } else if (c === "{") {
       const close = text.indexOf("}", i + 1);
-      if (close === -1) return `unclosed '{' at character ${i + 1} (write {{ for a literal brace)`;
+      if (close === -1)
+        return { message: "'{' is never closed", hint: "write {{ for a literal brace", offset: i };
       const name = text.slice(i + 1, close).trim();
-      if (!PLACEHOLDER_NAME.test(name)) return `'{${name}}' is not a placeholder name`;
+      if (!PLACEHOLDER_NAME.test(name))
+        return { message: `'{${name}}' is not a placeholder name`, offset: i };
       if (literal) parts.push({ kind: "text", text: literal });
       literal = "";
       parts.push({ kind: "placeholder", name, offset: i });
       i = close + 1;
     } else if (c === "}") {
-      return `unmatched '}' at character ${i + 1} (write }} for a literal brace)`;
+      return { message: "'}' without a '{' before it", hint: "write }} for a literal brace", offset: i };
     } else {
       literal += c;
       i++;

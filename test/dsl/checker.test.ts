@@ -79,7 +79,7 @@ describe("checker errors", () => {
     ],
     [
       'on rcpt: reject 550 5.1.1 "no {rcpt"',
-      "rules.yaml:1:27: error: reply text: unclosed '{' at character 4 (write {{ for a literal brace)",
+      "rules.yaml:1:31: error: reply text: '{' is never closed (write {{ for a literal brace)",
     ],
     [
       'on mail: reject 550 5.1.1 "no {quota.usage}"',
@@ -142,13 +142,20 @@ describe("checker errors", () => {
   it("asks to name the source when several quota sources exist", () => {
     const sources = [
       ...SAMPLE_SOURCES,
-      { ...SAMPLE_SOURCES[0], name: "spool", type: "mbox" as const, path: "/var/mail/{user}" },
+      {
+        name: "spool",
+        type: "mbox" as const,
+        path: "/var/mail/{user}",
+        offset: 0,
+        timeoutMs: 2000,
+        onError: "tempfail" as const,
+      },
     ];
     const diagnostics = compileConfig(
       configOf(["on rcpt: if quota(rcpt) over then tempfail 452 4.2.2"], sources),
     ).diagnostics.map(formatDiagnostic);
     expect(diagnostics).toContain(
-      "rules.yaml:1:13: error: quota() must name its source: there are several quota sources (mailboxes, spool) (e.g. quota(rcpt, mailboxes))",
+      "rules.yaml:1:13: error: quota() must name its source: there are several quota sources: mailboxes, spool (e.g. quota(rcpt, mailboxes))",
     );
   });
 
