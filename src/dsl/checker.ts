@@ -509,6 +509,16 @@ export function checkRules(
         );
         return undefined;
       }
+      if (use === "[" && resolution.kind === "dnsbl") {
+        // A DNSBL answers "listed or not" (and a TXT reason), not a value per key.
+        report(
+          expr.span,
+          "error",
+          `DNSBL source '${resolution.source}' has no values to look up with [...]`,
+          `test it with 'X in ${resolution.source}'; {${resolution.source}.reason} gives its TXT record`,
+        );
+        return undefined;
+      }
       if (resolution.kind === "table" || resolution.kind === "dnsbl") {
         lookups.add(resolution.source);
         if (resolution.kind === "dnsbl") dnsblsLookedUp.add(resolution.source);
