@@ -9,6 +9,7 @@ import {
   ActionFlag,
   type ConnectInfo,
   type EndOfMessageResult,
+  type MacroStage,
   type MilterHandler,
   type Modification,
   type NegotiationWishes,
@@ -33,6 +34,8 @@ export interface RulesService {
   current(): { ruleset: Ruleset; lookups: Lookups; generation: number };
   /** Called once per stage evaluation that decided something or produced effects. */
   report(event: DecisionEvent): void;
+  /** A connection keeps older rules because the current ones need what it did not negotiate. */
+  keptRules?(conn: number, generation: number, current: number): void;
 }
 
 export interface DecisionEvent {
@@ -82,10 +85,44 @@ function wishesFor(ruleset: Ruleset): NegotiationWishes {
   return { stages, macros, actions: ActionFlag.AddHeaders | ActionFlag.Quarantine };
 }
 
+/**
+ * Whether a connection negotiated with `wishes` gets every stage, reply and macro `ruleset`
+ * needs. A stage asked as `observe` is sent without waiting for a reply: a decision there
+ * would never reach the MTA.
+ */
+export function negotiatedFor(wishes: NegotiationWishes, ruleset: Ruleset): boolean {
+  for (const [stage, need] of ruleset.needs.stages) {
+    const have = wishes.stages?.[stage];
+    if (have === undefined || (need === "decide" && have !== "decide")) return false;
+  }
+  for (const [stage, names] of Object.entries(ruleset.needs.macros) as [MacroStage, string[]][]) {
+    const asked = wishes.macros?.[stage] ?? [];
+    if (names.some((name) => !asked.includes(name))) return false;
+  }
+  return true;
+}
+
 export function rulesHandler(service: RulesService): (info: { id: number }) => MilterHandler {
-  return () => {
+  return (info) => {
     const connectionRules = service.current();
+    const wishes = wishesFor(connectionRules.ruleset);
     let pinned = connectionRules;
+    let keptNoted = 0;
+    /**
+     * The rules for what starts now: the current ones, unless a reload since this connection's
+     * negotiation needs stages, replies or macros it did not ask the MTA for (their decisions
+     * would be lost, or logged but never told to the MTA). Then the connection keeps the rules
+     * it has until the MTA opens a new one.
+     */
+    const repin = () => {
+      const current = service.current();
+      if (current === pinned || negotiatedFor(wishes, current.ruleset)) {
+        pinned = current;
+      } else if (keptNoted !== current.generation) {
+        keptNoted = current.generation;
+        service.keptRules?.(info.id, pinned.generation, current.generation);
+      }
+    };
     let tx: Transaction = newTransaction();
     let headersToAdd: Modification[] = [];
     let quarantine: string | undefined;
@@ -122,18 +159,18 @@ export function rulesHandler(service: RulesService): (info: { id: number }) => M
         headersToAdd.push({ type: "addHeader", name: effect.name, value: effect.value });
     };
     const startMessage = () => {
-      pinned = service.current();
+      repin();
       resetMessage(tx);
       headersToAdd = [];
       quarantine = undefined;
     };
 
     return {
-      wishes: wishesFor(connectionRules.ruleset),
-      connect(info: ConnectInfo, session) {
+      wishes,
+      connect(client: ConnectInfo, session) {
         tx = newTransaction((name) => session.macro(name));
-        tx.client = { ip: info.address, name: info.hostname, port: info.port };
-        pinned = service.current();
+        tx.client = { ip: client.address, name: client.hostname, port: client.port };
+        repin();
         return evaluate("connect", session);
       },
       helo(name, session) {

@@ -244,6 +244,13 @@ export class RulesRuntime implements RulesService {
     }
   }
 
+  keptRules(conn: number, generation: number, current: number): void {
+    this.logger.info(
+      { conn, generation, current },
+      `connection ${conn} keeps generation ${generation} until the MTA closes it: generation ${current} needs stages, replies or macros this connection did not negotiate`,
+    );
+  }
+
   /** Feeds the source counters into the metrics (called before each scrape). */
   collectCounters(): void {
     if (this.metrics === undefined) return;
