@@ -6,8 +6,13 @@ import { spawnSync } from "node:child_process";
  * `npm run build` first) fails on them, so a half-edited file elsewhere does not stop every test.
  */
 export default function setup(): void {
-  const result = spawnSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], {
-    encoding: "utf8",
-  });
-  if (result.status !== 0) process.stderr.write(`global setup: tsc reported errors:\n${result.stdout}${result.stderr}`);
+  const result = spawnSync(
+    process.execPath,
+    ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"],
+    {
+      encoding: "utf8",
+    },
+  );
+  if (result.status !== 0)
+    process.stderr.write(`global setup: tsc reported errors:\n${result.stdout}${result.stderr}`);
 }

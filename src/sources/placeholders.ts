@@ -31,7 +31,10 @@ export function escapeLdapFilterValue(value: string): string {
   let out = "";
   for (const byte of Buffer.from(value, "utf8")) {
     const c = String.fromCharCode(byte);
-    out += byte < 0x20 || byte > 0x7e || c === "*" || c === "(" || c === ")" || c === "\\" ? `\\${byte.toString(16).padStart(2, "0")}` : c;
+    out +=
+      byte < 0x20 || byte > 0x7e || c === "*" || c === "(" || c === ")" || c === "\\"
+        ? `\\${byte.toString(16).padStart(2, "0")}`
+        : c;
   }
   return out;
 }
@@ -54,8 +57,12 @@ export function placeholdersIn(template: string): string[] {
   return [...template.matchAll(PLACEHOLDER)].map((m) => m[1] as string);
 }
 
-export function fillTemplate(template: string, values: PlaceholderValues, escape: (value: string) => string): string {
-  return template.replace(PLACEHOLDER, (_, name: keyof PlaceholderValues) => escape(values[name]));
+export function fillTemplate(
+  template: string,
+  values: PlaceholderValues,
+  escapeValue: (value: string) => string,
+): string {
+  return template.replace(PLACEHOLDER, (_, name: keyof PlaceholderValues) => escapeValue(values[name]));
 }
 
 /** A path with values inserted, or undefined when a value is unsafe (the lookup answers "no such mailbox"). */
