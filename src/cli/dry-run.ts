@@ -23,6 +23,8 @@ export interface DryRunOptions {
   header: string[];
   message?: string;
   auth?: string;
+  /** SIZE= announced at MAIL FROM, in bytes. */
+  size?: number;
   json: boolean;
 }
 
@@ -99,10 +101,21 @@ export async function dryRunCommand(options: DryRunOptions): Promise<number> {
     process.stderr.write(`${loaded.file.path}: invalid (${summary(loaded.diagnostics)})\n`);
     return EXIT_INVALID;
   }
-  const sources = await SourceRegistry.create(loaded.config, { factories: defaultFactories });
+  let sources: SourceRegistry;
+  try {
+    sources = await SourceRegistry.create(loaded.config, { factories: defaultFactories });
+  } catch (error) {
+    process.stderr.write(
+      `filterctl: cannot open the sources of ${loaded.file.path}: ${(error as Error).message}\n`,
+    );
+    return EXIT_USAGE;
+  }
+  // DNSBLs are off until their first probe round: run it now, so the dry-run sees them as serve would.
+  await sources.probeDnsbls();
   const input: DryRunInput = {
     clientIp: options.clientIp,
     from: options.from,
+    mailArgs: options.size === undefined ? [] : [`SIZE=${options.size}`],
     rcpts: options.rcpt,
     headers,
     body,

@@ -132,6 +132,7 @@ export function buildProgram(): Command {
     .option("--header <'Name: value'>", "a header (repeatable)", collect, [])
     .option("--message <file.eml>", "headers and body from a message file")
     .option("--auth <user>", "SASL login of the client")
+    .addOption(new Option("--size <bytes>", "SIZE= announced at MAIL FROM").argParser(nonNegativeInteger))
     .option("--json", "print the report as JSON", false)
     .action(
       async (opts: {
@@ -144,6 +145,7 @@ export function buildProgram(): Command {
         header: string[];
         message?: string;
         auth?: string;
+        size?: number;
         json: boolean;
       }) => {
         process.exitCode = await dryRunCommand(opts);
@@ -180,6 +182,11 @@ export function buildProgram(): Command {
     });
 
   return program;
+}
+
+function nonNegativeInteger(value: string): number {
+  if (!/^\d{1,15}$/.test(value)) throw new InvalidArgumentError(`'${value}' is not a number of bytes`);
+  return Number(value);
 }
 
 function collect(value: string, previous: string[]): string[] {

@@ -45,6 +45,8 @@ export interface CheckResult {
   types: Map<Expr, ValueType>;
   /** Transaction values used anywhere (in conditions or in texts). */
   valuesUsed: Set<string>;
+  /** Macro names asked for, with the stages of the rule asking. */
+  macrosUsed: { name: string; stages: Stage[] }[];
 }
 
 /** Valid header field names (RFC 5322: printable ASCII but colon). */
@@ -65,6 +67,7 @@ export function checkRules(
     lookupsByRule: new Map(),
     types: new Map(),
     valuesUsed: new Set(),
+    macrosUsed: [],
   };
   const report = (span: Span | number, severity: Severity, message: string, hint?: string) => {
     result.diagnostics.push(
@@ -424,6 +427,7 @@ export function checkRules(
         const name = stringArgument(expr, "macro");
         if (name === undefined) return undefined;
         result.resolutions.set(expr, { kind: "macro", name });
+        result.macrosUsed.push({ name, stages });
         return "string";
       }
       // quota(ADDRESS[, SOURCE])
@@ -664,13 +668,25 @@ export function checkRules(
       }
     };
 
+    let decidedBy: Span | undefined;
     for (const statement of rule.statements) {
+      if (decidedBy !== undefined) {
+        report(
+          statement.span,
+          "warning",
+          "this statement never runs: the statement before it always decides",
+        );
+        decidedBy = undefined;
+      }
       if (statement.kind === "if") {
         condition(statement.condition);
         checkAction(statement.then);
         if (statement.else) checkAction(statement.else);
+        if (statement.else !== undefined && decides(statement.then) && decides(statement.else))
+          decidedBy = statement.span;
       } else {
         checkAction(statement.action);
+        if (decides(statement.action)) decidedBy = statement.span;
       }
     }
   }

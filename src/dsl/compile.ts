@@ -64,29 +64,11 @@ function needsOf(
     // The real size at end of message needs the body counted.
     if (key === "size" && rules.some((r) => r.stages.some((s) => s.stage === "eom"))) want("body", "observe");
   }
-  for (const [expr, resolution] of checked.resolutions) {
-    if (resolution.kind === "header") {
-      want("header", "observe");
-    } else if (resolution.kind === "macro") {
-      const owner = rules.find((r) => containsNode(r, expr));
-      for (const { stage } of owner?.stages ?? []) macro(MACRO_STAGE_FOR[stage], resolution.name);
-    }
-  }
+  for (const resolution of checked.resolutions.values())
+    if (resolution.kind === "header") want("header", "observe");
+  for (const use of checked.macrosUsed)
+    for (const stage of use.stages) macro(MACRO_STAGE_FOR[stage], use.name);
   const macroLists: RulesetNeeds["macros"] = {};
   for (const [stage, names] of macros) macroLists[stage] = [...names];
   return { stages, macros: macroLists };
-}
-
-/** Whether `node` is inside `rule` (this runs once per compile; a loop, as chains can be long). */
-function containsNode(rule: Rule, node: unknown): boolean {
-  const seen = new Set<unknown>();
-  const stack: unknown[] = [rule.statements];
-  while (stack.length > 0) {
-    const value = stack.pop();
-    if (value === node) return true;
-    if (value === null || typeof value !== "object" || seen.has(value)) continue;
-    seen.add(value);
-    stack.push(...Object.values(value));
-  }
-  return false;
 }

@@ -692,6 +692,7 @@ export class RuleCompiler {
 }
 
 function describeDnsbl(answer: DnsblAnswer): string {
+  if (answer.off !== undefined) return `not listed (the list is off: ${answer.off})`;
   return answer.listed
     ? `listed${answer.code ? ` (${answer.code})` : ""}${answer.reason ? `: ${answer.reason}` : ""}`
     : "not listed";

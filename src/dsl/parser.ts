@@ -308,7 +308,11 @@ class RuleParser extends EmbeddedActionsParser {
         {
           ALT: () => {
             this.CONSUME(T.Dot);
-            const property = this.CONSUME(T.Identifier);
+            // `over` is a keyword (quota(rcpt) over) and also a quota status member (quota(rcpt).over).
+            const property = this.OR2([
+              { ALT: () => this.CONSUME(T.Identifier) },
+              { ALT: () => this.CONSUME(T.Over) },
+            ]);
             value = this.ACTION(() => {
               const propertySpan = this.tokenSpan(property);
               const span = { start: value.span.start, end: propertySpan.end };

@@ -23,6 +23,8 @@ export interface DnsblAnswer {
   reason?: string;
   /** The A record that counted as listed. */
   code?: string;
+  /** Set when the list is switched off by its health check (its state): the answer is "not listed" without a query. */
+  off?: string;
 }
 
 export interface Lookups {

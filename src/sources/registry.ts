@@ -271,7 +271,10 @@ export class SourceRegistry implements Lookups {
     const entry = this.entry(name);
     const source = entry.source;
     // A list that is not healthy is off: it answers "not listed" without a query, and nothing is cached.
-    if (source?.kind === "dnsbl" && source.health().state !== "healthy") return { listed: false };
+    if (source?.kind === "dnsbl") {
+      const state = source.health().state;
+      if (state !== "healthy") return { listed: false, off: state };
+    }
     return this.cached<DnsblAnswer>(
       name,
       "",
@@ -281,6 +284,13 @@ export class SourceRegistry implements Lookups {
         if (s.kind !== "dnsbl") throw new Error(`${name} is not a DNSBL`);
         return (s as DnsblSource).lookup(key, signal);
       },
+    );
+  }
+
+  /** Runs one probe round of every DNSBL now (dry-run does, so lists are not off for lack of a first round). */
+  async probeDnsbls(): Promise<void> {
+    await Promise.allSettled(
+      [...this.entries.values()].map((e) => (e.source?.kind === "dnsbl" ? e.source.probe() : undefined)),
     );
   }
 

@@ -210,6 +210,16 @@ describe("checker warnings", () => {
     ]);
   });
 
+  it("warns about statements after one that always decides", () => {
+    expect(check('on rcpt: reject 550 5.7.1 "x" log "y"')).toContain(
+      "rules.yaml:1:31: warning: this statement never runs: the statement before it always decides",
+    );
+    expect(check('on rcpt: if rcpt == "a" then reject else accept log "y"')).toContain(
+      "rules.yaml:1:49: warning: this statement never runs: the statement before it always decides",
+    );
+    expect(check('on rcpt: log "y" reject')).toEqual([]);
+  });
+
   it("warns that discard at connect does nothing", () => {
     expect(check("on connect: discard")).toContain(
       "rules.yaml:1:13: warning: 'discard' at 'connect' is ignored by the MTA: it discards messages, not connections",

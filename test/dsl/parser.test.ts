@@ -62,6 +62,16 @@ describe("the rule language parser", () => {
     expect(printRule(rule as never)).toContain("size > 200MiB and x < 5m and y matches /a\\/b/i");
   });
 
+  it("accepts over both as a postfix and as a member of a quota status", () => {
+    const postfix = parse("on rcpt: if quota(rcpt) over then reject");
+    const member = parse("on rcpt: if quota(rcpt).over then reject");
+    expect(postfix.diagnostics).toEqual([]);
+    expect(member.diagnostics).toEqual([]);
+    const condition =
+      member.rule?.statements[0]?.kind === "if" ? member.rule.statements[0].condition : undefined;
+    expect(condition).toMatchObject({ kind: "member", property: "over" });
+  });
+
   it("reads TABLE[X] and member access on a call", () => {
     const { rule, diagnostics } = parse(
       'on rcpt: if directory.quota[rcpt] == "x" or quota(rcpt).percent >= 90 then accept',
