@@ -61,7 +61,8 @@ export interface Tracer {
 /** Per-rule scratch state: what texts may interpolate. */
 interface RuleState {
   quota?: QuotaValue;
-  reasons: Map<string, string>;
+  /** DNSBL TXT reasons by source, created on the first listing. */
+  reasons?: Map<string, string>;
 }
 
 export interface EvalEnv {
@@ -349,7 +350,7 @@ export class RuleCompiler {
     if (resolution.kind === "sourceAttribute") {
       const { source, attribute } = resolution;
       return (env) =>
-        attribute === "zone" ? env.lookups.zoneOf(source) : (env.state.reasons.get(source) ?? "");
+        attribute === "zone" ? env.lookups.zoneOf(source) : (env.state.reasons?.get(source) ?? "");
     }
     if (resolution.kind !== "value") throw new Error(`internal: ${resolution.kind} used as a value`);
     return valueGetter(resolution.key);
@@ -505,7 +506,8 @@ export class RuleCompiler {
           return then(
             this.traced(env, source, source, key, () => env.lookups.dnsbl(source, key), describeDnsbl),
             (answer) => {
-              if (answer.listed && answer.reason !== undefined) env.state.reasons.set(source, answer.reason);
+              if (answer.listed && answer.reason !== undefined)
+                (env.state.reasons ??= new Map()).set(source, answer.reason);
               return answer.listed !== negated;
             },
           );
@@ -617,77 +619,118 @@ export class RuleCompiler {
           : decides(s.then) || (s.else !== undefined && decides(s.else)),
       ) || lookups.some((source) => this.onErrorOf(source) === "tempfail");
 
-    const run = (tx: Transaction, lookupsImpl: Lookups, trace?: Tracer): MaybePromise<RuleOutcome> => {
-      const env: EvalEnv = { tx, lookups: lookupsImpl, rule: name, state: { reasons: new Map() } };
-      if (trace !== undefined) env.trace = trace;
-      const outcome: RuleOutcome = { effects: [], errors: [] };
-
-      /** Applies a statement's action result; answers true when the rule has decided. */
-      const apply = (result: { decision?: Decision; effect?: Effect }): boolean => {
-        if (result.effect) outcome.effects.push(result.effect);
-        if (result.decision) {
-          outcome.decision = result.decision;
-          return true;
-        }
-        return false;
-      };
-      const failed = (error: unknown): boolean => {
-        const source = error instanceof LookupError ? error.source : "internal";
-        const message = error instanceof Error ? error.message : String(error);
-        outcome.errors.push({ source, message });
-        if (source !== "internal" && onErrorOf(source) === "continue") return false;
-        const decision: Decision = {
-          action: "tempfail",
-          code: errorReply.code,
-          text: errorReply.text,
-          rule: name,
-          shadow,
-          lookupError: `${source}: ${message}`,
-        };
-        if (errorReply.enhancedCode !== undefined) decision.enhancedCode = errorReply.enhancedCode;
-        outcome.decision = decision;
-        return true;
-      };
-
-      const step = (index: number): MaybePromise<RuleOutcome> => {
-        for (let i = index; i < statements.length; i++) {
-          const statement = statements[i] as (typeof statements)[number];
-          if (statement.condition === undefined) {
-            if (apply(statement.whenTrue(env))) return outcome;
-            continue;
-          }
-          let verdict: MaybePromise<boolean>;
-          try {
-            verdict = statement.condition(env);
-          } catch (error) {
-            if (failed(error)) return outcome;
-            verdict = false;
-          }
-          if (isPromise(verdict)) {
-            return verdict.then(
-              (v) => (branch(statement, v) ? outcome : step(i + 1)),
-              (error: unknown) => (failed(error) || branch(statement, false) ? outcome : step(i + 1)),
-            );
-          }
-          if (branch(statement, verdict)) return outcome;
-        }
-        return outcome;
-      };
-      const branch = (statement: (typeof statements)[number], verdict: boolean): boolean => {
-        if (verdict) return apply(statement.whenTrue(env));
-        return statement.whenFalse === undefined ? false : apply(statement.whenFalse(env));
-      };
-      return step(0);
-    };
-
+    const runner = new RuleRunner(name, shadow, statements, errorReply, onErrorOf);
     return {
       name,
       stages: new Set(rule.stages.map((s) => s.stage)),
       shadow,
       lookups,
       canDecide,
-      run,
+      run: (tx, lookupsImpl, trace) => runner.run(tx, lookupsImpl, trace),
     };
+  }
+}
+
+type CompiledStatement = {
+  condition: Evaluator<boolean> | undefined;
+  whenTrue: (env: EvalEnv) => ActionResult;
+  whenFalse: ((env: EvalEnv) => ActionResult) | undefined;
+};
+type ActionResult = { decision?: Decision; effect?: Effect };
+
+/** Shared by outcomes that have none; replaced by a fresh array on the first push. */
+const NONE: never[] = [];
+
+/**
+ * Runs one compiled rule: its statements in order until one decides. A class, so one run
+ * allocates its environment and outcome only (this is the hot path of every milter event).
+ */
+class RuleRunner {
+  constructor(
+    private readonly name: string,
+    private readonly shadow: boolean,
+    private readonly statements: readonly CompiledStatement[],
+    private readonly errorReply: ReturnType<typeof parseReply>,
+    private readonly onErrorOf: (source: string) => OnError,
+  ) {}
+
+  run(tx: Transaction, lookups: Lookups, trace?: Tracer): MaybePromise<RuleOutcome> {
+    const env: EvalEnv = { tx, lookups, rule: this.name, state: {} };
+    if (trace !== undefined) env.trace = trace;
+    return this.step(env, { effects: NONE, errors: NONE }, 0);
+  }
+
+  private step(env: EvalEnv, outcome: RuleOutcome, index: number): MaybePromise<RuleOutcome> {
+    const statements = this.statements;
+    for (let i = index; i < statements.length; i++) {
+      const statement = statements[i] as CompiledStatement;
+      if (statement.condition === undefined) {
+        if (this.apply(outcome, statement.whenTrue(env))) return outcome;
+        continue;
+      }
+      let verdict: MaybePromise<boolean>;
+      try {
+        verdict = statement.condition(env);
+      } catch (error) {
+        if (this.failed(outcome, error)) return outcome;
+        verdict = false;
+      }
+      if (isPromise(verdict)) {
+        return verdict.then(
+          (v) => (this.branch(env, outcome, statement, v) ? outcome : this.step(env, outcome, i + 1)),
+          (error: unknown) =>
+            this.failed(outcome, error) || this.branch(env, outcome, statement, false)
+              ? outcome
+              : this.step(env, outcome, i + 1),
+        );
+      }
+      if (this.branch(env, outcome, statement, verdict)) return outcome;
+    }
+    return outcome;
+  }
+
+  private branch(
+    env: EvalEnv,
+    outcome: RuleOutcome,
+    statement: CompiledStatement,
+    verdict: boolean,
+  ): boolean {
+    if (verdict) return this.apply(outcome, statement.whenTrue(env));
+    return statement.whenFalse === undefined ? false : this.apply(outcome, statement.whenFalse(env));
+  }
+
+  /** Applies an action's result; answers true when the rule has decided. */
+  private apply(outcome: RuleOutcome, result: ActionResult): boolean {
+    if (result.effect) {
+      if (outcome.effects === NONE) outcome.effects = [];
+      outcome.effects.push(result.effect);
+    }
+    if (result.decision) {
+      outcome.decision = result.decision;
+      return true;
+    }
+    return false;
+  }
+
+  /** A lookup failed: on_error continue treats the condition as false; tempfail decides. */
+  private failed(outcome: RuleOutcome, error: unknown): boolean {
+    const source = error instanceof LookupError ? error.source : "internal";
+    const message = error instanceof Error ? error.message : String(error);
+    if (outcome.errors === NONE) outcome.errors = [];
+    outcome.errors.push({ source, message });
+    if (source !== "internal" && this.onErrorOf(source) === "continue") return false;
+    const reply = this.errorReply;
+    const decision: Decision = {
+      action: "tempfail",
+      code: reply.code,
+      text: reply.text,
+      rule: this.name,
+      shadow: this.shadow,
+      lookupError: `${source}: ${message}`,
+    };
+    if (reply.enhancedCode !== undefined) decision.enhancedCode = reply.enhancedCode;
+    outcome.decision = decision;
+    return true;
   }
 }
 
@@ -748,5 +791,5 @@ function placeholderGetter(name: string): (env: EvalEnv) => string {
   }
   const [source, attribute] = name.split(".") as [string, string];
   if (attribute === "zone") return (env) => sanitize(env.lookups.zoneOf(source));
-  return (env) => sanitize(env.state.reasons.get(source) ?? "");
+  return (env) => sanitize(env.state.reasons?.get(source) ?? "");
 }

@@ -4,7 +4,7 @@
  */
 import type { Stage } from "../dsl/ast.js";
 import { STAGES } from "../dsl/ast.js";
-import type { CompiledRule, Decision, Effect, Tracer } from "../dsl/compiler.js";
+import type { CompiledRule, Decision, Effect, RuleOutcome, Tracer } from "../dsl/compiler.js";
 import type { Lookups, MaybePromise } from "./lookups.js";
 import type { Transaction } from "./transaction.js";
 
@@ -62,42 +62,66 @@ export class Ruleset {
   evaluate(stage: Stage, tx: Transaction, lookups: Lookups, trace?: Tracer): MaybePromise<StageOutcome> {
     tx.stage = stage;
     const rules = this.rulesFor(stage);
-    const outcome: StageOutcome = { shadowDecisions: [], effects: [], rules: [] };
+    const outcome: StageOutcome = { shadowDecisions: NONE, effects: NONE, rules: NONE };
     if (rules.length === 0) return outcome;
-
-    const record = (rule: CompiledRule, result: Awaited<ReturnType<CompiledRule["run"]>>): boolean => {
-      const entry: RuleTrace = {
-        rule: rule.name,
-        shadow: rule.shadow,
-        effects: result.effects,
-        errors: result.errors,
-      };
-      if (result.decision) entry.decision = result.decision;
-      outcome.rules.push(entry);
-      for (const effect of result.effects) {
-        // A shadow rule never changes the message: its headers are not added, its logs are.
-        if (!rule.shadow || effect.kind === "log") outcome.effects.push(effect);
-      }
-      if (result.decision === undefined) return false;
-      if (rule.shadow) {
-        outcome.shadowDecisions.push(result.decision);
-        return false;
-      }
-      outcome.decision = result.decision;
-      return true;
-    };
-
-    const from = (index: number): MaybePromise<StageOutcome> => {
-      for (let i = index; i < rules.length; i++) {
-        const rule = rules[i] as CompiledRule;
-        const result = rule.run(tx, lookups, trace);
-        if (result instanceof Promise) {
-          return result.then((r) => (record(rule, r) ? outcome : from(i + 1)));
-        }
-        if (record(rule, result)) return outcome;
-      }
-      return outcome;
-    };
-    return from(0);
+    return this.from(rules, 0, outcome, tx, lookups, trace);
   }
+
+  private from(
+    rules: readonly CompiledRule[],
+    index: number,
+    outcome: StageOutcome,
+    tx: Transaction,
+    lookups: Lookups,
+    trace: Tracer | undefined,
+  ): MaybePromise<StageOutcome> {
+    for (let i = index; i < rules.length; i++) {
+      const rule = rules[i] as CompiledRule;
+      const result = rule.run(tx, lookups, trace);
+      if (result instanceof Promise) {
+        return result.then((r) =>
+          record(outcome, rule, r, trace !== undefined)
+            ? outcome
+            : this.from(rules, i + 1, outcome, tx, lookups, trace),
+        );
+      }
+      if (record(outcome, rule, result, trace !== undefined)) return outcome;
+    }
+    return outcome;
+  }
+}
+
+/** Shared by outcomes that have none; replaced by a fresh array on the first push. */
+const NONE: never[] = [];
+
+function push<T>(list: T[], item: T): T[] {
+  const target = list === NONE ? [] : list;
+  target.push(item);
+  return target;
+}
+
+/** Adds one rule's result to the stage's outcome; answers true when the stage is decided. */
+function record(outcome: StageOutcome, rule: CompiledRule, result: RuleOutcome, traced: boolean): boolean {
+  // Rules that did nothing are listed only when a trace asks for every rule (dry-run).
+  if (traced || result.decision !== undefined || result.effects.length > 0 || result.errors.length > 0) {
+    const entry: RuleTrace = {
+      rule: rule.name,
+      shadow: rule.shadow,
+      effects: result.effects,
+      errors: result.errors,
+    };
+    if (result.decision) entry.decision = result.decision;
+    outcome.rules = push(outcome.rules, entry);
+  }
+  for (const effect of result.effects) {
+    // A shadow rule never changes the message: its headers are not added, its logs are.
+    if (!rule.shadow || effect.kind === "log") outcome.effects = push(outcome.effects, effect);
+  }
+  if (result.decision === undefined) return false;
+  if (rule.shadow) {
+    outcome.shadowDecisions = push(outcome.shadowDecisions, result.decision);
+    return false;
+  }
+  outcome.decision = result.decision;
+  return true;
 }

@@ -33,6 +33,12 @@ describe("order of rules", () => {
     expect(third.decision?.rule).toBe("rule-3");
   });
 
+  it("without a tracer, lists only the rules that did something (the milter's hot path)", async () => {
+    const outcome = await ruleset.evaluate("helo", transaction({ helo: "a.example.net" }), new FakeLookups());
+    expect(outcome.rules.map((r) => r.rule)).toEqual(["rule-2"]);
+    expect(outcome.decision?.rule).toBe("rule-2");
+  });
+
   it("runs only the rules of the stage", async () => {
     const outcome = await evaluate(
       ruleset,

@@ -3,9 +3,11 @@
  * and an in-memory Lookups that records every call, answers synchronously or with promises, and
  * fails on demand.
  */
+
 import { parseConfig } from "../../src/config/load.js";
 import type { Stage } from "../../src/dsl/ast.js";
 import { compileConfig } from "../../src/dsl/compile.js";
+import type { Tracer } from "../../src/dsl/compiler.js";
 import { formatDiagnostic, SourceFile } from "../../src/dsl/diagnostics.js";
 import {
   type DnsblAnswer,
@@ -159,13 +161,15 @@ export function transaction(fill: Partial<Omit<Transaction, "macro">> = {}): Tra
 }
 
 /** Evaluates a stage and awaits it whether or not it was synchronous. */
+/** Evaluates a stage with a tracer, so `outcome.rules` lists every rule evaluated (as dry-run sees it). */
 export async function evaluate(
   ruleset: Ruleset,
   stage: Stage,
   tx: Transaction,
   lookups: Lookups,
+  trace: Tracer = { lookup() {} },
 ): Promise<StageOutcome> {
-  return await ruleset.evaluate(stage, tx, lookups);
+  return await ruleset.evaluate(stage, tx, lookups, trace);
 }
 
 /** "550 5.7.1 text" for a decision, as the MTA would send it. */
