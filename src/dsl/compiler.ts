@@ -506,8 +506,10 @@ export class RuleCompiler {
           return then(
             this.traced(env, source, source, key, () => env.lookups.dnsbl(source, key), describeDnsbl),
             (answer) => {
-              if (answer.listed && answer.reason !== undefined)
-                (env.state.reasons ??= new Map()).set(source, answer.reason);
+              if (answer.listed && answer.reason !== undefined) {
+                env.state.reasons ??= new Map();
+                env.state.reasons.set(source, answer.reason);
+              }
               return answer.listed !== negated;
             },
           );
