@@ -109,7 +109,7 @@ describe("SourceRegistry", () => {
 
   it("answers 'not listed' without a query while a DNSBL is not healthy", async () => {
     const off = await registry("lists-everything");
-    expect(off.r.dnsbl("bl", "192.0.2.1")).toEqual({ listed: false });
+    expect(off.r.dnsbl("bl", "192.0.2.1")).toEqual({ listed: false, off: "lists-everything" });
     expect(off.dnsblCalls).toEqual([]);
     await off.r.close();
     const on = await registry("healthy");
