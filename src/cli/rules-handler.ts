@@ -4,7 +4,7 @@
  * into milter replies, and collects `add header` / quarantine for end of message.
  */
 import type { Stage } from "../dsl/ast.js";
-import type { Decision, Effect } from "../dsl/compiler.js";
+import type { Decision, Effect, LookupRecord, Tracer } from "../dsl/compiler.js";
 import {
   ActionFlag,
   type ConnectInfo,
@@ -47,6 +47,8 @@ export interface DecisionEvent {
   from?: string;
   rcpt?: string;
   outcome: StageOutcome;
+  /** The lookups the stage made, with their answers and times. */
+  lookups: LookupRecord[];
 }
 
 /** Everything is asked for per connection; these stages are always observed for the logs' context. */
@@ -127,12 +129,16 @@ export function rulesHandler(service: RulesService): (info: { id: number }) => M
     let headersToAdd: Modification[] = [];
     let quarantine: string | undefined;
 
+    // One command at a time per connection: one list of the current stage's lookups is enough.
+    const lookupsSeen: LookupRecord[] = [];
+    const tracer: Tracer = { lookup: (record) => lookupsSeen.push(record) };
     const evaluate = (
       stage: Stage,
       session: SessionContext,
       extra: { rcpt?: string } = {},
     ): MaybePromise<Reply | undefined> => {
-      const outcome = pinned.ruleset.evaluate(stage, tx, pinned.lookups);
+      lookupsSeen.length = 0;
+      const outcome = pinned.ruleset.evaluate(stage, tx, pinned.lookups, tracer);
       const handle = (o: StageOutcome): Reply | undefined => {
         for (const effect of o.effects) collect(effect);
         if (o.decision?.action === "quarantine") quarantine ??= o.decision.reason;
@@ -143,6 +149,7 @@ export function rulesHandler(service: RulesService): (info: { id: number }) => M
             generation: pinned.generation,
             client: tx.client.ip,
             outcome: o,
+            lookups: [...lookupsSeen],
           };
           const queueId = session.macro("i");
           if (queueId) event.queueId = queueId;

@@ -236,7 +236,20 @@ export class RulesRuntime implements RulesService {
         rule: decision.rule,
         shadow: "false",
       });
-      const fields = { ...context, decision: decision.action, rule: decision.rule, reply: replyOf(decision) };
+      const lookups = event.lookups.map((l) => ({
+        source: l.source,
+        what: l.what,
+        key: l.key,
+        result: l.error === undefined ? l.result : `error: ${l.error}`,
+        ms: Math.round(l.ms * 10) / 10,
+      }));
+      const fields = {
+        ...context,
+        decision: decision.action,
+        rule: decision.rule,
+        reply: replyOf(decision),
+        lookups,
+      };
       this.logger.info(
         decision.lookupError ? { ...fields, lookupError: decision.lookupError } : fields,
         "decision",

@@ -56,6 +56,8 @@ export interface LookupRecord {
 
 export interface Tracer {
   lookup(record: LookupRecord): void;
+  /** List every rule evaluated in the stage's outcome, also those that did nothing (dry-run). */
+  everyRule?: boolean;
 }
 
 /** Per-rule scratch state: what texts may interpolate. */

@@ -86,7 +86,10 @@ export async function dryRun(ruleset: Ruleset, lookups: Lookups, input: DryRunIn
     extra: { rcpt?: string; header?: string; detail?: string } = {},
   ): Promise<StageOutcome> => {
     const lookupsSeen: LookupRecord[] = [];
-    const outcome = await ruleset.evaluate(stage, tx, lookups, { lookup: (r) => lookupsSeen.push(r) });
+    const outcome = await ruleset.evaluate(stage, tx, lookups, {
+      lookup: (r) => lookupsSeen.push(r),
+      everyRule: true,
+    });
     const entry: StageReport = {
       stage,
       ...extra,

@@ -80,12 +80,12 @@ export class Ruleset {
       const result = rule.run(tx, lookups, trace);
       if (result instanceof Promise) {
         return result.then((r) =>
-          record(outcome, rule, r, trace !== undefined)
+          record(outcome, rule, r, trace?.everyRule === true)
             ? outcome
             : this.from(rules, i + 1, outcome, tx, lookups, trace),
         );
       }
-      if (record(outcome, rule, result, trace !== undefined)) return outcome;
+      if (record(outcome, rule, result, trace?.everyRule === true)) return outcome;
     }
     return outcome;
   }
@@ -101,9 +101,9 @@ function push<T>(list: T[], item: T): T[] {
 }
 
 /** Adds one rule's result to the stage's outcome; answers true when the stage is decided. */
-function record(outcome: StageOutcome, rule: CompiledRule, result: RuleOutcome, traced: boolean): boolean {
-  // Rules that did nothing are listed only when a trace asks for every rule (dry-run).
-  if (traced || result.decision !== undefined || result.effects.length > 0 || result.errors.length > 0) {
+function record(outcome: StageOutcome, rule: CompiledRule, result: RuleOutcome, everyRule: boolean): boolean {
+  // Rules that did nothing are listed only when the tracer asks for every rule (dry-run).
+  if (everyRule || result.decision !== undefined || result.effects.length > 0 || result.errors.length > 0) {
     const entry: RuleTrace = {
       rule: rule.name,
       shadow: rule.shadow,

@@ -167,7 +167,7 @@ export async function evaluate(
   stage: Stage,
   tx: Transaction,
   lookups: Lookups,
-  trace: Tracer = { lookup() {} },
+  trace: Tracer = { lookup() {}, everyRule: true },
 ): Promise<StageOutcome> {
   return await ruleset.evaluate(stage, tx, lookups, trace);
 }
