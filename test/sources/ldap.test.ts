@@ -382,7 +382,7 @@ describe("LDAP source faults", () => {
     expect(await source.has("addresses", "alice@example.org", deadline())).toBe(true);
 
     // Lookups in flight when slapd dies fail at once (connection closed), not at their timeout.
-    slapd.freeze();
+    await slapd.freeze();
     const inFlight = Array.from({ length: 10 }, (_, i) =>
       outcome(source.has("addresses", `user${i}@example.org`, deadline(8000))),
     );
@@ -431,7 +431,7 @@ describe("LDAP source faults", () => {
   it("slapd frozen beyond the timeout: the lookup rejects by its deadline, then recovers after SIGCONT", async () => {
     const source = await open(config(slapd.url, { timeoutMs: 500 }));
     expect(await source.has("addresses", "alice@example.org", deadline())).toBe(true);
-    slapd.freeze();
+    await slapd.freeze();
     try {
       let started = Date.now();
       await expect(source.has("addresses", "alice@example.org", deadline(1500))).rejects.toThrow(
@@ -463,7 +463,7 @@ describe("LDAP source faults", () => {
   it("the AbortSignal wins over a longer timeout", async () => {
     const source = await open(config(slapd.url, { timeoutMs: 10_000 }));
     expect(await source.has("addresses", "alice@example.org", deadline())).toBe(true);
-    slapd.freeze();
+    await slapd.freeze();
     try {
       const started = Date.now();
       await expect(source.has("addresses", "bob@example.org", deadline(300))).rejects.toThrow(/aborted/);
@@ -486,7 +486,7 @@ describe("LDAP source faults", () => {
       { positiveTtlMs: 0, negativeTtlMs: 0, timeoutMs: 300, maxEntries: 10 },
       (found) => !found,
     );
-    slapd.freeze();
+    await slapd.freeze();
     try {
       const started = Date.now();
       await expect(

@@ -15,7 +15,7 @@
  * - Signals go to the PID from slapd's pidfile (checked to be our child), never by name.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -338,8 +338,29 @@ export class Slapd {
   }
 
   /** SIGSTOP: slapd stays connected but answers nothing (the kernel still accepts connections). */
-  freeze(): void {
+  /** Stops slapd (SIGSTOP) and waits until every one of its threads is stopped: a signal is asynchronous. */
+  async freeze(): Promise<void> {
     this.signal("SIGSTOP");
+    const deadline = Date.now() + 2000;
+    while (Date.now() < deadline) {
+      if (this.allThreadsStopped()) return;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    throw new Error("slapd did not stop within 2 s of SIGSTOP");
+  }
+
+  private allThreadsStopped(): boolean {
+    try {
+      const tasks = readdirSync(`/proc/${this.pid}/task`);
+      return tasks.every((task) => {
+        const stat = readFileSync(`/proc/${this.pid}/task/${task}/stat`, "utf8");
+        // The state follows the command name, which is in parentheses.
+        const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+        return state === "T" || state === "t";
+      });
+    } catch {
+      return false;
+    }
   }
 
   thaw(): void {
