@@ -103,6 +103,8 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
       this.stopping = true;
       this.server.close();
     }
+    // A connection that has not even negotiated has no session in flight: it need not hold the exit.
+    for (const session of [...this.sessions]) if (!session.hasNegotiated) session.close();
     this.logger.info({ connections: this.sessions.size, timeoutMs }, "draining milter connections");
     const deadline = Date.now() + timeoutMs;
     while (this.sessions.size > 0 && Date.now() < deadline) {

@@ -152,6 +152,11 @@ export class Session implements SessionContext {
     return this.macros.forStage(STAGE_WIRE[stage].command);
   }
 
+  /** False until the MTA has sent its option negotiation. */
+  get hasNegotiated(): boolean {
+    return this.phase !== Phase.AwaitingNegotiation;
+  }
+
   /** True while a message is in progress (between MAIL and end of message or abort). */
   get inTransaction(): boolean {
     return this.phase >= Phase.Mail;

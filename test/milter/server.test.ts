@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -134,6 +135,19 @@ describe("graceful shutdown", () => {
     expect((await client.eom()).reply).toEqual({ type: "continue" });
     client.quit();
     expect(await drained).toEqual({ cut: 0 });
+  });
+
+  it("does not wait for a connection that never negotiated", async () => {
+    const test = await startServer(continueAll);
+    const address = test.address;
+    if (address.kind !== "tcp") throw new Error("tcp expected");
+    const idle = createConnection({ host: address.host, port: address.port });
+    await new Promise((r) => idle.once("connect", r));
+    await waitFor(() => test.server.activeConnections === 1);
+    const started = Date.now();
+    expect(await test.server.shutdown(5000)).toEqual({ cut: 0 });
+    expect(Date.now() - started).toBeLessThan(1000);
+    idle.destroy();
   });
 
   it("cuts connections still open when the timeout ends", async () => {
