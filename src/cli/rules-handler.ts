@@ -31,7 +31,17 @@ import {
 /** What the handler needs from the running service: the current rules and where to report. */
 export interface RulesService {
   /** The ruleset and sources new transactions use. */
-  current(): { ruleset: Ruleset; lookups: Lookups; generation: number };
+  current(): {
+    ruleset: Ruleset;
+    lookups: Lookups;
+    generation: number;
+    /** Deadline of one milter event; past it the event is answered by `timeoutReply` and its lookups are abandoned. */
+    eventTimeoutMs?: number;
+    /** The answer when a stage's rules miss the deadline: what their sources' on_error says. */
+    timeoutReply?: (stage: Stage) => Reply | undefined;
+  };
+  /** A stage's rules missed the event deadline. */
+  deadlinePassed?(conn: number, stage: Stage, timeoutMs: number, reply: Reply | undefined): void;
   /** Called once per stage evaluation that decided something or produced effects. */
   report(event: DecisionEvent): void;
   /** A connection keeps older rules because the current ones need what it did not negotiate. */
@@ -159,7 +169,32 @@ export function rulesHandler(service: RulesService): (info: { id: number }) => M
         }
         return decisionReply(o.decision);
       };
-      return outcome instanceof Promise ? outcome.then(handle) : handle(outcome);
+      if (!(outcome instanceof Promise)) return handle(outcome);
+      const timeoutMs = pinned.eventTimeoutMs;
+      if (timeoutMs === undefined) return outcome.then(handle);
+      const rules = pinned;
+      return new Promise<Reply | undefined>((resolve, reject) => {
+        let late = false;
+        const timer = setTimeout(() => {
+          late = true;
+          // The lookups still running are abandoned (a cache keeps what they find for the next one).
+          const reply = rules.timeoutReply?.(stage);
+          service.deadlinePassed?.(session.id, stage, timeoutMs, reply);
+          resolve(reply);
+        }, timeoutMs);
+        outcome.then(
+          (o) => {
+            if (late) return;
+            clearTimeout(timer);
+            resolve(handle(o));
+          },
+          (error: unknown) => {
+            if (late) return;
+            clearTimeout(timer);
+            reject(error);
+          },
+        );
+      });
     };
     const collect = (effect: Effect) => {
       if (effect.kind === "addHeader")

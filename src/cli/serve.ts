@@ -40,7 +40,9 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Milt
     shutdownTimeoutMs = options.shutdownTimeoutMs ?? config.shutdownTimeoutMs;
     serverOptions.maxConnections = options.maxConnections ?? config.maxConnections;
     serverOptions.socketMode = config.listenMode;
-    serverOptions.handlerTimeoutMs = config.eventTimeoutMs;
+    // The rules handler answers at event_timeout itself (with the sources' on_error); the
+    // server's own deadline, a little later, only backs it up.
+    serverOptions.handlerTimeoutMs = config.eventTimeoutMs + 2000;
     const errorReply = parseReply(config.defaults.errorReply);
     const fallback: Reply = { action: "tempfail", code: errorReply.code, text: errorReply.text };
     if (errorReply.enhancedCode !== undefined) fallback.enhancedCode = errorReply.enhancedCode;

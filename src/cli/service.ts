@@ -8,7 +8,10 @@ import { basename, dirname, resolve } from "node:path";
 import type { Logger } from "pino";
 import { referencedFiles } from "../config/load.js";
 import type { Config } from "../config/types.js";
+import { STAGES, type Stage } from "../dsl/ast.js";
+import { parseReply } from "../dsl/compiler.js";
 import { formatDiagnostic } from "../dsl/diagnostics.js";
+import type { Reply } from "../milter/index.js";
 import { replyOf } from "../runtime/dry-run.js";
 import type { Ruleset } from "../runtime/ruleset.js";
 import { defaultFactories } from "../sources/factories.js";
@@ -31,6 +34,27 @@ interface Active {
   ruleset: Ruleset;
   lookups: SourceRegistry;
   generation: number;
+  eventTimeoutMs: number;
+  timeoutReply: (stage: Stage) => Reply | undefined;
+}
+
+/**
+ * What a stage answers when its rules miss the event deadline: continue when every source its
+ * rules look up says on_error: continue, else the error reply (a tempfail, never a 5xx).
+ */
+function timeoutReplies(config: Config, ruleset: Ruleset): (stage: Stage) => Reply | undefined {
+  const reply = parseReply(config.defaults.errorReply);
+  const tempfail: Reply = { action: "tempfail", code: reply.code, text: reply.text };
+  if (reply.enhancedCode !== undefined) tempfail.enhancedCode = reply.enhancedCode;
+  const byStage = new Map<Stage, Reply | undefined>();
+  for (const stage of STAGES) {
+    const sources = ruleset.rulesFor(stage).flatMap((rule) => rule.lookups);
+    const allContinue = sources.every(
+      (name) => (config.sources.get(name)?.onError ?? config.defaults.onError) === "continue",
+    );
+    byStage.set(stage, allContinue ? undefined : tempfail);
+  }
+  return (stage) => byStage.get(stage);
 }
 
 /** Changes are picked up this long after the last write (editors write in several steps). */
@@ -57,7 +81,7 @@ export class RulesRuntime implements RulesService {
   static async start(path: string, logger: Logger, metrics?: Metrics): Promise<RulesRuntime> {
     const loaded = await RulesRuntime.build(path, logger, metrics, undefined);
     if ("error" in loaded) throw loaded.error;
-    const runtime = new RulesRuntime(path, logger, metrics, { ...loaded, generation: 1 });
+    const runtime = new RulesRuntime(path, logger, metrics, RulesRuntime.activate(loaded, 1));
     logger.info(
       { generation: 1, rules: loaded.ruleset.rules.length, sources: loaded.config.sources.size },
       "rules loaded",
@@ -70,7 +94,7 @@ export class RulesRuntime implements RulesService {
     logger: Logger,
     metrics: Metrics | undefined,
     previous: SourceRegistry | undefined,
-  ): Promise<Omit<Active, "generation"> | { error: ConfigError }> {
+  ): Promise<Omit<Active, "generation" | "eventTimeoutMs" | "timeoutReply"> | { error: ConfigError }> {
     const loaded = await loadRules(path);
     if (loaded.kind === "unreadable") return { error: new ConfigError(loaded.message, 2) };
     for (const d of loaded.diagnostics) {
@@ -104,6 +128,18 @@ export class RulesRuntime implements RulesService {
     }
   }
 
+  private static activate(
+    built: Omit<Active, "generation" | "eventTimeoutMs" | "timeoutReply">,
+    generation: number,
+  ): Active {
+    return {
+      ...built,
+      generation,
+      eventTimeoutMs: built.config.eventTimeoutMs,
+      timeoutReply: timeoutReplies(built.config, built.ruleset),
+    };
+  }
+
   get generation(): number {
     return this.active.generation;
   }
@@ -112,8 +148,31 @@ export class RulesRuntime implements RulesService {
     return this.active.config;
   }
 
-  current(): { ruleset: Ruleset; lookups: SourceRegistry; generation: number } {
+  current(): {
+    ruleset: Ruleset;
+    lookups: SourceRegistry;
+    generation: number;
+    eventTimeoutMs: number;
+    timeoutReply: (stage: Stage) => Reply | undefined;
+  } {
     return this.active;
+  }
+
+  deadlinePassed(conn: number, stage: Stage, timeoutMs: number, reply: Reply | undefined): void {
+    this.logger.warn(
+      {
+        conn,
+        stage,
+        timeoutMs,
+        reply:
+          reply === undefined
+            ? "continue"
+            : reply.action === "tempfail"
+              ? `tempfail ${reply.code ?? ""}`.trim()
+              : reply.action,
+      },
+      "the rules of this event missed the event deadline: answered by their sources' on_error",
+    );
   }
 
   /** Loads, checks and swaps in the file's current content; answers whether it was taken. */
@@ -144,7 +203,7 @@ export class RulesRuntime implements RulesService {
       );
       return false;
     }
-    this.active = { ...built, generation: old.generation + 1 };
+    this.active = RulesRuntime.activate(built, old.generation + 1);
     this.metrics?.reloads.inc({ result: "success" });
     this.metrics?.generation.set(this.active.generation);
     this.logger.info(
