@@ -40,6 +40,10 @@ export interface RulesService {
     /** The answer when a stage's rules miss the deadline: what their sources' on_error says. */
     timeoutReply?: (stage: Stage) => Reply | undefined;
   };
+  /** A connection starts using these rules (they and their sources stay open while used). */
+  retain?(rules: ReturnType<RulesService["current"]>): void;
+  /** A connection stops using these rules. */
+  release?(rules: ReturnType<RulesService["current"]>): void;
   /** A stage's rules missed the event deadline. */
   deadlinePassed?(conn: number, stage: Stage, timeoutMs: number, reply: Reply | undefined): void;
   /** Called once per stage evaluation that decided something or produced effects. */
@@ -119,6 +123,9 @@ export function rulesHandler(service: RulesService): (info: { id: number }) => M
     const connectionRules = service.current();
     const wishes = wishesFor(connectionRules.ruleset);
     let pinned = connectionRules;
+    // Whether this connection holds `pinned` (QUIT_NC closes a session but keeps the socket).
+    let holding = true;
+    service.retain?.(pinned);
     let keptNoted = 0;
     /**
      * The rules for what starts now: the current ones, unless a reload since this connection's
@@ -128,7 +135,10 @@ export function rulesHandler(service: RulesService): (info: { id: number }) => M
      */
     const repin = () => {
       const current = service.current();
-      if (current === pinned || negotiatedFor(wishes, current.ruleset)) {
+      if (current === pinned) return;
+      if (negotiatedFor(wishes, current.ruleset)) {
+        service.retain?.(current);
+        service.release?.(pinned);
         pinned = current;
       } else if (keptNoted !== current.generation) {
         keptNoted = current.generation;
@@ -212,6 +222,10 @@ export function rulesHandler(service: RulesService): (info: { id: number }) => M
       connect(client: ConnectInfo, session) {
         tx = newTransaction((name) => session.macro(name));
         tx.client = { ip: client.address, name: client.hostname, port: client.port };
+        if (!holding) {
+          service.retain?.(pinned);
+          holding = true;
+        }
         repin();
         return evaluate("connect", session);
       },
@@ -265,6 +279,10 @@ export function rulesHandler(service: RulesService): (info: { id: number }) => M
         resetMessage(tx);
         headersToAdd = [];
         quarantine = undefined;
+      },
+      close() {
+        if (holding) service.release?.(pinned);
+        holding = false;
       },
     };
   };

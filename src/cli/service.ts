@@ -62,6 +62,9 @@ const DEBOUNCE_MS = 200;
 
 export class RulesRuntime implements RulesService {
   private active: Active;
+  /** Connections using each generation's rules. */
+  private readonly users = new Map<Active, number>();
+  private readonly closed = new WeakSet<Active>();
   private watchers: FSWatcher[] = [];
   private debounce: NodeJS.Timeout | undefined;
   private reloading: Promise<boolean> | undefined;
@@ -158,6 +161,24 @@ export class RulesRuntime implements RulesService {
     return this.active;
   }
 
+  retain(rules: Active): void {
+    this.users.set(rules, (this.users.get(rules) ?? 0) + 1);
+  }
+
+  release(rules: Active): void {
+    const count = (this.users.get(rules) ?? 0) - 1;
+    if (count > 0) this.users.set(rules, count);
+    else this.users.delete(rules);
+    this.closeIfUnused(rules);
+  }
+
+  /** Closes the sources of replaced rules nobody uses any more (those a reload took over stay open). */
+  private closeIfUnused(rules: Active): void {
+    if (rules === this.active || (this.users.get(rules) ?? 0) > 0 || this.closed.has(rules)) return;
+    this.closed.add(rules);
+    void rules.lookups.close();
+  }
+
   deadlinePassed(conn: number, stage: Stage, timeoutMs: number, reply: Reply | undefined): void {
     this.logger.warn(
       {
@@ -211,8 +232,8 @@ export class RulesRuntime implements RulesService {
       `reloaded: serving generation ${this.active.generation}`,
     );
     this.rewatch();
-    // Transactions pinned to the old rules may still look things up: close its own sources later.
-    setTimeout(() => void old.lookups.close(), Math.max(30_000, old.config.eventTimeoutMs * 2)).unref();
+    // Connections still on the old rules may look things up: its own sources close with the last of them.
+    this.closeIfUnused(old);
     return true;
   }
 
