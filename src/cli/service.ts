@@ -29,7 +29,8 @@ export class ConfigError extends Error {
   }
 }
 
-interface Active {
+/** The rules being served (or still used by connections opened before a reload). */
+export interface Active {
   config: Config;
   ruleset: Ruleset;
   lookups: SourceRegistry;
@@ -151,13 +152,7 @@ export class RulesRuntime implements RulesService {
     return this.active.config;
   }
 
-  current(): {
-    ruleset: Ruleset;
-    lookups: SourceRegistry;
-    generation: number;
-    eventTimeoutMs: number;
-    timeoutReply: (stage: Stage) => Reply | undefined;
-  } {
+  current(): Active {
     return this.active;
   }
 
