@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import type { Server } from "node:http";
 import type { Logger } from "pino";
 import { parseReply } from "../dsl/compiler.js";
-import { MilterServer, type MilterServerOptions, type Reply } from "../milter/index.js";
+import { formatListenAddress, MilterServer, type MilterServerOptions, type Reply } from "../milter/index.js";
 import { eventLoggerHandler } from "./event-logger-handler.js";
 import { Metrics } from "./metrics.js";
 import { rulesHandler } from "./rules-handler.js";
@@ -76,6 +76,18 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Milt
     logger.info({ metrics: `http://${options.metrics}/metrics` }, "metrics listening");
   }
   runtime?.watchFiles();
+  const bound = server.address;
+  if (bound !== undefined) {
+    const postfix = bound.kind === "unix" ? `unix:${bound.path}` : `inet:${bound.host}:${bound.port}`;
+    logger.info(
+      {
+        postfix: `smtpd_milters = ${postfix}`,
+        sendmail: `INPUT_MAIL_FILTER(\`filterctl', \`S=${formatListenAddress(bound)}, F=T, T=C:10s;S:10s;R:30s;E:5m')`,
+        try: `npx filterctl dry-run --config ${configPath ?? "rules.yaml"} --client-ip 203.0.113.7 --from someone@example.com --rcpt postmaster@example.org`,
+      },
+      "ready: point the MTA here, or try a transaction with dry-run",
+    );
+  }
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {

@@ -32,7 +32,9 @@ describe("filterctl serve with rules", () => {
     writeFileSync(config, RULES);
     const port = await freePort();
     running = startCli(["serve", "--config", config, "--listen", `inet:${port}@127.0.0.1`]);
-    await running.waitForLine((l) => l.msg === "milter listening");
+    const ready = await running.waitForLine((l) => String(l.msg).startsWith("ready"));
+    expect(ready.postfix).toBe(`smtpd_milters = inet:127.0.0.1:${port}`);
+    expect(String(ready.try)).toContain(`filterctl dry-run --config ${config}`);
     const client = await MilterClient.connect(`inet:${port}@127.0.0.1`);
     await client.negotiate();
     await client.connectInfo({ hostname: "c.example", family: "inet", port: 1, address: "192.0.2.9" });
