@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { AddressError, ListenError, parseListenAddress } from "../milter/index.js";
 import { dnsblStatusCommand } from "./dnsbl-status.js";
-import { dryRunCommand } from "./dry-run.js";
+import { type DryRunOptions, dryRunCommand } from "./dry-run.js";
 import { createLogger, type LogFormat } from "./logging.js";
 import { parseHostPort } from "./metrics.js";
 import { quotaServerCommand } from "./quota-server.js";
@@ -134,23 +134,9 @@ export function buildProgram(): Command {
     .option("--auth <user>", "SASL login of the client")
     .addOption(new Option("--size <bytes>", "SIZE= announced at MAIL FROM").argParser(nonNegativeInteger))
     .option("--json", "print the report as JSON", false)
-    .action(
-      async (opts: {
-        config: string;
-        clientIp: string;
-        clientName?: string;
-        helo?: string;
-        from: string;
-        rcpt: string[];
-        header: string[];
-        message?: string;
-        auth?: string;
-        size?: number;
-        json: boolean;
-      }) => {
-        process.exitCode = await dryRunCommand(opts);
-      },
-    );
+    .action(async (opts: DryRunOptions) => {
+      process.exitCode = await dryRunCommand(opts);
+    });
 
   program
     .command("dnsbl-status")

@@ -4,7 +4,7 @@
  * into milter replies, and collects `add header` / quarantine for end of message.
  */
 import type { Stage } from "../dsl/ast.js";
-import type { Decision, Effect, LookupRecord, Tracer } from "../dsl/compiler.js";
+import { type Decision, type Effect, type LookupRecord, parseReply, type Tracer } from "../dsl/compiler.js";
 import {
   ActionFlag,
   type ConnectInfo,
@@ -67,6 +67,14 @@ export interface DecisionEvent {
 
 /** Everything is asked for per connection; these stages are always observed for the logs' context. */
 const CONTEXT_STAGES: Stage[] = ["connect", "mail", "rcpt"];
+
+/** The milter reply for `defaults.error_reply` ("451 4.3.0 Temporary lookup failure, …"): a tempfail. */
+export function errorReply(text: string): Reply {
+  const parsed = parseReply(text);
+  const reply: Reply = { action: "tempfail", code: parsed.code, text: parsed.text };
+  if (parsed.enhancedCode !== undefined) reply.enhancedCode = parsed.enhancedCode;
+  return reply;
+}
 
 export function decisionReply(decision: Decision | undefined): Reply | undefined {
   if (decision === undefined) return undefined;

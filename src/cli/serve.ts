@@ -5,11 +5,10 @@
 import { existsSync } from "node:fs";
 import type { Server } from "node:http";
 import type { Logger } from "pino";
-import { parseReply } from "../dsl/compiler.js";
-import { formatListenAddress, MilterServer, type MilterServerOptions, type Reply } from "../milter/index.js";
+import { formatListenAddress, MilterServer, type MilterServerOptions } from "../milter/index.js";
 import { eventLoggerHandler } from "./event-logger-handler.js";
 import { Metrics } from "./metrics.js";
-import { rulesHandler } from "./rules-handler.js";
+import { errorReply, rulesHandler } from "./rules-handler.js";
 import { RulesRuntime } from "./service.js";
 
 export interface ServeOptions {
@@ -43,10 +42,7 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Milt
     // The rules handler answers at event_timeout itself (with the sources' on_error); the
     // server's own deadline, a little later, only backs it up.
     serverOptions.handlerTimeoutMs = config.eventTimeoutMs + 2000;
-    const errorReply = parseReply(config.defaults.errorReply);
-    const fallback: Reply = { action: "tempfail", code: errorReply.code, text: errorReply.text };
-    if (errorReply.enhancedCode !== undefined) fallback.enhancedCode = errorReply.enhancedCode;
-    serverOptions.fallback = fallback;
+    serverOptions.fallback = errorReply(config.defaults.errorReply);
   }
   if (options.maxConnections !== undefined) serverOptions.maxConnections = options.maxConnections;
 

@@ -9,7 +9,6 @@ import type { Logger } from "pino";
 import { referencedFiles } from "../config/load.js";
 import type { Config } from "../config/types.js";
 import { STAGES, type Stage } from "../dsl/ast.js";
-import { parseReply } from "../dsl/compiler.js";
 import { formatDiagnostic } from "../dsl/diagnostics.js";
 import type { Reply } from "../milter/index.js";
 import { replyOf } from "../runtime/dry-run.js";
@@ -18,7 +17,7 @@ import { defaultFactories } from "../sources/factories.js";
 import { SourceRegistry } from "../sources/registry.js";
 import { loadRules } from "./load-rules.js";
 import type { Metrics } from "./metrics.js";
-import type { DecisionEvent, RulesService } from "./rules-handler.js";
+import { type DecisionEvent, errorReply, type RulesService } from "./rules-handler.js";
 
 export class ConfigError extends Error {
   constructor(
@@ -44,9 +43,7 @@ export interface Active {
  * rules look up says on_error: continue, else the error reply (a tempfail, never a 5xx).
  */
 function timeoutReplies(config: Config, ruleset: Ruleset): (stage: Stage) => Reply | undefined {
-  const reply = parseReply(config.defaults.errorReply);
-  const tempfail: Reply = { action: "tempfail", code: reply.code, text: reply.text };
-  if (reply.enhancedCode !== undefined) tempfail.enhancedCode = reply.enhancedCode;
+  const tempfail = errorReply(config.defaults.errorReply);
   const byStage = new Map<Stage, Reply | undefined>();
   for (const stage of STAGES) {
     const sources = ruleset.rulesFor(stage).flatMap((rule) => rule.lookups);

@@ -8,7 +8,7 @@
 import { type Document, isScalar, parseDocument, visit } from "yaml";
 import { type Diagnostic, type SourceFile, sortDiagnostics } from "../dsl/diagnostics.js";
 import { buildConfig } from "./build.js";
-import { MAX_CONFIG_BYTES, readConfigFile, readConfigFileSync } from "./read.js";
+import { MAX_CONFIG_BYTES, readConfigFile } from "./read.js";
 import { rulesSchema } from "./schema.js";
 import { schemaDiagnostics } from "./schema-errors.js";
 import type { Config } from "./types.js";
@@ -22,7 +22,6 @@ export {
   describeFailure,
   MAX_CONFIG_BYTES,
   readConfigFile,
-  readConfigFileSync,
 } from "./read.js";
 export { SCHEMA_URL } from "./schema.js";
 export { STAGES } from "./schema-errors.js";
@@ -151,12 +150,6 @@ export function parseConfig(file: SourceFile): ParseResult {
 /** Reads and parses a configuration file; throws ConfigReadError when it cannot be read. */
 export async function loadConfig(path: string): Promise<ParseResult & { file: SourceFile }> {
   const file = await readConfigFile(path);
-  return { file, ...parseConfig(file) };
-}
-
-/** The same, synchronously. */
-export function loadConfigSync(path: string): ParseResult & { file: SourceFile } {
-  const file = readConfigFileSync(path);
   return { file, ...parseConfig(file) };
 }
 

@@ -1,8 +1,3 @@
-/**
- * Reading rules.yaml from disk. A file that cannot be read at all is a ConfigReadError (the CLI
- * exits 2); everything about its content is a diagnostic (exit 1).
- */
-import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { open, stat as statAsync } from "node:fs/promises";
 import { SourceFile } from "../dsl/diagnostics.js";
 
@@ -91,29 +86,5 @@ export async function readConfigFile(path: string): Promise<SourceFile> {
     throw describeFailure(path, error);
   } finally {
     await handle?.close();
-  }
-}
-
-/** The same, synchronously (for the CLI's one-shot commands). */
-export function readConfigFileSync(path: string): SourceFile {
-  let fd: number | undefined;
-  try {
-    const stat = statSync(path);
-    if (stat.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
-    if (!stat.isFile()) throw new ConfigReadError(path, `${path}: not a regular file`, "ENOTFILE");
-    fd = openSync(path, "r");
-    const buffer = Buffer.alloc(Math.min(stat.size, MAX_CONFIG_BYTES) + 1);
-    let length = 0;
-    while (length < buffer.length) {
-      const bytesRead = readSync(fd, buffer, length, buffer.length - length, length);
-      if (bytesRead === 0) break;
-      length += bytesRead;
-    }
-    return decode(path, buffer.subarray(0, length));
-  } catch (error) {
-    if (error instanceof ConfigReadError) throw error;
-    throw describeFailure(path, error);
-  } finally {
-    if (fd !== undefined) closeSync(fd);
   }
 }

@@ -41,16 +41,12 @@ interface Entry<V> {
   value: V;
 }
 
+export function emptyCounters(): LookupCounters {
+  return { lookups: 0, hits: 0, misses: 0, coalesced: 0, errors: 0, timeouts: 0, latencyMs: [] };
+}
+
 export class CachedLookup<V> {
-  readonly counters: LookupCounters = {
-    lookups: 0,
-    hits: 0,
-    misses: 0,
-    coalesced: 0,
-    errors: 0,
-    timeouts: 0,
-    latencyMs: [],
-  };
+  readonly counters: LookupCounters = emptyCounters();
   private readonly cache: LRUCache<string, Entry<V>> | undefined;
   private readonly inFlight = new Map<string, Promise<V>>();
   /** Called with each latency measured at the source (ms) and the outcome. */

@@ -12,7 +12,7 @@ import {
   type MaybePromise,
   type QuotaStatus,
 } from "../runtime/lookups.js";
-import { CachedLookup, type LookupCounters, LookupTimeout } from "./cache.js";
+import { CachedLookup, emptyCounters, type LookupCounters, LookupTimeout } from "./cache.js";
 import { createListTable, type ListTable } from "./list.js";
 import type {
   DnsblHealth,
@@ -151,15 +151,7 @@ export class SourceRegistry implements Lookups {
   counters(): Map<string, LookupCounters> {
     const out = new Map<string, LookupCounters>();
     for (const [name, entry] of this.entries) {
-      const total: LookupCounters = {
-        lookups: 0,
-        hits: 0,
-        misses: 0,
-        coalesced: 0,
-        errors: 0,
-        timeouts: 0,
-        latencyMs: [],
-      };
+      const total = emptyCounters();
       for (const cache of entry.caches.values()) {
         const c = cache.counters;
         total.lookups += c.lookups;
