@@ -21,6 +21,7 @@ import type {
   SourceConfig,
   SourceType,
 } from "./types.js";
+import { urlPartAt, VALUE_PARTS } from "./url-template.js";
 import { keyOffset, locate, nodeStart, type PathSegment, valueOffset } from "./yaml-positions.js";
 
 export const DEFAULT_ERROR_REPLY = "451 4.3.0 Temporary lookup failure, try again later";
@@ -116,6 +117,25 @@ class Builder {
       );
     }
     return located;
+  }
+
+  /**
+   * Placeholders only in the path and query of a URL: in its scheme, userinfo, host or port a
+   * recipient address would choose the server asked. False when one is elsewhere.
+   */
+  checkUrlParts(name: string, located: MappedText): boolean {
+    let ok = true;
+    for (const match of located.text.matchAll(/\{(user|domain|address|key)\}/g)) {
+      const part = urlPartAt(located.text, match.index);
+      if (VALUE_PARTS.includes(part)) continue;
+      ok = false;
+      this.error(
+        located.offsetAt(match.index),
+        `'url' of source '${name}' has placeholder '${match[0]}' in its ${part}: only the path and query may hold placeholders`,
+        "a recipient address must not choose the server asked",
+      );
+    }
+    return ok;
   }
 
   /** A duration that must be at least `minMs` (a zero timeout fails every lookup; a zero interval spins). */
@@ -236,14 +256,17 @@ class Builder {
         const quota = this.quota(raw.quota);
         return { ...base, type, path: String(raw.path), ...(quota ? { quota } : {}) };
       }
-      case "http":
-        this.checkPlaceholders([...path, "url"], "'url'");
+      case "http": {
+        const located = this.checkPlaceholders([...path, "url"], "'url'");
+        // With a placeholder in the authority the URL may not parse; the placeholder is the error.
+        if (!this.checkUrlParts(name, located)) return { ...base, type, url: String(raw.url) };
         try {
           new URL(String(raw.url).replace(/\{[^{}]*\}/g, "x"));
         } catch {
           this.error(valueOffset(this.doc, [...path, "url"]), `'url' of source '${name}' is not a valid URL`);
         }
         return { ...base, type, url: String(raw.url) };
+      }
       case "ldap": {
         const tables = new Map<string, LocatedText>();
         for (const table of Object.keys(record(raw.tables))) {

@@ -67,6 +67,8 @@ export function createHttpSource(config: HttpSourceConfig, _ctx: SourceContext):
     kind: "quota",
     async quota(address: string, signal: AbortSignal): Promise<QuotaStatus | undefined> {
       const url = fillUrl(config.url, valuesFor(address, config.recipientDelimiter));
+      // A value that would change which resource is asked names no mailbox: the service is not asked.
+      if (url === undefined) return undefined;
       const response = await request(url, {
         method: "GET",
         dispatcher: agent,

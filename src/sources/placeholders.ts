@@ -3,6 +3,7 @@
  * `{key}`. Every value is escaped for where it goes, so no input from an SMTP client reaches a
  * file, a URL or an LDAP filter unescaped.
  */
+import { urlPartAt, urlSpans, VALUE_PARTS } from "../config/url-template.js";
 
 export interface PlaceholderValues {
   user: string;
@@ -75,7 +76,31 @@ export function fillPath(template: string, values: PlaceholderValues): string | 
   return unsafe ? undefined : path;
 }
 
-export function fillUrl(template: string, values: PlaceholderValues): string {
+/**
+ * A WHATWG dot segment: `.` or `..`, each dot possibly written `%2e`. The URL parser (so undici)
+ * drops such a segment (`..` with its parent) before the request is sent, so percent-encoding the
+ * dots of a value would not keep them in the path.
+ */
+const DOT_SEGMENT = /^(?:\.|%2e){1,2}$/i;
+
+/**
+ * A URL with values URL-encoded, or undefined when a value could change which resource is asked
+ * (the lookup answers "no such mailbox"): a value that is `.` or `..`, a path segment a value turns
+ * into a dot segment (`.{user}` with an empty user), or a placeholder outside path and query,
+ * which configurations cannot have but a template given otherwise could.
+ */
+export function fillUrl(template: string, values: PlaceholderValues): string | undefined {
+  for (const match of template.matchAll(PLACEHOLDER)) {
+    const value = values[match[1] as keyof PlaceholderValues];
+    if (value === "." || value === "..") return undefined;
+    if (!VALUE_PARTS.includes(urlPartAt(template, match.index))) return undefined;
+  }
+  const path = urlSpans(template).find((span) => span.part === "path");
+  const segments = path === undefined ? [] : template.slice(path.start, path.end).split(/[/\\]/);
+  for (const segment of segments) {
+    if (placeholdersIn(segment).length === 0) continue;
+    if (DOT_SEGMENT.test(fillTemplate(segment, values, encodeURIComponent))) return undefined;
+  }
   return fillTemplate(template, values, encodeURIComponent);
 }
 
