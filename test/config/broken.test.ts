@@ -113,6 +113,18 @@ const EXPECTED: Record<string, string[]> = {
   "unresolved-alias.yaml": [
     "8:14: error: alias '*defaults_timeout' has no anchor '&defaults_timeout' before it",
   ],
+  "url-placeholder-in-host.yaml": [
+    "5:18: error: 'url' of source 'backend' has placeholder '{domain}' in its host: only the path and query may hold placeholders (a recipient address must not choose the server asked)",
+  ],
+  "url-placeholder-in-port.yaml": [
+    "5:27: error: 'url' of source 'backend' has placeholder '{user}' in its port: only the path and query may hold placeholders (a recipient address must not choose the server asked)",
+  ],
+  "url-placeholder-in-scheme.yaml": [
+    "5:11: error: 'url' of source 'backend' has placeholder '{user}' in its scheme: only the path and query may hold placeholders (a recipient address must not choose the server asked)",
+  ],
+  "url-placeholder-in-userinfo.yaml": [
+    "5:17: error: 'url' of source 'backend' has placeholder '{user}' in its userinfo: only the path and query may hold placeholders (a recipient address must not choose the server asked)",
+  ],
   "wrong-type-max-connections.yaml": ["2:18: error: 'max_connections' must be a whole number, not text"],
   "yaml-bad-indent.yaml": [
     "5:4: error: bad indentation: the keys of a mapping must all start in the same column",
