@@ -74,7 +74,8 @@ export async function quotaServerCommand(options: QuotaServerOptions): Promise<n
   };
   const source: QuotaSource =
     sourceConfig.type === "maildir"
-      ? createMaildirSource(sourceConfig, ctx)
+      ? // A mailbox without maildirsize or limit is reported with its real usage, not zeros.
+        createMaildirSource(sourceConfig, ctx, { measureWithoutLimit: true })
       : createMboxSource(sourceConfig, ctx);
   const handler = createQuotaRequestHandler({
     source,

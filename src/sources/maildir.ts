@@ -10,7 +10,8 @@
  *   rules file's folder.
  * - No Maildir directory: undefined. `maildirsize` missing: no quota in the file; when the
  *   source sets `quota:` the mailbox is counted (see maildir-scan.ts) against that limit,
- *   else the status has no limit (never over).
+ *   else the status has no limit (never over) and zero usage, unless `measureWithoutLimit`
+ *   (the quota service) asks for the count anyway.
  * - `maildirsize` is opened O_RDONLY|O_NOFOLLOW|O_NONBLOCK, must be a regular file (a
  *   symbolic link, directory or FIFO is a lookup error), and at most 5121 bytes are read from
  *   that one descriptor. A file that exists but cannot be read (EACCES) is a lookup error.
@@ -56,6 +57,11 @@ export interface MaildirSourceOptions {
   maxCachedCounts?: number;
   /** Clock, for tests. */
   now?: () => number;
+  /**
+   * Count a mailbox that has no `maildirsize` and no limit, instead of answering zeros. The quota
+   * service reports usage, so it sets this; rules do not (never over needs no count).
+   */
+  measureWithoutLimit?: boolean;
 }
 
 /** A count is reused only if every directory it read was unchanged for this long before it began. */
@@ -175,6 +181,7 @@ export class MaildirQuotaSource implements QuotaSource {
   private readonly maxScanEntries: number;
   private readonly scanTimeoutMs: number;
   private readonly now: () => number;
+  private readonly measureWithoutLimit: boolean;
   private closed = false;
 
   constructor(
@@ -187,6 +194,7 @@ export class MaildirQuotaSource implements QuotaSource {
     this.maxScanEntries = options.maxScanEntries ?? DEFAULT_MAX_SCAN_ENTRIES;
     this.scanTimeoutMs = options.scanTimeoutMs ?? config.timeoutMs;
     this.now = options.now ?? Date.now;
+    this.measureWithoutLimit = options.measureWithoutLimit ?? false;
   }
 
   async quota(address: string, signal: AbortSignal): Promise<QuotaStatus | undefined> {
@@ -200,7 +208,7 @@ export class MaildirQuotaSource implements QuotaSource {
     const fallback = this.config.quota;
 
     if (state.kind === "missing") {
-      if (!hasLimit(fallback)) return { usage: 0, limit: 0, count: 0, countLimit: 0 };
+      if (!hasLimit(fallback)) return this.withoutLimit(root, signal);
       const limits = effectiveLimits(undefined, fallback);
       const counted = await this.count(root, ["maildirsize is missing"], signal);
       return { usage: counted.usage, limit: limits.bytes, count: counted.count, countLimit: limits.messages };
@@ -214,6 +222,31 @@ export class MaildirQuotaSource implements QuotaSource {
     }
     const counted = await this.count(root, reasons, signal);
     return { usage: counted.usage, limit: limits.bytes, count: counted.count, countLimit: limits.messages };
+  }
+
+  /**
+   * No `maildirsize` and no limit: never over, so rules need no count. The quota service reports
+   * usage and counts; if that count fails (too big, too slow) its answer stays "no limit, never
+   * over" with zero usage, as an error would make front-ends refuse mail to an unlimited mailbox.
+   */
+  private async withoutLimit(root: string, signal: AbortSignal): Promise<QuotaStatus> {
+    const unmeasured = { usage: 0, limit: 0, count: 0, countLimit: 0 };
+    if (!this.measureWithoutLimit) return unmeasured;
+    try {
+      const counted = await this.count(root, ["maildirsize is missing"], signal);
+      return { ...unmeasured, usage: counted.usage, count: counted.count };
+    } catch (error) {
+      if (signal.aborted) throw error;
+      this.ctx.logger.warn(
+        {
+          source: this.config.name,
+          maildir: root,
+          err: error instanceof Error ? error.message : String(error),
+        },
+        "no maildirsize and no limit: could not count the maildir; answering usage 0",
+      );
+      return unmeasured;
+    }
   }
 
   /** `maildirsize` of the maildir at `root`: parsed (from the cache when unchanged), missing, or no mailbox. */

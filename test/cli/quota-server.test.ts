@@ -7,7 +7,7 @@ import { request } from "node:http";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { HAVE_MAILDROP, MAILDIRMAKE, MaildirFixtures } from "../support/maildir-fixtures.js";
+import { deliver, HAVE_MAILDROP, MAILDIRMAKE, MaildirFixtures } from "../support/maildir-fixtures.js";
 import { freePort, type RunningCli, runCli, startCli } from "./run.js";
 
 interface Reply {
@@ -221,6 +221,30 @@ describe("filterctl quota-server", () => {
     process.kill(cli.child.pid as number, "SIGTERM");
     expect(await cli.exit).toBe(0);
     expect(cli.lines().map((l) => l.msg)).toContain("stopped");
+  });
+
+  it("a mailbox without maildirsize and without a limit: its measured usage, not zeros", async () => {
+    const box = await fx.unlimited("carla");
+    const port = await freePort();
+    const cli = await start(["--config", configFile, "--listen", `127.0.0.1:${port}`]);
+    // 20480 in the root and 20480 in .Work; .Trash's 4000 not counted.
+    expect(await get(port, "/quota?u=carla")).toMatchObject({ status: 200, body: "OK carla 40960 0 2 0\n" });
+    const json = await get(port, "/cgi-bin/quota.cgi?u=carla", { accept: "application/json" });
+    expect(JSON.parse(json.body)).toEqual({
+      user: "carla",
+      over: false,
+      usage: 40960,
+      limit: 0,
+      count: 2,
+      count_limit: 0,
+    });
+    // No limit: never over, whatever the size.
+    expect((await get(port, "/quota?u=carla&size=999999999999")).body).toBe("OK carla 40960 0 2 0\n");
+    // Another delivery is seen (the count is not kept past a change of its directories).
+    expect(deliver(box.dir, 1000, 9)).toBe(0);
+    expect((await get(port, "/quota?u=carla")).body).toBe("OK carla 41960 0 3 0\n");
+    process.kill(cli.child.pid as number, "SIGTERM");
+    expect(await cli.exit).toBe(0);
   });
 
   it("listens on quota_server.listen when --listen is not given", async () => {

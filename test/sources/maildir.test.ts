@@ -135,6 +135,41 @@ describe("maildir source on mailboxes made by maildrop", () => {
     await expect(stat(join(fx.dirOf("nofile"), "maildirsize"))).rejects.toMatchObject({ code: "ENOENT" });
   });
 
+  it("no maildirsize, no limit: rules get zeros without a count; the quota service's source counts as Courier does", async () => {
+    const box = await fx.unlimited();
+    const rules = source();
+    expect(await lookup(rules.source, "unlimited@example.org")).toEqual({
+      usage: 0,
+      limit: 0,
+      count: 0,
+      countLimit: 0,
+    });
+    expect(rules.source.stats.counts).toBe(0);
+    const service = source(undefined, { measureWithoutLimit: true });
+    const status = await lookup(service.source, "unlimited@example.org");
+    expect(status).toEqual({ usage: 40960, limit: 0, count: 2, countLimit: 0 });
+    expect(isOverQuota(status as QuotaStatus, 10 ** 12)).toBe(false);
+    // Courier's own recount (on a copy, with some quota so it writes the total) agrees.
+    expect(await courierRecount(box.dir, "1000000000S")).toEqual({ usage: 40960, count: 2 });
+    // Still read-only.
+    await expect(stat(join(box.dir, "maildirsize"))).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
+  it("no maildirsize, no limit, a count beyond its bound: the quota service's source says usage 0 (never over), with a warning", async () => {
+    await fx.unlimited("unlimited-big");
+    const { source: src, logger } = source(undefined, { measureWithoutLimit: true, maxScanEntries: 3 });
+    expect(await lookup(src, "unlimited-big@example.org")).toEqual({
+      usage: 0,
+      limit: 0,
+      count: 0,
+      countLimit: 0,
+    });
+    expect(logger.warn).toHaveBeenCalledTimes(1);
+    expect(logger.warn.mock.calls[0]?.[0]).toMatchObject({
+      err: expect.stringMatching(/more than 3 directory entries/),
+    });
+  });
+
   it("maildirsize grown to 5120 bytes by deliveries: counted, not summed; maildrop rebuilds it the same", async () => {
     const box = await fx.grown();
     expect(box.fileSize).toBeGreaterThanOrEqual(5120);

@@ -194,6 +194,26 @@ export class MaildirFixtures {
     return { dir, usage: 3700, count: 3, fileUsage: 4700, fileCount: 4 };
   }
 
+  /**
+   * No quota ever: maildirmake without -q (so no maildirsize) and deliverquota, which then writes
+   * none either. 20480 bytes in the root and 20480 in .Work count; 4000 in .Trash do not:
+   * 40960 bytes, 2 messages.
+   */
+  async unlimited(user = "unlimited"): Promise<Mailbox> {
+    const dir = await this.fresh(user);
+    makeFolder(dir, "Work");
+    makeFolder(dir, "Trash");
+    for (const [target, bytes, n] of [
+      [dir, 20480, 1],
+      [join(dir, ".Work"), 20480, 2],
+      [join(dir, ".Trash"), 4000, 3],
+    ] as const) {
+      if (deliver(target, bytes, n) !== 0) throw new Error("delivery refused");
+    }
+    if (existsSync(join(dir, "maildirsize"))) throw new Error("fixture: deliverquota wrote a maildirsize");
+    return { dir, usage: 40960, count: 2 };
+  }
+
   /** A mailbox made by maildirmake whose maildirsize is then replaced by `content` (hand-written edge cases). */
   async handWritten(
     user: string,
