@@ -6,7 +6,7 @@
 import { Agent, request } from "undici";
 import type { HttpSourceConfig } from "../config/types.js";
 import type { QuotaStatus } from "../runtime/lookups.js";
-import { fillUrl, valuesFor } from "./placeholders.js";
+import { urlFiller, valuesFor } from "./placeholders.js";
 import type { QuotaSource, SourceContext } from "./types.js";
 
 /** A quota answer is one short line; anything longer is not one. */
@@ -63,10 +63,11 @@ export function createHttpSource(config: HttpSourceConfig, _ctx: SourceContext):
     headersTimeout: config.timeoutMs,
     bodyTimeout: config.timeoutMs,
   });
+  const fillUrl = urlFiller(config.url);
   return {
     kind: "quota",
     async quota(address: string, signal: AbortSignal): Promise<QuotaStatus | undefined> {
-      const url = fillUrl(config.url, valuesFor(address, config.recipientDelimiter));
+      const url = fillUrl(valuesFor(address, config.recipientDelimiter));
       // A value that would change which resource is asked names no mailbox: the service is not asked.
       if (url === undefined) return undefined;
       const response = await request(url, {

@@ -3,7 +3,7 @@
  * `{key}`. Every value is escaped for where it goes, so no input from an SMTP client reaches a
  * file, a URL or an LDAP filter unescaped.
  */
-import { urlPartAt, urlSpans, VALUE_PARTS } from "../config/url-template.js";
+import { urlSpans, VALUE_PARTS } from "../config/url-template.js";
 
 export interface PlaceholderValues {
   user: string;
@@ -84,24 +84,36 @@ export function fillPath(template: string, values: PlaceholderValues): string | 
 const DOT_SEGMENT = /^(?:\.|%2e){1,2}$/i;
 
 /**
- * A URL with values URL-encoded, or undefined when a value could change which resource is asked
- * (the lookup answers "no such mailbox"): a value that is `.` or `..`, a path segment a value turns
- * into a dot segment (`.{user}` with an empty user), or a placeholder outside path and query,
- * which configurations cannot have but a template given otherwise could.
+ * Fills a URL template, checked once: a URL with values URL-encoded, or undefined when a value
+ * could change which resource is asked (the lookup answers "no such mailbox"): a value that is
+ * `.` or `..`, a path segment a value turns into a dot segment (`.{user}` with an empty user).
+ * A template with a placeholder outside path and query (configurations cannot have one, a
+ * template given otherwise could) fills nothing.
  */
+export function urlFiller(template: string): (values: PlaceholderValues) => string | undefined {
+  const spans = urlSpans(template);
+  const used = [...template.matchAll(PLACEHOLDER)];
+  const misplaced = used.some((match) => {
+    const span = spans.find((s) => match.index >= s.start && match.index < s.end);
+    return span === undefined || !VALUE_PARTS.includes(span.part);
+  });
+  if (misplaced) return () => undefined;
+  const names = used.map((match) => match[1] as keyof PlaceholderValues);
+  const path = spans.find((span) => span.part === "path");
+  const segments = (path === undefined ? [] : template.slice(path.start, path.end).split(/[/\\]/)).filter(
+    (segment) => placeholdersIn(segment).length > 0,
+  );
+  return (values) => {
+    if (names.some((name) => values[name] === "." || values[name] === "..")) return undefined;
+    for (const segment of segments) {
+      if (DOT_SEGMENT.test(fillTemplate(segment, values, encodeURIComponent))) return undefined;
+    }
+    return fillTemplate(template, values, encodeURIComponent);
+  };
+}
+
 export function fillUrl(template: string, values: PlaceholderValues): string | undefined {
-  for (const match of template.matchAll(PLACEHOLDER)) {
-    const value = values[match[1] as keyof PlaceholderValues];
-    if (value === "." || value === "..") return undefined;
-    if (!VALUE_PARTS.includes(urlPartAt(template, match.index))) return undefined;
-  }
-  const path = urlSpans(template).find((span) => span.part === "path");
-  const segments = path === undefined ? [] : template.slice(path.start, path.end).split(/[/\\]/);
-  for (const segment of segments) {
-    if (placeholdersIn(segment).length === 0) continue;
-    if (DOT_SEGMENT.test(fillTemplate(segment, values, encodeURIComponent))) return undefined;
-  }
-  return fillTemplate(template, values, encodeURIComponent);
+  return urlFiller(template)(values);
 }
 
 export function fillLdapFilter(template: string, values: PlaceholderValues): string {
