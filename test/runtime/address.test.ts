@@ -3,7 +3,9 @@
  * `"bob"@example.org` → 250 while bob is over quota). The rules run against a Maildir++ made by
  * the real maildrop tools, through the real loader, compiler, source registry and maildir source.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -97,5 +99,55 @@ describe.runIf(HAVE_MAILDROP)("a quota check cannot be dodged by case or quoting
       '"bob"@EXAMPLE.org': "452 4.2.2 Try again later",
       "bob@Example.ORG": "452 4.2.2 Try again later",
     });
+  });
+
+  it("mbox and http quota sources get the normalised {user} too", async () => {
+    const spool = join(dir, "spool");
+    await mkdir(spool, { recursive: true });
+    await writeFile(join(spool, "carol"), "x".repeat(2000));
+    const asked: string[] = [];
+    const backend = createServer((request, response) => {
+      const user = new URL(request.url ?? "/", "http://x").searchParams.get("u") ?? "";
+      asked.push(user);
+      response.end(user === "dave" ? "OVERQUOTA dave 2000 1000 1 0\n" : `OK ${user} 0 1000 0 0\n`);
+    });
+    await new Promise<void>((resolve) => backend.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (backend.address() as AddressInfo).port;
+      const path = join(dir, "mbox-http.yaml");
+      await writeFile(
+        path,
+        `sources:
+  spool:
+    type: mbox
+    path: ${JSON.stringify(join(spool, "{user}"))}
+    quota: 1000
+  backend:
+    type: http
+    url: "http://127.0.0.1:${port}/quota?u={user}"
+rules:
+  - on rcpt: if quota(rcpt, spool) over then tempfail 452 4.2.2 "spool"
+  - on rcpt: if quota(rcpt, backend) over then tempfail 452 4.2.2 "backend"
+`,
+      );
+      const loaded = await loadConfig(path);
+      if (loaded.config === undefined) throw new Error(JSON.stringify(loaded.diagnostics));
+      const ruleset = compileConfig(loaded.config).ruleset as Ruleset;
+      const registry = await SourceRegistry.create(loaded.config, { factories: defaultFactories });
+      opened.push(registry);
+      const got = await decisions({ ruleset, registry }, [
+        '"Carol"@Example.ORG',
+        "DAVE@example.org",
+        "erin@example.org",
+      ]);
+      expect(got).toEqual({
+        '"Carol"@Example.ORG': "452 4.2.2 spool",
+        "DAVE@example.org": "452 4.2.2 backend",
+        "erin@example.org": "continue",
+      });
+      expect(asked).toEqual(["dave", "erin"]);
+    } finally {
+      await new Promise((resolve) => backend.close(resolve));
+    }
   });
 });
