@@ -797,17 +797,32 @@ function addressGetter(key: string, mode: LocalPartMode): Evaluator<Value> {
     if (VALUES[key] !== undefined) throw new Error(`internal: no getter for ${key}`);
     throw new Error(`internal: unknown value ${key}`);
   }
-  const given = (env: EvalEnv) => (which === "from" ? env.tx.from : env.tx.rcpt);
+  let derive: (given: string) => string;
   switch (part) {
     case undefined:
-      return (env) => normalizeAddress(given(env), mode);
+      derive = (given) => normalizeAddress(given, mode);
+      break;
     case "local":
-      return (env) => normalizeLocalContent(splitAddress(given(env)).local, mode);
+      derive = (given) => normalizeLocalContent(splitAddress(given).local, mode);
+      break;
     case "domain":
-      return (env) => normalizeAddressParts(given(env), mode).domain ?? "";
+      derive = (given) => normalizeAddressParts(given, mode).domain ?? "";
+      break;
     default:
       throw new Error(`internal: unknown value ${key}`);
   }
+  // Rules of one event read the same address again and again: the last answer is kept (the
+  // function is pure, so a stale entry can only miss, never mislead).
+  let lastGiven = "";
+  let lastValue = derive("");
+  return (env) => {
+    const given = which === "from" ? env.tx.from : env.tx.rcpt;
+    if (given !== lastGiven) {
+      lastValue = derive(given);
+      lastGiven = given;
+    }
+    return lastValue;
+  };
 }
 
 /**
