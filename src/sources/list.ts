@@ -7,7 +7,7 @@
 import { readFile } from "node:fs/promises";
 import { BlockList, isIP } from "node:net";
 import { dirname, resolve } from "node:path";
-import { type LocalPartMode, normalizeAddress } from "../common/address.js";
+import { type LocalPartMode, normalizeAddress, normalizeDomain } from "../common/address.js";
 import { canonicalIp } from "../common/ip.js";
 import type { ListSourceConfig } from "../config/types.js";
 
@@ -17,7 +17,8 @@ const MAX_LIST_FILE_BYTES = 64 * 1024 * 1024;
 function normalizeKey(key: string, mode: LocalPartMode): string {
   if (key.includes("@")) return normalizeAddress(key, mode);
   if (isIP(key) !== 0) return canonicalIp(key.toLowerCase());
-  return key.toLowerCase();
+  // Plain words are mostly domains: `Example.ORG.` is `example.org`, as the rules' from.domain is.
+  return normalizeDomain(key);
 }
 
 export class ListTable {

@@ -90,6 +90,7 @@ describe("SourceRegistry", () => {
     expect(r.has("allow", undefined, "192.0.2.44")).toBe(true);
     expect(r.has("allow", undefined, "::ffff:192.0.2.44")).toBe(true);
     expect(r.has("allow", undefined, "example.org")).toBe(true);
+    expect(r.has("allow", undefined, "EXAMPLE.org.")).toBe(true);
     expect(r.has("allow", undefined, "Alice@EXAMPLE.org")).toBe(true);
     expect(r.has("allow", undefined, "alice@example.org")).toBe(true);
     expect(r.has("allow", undefined, '"ALICE"@example.org')).toBe(true);
