@@ -23,19 +23,14 @@ import { availableParallelism, loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseDocument } from "yaml";
+import { bareAddress, normalizeAddress, normalizeAddressParts } from "../src/common/address.js";
 import { parseConfig } from "../src/config/load.js";
 import { compileConfig } from "../src/dsl/compile.js";
 import type { Decision } from "../src/dsl/compiler.js";
 import { SourceFile } from "../src/dsl/diagnostics.js";
 import { type DnsblAnswer, isOverQuota, type Lookups, type QuotaStatus } from "../src/runtime/lookups.js";
 import type { Ruleset } from "../src/runtime/ruleset.js";
-import {
-  bareAddress,
-  domainPart,
-  newTransaction,
-  resetMessage,
-  type Transaction,
-} from "../src/runtime/transaction.js";
+import { newTransaction, resetMessage, type Transaction } from "../src/runtime/transaction.js";
 import { ListTable } from "../src/sources/list.js";
 import { generateRules } from "./dsl-rules.js";
 
@@ -351,11 +346,12 @@ function handWritten(
     return undefined;
   }
   if (stage === "mail") {
-    const domain = domainPart(tx.from);
+    // The rules compare and look up addresses normalised: so must the hand-written contender.
+    const domain = normalizeAddressParts(tx.from).domain ?? "";
     if (
       domain !== "" &&
       lookups.has("local_domains", undefined, domain) &&
-      !lookups.has("addresses", undefined, tx.from)
+      !lookups.has("addresses", undefined, normalizeAddress(tx.from))
     ) {
       return {
         action: "reject",
@@ -368,9 +364,9 @@ function handWritten(
     }
     return undefined;
   }
-  const domain = domainPart(tx.rcpt);
+  const domain = normalizeAddressParts(tx.rcpt).domain ?? "";
   if (domain !== "" && lookups.has("local_domains", undefined, domain)) {
-    const status = lookups.quota("mailboxes", tx.rcpt) as QuotaStatus | undefined;
+    const status = lookups.quota("mailboxes", normalizeAddress(tx.rcpt)) as QuotaStatus | undefined;
     if (status !== undefined && isOverQuota(status, tx.declaredSize)) {
       return {
         action: "tempfail",

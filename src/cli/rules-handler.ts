@@ -3,6 +3,7 @@
  * stage by stage, evaluates the ruleset pinned at the start of each transaction, turns decisions
  * into milter replies, and collects `add header` / quarantine for end of message.
  */
+import { bareAddress } from "../common/address.js";
 import type { Stage } from "../dsl/ast.js";
 import { type Decision, type Effect, type LookupRecord, parseReply, type Tracer } from "../dsl/compiler.js";
 import {
@@ -19,14 +20,7 @@ import {
 } from "../milter/index.js";
 import type { Lookups, MaybePromise } from "../runtime/lookups.js";
 import type { Ruleset, StageOutcome } from "../runtime/ruleset.js";
-import {
-  bareAddress,
-  declaredSize,
-  newTransaction,
-  normalizeAddress,
-  resetMessage,
-  type Transaction,
-} from "../runtime/transaction.js";
+import { declaredSize, newTransaction, resetMessage, type Transaction } from "../runtime/transaction.js";
 
 /** What the handler needs from the running service: the current rules and where to report. */
 export interface RulesService {
@@ -252,8 +246,7 @@ export function rulesHandler(service: RulesService): (info: { id: number }) => M
         tx.rcpt = bareAddress(recipient);
         const result = evaluate("rcpt", session, { rcpt: tx.rcpt });
         const accept = (reply: Reply | undefined) => {
-          if (reply?.action !== "reject" && reply?.action !== "tempfail")
-            tx.rcpts.push(normalizeAddress(tx.rcpt));
+          if (reply?.action !== "reject" && reply?.action !== "tempfail") tx.rcpts.push(tx.rcpt);
           return reply;
         };
         return result instanceof Promise ? result.then(accept) : accept(result);

@@ -6,6 +6,7 @@
 import { isIP } from "node:net";
 import { dirname, resolve as resolvePath } from "node:path";
 import { type Document, isMap, isPair, isScalar, isSeq, type Node } from "yaml";
+import type { LocalPartMode } from "../common/address.js";
 import type { Diagnostic, SourceFile } from "../dsl/diagnostics.js";
 import { parseDuration, parseSize } from "../dsl/units.js";
 import { AddressError, parseListenAddress } from "../milter/address.js";
@@ -28,6 +29,7 @@ export const DEFAULT_ERROR_REPLY = "451 4.3.0 Temporary lookup failure, try agai
 export const DEFAULT_QUOTA_SERVER_LISTEN = "127.0.0.1:8025";
 export const DEFAULTS = {
   onError: "tempfail" as OnError,
+  localPart: "insensitive" as LocalPartMode,
   errorReply: DEFAULT_ERROR_REPLY,
   timeoutMs: 2000,
   listenMode: 0o660,
@@ -242,6 +244,7 @@ class Builder {
       cacheMs: duration(raw.cache),
       negativeCacheMs: duration(raw.negative_cache),
       recipientDelimiter: text(raw.recipient_delimiter),
+      localPart: defaults.localPart,
     };
     switch (type) {
       case "maildir":
@@ -414,6 +417,7 @@ class Builder {
       onError: (text(rawDefaults.on_error) as OnError | undefined) ?? DEFAULTS.onError,
       errorReply: text(rawDefaults.error_reply) ?? DEFAULTS.errorReply,
       timeoutMs: this.atLeast(rawDefaults.timeout, ["defaults", "timeout"], 1, DEFAULTS.timeoutMs),
+      localPart: (text(rawDefaults.local_part) as LocalPartMode | undefined) ?? DEFAULTS.localPart,
     };
     const sources = new Map<string, SourceConfig>();
     for (const [name, value] of Object.entries(record(raw.sources))) {

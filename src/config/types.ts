@@ -2,6 +2,7 @@
  * The loaded, schema-checked configuration, with the file positions later passes need to
  * report mistakes at the right line and column of rules.yaml.
  */
+import type { LocalPartMode } from "../common/address.js";
 import type { SourceFile } from "../dsl/diagnostics.js";
 
 /**
@@ -37,6 +38,8 @@ interface SourceBase {
   negativeCacheMs?: number;
   /** e.g. "+": `{user}` is the local part without `+detail`. */
   recipientDelimiter?: string;
+  /** `defaults.local_part`: absent = insensitive (address keys' local parts are folded before a lookup). */
+  localPart?: LocalPartMode;
 }
 
 export interface MaildirSourceConfig extends SourceBase {
@@ -124,7 +127,13 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** Deadline for one milter event before `on_error` applies. */
   eventTimeoutMs: number;
-  defaults: { onError: OnError; errorReply: string; timeoutMs: number };
+  defaults: {
+    onError: OnError;
+    errorReply: string;
+    timeoutMs: number;
+    /** Whether addresses' local parts compare case-insensitively (default) or exactly; domains always fold. */
+    localPart: LocalPartMode;
+  };
   dns: { servers?: string[] };
   sources: Map<string, SourceConfig>;
   rules: RuleSource[];

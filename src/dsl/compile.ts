@@ -30,6 +30,7 @@ export function compileConfig(config: Config): CompileOutput {
     sources: config.sources,
     defaultOnError: config.defaults.onError,
     errorReply: config.defaults.errorReply,
+    localPart: config.defaults.localPart,
   });
   const compiled = rules.map((rule) => compiler.rule(rule));
   return { ruleset: new Ruleset(compiled, needsOf(rules, compiled, checked)), rules, diagnostics };

@@ -4,6 +4,15 @@
  * synchronous until a lookup actually answers with a promise.
  */
 import { BlockList, isIP } from "node:net";
+import {
+  type LocalPartMode,
+  normalizeAddress,
+  normalizeAddressParts,
+  normalizeDomain,
+  normalizeLocalContent,
+  splitAddress,
+} from "../common/address.js";
+import { canonicalIp } from "../common/ip.js";
 import type { OnError, SourceConfig } from "../config/types.js";
 import {
   type DnsblAnswer,
@@ -14,7 +23,7 @@ import {
   type QuotaStatus,
   quotaPercent,
 } from "../runtime/lookups.js";
-import { domainPart, localPart, normalizeAddress, type Transaction } from "../runtime/transaction.js";
+import type { Transaction } from "../runtime/transaction.js";
 import {
   type Action,
   type CompareOp,
@@ -118,6 +127,8 @@ export interface CompileOptions {
   defaultOnError: OnError;
   /** Reply for a lookup failure under on_error: tempfail, e.g. "451 4.3.0 Temporary lookup failure". */
   errorReply: string;
+  /** `defaults.local_part`: whether addresses' local parts compare case-insensitively (default). */
+  localPart?: LocalPartMode;
 }
 
 const DEFAULT_TEXT = { reject: "Rejected by policy", tempfail: "Try again later" } as const;
@@ -168,32 +179,31 @@ function quotaValue(status: QuotaStatus | undefined, incoming: number): QuotaVal
 }
 
 /**
- * One spelling per address, so text comparisons and exact table keys agree: IPv6 in its RFC 5952
- * form (`2001:DB8:0::1` → `2001:db8::1`), and IPv4-mapped IPv6 (`::ffff:192.0.2.1`, the way a
- * dual-stack listener sees an IPv4 client) as the IPv4 address. Anything else is left as it is.
+ * How two texts of a kind are made comparable: domains folded, addresses and local parts
+ * normalised (common/address), IPs in one spelling; other texts compare exactly.
  */
-export function canonicalIp(ip: string): string {
-  if (isIP(ip) !== 6) return ip;
-  let canonical: string;
-  try {
-    canonical = new URL(`http://[${ip}]/`).hostname.slice(1, -1);
-  } catch {
-    return ip.toLowerCase(); // e.g. with a zone index (fe80::1%eth0), which URLs do not take
+function textNormalizer(kind: ValueType, mode: LocalPartMode): ((text: string) => string) | undefined {
+  switch (kind) {
+    case "domain":
+      return normalizeDomain;
+    case "address":
+      return (text) => normalizeAddress(text, mode);
+    case "localpart":
+      return (text) => normalizeLocalContent(text, mode);
+    case "ip":
+      return canonicalIp;
+    default:
+      return undefined;
   }
-  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
-  if (mapped === null) return canonical;
-  const high = Number.parseInt(mapped[1] as string, 16);
-  const low = Number.parseInt(mapped[2] as string, 16);
-  return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
 }
 
-/** A literal list: exact strings (domains and addresses normalised) plus CIDR ranges. */
-function literalSet(items: Expr[], subjectType: ValueType): (key: string) => boolean {
+/** A literal list: exact strings (domains, addresses and local parts normalised) plus CIDR ranges. */
+function literalSet(items: Expr[], subjectType: ValueType, mode: LocalPartMode): (key: string) => boolean {
   const exact = new Set<string>();
   const ranges = new BlockList();
   let hasRanges = false;
-  const normalize = (s: string) =>
-    subjectType === "domain" ? s.toLowerCase() : subjectType === "address" ? normalizeAddress(s) : s;
+  const normalizer = subjectType === "ip" ? undefined : textNormalizer(subjectType, mode);
+  const normalize = normalizer ?? ((s: string) => s);
   for (const item of items) {
     const text =
       item.kind === "string"
@@ -229,6 +239,10 @@ export class RuleCompiler {
     private readonly checked: CheckResult,
     private readonly options: CompileOptions,
   ) {}
+
+  private get localPart(): LocalPartMode {
+    return this.options.localPart ?? "insensitive";
+  }
 
   private resolution(expr: Expr): Resolution {
     const r = this.checked.resolutions.get(expr);
@@ -355,7 +369,7 @@ export class RuleCompiler {
         attribute === "zone" ? env.lookups.zoneOf(source) : (env.state.reasons?.get(source) ?? "");
     }
     if (resolution.kind !== "value") throw new Error(`internal: ${resolution.kind} used as a value`);
-    return valueGetter(resolution.key);
+    return valueGetter(resolution.key, this.localPart);
   }
 
   private call(expr: Extract<Expr, { kind: "call" }>): Evaluator<Value> {
@@ -458,14 +472,12 @@ export class RuleCompiler {
         ? "address"
         : leftType === "domain" || rightType === "domain"
           ? "domain"
-          : leftType;
-    const normalize = (v: Value): Value => {
-      if (!textual || typeof v !== "string") return v;
-      if (kind === "domain") return v.toLowerCase();
-      if (kind === "address") return normalizeAddress(v);
-      if (kind === "ip") return canonicalIp(v);
-      return v;
-    };
+          : leftType === "localpart" || rightType === "localpart"
+            ? "localpart"
+            : leftType;
+    const normalizer = textNormalizer(kind, this.localPart);
+    const normalize = (v: Value): Value =>
+      !textual || typeof v !== "string" || normalizer === undefined ? v : normalizer(v);
     const test = (a: Value, b: Value): boolean => {
       switch (op) {
         case "==":
@@ -490,7 +502,11 @@ export class RuleCompiler {
     const negated = expr.negated;
     const subjectType = this.typeOf(expr.subject);
     if (expr.table.kind === "list" || expr.table.kind === "cidr") {
-      const member = literalSet(expr.table.kind === "list" ? expr.table.items : [expr.table], subjectType);
+      const member = literalSet(
+        expr.table.kind === "list" ? expr.table.items : [expr.table],
+        subjectType,
+        this.localPart,
+      );
       return (env) =>
         then(subject(env), (s) => {
           const key = stringify(s);
@@ -547,7 +563,7 @@ export class RuleCompiler {
         const text = part.text;
         return () => text;
       }
-      return placeholderGetter(part.name);
+      return placeholderGetter(part.name, this.localPart);
     });
     if (pieces.length === 1 && parts[0]?.kind === "text") {
       const text = parts[0].text;
@@ -745,8 +761,11 @@ function describeDnsbl(answer: DnsblAnswer): string {
     : "not listed";
 }
 
-/** Reads one value of the transaction table. */
-export function valueGetter(key: string): Evaluator<Value> {
+/**
+ * Reads one value of the transaction table, as conditions and lookups see it: addresses and
+ * their parts normalised (common/address), so neither case nor quoting changes what matches.
+ */
+export function valueGetter(key: string, mode: LocalPartMode = "insensitive"): Evaluator<Value> {
   switch (key) {
     case "client.ip":
       return (env) => env.tx.client.ip;
@@ -758,35 +777,71 @@ export function valueGetter(key: string): Evaluator<Value> {
       return (env) => env.tx.helo;
     case "auth.user":
       return (env) => env.tx.authUser;
-    case "from":
-      return (env) => env.tx.from;
-    case "from.local":
-      return (env) => localPart(env.tx.from);
-    case "from.domain":
-      return (env) => domainPart(env.tx.from);
     case "size":
       return (env) => (env.tx.stage === "eom" ? env.tx.bodyBytes : env.tx.declaredSize);
-    case "rcpt":
-      return (env) => env.tx.rcpt;
-    case "rcpt.local":
-      return (env) => localPart(env.tx.rcpt);
-    case "rcpt.domain":
-      return (env) => domainPart(env.tx.rcpt);
     case "rcpts":
-      return (env) => env.tx.rcpts;
+      return (env) => env.tx.rcpts.map((address) => normalizeAddress(address, mode));
     case "header.name":
       return (env) => env.tx.header.name;
     case "header.value":
       return (env) => env.tx.header.value;
     default:
-      if (VALUES[key] !== undefined) throw new Error(`internal: no getter for ${key}`);
-      throw new Error(`internal: unknown value ${key}`);
+      return addressGetter(key, mode);
   }
 }
 
-function placeholderGetter(name: string): (env: EvalEnv) => string {
+/** `from`, `rcpt` and their `.local` (the unquoted name) and `.domain`, normalised. */
+function addressGetter(key: string, mode: LocalPartMode): Evaluator<Value> {
+  const [which, part] = key.split(".") as [string, string | undefined];
+  if (which !== "from" && which !== "rcpt") {
+    if (VALUES[key] !== undefined) throw new Error(`internal: no getter for ${key}`);
+    throw new Error(`internal: unknown value ${key}`);
+  }
+  let derive: (given: string) => string;
+  switch (part) {
+    case undefined:
+      derive = (given) => normalizeAddress(given, mode);
+      break;
+    case "local":
+      derive = (given) => normalizeLocalContent(splitAddress(given).local, mode);
+      break;
+    case "domain":
+      derive = (given) => normalizeAddressParts(given, mode).domain ?? "";
+      break;
+    default:
+      throw new Error(`internal: unknown value ${key}`);
+  }
+  // Rules of one event read the same address again and again: the last answer is kept (the
+  // function is pure, so a stale entry can only miss, never mislead).
+  let lastGiven = "";
+  let lastValue = derive("");
+  return (env) => {
+    const given = which === "from" ? env.tx.from : env.tx.rcpt;
+    if (given !== lastGiven) {
+      lastValue = derive(given);
+      lastGiven = given;
+    }
+    return lastValue;
+  };
+}
+
+/**
+ * Reads a value for a reply, log or header text. Addresses appear as the client wrote them, as
+ * in the MTA's own replies and logs ("Quota exceeded for Bob@Example.ORG"), not normalised.
+ */
+function textGetter(key: string, mode: LocalPartMode): Evaluator<Value> {
+  const [which, part] = key.split(".") as [string, string | undefined];
+  if (key === "rcpts") return (env) => env.tx.rcpts;
+  if (which !== "from" && which !== "rcpt") return valueGetter(key, mode);
+  const given = (env: EvalEnv) => (which === "from" ? env.tx.from : env.tx.rcpt);
+  if (part === "local") return (env) => splitAddress(given(env)).local;
+  if (part === "domain") return (env) => splitAddress(given(env)).domain ?? "";
+  return given;
+}
+
+function placeholderGetter(name: string, mode: LocalPartMode): (env: EvalEnv) => string {
   if (VALUES[name] !== undefined) {
-    const get = valueGetter(name);
+    const get = textGetter(name, mode);
     return (env) => sanitize(stringify(get(env) as Value));
   }
   if (name.startsWith("quota.")) {

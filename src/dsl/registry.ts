@@ -9,6 +9,7 @@ import type { Stage } from "./ast.js";
 export type ValueType =
   | "string"
   | "address"
+  | "localpart"
   | "domain"
   | "ip"
   | "number"
@@ -61,7 +62,12 @@ export const VALUES: Record<string, ValueInfo> = {
     description: 'the SASL login, "" when none',
   },
   from: { type: "address", from: "mail", needs: ["mail"], description: 'the envelope sender; "" for <>' },
-  "from.local": { type: "string", from: "mail", needs: ["mail"], description: "the sender's local part" },
+  "from.local": {
+    type: "localpart",
+    from: "mail",
+    needs: ["mail"],
+    description: "the sender's local part, unquoted",
+  },
   "from.domain": { type: "domain", from: "mail", needs: ["mail"], description: "the sender's domain" },
   size: {
     type: "size",
@@ -77,11 +83,11 @@ export const VALUES: Record<string, ValueInfo> = {
     description: "the recipient being decided",
   },
   "rcpt.local": {
-    type: "string",
+    type: "localpart",
     from: "rcpt",
     only: "rcpt",
     needs: ["rcpt"],
-    description: "its local part",
+    description: "its local part, unquoted",
   },
   "rcpt.domain": { type: "domain", from: "rcpt", only: "rcpt", needs: ["rcpt"], description: "its domain" },
   rcpts: { type: "list", from: "data", needs: ["rcpt"], description: "the accepted recipients" },
@@ -168,9 +174,16 @@ export const MACRO_STAGE_FOR: Record<Stage, "connect" | "helo" | "mail" | "rcpt"
   eom: "eom",
 };
 
-/** Types that are compared as text (domains case-insensitively). */
+/** Types that are compared as text (domains, addresses and local parts normalised first). */
 export function isTextual(type: ValueType): boolean {
-  return type === "string" || type === "address" || type === "domain" || type === "ip" || type === "any";
+  return (
+    type === "string" ||
+    type === "address" ||
+    type === "localpart" ||
+    type === "domain" ||
+    type === "ip" ||
+    type === "any"
+  );
 }
 
 export function isNumeric(type: ValueType): boolean {

@@ -3,11 +3,12 @@
  * `filterctl dry-run` shows. The milter runs the same ruleset evaluation; this walk mirrors
  * what the MTA would do with each answer.
  */
+import { bareAddress } from "../common/address.js";
 import type { Stage } from "../dsl/ast.js";
 import type { Decision, DecisionAction, Effect, LookupRecord } from "../dsl/compiler.js";
 import type { Lookups } from "./lookups.js";
 import type { Ruleset, RuleTrace, StageOutcome } from "./ruleset.js";
-import { bareAddress, declaredSize, newTransaction, normalizeAddress, resetMessage } from "./transaction.js";
+import { declaredSize, newTransaction, resetMessage } from "./transaction.js";
 
 export interface DryRunInput {
   clientIp: string;
@@ -186,7 +187,7 @@ export async function dryRun(ruleset: Ruleset, lookups: Lookups, input: DryRunIn
     const decision = outcome.decision;
     const entry = { rcpt: raw, decision: verdictOf(decision), reply: replyOf(decision) };
     report.recipients.push(decision ? { ...entry, rule: decision.rule } : entry);
-    if (!refuses(decision)) tx.rcpts.push(normalizeAddress(tx.rcpt));
+    if (!refuses(decision)) tx.rcpts.push(tx.rcpt);
     if (decision?.action === "accept" || decision?.action === "discard") messageDecided = decision;
   }
   tx.rcpt = "";

@@ -8,15 +8,18 @@ export interface Transaction {
   client: { ip: string; name: string; port: number };
   helo: string;
   authUser: string;
-  /** Envelope sender without angle brackets; "" for the null sender. */
+  /**
+   * Envelope sender as the client wrote it, without angle brackets (common/address bareAddress);
+   * "" for the null sender. Rules compare and look up its normalised form; texts show this.
+   */
   from: string;
   /** SIZE= of MAIL FROM, 0 when absent. */
   declaredSize: number;
   /** Body bytes seen so far (the real size at eom). */
   bodyBytes: number;
-  /** The recipient being decided. */
+  /** The recipient being decided, as the client wrote it, without angle brackets. */
   rcpt: string;
-  /** Recipients accepted so far. */
+  /** Recipients accepted so far, as written (rules see them normalised). */
   rcpts: string[];
   header: { name: string; value: string };
   /** Lower-cased header name → first value. */
@@ -51,28 +54,6 @@ export function resetMessage(tx: Transaction): void {
   tx.rcpts = [];
   tx.header = { name: "", value: "" };
   tx.headers = new Map();
-}
-
-/** `<User@Example.org>` → `User@Example.org`; `<>` → "". Whitespace around is dropped. */
-export function bareAddress(address: string): string {
-  const trimmed = address.trim();
-  return trimmed.startsWith("<") && trimmed.endsWith(">") ? trimmed.slice(1, -1).trim() : trimmed;
-}
-
-export function localPart(address: string): string {
-  const at = address.lastIndexOf("@");
-  return at === -1 ? address : address.slice(0, at);
-}
-
-export function domainPart(address: string): string {
-  const at = address.lastIndexOf("@");
-  return at === -1 ? "" : address.slice(at + 1);
-}
-
-/** Addresses compare with the domain case-insensitive and the local part exact. */
-export function normalizeAddress(address: string): string {
-  const at = address.lastIndexOf("@");
-  return at === -1 ? address : address.slice(0, at + 1) + address.slice(at + 1).toLowerCase();
 }
 
 /** `SIZE=12345` among MAIL FROM's ESMTP arguments, else 0. */

@@ -1,22 +1,24 @@
 /**
  * A static table: inline `items`, or a file with one key per line (`#` comments, blank lines
- * ignored). Keys are IP addresses, CIDR ranges, addresses (domain part case-insensitive) or
+ * ignored). Keys are IP addresses, CIDR ranges, addresses (normalised as the rules compare them:
+ * domain folded, needless quotes dropped, local part folded unless `local_part: sensitive`) or
  * plain words such as domains (case-insensitive).
  */
 import { readFile } from "node:fs/promises";
 import { BlockList, isIP } from "node:net";
 import { dirname, resolve } from "node:path";
+import { type LocalPartMode, normalizeAddress, normalizeDomain } from "../common/address.js";
+import { canonicalIp } from "../common/ip.js";
 import type { ListSourceConfig } from "../config/types.js";
-import { canonicalIp } from "../dsl/compiler.js";
-import { normalizeAddress } from "../runtime/transaction.js";
 
 /** Longest line accepted in a list file; longer lines are almost certainly not keys. */
 const MAX_LIST_FILE_BYTES = 64 * 1024 * 1024;
 
-function normalizeKey(key: string): string {
-  if (key.includes("@")) return normalizeAddress(key);
+function normalizeKey(key: string, mode: LocalPartMode): string {
+  if (key.includes("@")) return normalizeAddress(key, mode);
   if (isIP(key) !== 0) return canonicalIp(key.toLowerCase());
-  return key.toLowerCase();
+  // Plain words are mostly domains: `Example.ORG.` is `example.org`, as the rules' from.domain is.
+  return normalizeDomain(key);
 }
 
 export class ListTable {
@@ -24,7 +26,10 @@ export class ListTable {
   private readonly ranges = new BlockList();
   private readonly rangeItems: { text: string; family: "ipv4" | "ipv6"; list: BlockList }[] = [];
 
-  constructor(items: readonly string[]) {
+  constructor(
+    items: readonly string[],
+    private readonly localPart: LocalPartMode = "insensitive",
+  ) {
     for (const raw of items) {
       const item = raw.trim();
       if (item === "") continue;
@@ -38,7 +43,7 @@ export class ListTable {
         single.addSubnet(item.slice(0, slash), prefix, type);
         this.rangeItems.push({ text: item, family: type, list: single });
       } else {
-        this.exact.set(normalizeKey(item), item);
+        this.exact.set(normalizeKey(item, localPart), item);
       }
     }
   }
@@ -49,7 +54,7 @@ export class ListTable {
 
   /** The item that matches `key`, or undefined. */
   find(key: string): string | undefined {
-    const found = this.exact.get(normalizeKey(key));
+    const found = this.exact.get(normalizeKey(key, this.localPart));
     if (found !== undefined) return found;
     if (this.rangeItems.length === 0) return undefined;
     const ip = canonicalIp(key);
@@ -76,5 +81,5 @@ export async function createListTable(config: ListSourceConfig, configPath: stri
   const items = [...(config.items ?? [])];
   if (config.file !== undefined)
     items.push(...(await readListFile(resolve(dirname(configPath), config.file))));
-  return new ListTable(items);
+  return new ListTable(items, config.localPart);
 }

@@ -3,6 +3,7 @@
  * `{key}`. Every value is escaped for where it goes, so no input from an SMTP client reaches a
  * file, a URL or an LDAP filter unescaped.
  */
+import { localPartContent, normalizeAddress, splitAddress, withoutDetail } from "../common/address.js";
 import { urlSpans, VALUE_PARTS } from "../config/url-template.js";
 
 export interface PlaceholderValues {
@@ -13,18 +14,19 @@ export interface PlaceholderValues {
 }
 
 /**
- * The values for an address: `{user}` is the local part (without `+detail` when a delimiter is
- * set), `{domain}` lower-cased, `{address}` user@domain as given, `{key}` the looked-up value.
+ * The values for a key. A key with an `@` is an address, normalised (common/address): `{address}`
+ * and `{key}` are its one spelling (`"bob"@Example.ORG` → `bob@example.org`), `{user}` its local
+ * part unquoted and without `+detail` when a delimiter is set, `{domain}` lower-cased. Local-part
+ * case is kept here: the registry has already folded it unless `local_part: sensitive`. Any
+ * other key is used as it is (`{user}` and `{key}` both the key).
  */
 export function valuesFor(key: string, recipientDelimiter?: string): PlaceholderValues {
-  const at = key.lastIndexOf("@");
-  let user = at === -1 ? key : key.slice(0, at);
-  const domain = at === -1 ? "" : key.slice(at + 1).toLowerCase();
-  if (recipientDelimiter) {
-    const cut = user.indexOf(recipientDelimiter);
-    if (cut > 0) user = user.slice(0, cut);
-  }
-  return { user, domain, address: key, key };
+  if (!key.includes("@"))
+    return { user: withoutDetail(key, recipientDelimiter), domain: "", address: key, key };
+  const address = normalizeAddress(key, "sensitive");
+  const { local, domain } = splitAddress(address);
+  const user = withoutDetail(localPartContent(local), recipientDelimiter);
+  return { user, domain: domain ?? "", address, key: address };
 }
 
 /** RFC 4515: `*`, `(`, `)`, `\` and NUL (and any non-ASCII byte) as `\XX`. */

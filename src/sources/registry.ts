@@ -4,6 +4,7 @@
  * deadline, counters); failures become LookupErrors naming the source, so the rule applies that
  * source's on_error. List sources answer from memory.
  */
+import { normalizeAddress } from "../common/address.js";
 import type { Config, SourceConfig, SourceType } from "../config/types.js";
 import {
   type DnsblAnswer,
@@ -194,20 +195,30 @@ export class SourceRegistry implements Lookups {
     return cache;
   }
 
+  /**
+   * A key with an `@` is an address: one spelling per mailbox (`"Bob"@Example.ORG` is
+   * `bob@example.org` unless `local_part: sensitive`), so the cache and the placeholders see one
+   * key whatever case or quoting the client used.
+   */
+  private static keyOf(entry: Entry, key: string): string {
+    return key.includes("@") ? normalizeAddress(key, entry.config.localPart) : key;
+  }
+
   /** Runs a lookup through the source's cache, turning every failure into a LookupError. */
   private cached<V>(
     name: string,
     table: string,
     key: string,
     isNegative: (v: V) => boolean,
-    fetch: (source: Source, signal: AbortSignal) => Promise<V>,
+    fetch: (source: Source, key: string, signal: AbortSignal) => Promise<V>,
   ): MaybePromise<V> {
     const entry = this.entry(name);
     const source = entry.source;
     if (source === undefined)
       throw new LookupError(name, `lookups on ${entry.config.type} sources are not available`);
     const cache = this.cacheOf(entry, table, isNegative);
-    const result = cache.lookup(key, (signal) => fetch(source, signal));
+    const lookupKey = SourceRegistry.keyOf(entry, key);
+    const result = cache.lookup(lookupKey, (signal) => fetch(source, lookupKey, signal));
     if (!(result instanceof Promise)) return result;
     return result.catch((error: unknown) => {
       if (error instanceof LookupTimeout)
@@ -224,9 +235,9 @@ export class SourceRegistry implements Lookups {
       table ?? "",
       key,
       (found) => !found,
-      (source, signal) => {
+      (source, lookupKey, signal) => {
         if (source.kind !== "table") throw new Error(`${name} is not a table`);
-        return (source as TableSource).has(table, key, signal);
+        return (source as TableSource).has(table, lookupKey, signal);
       },
     );
   }
@@ -239,9 +250,9 @@ export class SourceRegistry implements Lookups {
       `${table ?? ""}[]`,
       key,
       (v) => v === undefined,
-      (source, signal) => {
+      (source, lookupKey, signal) => {
         if (source.kind !== "table") throw new Error(`${name} is not a table`);
-        return (source as TableSource).get(table, key, signal);
+        return (source as TableSource).get(table, lookupKey, signal);
       },
     );
   }
@@ -252,9 +263,9 @@ export class SourceRegistry implements Lookups {
       "",
       address,
       (v) => v === undefined,
-      (source, signal) => {
+      (source, lookupKey, signal) => {
         if (source.kind !== "quota") throw new Error(`${name} has no quota`);
-        return (source as QuotaSource).quota(address, signal);
+        return (source as QuotaSource).quota(lookupKey, signal);
       },
     );
   }
@@ -272,9 +283,9 @@ export class SourceRegistry implements Lookups {
       "",
       key,
       (a) => !a.listed,
-      (s, signal) => {
+      (s, lookupKey, signal) => {
         if (s.kind !== "dnsbl") throw new Error(`${name} is not a DNSBL`);
-        return (s as DnsblSource).lookup(key, signal);
+        return (s as DnsblSource).lookup(lookupKey, signal);
       },
     );
   }

@@ -73,7 +73,12 @@ describe("the specification's example", () => {
     expect(c.maxConnections).toBe(4096);
     expect(c.shutdownTimeoutMs).toBe(30_000);
     expect(c.eventTimeoutMs).toBe(10_000);
-    expect(c.defaults).toEqual({ onError: "tempfail", errorReply: DEFAULT_ERROR_REPLY, timeoutMs: 2000 });
+    expect(c.defaults).toEqual({
+      onError: "tempfail",
+      errorReply: DEFAULT_ERROR_REPLY,
+      timeoutMs: 2000,
+      localPart: "insensitive",
+    });
     expect(c.dns).toEqual({ servers: ["127.0.0.1:53"] });
     expect(c.quotaServer).toBeUndefined();
     expect([...c.sources.keys()]).toEqual([
@@ -219,6 +224,7 @@ describe("defaults", () => {
       onError: "tempfail",
       errorReply: "451 4.3.0 Temporary lookup failure, try again later",
       timeoutMs: 2000,
+      localPart: "insensitive",
     });
     expect(c.dns).toEqual({});
     expect(c.sources.size).toBe(0);
@@ -241,6 +247,7 @@ describe("defaults", () => {
   on_error: continue
   timeout: 750ms
   error_reply: "451 4.3.5 Directory down"
+  local_part: sensitive
 sources:
   a:
     type: http
@@ -262,13 +269,19 @@ sources:
       onError: "continue",
       timeoutMs: 750,
       errorReply: "451 4.3.5 Directory down",
+      localPart: "sensitive",
     });
-    expect(source(c, "a", "http")).toMatchObject({ timeoutMs: 750, onError: "continue" });
+    expect(source(c, "a", "http")).toMatchObject({
+      timeoutMs: 750,
+      onError: "continue",
+      localPart: "sensitive",
+    });
     expect(source(c, "b", "dnsbl")).toMatchObject({ timeoutMs: 750, onError: "continue" });
     expect(source(c, "c", "http")).toMatchObject({ timeoutMs: 1500, onError: "tempfail" });
     expect(source(c, "d", "dnsbl")).toMatchObject({ onError: "tempfail", zone: "bl.example" });
     const tempfailDefaults = valid("sources:\n  b:\n    type: dnsbl\n    zone: bl.example\n");
     expect(source(tempfailDefaults, "b", "dnsbl").onError).toBe("continue");
+    expect(source(tempfailDefaults, "b", "dnsbl").localPart).toBe("insensitive");
   });
 
   it("DNSBL health: defaults, and every option set", () => {

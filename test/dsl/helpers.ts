@@ -56,6 +56,7 @@ export function configOf(rules: string[], sources: SourceConfig[] = SAMPLE_SOURC
       onError: "tempfail",
       errorReply: "451 4.3.0 Temporary lookup failure, try again later",
       timeoutMs: 2000,
+      localPart: "insensitive",
     },
     dns: {},
     sources: new Map(sources.map((s) => [s.name, s])),

@@ -357,35 +357,93 @@ describe("TABLE[X]", () => {
   });
 });
 
-describe("case", () => {
-  it("domains compare case-insensitively, addresses by their domain part only", async () => {
-    const ruleset = rulesetOf(
-      rules(
-        'on mail: if from.domain == "EXAMPLE.org" then log "domain =="',
-        'on mail: if from == "User@example.ORG" then log "address =="',
-        'on mail: if from == "user@example.org" then log "local part differs"',
-        'on mail: if from.domain in ["Example.Org"] then log "domain in list"',
-        'on mail: if from in ["User@EXAMPLE.org"] then log "address in list"',
-        'on mail: if from in ["USER@example.org"] then log "local part in list"',
-        'on mail: if from.local == "user" then log "local part =="',
-        'on mail: if from.domain != "example.org" then log "domain !="',
-      ),
+describe("case and quoting of addresses", () => {
+  const caseRules = rules(
+    'on mail: if from.domain == "EXAMPLE.org" then log "domain =="',
+    'on mail: if from == "User@example.ORG" then log "address =="',
+    'on mail: if from == "user@example.org" then log "local part folded"',
+    'on mail: if from.domain in ["Example.Org"] then log "domain in list"',
+    'on mail: if from in ["User@EXAMPLE.org"] then log "address in list"',
+    'on mail: if from in ["USER@example.org"] then log "folded in list"',
+    'on mail: if from.local == "user" then log "local part =="',
+    'on mail: if from.local in ["USER"] then log "local part in list"',
+    'on mail: if from.domain != "example.org" then log "domain !="',
+  );
+  const logs = async (yaml: string, from: string) =>
+    (await evaluate(rulesetOf(yaml), "mail", transaction({ from }), new FakeLookups())).effects.map(
+      (e) => e.kind === "log" && e.text,
     );
-    const outcome = await evaluate(
-      ruleset,
-      "mail",
-      transaction({ from: "User@Example.Org" }),
-      new FakeLookups(),
-    );
-    expect(outcome.effects.map((e) => e.kind === "log" && e.text)).toEqual([
+
+  it("addresses compare case-insensitively as a whole by default, as Postfix's tables do", async () => {
+    const all = [
       "domain ==",
       "address ==",
+      "local part folded",
       "domain in list",
       "address in list",
+      "folded in list",
+      "local part ==",
+      "local part in list",
+    ];
+    expect(await logs(caseRules, "User@Example.Org")).toEqual(all);
+    expect(await logs(caseRules, '"USER"@EXAMPLE.ORG')).toEqual(all);
+    expect(await logs(caseRules, "user@example.org.")).toEqual(all);
+  });
+
+  it("with local_part: sensitive only domains fold; needless quotes still go", async () => {
+    const sensitive = `defaults:\n  local_part: sensitive\n${caseRules}`;
+    const exact = ["domain ==", "address ==", "domain in list", "address in list"];
+    expect(await logs(sensitive, "User@Example.Org")).toEqual(exact);
+    expect(await logs(sensitive, '"User"@EXAMPLE.ORG')).toEqual(exact);
+    expect(await logs(sensitive, "user@example.org")).toEqual([
+      "domain ==",
+      "local part folded",
+      "domain in list",
+      "local part ==",
     ]);
   });
 
-  it("list sources match domains and the domain part of addresses case-insensitively", async () => {
+  it("a local part that needs quotes keeps them, and differs from one without", async () => {
+    const yaml = rules(
+      'on mail: if from == "\\"a b\\"@example.org" then log "quoted =="',
+      'on mail: if from == "ab@example.org" then log "unquoted =="',
+      'on mail: if from.local == "a b" then log "local part unquoted"',
+      'on mail: if from matches /^"a b"@example[.]org$/ then log "matches the normal form"',
+    );
+    expect(await logs(yaml, '"A\\ B"@Example.org')).toEqual([
+      "quoted ==",
+      "local part unquoted",
+      "matches the normal form",
+    ]);
+  });
+
+  it("texts show the address as the client wrote it; rcpts and lookups get the normal form", async () => {
+    const ruleset = rulesetOf(
+      `${SOURCES}${rules(
+        'on rcpt: if quota(rcpt, mailboxes) over then tempfail 452 4.2.2 "Quota exceeded for {rcpt} ({rcpt.local} at {rcpt.domain})"',
+        'on rcpt: if rcpt in directory.addresses then log "{rcpt} known"',
+        'on data: log "rcpts: {rcpts}"',
+      )}`,
+    );
+    const fake = new FakeLookups()
+      .mailbox("mailboxes", "bob@example.org", { usage: 11, limit: 10, count: 0, countLimit: 0 })
+      .table("directory.addresses", ["alice@example.org"]);
+    const tx = transaction({ rcpt: '"Bob"@Example.ORG' });
+    expect(reply(await evaluate(ruleset, "rcpt", tx, fake))).toBe(
+      '452 4.2.2 Quota exceeded for "Bob"@Example.ORG ("Bob" at Example.ORG)',
+    );
+    const alice = await evaluate(ruleset, "rcpt", transaction({ rcpt: "ALICE@example.org" }), fake);
+    expect(alice.effects.map((e) => e.kind === "log" && e.text)).toEqual(["ALICE@example.org known"]);
+    expect(fake.calls.map((c) => c.key)).toEqual([
+      "bob@example.org",
+      "alice@example.org",
+      "alice@example.org",
+    ]);
+    const data = await evaluate(ruleset, "data", transaction({ rcpts: ["BOB@Example.org"] }), fake);
+    expect(data.effects.map((e) => e.kind === "log" && e.text)).toEqual(["rcpts: BOB@Example.org"]);
+  });
+
+  it("list sources match domains and addresses case-insensitively", async () => {
     const ruleset = rulesetOf(
       `${SOURCES}${rules(
         'on mail: if from.domain in trusted then log "domain"',
@@ -396,8 +454,10 @@ describe("case", () => {
     const fake = new FakeLookups().list("trusted", ["Example.ORG", "Postmaster@Example.ORG"]);
     const mail = await evaluate(ruleset, "mail", transaction({ from: "Postmaster@EXAMPLE.org" }), fake);
     expect(mail.effects.map((e) => e.kind === "log" && e.text)).toEqual(["domain", "address"]);
-    const rcpt = await evaluate(ruleset, "rcpt", transaction({ rcpt: "postmaster@example.org" }), fake);
-    expect(rcpt.effects).toEqual([]);
+    const rcpt = await evaluate(ruleset, "rcpt", transaction({ rcpt: '"postmaster"@example.org' }), fake);
+    expect(rcpt.effects.map((e) => e.kind === "log" && e.text)).toEqual(["rcpt"]);
+    const other = await evaluate(ruleset, "rcpt", transaction({ rcpt: "post.master@example.org" }), fake);
+    expect(other.effects).toEqual([]);
   });
 });
 

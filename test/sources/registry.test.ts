@@ -33,6 +33,14 @@ const sources: SourceConfig[] = [
     items: ["192.0.2.0/24", "Example.ORG", "Alice@Example.org"],
     timeoutMs: 100,
   },
+  {
+    ...base,
+    name: "exact",
+    type: "list",
+    items: ["Alice@Example.org"],
+    timeoutMs: 100,
+    localPart: "sensitive",
+  },
 ];
 
 function fakeDnsbl(state: DnsblHealth["state"], calls: string[]): DnsblSource {
@@ -82,9 +90,29 @@ describe("SourceRegistry", () => {
     expect(r.has("allow", undefined, "192.0.2.44")).toBe(true);
     expect(r.has("allow", undefined, "::ffff:192.0.2.44")).toBe(true);
     expect(r.has("allow", undefined, "example.org")).toBe(true);
+    expect(r.has("allow", undefined, "EXAMPLE.org.")).toBe(true);
     expect(r.has("allow", undefined, "Alice@EXAMPLE.org")).toBe(true);
-    expect(r.has("allow", undefined, "alice@example.org")).toBe(false);
+    expect(r.has("allow", undefined, "alice@example.org")).toBe(true);
+    expect(r.has("allow", undefined, '"ALICE"@example.org')).toBe(true);
+    expect(r.has("allow", undefined, "alice.x@example.org")).toBe(false);
     expect(r.get("allow", undefined, "192.0.2.1")).toBe("192.0.2.0/24");
+    await r.close();
+  });
+
+  it("with local_part: sensitive a list keeps local parts exact, domains still fold", async () => {
+    const { r } = await registry();
+    expect(r.has("exact", undefined, "Alice@EXAMPLE.ORG")).toBe(true);
+    expect(r.has("exact", undefined, '"Alice"@example.org')).toBe(true);
+    expect(r.has("exact", undefined, "alice@example.org")).toBe(false);
+    await r.close();
+  });
+
+  it("hands a source one spelling per address: case and quoting share a cache entry", async () => {
+    const { r, quotaCalls } = await registry();
+    await r.quota("backend", "Bob@Example.ORG");
+    expect(r.quota("backend", '"bob"@example.org')).toEqual({ usage: 1, limit: 2, count: 0, countLimit: 0 });
+    expect(r.quota("backend", "BOB@EXAMPLE.ORG.")).toEqual({ usage: 1, limit: 2, count: 0, countLimit: 0 });
+    expect(quotaCalls).toEqual(["bob@example.org"]);
     await r.close();
   });
 
