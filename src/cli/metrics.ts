@@ -96,12 +96,37 @@ export class Metrics {
         (error: unknown) => res.writeHead(500).end(String(error)),
       );
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, host, () => resolve());
+    const failure = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+      server.once("error", resolve);
+      server.listen(port, host, () => {
+        server.off("error", resolve);
+        resolve(undefined);
+      });
     });
+    if (failure !== undefined) throw new MetricsListenError(hostPort, failure);
     return server;
   }
+}
+
+/** Why `--metrics` could not be bound, in one line: "cannot serve metrics on H:P: address already in use". */
+export class MetricsListenError extends Error {
+  constructor(hostPort: string, cause: NodeJS.ErrnoException) {
+    super(`cannot serve metrics on ${hostPort}: ${bindFailure(cause)}`);
+  }
+}
+
+const BIND_FAILURES: Record<string, string> = {
+  EADDRINUSE: "address already in use (another process listens there)",
+  EADDRNOTAVAIL: "no such address on this host",
+  EACCES: "permission denied (ports below 1024 need privileges)",
+  ENOTFOUND: "host name not found",
+  EAI_AGAIN: "host name lookup failed for now (DNS)",
+};
+
+function bindFailure(error: NodeJS.ErrnoException): string {
+  const code = error.code ?? "";
+  const words = BIND_FAILURES[code];
+  return words === undefined ? error.message.replace(/\s+/g, " ") : `${words} [${code}]`;
 }
 
 export function parseHostPort(value: string): { host: string; port: number } | undefined {
