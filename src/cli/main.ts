@@ -8,7 +8,7 @@ import { AddressError, ListenError, parseListenAddress } from "../milter/index.j
 import { dnsblStatusCommand } from "./dnsbl-status.js";
 import { type DryRunOptions, dryRunCommand } from "./dry-run.js";
 import { createLogger, type LogFormat } from "./logging.js";
-import { MetricsListenError, parseHostPort } from "./metrics.js";
+import { parseHostPort } from "./metrics.js";
 import { quotaServerCommand } from "./quota-server.js";
 import { type ServeOptions, serve } from "./serve.js";
 import { ConfigError } from "./service.js";
@@ -97,11 +97,7 @@ export function buildProgram(): Command {
         try {
           await serve(options, logger);
         } catch (error) {
-          if (
-            error instanceof ListenError ||
-            error instanceof MetricsListenError ||
-            error instanceof ConfigError
-          ) {
+          if (error instanceof ListenError || error instanceof ConfigError) {
             process.stderr.write(`filterctl: ${error.message}\n`);
             logger.flush(() => process.exit(error instanceof ConfigError ? error.exitCode : EXIT_USAGE));
             return;

@@ -3,6 +3,7 @@
  */
 import { createServer, type Server } from "node:http";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { ListenError } from "../milter/index.js";
 
 export class Metrics {
   readonly registry = new Registry();
@@ -108,8 +109,11 @@ export class Metrics {
   }
 }
 
-/** Why `--metrics` could not be bound, in one line: "cannot serve metrics on H:P: address already in use". */
-export class MetricsListenError extends Error {
+/**
+ * Why `--metrics` could not be bound, in one line: "cannot serve metrics on H:P: address already
+ * in use". A ListenError, so `serve` exits 2 with it as it does for the milter's own address.
+ */
+export class MetricsListenError extends ListenError {
   constructor(hostPort: string, cause: NodeJS.ErrnoException) {
     super(`cannot serve metrics on ${hostPort}: ${bindFailure(cause)}`);
   }

@@ -314,12 +314,13 @@ describe("values", () => {
   });
 
   it("listen_mode: world-writable is a warning on the value, with a mode to use instead", () => {
-    for (const [text, safer] of [
+    const cases: [string, string][] = [
       ['"0666"', "0660"],
       ["0777", "0770"],
       ["0o602", "0600"],
       ['"002"', "0660"],
-    ]) {
+    ];
+    for (const [text, safer] of cases) {
       const parsed = parse(`listen: "unix:/run/f.sock"\nlisten_mode: ${text}\n`);
       expect(parsed.config?.listenMode).toBe(Number.parseInt(text.replace(/"|0o/g, ""), 8));
       expect(parsed.diagnostics.map(formatDiagnostic)).toEqual([
