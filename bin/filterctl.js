@@ -2,6 +2,11 @@
 // Thin launcher: the real entry point is compiled to dist/ by `npm ci` (the prepare script).
 import { existsSync } from "node:fs";
 
+// Node opens its inspector (a debugger on 127.0.0.1:9229) when SIGUSR1 arrives and no listener
+// is installed: anyone allowed to signal the daemon would get a debugger into it. Node 20 has no
+// --disable-sigusr1, and a listener is what stops it, so one is installed before anything else.
+process.on("SIGUSR1", () => {});
+
 const entry = new URL("../dist/cli/main.js", import.meta.url);
 if (!existsSync(entry)) {
   process.stderr.write(

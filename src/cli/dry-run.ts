@@ -181,6 +181,10 @@ export function renderReport(report: DryRunReport): string {
   for (const r of report.recipients)
     lines.push(`  ${r.rcpt.padEnd(width)}  ${verdictLine(r.decision, r.reply, r.rule)}`);
   for (const h of report.headersAdded) lines.push(`header added: ${h.name}: ${h.value} (rule ${h.rule})`);
+  if (report.headersDropped !== undefined)
+    lines.push(
+      `headers dropped: ${report.headersDropped.count} more (rule ${report.headersDropped.rules.join(", ")}): at most ${report.headersAdded.length} are added to one message`,
+    );
   if (report.quarantine !== undefined) lines.push(`quarantined: ${report.quarantine}`);
   lines.push(`result: ${verdictLine(report.result.decision, report.result.reply)}`);
   return `${lines.join("\n")}\n`;

@@ -1,6 +1,8 @@
 /**
  * Logs are JSON lines on stdout (one object per line, for log shippers), or a short human
- * format with `--log-format pretty`.
+ * format with `--log-format pretty`: `2025-05-01T12:00:00.000Z INFO  message key=value ...`,
+ * where every value an SMTP peer may have chosen is escaped, so no byte it sends can start a
+ * line, move the cursor or recolour a terminal, and values read back as logfmt.
  */
 import { Writable } from "node:stream";
 import { type Logger, pino } from "pino";
@@ -17,23 +19,66 @@ const LEVEL_NAMES: Record<number, string> = {
 };
 const HIDDEN_KEYS = new Set(["level", "time", "msg", "pid", "hostname"]);
 
-/** Renders one pino JSON line as `HH:MM:SS.mmm LEVEL message key=value ...`. */
+/**
+ * Characters never written as they are: C0 controls (CR, LF, ESC...), DEL, C1 controls, the
+ * Unicode line and paragraph separators (some viewers break lines there) and the bidirectional
+ * overrides (which make a line read differently from what it holds).
+ */
+const UNSAFE_CLASS =
+  "\\u0000-\\u001f\\u007f-\\u009f\\u200e\\u200f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069";
+const UNSAFE = new RegExp(`[${UNSAFE_CLASS}]`, "g");
+/** A value with any of these is quoted (logfmt: a space, quote or = would end or fake a field). */
+const NEEDS_QUOTES = new RegExp(`[\\s"=\\\\${UNSAFE_CLASS}]`);
+/** A message may keep its spaces, but not what could fake a field or an escape. */
+const MESSAGE_NEEDS_QUOTES = new RegExp(`["=\\\\${UNSAFE_CLASS}]`);
+
+function escapeChar(char: string): string {
+  if (char === "\n") return "\\n";
+  if (char === "\r") return "\\r";
+  if (char === "\t") return "\\t";
+  const code = char.charCodeAt(0);
+  return code <= 0xff
+    ? `\\x${code.toString(16).padStart(2, "0")}`
+    : `\\u${code.toString(16).padStart(4, "0")}`;
+}
+
+function quote(text: string): string {
+  return `"${text.replace(/["\\]/g, "\\$&").replace(UNSAFE, escapeChar)}"`;
+}
+
+/** A logfmt value: as it is when that is unambiguous, else quoted with `\"`, `\\`, `\n`, `\x1b`... */
+export function logfmtValue(text: string): string {
+  return text !== "" && !NEEDS_QUOTES.test(text) ? text : quote(text);
+}
+
+/** Keys are ours, not a peer's; still, nothing but a key's usual characters gets through. */
+function logfmtKey(key: string): string {
+  return key.replace(/[^\w.@/:-]/g, "_");
+}
+
+function fieldText(value: unknown): string {
+  if (typeof value === "string") return logfmtValue(value);
+  if (typeof value === "number" || typeof value === "boolean" || value === null) return String(value);
+  return logfmtValue(JSON.stringify(value) ?? String(value));
+}
+
+/** Renders one pino JSON line as `ISO-TIME LEVEL message key=value ...`, on one line whatever it holds. */
 export function prettyLine(json: string): string {
   let record: Record<string, unknown>;
   try {
     record = JSON.parse(json) as Record<string, unknown>;
   } catch {
-    return json;
+    return `${new Date().toISOString()} ?     ${quote(json.trimEnd())}\n`;
   }
-  const time = new Date(typeof record.time === "number" ? record.time : Date.now())
-    .toISOString()
-    .slice(11, 23);
-  const level = LEVEL_NAMES[Number(record.level)] ?? String(record.level);
+  const time = new Date(typeof record.time === "number" ? record.time : Date.now()).toISOString();
+  const level = LEVEL_NAMES[Number(record.level)] ?? logfmtValue(String(record.level));
+  const msg = String(record.msg ?? "");
+  const message = MESSAGE_NEEDS_QUOTES.test(msg) ? quote(msg) : msg;
   const fields = Object.entries(record)
     .filter(([key]) => !HIDDEN_KEYS.has(key))
-    .map(([key, value]) => `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`)
+    .map(([key, value]) => `${logfmtKey(key)}=${fieldText(value)}`)
     .join(" ");
-  return `${time} ${level.padEnd(5)} ${String(record.msg ?? "")}${fields ? ` ${fields}` : ""}\n`;
+  return `${time} ${level.padEnd(5)} ${message}${fields ? ` ${fields}` : ""}\n`;
 }
 
 export function createLogger(format: LogFormat, level = process.env.FILTERCTL_LOG_LEVEL ?? "info"): Logger {
@@ -41,7 +86,11 @@ export function createLogger(format: LogFormat, level = process.env.FILTERCTL_LO
   if (format === "json") return pino(options, pino.destination({ dest: 1, sync: false }));
   const pretty = new Writable({
     write(chunk: Buffer, _encoding, done) {
-      process.stdout.write(prettyLine(chunk.toString("utf8")), () => done());
+      const lines = chunk
+        .toString("utf8")
+        .split("\n")
+        .filter((line) => line !== "");
+      process.stdout.write(lines.map(prettyLine).join(""), () => done());
     },
   });
   return pino(options, pretty);

@@ -192,4 +192,8 @@ export async function main(argv: string[]): Promise<void> {
   }
 }
 
+// bin/filterctl.js installs it before anything loads; this covers `node dist/cli/main.js` run
+// directly. Without a SIGUSR1 listener Node opens its inspector on that signal.
+if (process.listenerCount("SIGUSR1") === 0) process.on("SIGUSR1", () => {});
+
 await main(process.argv);

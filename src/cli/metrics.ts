@@ -3,6 +3,7 @@
  */
 import { createServer, type Server } from "node:http";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { ListenError } from "../milter/index.js";
 
 export class Metrics {
   readonly registry = new Registry();
@@ -96,12 +97,40 @@ export class Metrics {
         (error: unknown) => res.writeHead(500).end(String(error)),
       );
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, host, () => resolve());
+    const failure = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+      server.once("error", resolve);
+      server.listen(port, host, () => {
+        server.off("error", resolve);
+        resolve(undefined);
+      });
     });
+    if (failure !== undefined) throw new MetricsListenError(hostPort, failure);
     return server;
   }
+}
+
+/**
+ * Why `--metrics` could not be bound, in one line: "cannot serve metrics on H:P: address already
+ * in use". A ListenError, so `serve` exits 2 with it as it does for the milter's own address.
+ */
+export class MetricsListenError extends ListenError {
+  constructor(hostPort: string, cause: NodeJS.ErrnoException) {
+    super(`cannot serve metrics on ${hostPort}: ${bindFailure(cause)}`);
+  }
+}
+
+const BIND_FAILURES: Record<string, string> = {
+  EADDRINUSE: "address already in use (another process listens there)",
+  EADDRNOTAVAIL: "no such address on this host",
+  EACCES: "permission denied (ports below 1024 need privileges)",
+  ENOTFOUND: "host name not found",
+  EAI_AGAIN: "host name lookup failed for now (DNS)",
+};
+
+function bindFailure(error: NodeJS.ErrnoException): string {
+  const code = error.code ?? "";
+  const words = BIND_FAILURES[code];
+  return words === undefined ? error.message.replace(/\s+/g, " ") : `${words} [${code}]`;
 }
 
 export function parseHostPort(value: string): { host: string; port: number } | undefined {

@@ -18,6 +18,7 @@ import {
   type SessionContext,
   type StageInterest,
 } from "../milter/index.js";
+import { AddedHeaders } from "../runtime/added-headers.js";
 import type { Lookups, MaybePromise } from "../runtime/lookups.js";
 import type { Ruleset, StageOutcome } from "../runtime/ruleset.js";
 import { declaredSize, newTransaction, resetMessage, type Transaction } from "../runtime/transaction.js";
@@ -42,6 +43,8 @@ export interface RulesService {
   deadlinePassed?(conn: number, stage: Stage, timeoutMs: number, reply: Reply | undefined): void;
   /** Called once per stage evaluation that decided something or produced effects. */
   report(event: DecisionEvent): void;
+  /** Headers the rules added to one message past the bound were dropped (once per message, at its end). */
+  headersDropped?(event: HeadersDroppedEvent): void;
   /** A connection keeps older rules because the current ones need what it did not negotiate. */
   keptRules?(conn: number, generation: number, current: number): void;
 }
@@ -57,6 +60,17 @@ export interface DecisionEvent {
   outcome: StageOutcome;
   /** The lookups the stage made, with their answers and times. */
   lookups: LookupRecord[];
+}
+
+export interface HeadersDroppedEvent {
+  conn: number;
+  queueId?: string;
+  /** How many were dropped. */
+  dropped: number;
+  /** How many were added (the bound). */
+  added: number;
+  /** The rules whose headers were dropped. */
+  rules: string[];
 }
 
 /** Everything is asked for per connection; these stages are always observed for the logs' context. */
@@ -120,6 +134,34 @@ export function negotiatedFor(wishes: NegotiationWishes, ruleset: Ruleset): bool
   return true;
 }
 
+/** The answer at end of message: the reply, the headers to add and the quarantine. */
+function endOfMessage(
+  reply: Reply | undefined,
+  headers: AddedHeaders,
+  quarantine: string | undefined,
+  session: SessionContext,
+  service: RulesService,
+): EndOfMessageResult {
+  const modifications: Modification[] = headers.kept.map((h) => ({
+    type: "addHeader",
+    name: h.name,
+    value: h.value,
+  }));
+  if (quarantine !== undefined) modifications.push({ type: "quarantine", reason: quarantine });
+  if (headers.dropped > 0) {
+    const event: HeadersDroppedEvent = {
+      conn: session.id,
+      dropped: headers.dropped,
+      added: headers.kept.length,
+      rules: [...headers.droppedBy],
+    };
+    const queueId = session.macro("i");
+    if (queueId) event.queueId = queueId;
+    service.headersDropped?.(event);
+  }
+  return { reply: reply ?? { action: "continue" }, modifications };
+}
+
 export function rulesHandler(service: RulesService): (info: { id: number }) => MilterHandler {
   return (info) => {
     const connectionRules = service.current();
@@ -148,7 +190,7 @@ export function rulesHandler(service: RulesService): (info: { id: number }) => M
       }
     };
     let tx: Transaction = newTransaction();
-    let headersToAdd: Modification[] = [];
+    let headersToAdd = new AddedHeaders();
     let quarantine: string | undefined;
 
     // One command at a time per connection: one list of the current stage's lookups is enough.
@@ -209,13 +251,12 @@ export function rulesHandler(service: RulesService): (info: { id: number }) => M
       });
     };
     const collect = (effect: Effect) => {
-      if (effect.kind === "addHeader")
-        headersToAdd.push({ type: "addHeader", name: effect.name, value: effect.value });
+      if (effect.kind === "addHeader") headersToAdd.add(effect);
     };
     const startMessage = () => {
       repin();
       resetMessage(tx);
-      headersToAdd = [];
+      headersToAdd = new AddedHeaders();
       quarantine = undefined;
     };
 
@@ -268,17 +309,14 @@ export function rulesHandler(service: RulesService): (info: { id: number }) => M
         return evaluate("body", session);
       },
       eom(session): MaybePromise<EndOfMessageResult> {
-        const finish = (reply: Reply | undefined): EndOfMessageResult => {
-          const modifications = [...headersToAdd];
-          if (quarantine !== undefined) modifications.push({ type: "quarantine", reason: quarantine });
-          return { reply: reply ?? { action: "continue" }, modifications };
-        };
+        const finish = (reply: Reply | undefined) =>
+          endOfMessage(reply, headersToAdd, quarantine, session, service);
         const result = evaluate("eom", session);
         return result instanceof Promise ? result.then(finish) : finish(result);
       },
       abort() {
         resetMessage(tx);
-        headersToAdd = [];
+        headersToAdd = new AddedHeaders();
         quarantine = undefined;
       },
       close() {

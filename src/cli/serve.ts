@@ -60,16 +60,20 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Milt
     server.on("refused", () => metrics.refusedConnections.inc());
     metrics.beforeScrape = () => active?.collectCounters();
   }
+  // Metrics are bound first: an address that cannot be bound stops serve before the MTA can
+  // reach a milter that would then exit.
+  let metricsServer: Server | undefined;
   try {
+    if (metrics !== undefined && options.metrics !== undefined) {
+      metricsServer = await metrics.listen(options.metrics);
+      metricsServer.on("error", (error) => logger.error({ err: error.message }, "metrics socket error"));
+      logger.info({ metrics: `http://${options.metrics}/metrics` }, "metrics listening");
+    }
     await server.listen(listen);
   } catch (error) {
+    metricsServer?.close();
     await runtime?.close();
     throw error;
-  }
-  let metricsServer: Server | undefined;
-  if (metrics !== undefined && options.metrics !== undefined) {
-    metricsServer = await metrics.listen(options.metrics);
-    logger.info({ metrics: `http://${options.metrics}/metrics` }, "metrics listening");
   }
   runtime?.watchFiles();
   const bound = server.address;
@@ -99,6 +103,7 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Milt
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
+  process.on("SIGUSR1", () => logger.info({ signal: "SIGUSR1" }, "SIGUSR1 ignored: no debugger is opened"));
   process.on("SIGHUP", () => {
     if (runtime === undefined) logger.info({}, "SIGHUP: no rules file to reload");
     else void runtime.reload("SIGHUP");

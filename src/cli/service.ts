@@ -17,7 +17,12 @@ import { defaultFactories } from "../sources/factories.js";
 import { SourceRegistry } from "../sources/registry.js";
 import { loadRules } from "./load-rules.js";
 import type { Metrics } from "./metrics.js";
-import { type DecisionEvent, errorReply, type RulesService } from "./rules-handler.js";
+import {
+  type DecisionEvent,
+  errorReply,
+  type HeadersDroppedEvent,
+  type RulesService,
+} from "./rules-handler.js";
 
 export class ConfigError extends Error {
   constructor(
@@ -327,6 +332,19 @@ export class RulesRuntime implements RulesService {
         "decision",
       );
     }
+  }
+
+  headersDropped(event: HeadersDroppedEvent): void {
+    this.logger.warn(
+      {
+        conn: event.conn,
+        ...(event.queueId ? { queueId: event.queueId } : {}),
+        dropped: event.dropped,
+        added: event.added,
+        rule: event.rules.join(", "),
+      },
+      `dropped ${event.dropped} header${event.dropped === 1 ? "" : "s"} the rules added: at most ${event.added} are added to one message`,
+    );
   }
 
   keptRules(conn: number, generation: number, current: number): void {

@@ -163,6 +163,21 @@ class Builder {
     return listen;
   }
 
+  /** A socket others can write to is a milter any local user can talk to (and make it add headers). */
+  listenMode(modeText: string | undefined): number {
+    if (modeText === undefined) return DEFAULTS.listenMode;
+    const mode = parseMode(modeText);
+    if ((mode & 0o002) !== 0) {
+      const safer = `0${(mode & 0o770 || 0o660).toString(8).padStart(3, "0")}`;
+      this.warning(
+        valueOffset(this.doc, ["listen_mode"]),
+        `listen_mode "${modeText}" lets every local user connect to the milter socket`,
+        `use "${safer}" and add the MTA's user to the socket's group`,
+      );
+    }
+    return mode;
+  }
+
   dnsServers(raw: unknown): string[] | undefined {
     if (!Array.isArray(raw)) return undefined;
     raw.forEach((server: unknown, index) => {
@@ -435,7 +450,7 @@ class Builder {
     const config: Config = {
       file: this.file,
       listen: this.listen(raw),
-      listenMode: listenModeText === undefined ? DEFAULTS.listenMode : parseMode(listenModeText),
+      listenMode: this.listenMode(listenModeText),
       maxConnections: typeof raw.max_connections === "number" ? raw.max_connections : DEFAULTS.maxConnections,
       shutdownTimeoutMs: duration(raw.shutdown_timeout) ?? DEFAULTS.shutdownTimeoutMs,
       eventTimeoutMs: this.atLeast(raw.event_timeout, ["event_timeout"], 1, DEFAULTS.eventTimeoutMs),

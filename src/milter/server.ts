@@ -72,6 +72,7 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
     const address = typeof spec === "string" ? parseListenAddress(spec) : spec;
     if (address instanceof AddressError) throw new ListenError(address.message);
     if (address.kind === "unix") await removeStaleSocket(address.path);
+    const socketMode = this.options.socketMode ?? 0o660;
     await new Promise<void>((resolve, reject) => {
       const onError = (error: NodeJS.ErrnoException) => {
         reject(
@@ -83,12 +84,13 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
         this.server.off("error", onError);
         resolve();
       };
-      if (address.kind === "unix") this.server.listen(address.path, done);
+      if (address.kind === "unix") bindWithMode(socketMode, () => this.server.listen(address.path, done));
       else
         this.server.listen({ host: address.host, port: address.port, ipv6Only: address.family === 6 }, done);
     });
     this.listening = address;
-    if (address.kind === "unix") await chmod(address.path, this.options.socketMode ?? 0o660);
+    // Born with at most the mode; the umask may have masked bits the mode grants.
+    if (address.kind === "unix") await chmod(address.path, socketMode);
     const bound = this.address as ListenAddress;
     this.logger.info({ listen: formatListenAddress(bound) }, "milter listening");
     return bound;
@@ -188,4 +190,30 @@ async function removeStaleSocket(path: string): Promise<void> {
   });
   if (alive) throw new ListenError(`cannot listen on unix:${path}: another process is listening there`);
   await unlink(path);
+}
+
+/**
+ * Runs `bind` (net.Server#listen on a path, which binds synchronously outside a cluster worker)
+ * under a umask that also masks every bit `mode` lacks, so the socket file is born with at most
+ * `mode`, even under umask 000: no moment where any local user may connect. The umask is
+ * process-wide, so it only ever narrows, and only for this one synchronous call: a file another
+ * thread creates meanwhile is at worst born narrower. (Binding in a private 0700 folder and
+ * renaming would not touch process state, but needs a longer path, which sun_path's 107 bytes
+ * may not hold, and leaves libuv unlinking the wrong name at close.)
+ */
+function bindWithMode(mode: number, bind: () => void): void {
+  let previous: number | undefined;
+  try {
+    // Fully masked first, so the umask is never wider than before, not even between the two calls.
+    previous = process.umask(0o777);
+    process.umask(previous | (0o777 & ~mode));
+  } catch {
+    // Worker threads may not change the umask: the chmod after listening still sets the mode.
+    previous = undefined;
+  }
+  try {
+    bind();
+  } finally {
+    if (previous !== undefined) process.umask(previous);
+  }
 }

@@ -6,6 +6,7 @@
 import { bareAddress } from "../common/address.js";
 import type { Stage } from "../dsl/ast.js";
 import type { Decision, DecisionAction, Effect, LookupRecord } from "../dsl/compiler.js";
+import { AddedHeaders } from "./added-headers.js";
 import type { Lookups } from "./lookups.js";
 import type { Ruleset, RuleTrace, StageOutcome } from "./ruleset.js";
 import { declaredSize, newTransaction, resetMessage } from "./transaction.js";
@@ -48,6 +49,8 @@ export interface DryRunReport {
   stages: StageReport[];
   result: { decision: "accept" | "reject" | "tempfail" | "discard" | "quarantine"; reply: string | null };
   headersAdded: { name: string; value: string; rule: string }[];
+  /** Headers past the bound of one message, as serve drops them. */
+  headersDropped?: { count: number; rules: string[] };
   logs: { text: string; rule: string }[];
   quarantine?: string;
 }
@@ -73,11 +76,12 @@ export async function dryRun(ruleset: Ruleset, lookups: Lookups, input: DryRunIn
     const key = name.length === 3 && name.startsWith("{") ? (name[1] as string) : name;
     return input.macros?.[name] ?? input.macros?.[key] ?? input.macros?.[`{${key}}`];
   });
+  const added = new AddedHeaders();
   const report: DryRunReport = {
     recipients: [],
     stages: [],
     result: { decision: "accept", reply: null },
-    headersAdded: [],
+    headersAdded: added.kept,
     logs: [],
   };
   let quarantine: string | undefined;
@@ -107,9 +111,9 @@ export async function dryRun(ruleset: Ruleset, lookups: Lookups, input: DryRunIn
     return outcome;
   };
   const collect = (effect: Effect) => {
-    if (effect.kind === "addHeader")
-      report.headersAdded.push({ name: effect.name, value: effect.value, rule: effect.rule });
-    else report.logs.push({ text: effect.text, rule: effect.rule });
+    if (effect.kind === "log") report.logs.push({ text: effect.text, rule: effect.rule });
+    else if (!added.add({ name: effect.name, value: effect.value, rule: effect.rule }))
+      report.headersDropped = { count: added.dropped, rules: [...added.droppedBy] };
   };
   /** Ends the transaction: every recipient not yet decided gets `verdict`. */
   const finish = (decision: Verdict, reply: string | null, rule?: string) => {

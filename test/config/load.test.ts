@@ -318,12 +318,29 @@ sources:
 describe("values", () => {
   it("listen_mode: quoted, unquoted (YAML's 660), 0o octal", () => {
     expect(valid('listen_mode: "0600"\n').listenMode).toBe(0o600);
-    expect(valid("listen_mode: 0666\n").listenMode).toBe(0o666);
+    expect(valid("listen_mode: 0664\n").listenMode).toBe(0o664);
     expect(valid("listen_mode: 660\n").listenMode).toBe(0o660);
     expect(valid("listen_mode: 0o640\n").listenMode).toBe(0o640);
     expect(parse("listen_mode: 0999\n").diagnostics.map(formatDiagnostic)).toEqual([
       `rules.yaml:1:14: error: 'listen_mode' must be an octal file mode like "0660"`,
     ]);
+  });
+
+  it("listen_mode: world-writable is a warning on the value, with a mode to use instead", () => {
+    const cases: [string, string][] = [
+      ['"0666"', "0660"],
+      ["0777", "0770"],
+      ["0o602", "0600"],
+      ['"002"', "0660"],
+    ];
+    for (const [text, safer] of cases) {
+      const parsed = parse(`listen: "unix:/run/f.sock"\nlisten_mode: ${text}\n`);
+      expect(parsed.config?.listenMode).toBe(Number.parseInt(text.replace(/"|0o/g, ""), 8));
+      expect(parsed.diagnostics.map(formatDiagnostic)).toEqual([
+        `rules.yaml:2:14: warning: listen_mode "${text.replace(/"/g, "")}" lets every local user connect to the milter socket (use "${safer}" and add the MTA's user to the socket's group)`,
+      ]);
+    }
+    expect(valid('listen_mode: "0664"\n').listenMode).toBe(0o664);
   });
 
   it("top-level numbers and durations", () => {
