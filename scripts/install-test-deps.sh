@@ -3,6 +3,7 @@
 # (with smtp-sink), swaks, miltertest, libmilter (for the C baseline of the benchmark),
 # maildrop's Maildir++ tools, rbldnsd (private block lists for the DNSBL health tests), and
 # slapd, ldap-utils and openssl (a private OpenLDAP server, with TLS, for the LDAP source tests).
+# strace, to hold a process right after bind(2) (the unix socket is never born wider than listen_mode).
 # Also Sendmail for the Sendmail end-to-end test: Debian's sendmail-bin conflicts with postfix, so
 # it is not installed but downloaded and unpacked (with sendmail-cf, built with m4) into
 # $FILTERCTL_TEST_CACHE/sendmail (default /var/cache/filterctl-tests), once; its libraries are
@@ -21,6 +22,8 @@ declare -A wanted=(
   [ldap-utils]=/usr/bin/ldapsearch
   [openssl]=/usr/bin/openssl
   [rbldnsd]=/usr/sbin/rbldnsd
+  # Holds filterctl right after bind(2) in the socket-mode test.
+  [strace]=/usr/bin/strace
   # For the unpacked Sendmail: m4 builds its .cf; the libraries sendmail-bin depends on.
   [m4]=/usr/bin/m4
   [libdb5.3]=/usr/share/doc/libdb5.3/copyright
