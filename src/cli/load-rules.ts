@@ -1,7 +1,7 @@
 /**
  * Reading, checking and compiling a rules file, for every command that needs one.
  */
-import { ConfigReadError, parseConfig, readConfigFile } from "../config/load.js";
+import { ConfigReadError, checkReferencedFiles, parseConfig, readConfigFile } from "../config/load.js";
 import type { Config } from "../config/types.js";
 import type { Rule } from "../dsl/ast.js";
 import { compileConfig } from "../dsl/compile.js";
@@ -32,9 +32,11 @@ export async function loadRules(path: string): Promise<LoadOutcome> {
   if (parsed.config === undefined || hasErrors(parsed.diagnostics)) {
     return { kind: "loaded", file: source, rules: [], diagnostics: sortDiagnostics([...parsed.diagnostics]) };
   }
+  // A FIFO or device named as a list file must not reach the sources: refused here, at its key.
+  const files = await checkReferencedFiles(parsed.config);
   const compiled = compileConfig(parsed.config);
-  const diagnostics = sortDiagnostics([...parsed.diagnostics, ...compiled.diagnostics]);
-  return compiled.ruleset === undefined
+  const diagnostics = sortDiagnostics([...parsed.diagnostics, ...files, ...compiled.diagnostics]);
+  return compiled.ruleset === undefined || hasErrors(files)
     ? { kind: "loaded", file: source, config: parsed.config, rules: compiled.rules, diagnostics }
     : {
         kind: "loaded",

@@ -3,15 +3,12 @@
  * ignored). Keys are IP addresses, CIDR ranges, addresses (domain part case-insensitive) or
  * plain words such as domains (case-insensitive).
  */
-import { readFile } from "node:fs/promises";
 import { BlockList, isIP } from "node:net";
 import { dirname, resolve } from "node:path";
+import { LIST_FILE_LIMIT, readBoundedFile } from "../config/read.js";
 import type { ListSourceConfig } from "../config/types.js";
 import { canonicalIp } from "../dsl/compiler.js";
 import { normalizeAddress } from "../runtime/transaction.js";
-
-/** Longest line accepted in a list file; longer lines are almost certainly not keys. */
-const MAX_LIST_FILE_BYTES = 64 * 1024 * 1024;
 
 function normalizeKey(key: string): string {
   if (key.includes("@")) return normalizeAddress(key);
@@ -61,11 +58,12 @@ export class ListTable {
   }
 }
 
-/** Reads a list file's keys. */
+/**
+ * Reads a list file's keys. A FIFO, device, folder or file over LIST_FILE_LIMIT is refused
+ * (ConfigReadError) before anything is read.
+ */
 export async function readListFile(path: string): Promise<string[]> {
-  const text = await readFile(path, "utf8");
-  if (text.length > MAX_LIST_FILE_BYTES)
-    throw new Error(`${path}: list file larger than ${MAX_LIST_FILE_BYTES} bytes`);
+  const text = (await readBoundedFile(path, LIST_FILE_LIMIT)).toString("utf8");
   return text
     .split("\n")
     .map((line) => line.replace(/#.*/, "").trim())

@@ -52,6 +52,11 @@ interface Entry {
   caches: Map<string, CachedLookup<unknown>>;
   /** Handed over to a newer registry by a reload: not closed with this one. */
   transferred?: boolean;
+  /**
+   * The previous registry's entry this one reuses. It stays the previous registry's until
+   * takeOver(): a reload given up at its deadline must leave the served sources alone.
+   */
+  takenFrom?: Entry;
 }
 
 export interface RegistryOptions {
@@ -106,8 +111,7 @@ export class SourceRegistry implements Lookups {
           reusable.source !== undefined &&
           !reusable.transferred
         ) {
-          reusable.transferred = true;
-          entries.set(source.name, { ...reusable, config: source, transferred: false });
+          entries.set(source.name, { ...reusable, config: source, transferred: false, takenFrom: reusable });
           continue;
         }
         const entry: Entry = { config: source, fingerprint: print, caches: new Map() };
@@ -291,9 +295,25 @@ export class SourceRegistry implements Lookups {
     return config?.type === "dnsbl" ? config.zone : "";
   }
 
+  /**
+   * This registry replaces the one it was created from: the sources it reuses are no longer
+   * closed with that one.
+   */
+  takeOver(): void {
+    for (const entry of this.entries.values()) {
+      if (entry.takenFrom !== undefined) entry.takenFrom.transferred = true;
+      delete entry.takenFrom;
+    }
+  }
+
   /** Closes the sources this registry still owns (not those a reload took over). */
   async close(): Promise<void> {
     await closeAll([...this.entries.values()].filter((e) => !e.transferred));
+  }
+
+  /** Drops a registry that never replaced its previous one: closes only what it opened itself. */
+  async discard(): Promise<void> {
+    await closeAll([...this.entries.values()].filter((e) => !e.transferred && e.takenFrom === undefined));
   }
 }
 
