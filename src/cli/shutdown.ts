@@ -63,12 +63,25 @@ export function endProcess(code: number, waitUntil: number, logger: Logger): voi
       { pending },
       "cannot exit normally: a file or host name operation does not finish; ending by SIGTERM",
     );
-    flushThen(logger, () => {
+    afterWrites(pending.length, logger, () => {
       process.removeAllListeners("SIGTERM");
       process.kill(process.pid, "SIGTERM");
       // The default action cannot be blocked; this is only in case it was somehow ignored.
       setTimeout(() => process.kill(process.pid, "SIGKILL"), 500).unref();
     });
+  });
+}
+
+/**
+ * Calls `then` once the log lines just written have left the process, or after FLUSH_WAIT_MS.
+ * pino's asynchronous destination says "flushed" while its write is still in the pool: written
+ * means the pool is back to the `busy` requests it had before.
+ */
+function afterWrites(busy: number, logger: Logger, then: () => void): void {
+  const until = Date.now() + FLUSH_WAIT_MS;
+  flushThen(logger, function wait(): void {
+    if (threadPoolWork().length <= busy || Date.now() >= until) then();
+    else setTimeout(wait, 10);
   });
 }
 
