@@ -74,6 +74,8 @@ export interface RuntimeOptions {
 /** One reload; `abandoned` once its deadline passed or the runtime closed. */
 interface Attempt {
   abandoned: boolean;
+  /** Stops building sources once abandoned. */
+  stop: AbortController;
 }
 
 export class RulesRuntime implements RulesService {
@@ -118,6 +120,7 @@ export class RulesRuntime implements RulesService {
     logger: Logger,
     { metrics, factories = defaultFactories }: RuntimeOptions,
     previous: SourceRegistry | undefined,
+    signal?: AbortSignal,
   ): Promise<Omit<Active, "generation" | "eventTimeoutMs" | "timeoutReply"> | { error: ConfigError }> {
     const loaded = await loadRules(path);
     if (loaded.kind === "unreadable") return { error: new ConfigError(loaded.message, 2) };
@@ -138,6 +141,7 @@ export class RulesRuntime implements RulesService {
       },
     };
     if (previous !== undefined) options.previous = previous;
+    if (signal !== undefined) options.signal = signal;
     if (metrics !== undefined) {
       options.onLookup = (source, ms, outcome) => {
         metrics.lookupSeconds.observe({ source, outcome }, ms / 1000);
@@ -233,7 +237,7 @@ export class RulesRuntime implements RulesService {
   }
 
   private async reloadWithin(reason: string): Promise<boolean> {
-    const attempt: Attempt = { abandoned: false };
+    const attempt: Attempt = { abandoned: false, stop: new AbortController() };
     this.attempt = attempt;
     const deadlineMs = this.options.reloadDeadlineMs ?? RELOAD_DEADLINE_MS;
     let timer: NodeJS.Timeout | undefined;
@@ -250,18 +254,20 @@ export class RulesRuntime implements RulesService {
       if (this.attempt === attempt) this.attempt = undefined;
     }
     attempt.abandoned = true;
+    attempt.stop.abort();
     this.metrics?.reloads.inc({ result: "failure" });
     const generation = this.active.generation;
     this.logger.error(
       { generation, reason, deadlineMs },
-      `reload given up: not done within ${deadlineMs / 1000} s (a source or file that does not answer?), still serving generation ${generation}; the next change or SIGHUP reloads again`,
+      `reload given up: not done within ${deadlineMs / 1000} s, still serving generation ${generation}; the next change or SIGHUP reloads again`,
     );
     return false;
   }
 
   private async doReload(reason: string, attempt: Attempt): Promise<boolean> {
     const old = this.active;
-    const built = await RulesRuntime.build(this.path, this.logger, this.options, old.lookups);
+    const signal = attempt.stop.signal;
+    const built = await RulesRuntime.build(this.path, this.logger, this.options, old.lookups, signal);
     if (attempt.abandoned) {
       if (!("error" in built)) await built.lookups.discard();
       if (!this.closing) {
@@ -418,7 +424,10 @@ export class RulesRuntime implements RulesService {
   async close(): Promise<void> {
     this.closing = true;
     // A reload still running drops its result rather than swap in sources nobody closes.
-    if (this.attempt !== undefined) this.attempt.abandoned = true;
+    if (this.attempt !== undefined) {
+      this.attempt.abandoned = true;
+      this.attempt.stop.abort();
+    }
     clearTimeout(this.debounce);
     for (const w of this.watchers) w.close();
     await this.active.lookups.close();

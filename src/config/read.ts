@@ -24,8 +24,11 @@ export interface FileLimit {
   what: string;
 }
 
-/** One key per line: 64 MiB is millions of keys, far more than a list file meant for this. */
-export const LIST_FILE_LIMIT: FileLimit = { maxBytes: 64 * 1024 * 1024, what: "list files" };
+/**
+ * One key per line: 16 MiB is about a million IP addresses or half a million mail addresses,
+ * some 300 MB of memory once loaded (twice that while a reload builds the next one).
+ */
+export const LIST_FILE_LIMIT: FileLimit = { maxBytes: 16 * 1024 * 1024, what: "list files" };
 /** A password, perhaps with a newline. */
 export const PASSWORD_FILE_LIMIT: FileLimit = { maxBytes: 4 * 1024, what: "password files" };
 

@@ -10,6 +10,9 @@ import type { ListSourceConfig } from "../config/types.js";
 import { canonicalIp } from "../dsl/compiler.js";
 import { normalizeAddress } from "../runtime/transaction.js";
 
+/** Keys added between two turns of the event loop (a few milliseconds' work). */
+const LINES_PER_TURN = 5_000;
+
 function normalizeKey(key: string): string {
   if (key.includes("@")) return normalizeAddress(key);
   if (isIP(key) !== 0) return canonicalIp(key.toLowerCase());
@@ -22,6 +25,35 @@ export class ListTable {
   private readonly rangeItems: { text: string; family: "ipv4" | "ipv6"; list: BlockList }[] = [];
 
   constructor(items: readonly string[]) {
+    this.addAll(items);
+  }
+
+  /**
+   * A table of a list file's text, one key per line (`#` comments and blank lines ignored), built
+   * a slice at a time: a large file never holds the event loop (and the sessions it serves) for
+   * long, and a reload given up at its deadline (`signal`) stops building it.
+   */
+  static async fromText(text: string, signal?: AbortSignal): Promise<ListTable> {
+    const table = new ListTable([]);
+    let start = 0;
+    while (start < text.length) {
+      const slice: string[] = [];
+      while (slice.length < LINES_PER_TURN && start < text.length) {
+        const newline = text.indexOf("\n", start);
+        const end = newline === -1 ? text.length : newline;
+        slice.push(text.slice(start, end).replace(/#.*/, ""));
+        start = end + 1;
+      }
+      table.addAll(slice);
+      if (start < text.length) {
+        await new Promise((resolve) => setImmediate(resolve));
+        signal?.throwIfAborted();
+      }
+    }
+    return table;
+  }
+
+  private addAll(items: readonly string[]): void {
     for (const raw of items) {
       const item = raw.trim();
       if (item === "") continue;
@@ -59,20 +91,15 @@ export class ListTable {
 }
 
 /**
- * Reads a list file's keys. A FIFO, device, folder or file over LIST_FILE_LIMIT is refused
- * (ConfigReadError) before anything is read.
+ * A list source's table. Its file is read whole (a FIFO, device, folder or file over
+ * LIST_FILE_LIMIT is refused, ConfigReadError, before anything is read).
  */
-export async function readListFile(path: string): Promise<string[]> {
-  const text = (await readBoundedFile(path, LIST_FILE_LIMIT)).toString("utf8");
-  return text
-    .split("\n")
-    .map((line) => line.replace(/#.*/, "").trim())
-    .filter((line) => line !== "");
-}
-
-export async function createListTable(config: ListSourceConfig, configPath: string): Promise<ListTable> {
-  const items = [...(config.items ?? [])];
-  if (config.file !== undefined)
-    items.push(...(await readListFile(resolve(dirname(configPath), config.file))));
-  return new ListTable(items);
+export async function createListTable(
+  config: ListSourceConfig,
+  configPath: string,
+  signal?: AbortSignal,
+): Promise<ListTable> {
+  if (config.file === undefined) return new ListTable(config.items ?? []);
+  const bytes = await readBoundedFile(resolve(dirname(configPath), config.file), LIST_FILE_LIMIT);
+  return ListTable.fromText(bytes.toString("utf8"), signal);
 }

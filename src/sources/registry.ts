@@ -64,6 +64,8 @@ export interface RegistryOptions {
   logger?: SourceLogger;
   /** The registry being replaced by a reload: sources whose configuration did not change are taken over, caches and DNSBL health included. */
   previous?: SourceRegistry;
+  /** Aborted when the reload building this registry is given up: building stops, what was opened is closed. */
+  signal?: AbortSignal;
   /** Each lookup that reached a source, with its time. */
   onLookup?: (source: string, ms: number, outcome: "ok" | "error" | "timeout") => void;
   /** Each DNSBL health change (and the initial state of new DNSBL sources). */
@@ -93,6 +95,7 @@ export class SourceRegistry implements Lookups {
     const fresh: Entry[] = [];
     try {
       for (const source of config.sources.values()) {
+        options.signal?.throwIfAborted();
         const print = fingerprint(source);
         if (source.type === "list") {
           // Lists are rebuilt every time: their file may be what changed.
@@ -100,7 +103,7 @@ export class SourceRegistry implements Lookups {
             config: source,
             fingerprint: print,
             caches: new Map(),
-            list: await createListTable(source, config.file.path),
+            list: await createListTable(source, config.file.path, options.signal),
           });
           continue;
         }

@@ -115,7 +115,7 @@ rules:
     expect(runtime.reloadInFlight).toBe(false);
     expect(lines.find((l) => l.msg.startsWith("reload given up"))).toMatchObject({
       level: 50,
-      msg: "reload given up: not done within 0.3 s (a source or file that does not answer?), still serving generation 1; the next change or SIGHUP reloads again",
+      msg: "reload given up: not done within 0.3 s, still serving generation 1; the next change or SIGHUP reloads again",
     });
 
     // The stuck reload does not block the next one.

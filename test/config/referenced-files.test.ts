@@ -79,7 +79,7 @@ function validate(config: string): { status: number | null; lines: string[]; std
   return { status, lines: stdout.split("\n").filter((l) => l.startsWith(`${config}:`)), stderr };
 }
 
-const LIST_HINT = "(a list file must be a regular file of at most 64 MiB)";
+const LIST_HINT = "(a list file must be a regular file of at most 16 MiB)";
 const PASSWORD_HINT = "(a password_file must be a regular file of at most 4 KiB)";
 
 describe("filterctl validate: list files", () => {
@@ -89,7 +89,7 @@ describe("filterctl validate: list files", () => {
     ["zero-link", "is a character device, not a regular file", LIST_HINT],
     ["folder", "is a folder, not a regular file", LIST_HINT],
     ["socket", "is a socket, not a regular file", LIST_HINT],
-    ["huge.txt", "is 70.0 MiB, over the 64 MiB limit for list files", ""],
+    ["huge.txt", "is 70.0 MiB, over the 16 MiB limit for list files", ""],
   ])("%s: exit 1, an error at the value of 'file'", (file, reason, hint) => {
     const config = listConfig(file);
     const { status, lines, stderr } = validate(config);

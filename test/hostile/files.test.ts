@@ -77,7 +77,7 @@ describe("filterctl serve: a list file that is not a regular file", () => {
       file: config,
       line: 5,
       column: 11,
-      msg: `${config}:5:11: error: source 'blocked': list file ${list}: is a FIFO, not a regular file (a list file must be a regular file of at most 64 MiB)`,
+      msg: `${config}:5:11: error: source 'blocked': list file ${list}: is a FIFO, not a regular file (a list file must be a regular file of at most 16 MiB)`,
     });
     await serve.waitForLine((l) => String(l.msg).startsWith("reload refused, still serving generation 1"));
     expect(await verdict(serve, "192.0.2.1")).toBe("554 5.7.1 listed");
@@ -100,7 +100,7 @@ describe("filterctl serve: a list file that is not a regular file", () => {
     serve.signal("SIGHUP");
     const error = await serve.waitForLine(isReloadError, 10_000);
     expect(error.msg).toBe(
-      `${config}:5:11: error: source 'blocked': list file ${list}: is a character device, not a regular file (a list file must be a regular file of at most 64 MiB)`,
+      `${config}:5:11: error: source 'blocked': list file ${list}: is a character device, not a regular file (a list file must be a regular file of at most 16 MiB)`,
     );
     expect(rssMiB(serve.pid)).toBeLessThan(200);
     expect(await verdict(serve, "192.0.2.1")).toBe("554 5.7.1 listed");
