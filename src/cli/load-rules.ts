@@ -20,7 +20,8 @@ export type LoadOutcome =
       diagnostics: Diagnostic[];
     };
 
-export async function loadRules(path: string): Promise<LoadOutcome> {
+/** `mustRead`: the files the configuration names are about to be read (serve): missing is an error too. */
+export async function loadRules(path: string, mustRead = false): Promise<LoadOutcome> {
   let source: SourceFile;
   try {
     source = await readConfigFile(path);
@@ -33,7 +34,7 @@ export async function loadRules(path: string): Promise<LoadOutcome> {
     return { kind: "loaded", file: source, rules: [], diagnostics: sortDiagnostics([...parsed.diagnostics]) };
   }
   // A FIFO or device named as a list file must not reach the sources: refused here, at its key.
-  const files = await checkReferencedFiles(parsed.config);
+  const files = await checkReferencedFiles(parsed.config, mustRead);
   const compiled = compileConfig(parsed.config);
   const diagnostics = sortDiagnostics([...parsed.diagnostics, ...files, ...compiled.diagnostics]);
   return compiled.ruleset === undefined || hasErrors(files)

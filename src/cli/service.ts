@@ -122,7 +122,7 @@ export class RulesRuntime implements RulesService {
     previous: SourceRegistry | undefined,
     signal?: AbortSignal,
   ): Promise<Omit<Active, "generation" | "eventTimeoutMs" | "timeoutReply"> | { error: ConfigError }> {
-    const loaded = await loadRules(path);
+    const loaded = await loadRules(path, true);
     if (loaded.kind === "unreadable") return { error: new ConfigError(loaded.message, 2) };
     for (const d of loaded.diagnostics) {
       const fields = { file: d.file, line: d.line, column: d.column, severity: d.severity };

@@ -215,22 +215,25 @@ const REFUSED_CODES = new Set(["ENOTFILE", "EISDIR", "EFBIG", "ENXIO"]);
 
 /**
  * Errors, at the value naming the file, for each named file that is not a regular file or is
- * over its size limit. A file that is missing or may not be read is not reported: validate may
- * run on another machine or as another user than serve (which reports it when it opens it).
+ * over its size limit. A file that is missing or may not be read is reported only when
+ * `mustRead` (serve, which is about to read it): validate may run on another machine or as
+ * another user.
  */
-export async function checkReferencedFiles(config: Config): Promise<Diagnostic[]> {
+export async function checkReferencedFiles(config: Config, mustRead = false): Promise<Diagnostic[]> {
   const checks = referencedFileEntries(config).map(async (file) => {
     try {
       await checkBoundedFile(file.path, file.limit);
       return [];
     } catch (error) {
-      if (!(error instanceof ConfigReadError) || !REFUSED_CODES.has(error.code ?? "")) return [];
+      if (!(error instanceof ConfigReadError)) return [];
+      const refused = REFUSED_CODES.has(error.code ?? "");
+      if (!refused && !mustRead) return [];
       const message = `source '${file.source}': ${file.label} ${file.path}: ${error.reason}`;
-      // An oversized file's message says the limit already.
+      // An oversized file's message says the limit already; a missing one needs no lecture.
       const hint =
-        error.code === "EFBIG"
-          ? undefined
-          : `a ${file.label} must be a regular file of at most ${limitText(file.limit.maxBytes)}`;
+        refused && error.code !== "EFBIG"
+          ? `a ${file.label} must be a regular file of at most ${limitText(file.limit.maxBytes)}`
+          : undefined;
       return [config.file.diagnostic(file.offset, "error", message, hint)];
     }
   });

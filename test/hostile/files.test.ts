@@ -82,8 +82,19 @@ describe("filterctl serve: a list file that is not a regular file", () => {
     await serve.waitForLine((l) => String(l.msg).startsWith("reload refused, still serving generation 1"));
     expect(await verdict(serve, "192.0.2.1")).toBe("554 5.7.1 listed");
 
-    // A later valid edit is applied: the refused reload blocked nothing.
+    // Missing: serve is about to read it, so that is an error at the same place too.
     rmSync(list);
+    serve.signal("SIGHUP");
+    const missing = await serve.waitForLine(
+      (l) => isReloadError(l) && String(l.msg).endsWith("no such file"),
+    );
+    expect(missing).toMatchObject({
+      line: 5,
+      column: 11,
+      msg: `${config}:5:11: error: source 'blocked': list file ${list}: no such file`,
+    });
+
+    // A later valid edit is applied: the refused reloads blocked nothing.
     writeFileSync(list, "192.0.2.2\n");
     serve.signal("SIGHUP");
     await serve.waitForLine((l) => l.msg === "reloaded: serving generation 2", 10_000);
