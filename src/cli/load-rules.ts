@@ -33,7 +33,7 @@ export async function loadRules(path: string, mustRead = false): Promise<LoadOut
   if (parsed.config === undefined || hasErrors(parsed.diagnostics)) {
     return { kind: "loaded", file: source, rules: [], diagnostics: sortDiagnostics([...parsed.diagnostics]) };
   }
-  // A FIFO or device named as a list file must not reach the sources: refused here, at its key.
+  // A named file that is a FIFO, a device or too large is an error at the value naming it.
   const files = await checkReferencedFiles(parsed.config, mustRead);
   const compiled = compileConfig(parsed.config);
   const diagnostics = sortDiagnostics([...parsed.diagnostics, ...files, ...compiled.diagnostics]);

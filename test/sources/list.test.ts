@@ -31,6 +31,14 @@ describe("list files", () => {
     expect(table.find("# ours")).toBeUndefined();
   });
 
+  it("a file of 200,000 lines loads (spreading them into one call overflowed the stack)", async () => {
+    const lines = Array.from({ length: 200_000 }, (_, i) => `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`);
+    writeFileSync(join(dir, "many.txt"), lines.join("\n"));
+    const table = await createListTable(source("many.txt"), join(dir, "rules.yaml"));
+    expect(table.size).toBe(200_000);
+    expect(table.find("10.3.13.63")).toBe("10.3.13.63");
+  });
+
   it("a FIFO is refused at once", async () => {
     execFileSync("mkfifo", [join(dir, "fifo")]);
     const error = await createListTable(source("fifo"), join(dir, "rules.yaml")).catch((e: unknown) => e);
