@@ -1,7 +1,7 @@
 /**
  * Reading, checking and compiling a rules file, for every command that needs one.
  */
-import { ConfigReadError, parseConfig, readConfigFile } from "../config/load.js";
+import { ConfigReadError, checkReferencedFiles, parseConfig, readConfigFile } from "../config/load.js";
 import type { Config } from "../config/types.js";
 import type { Rule } from "../dsl/ast.js";
 import { compileConfig } from "../dsl/compile.js";
@@ -20,7 +20,8 @@ export type LoadOutcome =
       diagnostics: Diagnostic[];
     };
 
-export async function loadRules(path: string): Promise<LoadOutcome> {
+/** `mustRead`: the files the configuration names are about to be read (serve): missing is an error too. */
+export async function loadRules(path: string, mustRead = false): Promise<LoadOutcome> {
   let source: SourceFile;
   try {
     source = await readConfigFile(path);
@@ -32,9 +33,11 @@ export async function loadRules(path: string): Promise<LoadOutcome> {
   if (parsed.config === undefined || hasErrors(parsed.diagnostics)) {
     return { kind: "loaded", file: source, rules: [], diagnostics: sortDiagnostics([...parsed.diagnostics]) };
   }
+  // A named file that is a FIFO, a device or too large is an error at the value naming it.
+  const files = await checkReferencedFiles(parsed.config, mustRead);
   const compiled = compileConfig(parsed.config);
-  const diagnostics = sortDiagnostics([...parsed.diagnostics, ...compiled.diagnostics]);
-  return compiled.ruleset === undefined
+  const diagnostics = sortDiagnostics([...parsed.diagnostics, ...files, ...compiled.diagnostics]);
+  return compiled.ruleset === undefined || hasErrors(files)
     ? { kind: "loaded", file: source, config: parsed.config, rules: compiled.rules, diagnostics }
     : {
         kind: "loaded",

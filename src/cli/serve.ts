@@ -1,6 +1,7 @@
 /**
  * `filterctl serve`: run the milter with the rules of the config file; reload on change and
- * on SIGHUP; on SIGTERM/SIGINT stop accepting, let connections in flight finish, exit 0.
+ * on SIGHUP; on SIGTERM/SIGINT stop accepting, let connections in flight finish, exit 0
+ * (shutdown.ts).
  */
 import { existsSync } from "node:fs";
 import type { Server } from "node:http";
@@ -10,6 +11,7 @@ import { eventLoggerHandler } from "./event-logger-handler.js";
 import { Metrics } from "./metrics.js";
 import { errorReply, rulesHandler } from "./rules-handler.js";
 import { RulesRuntime } from "./service.js";
+import { stopOnSignals } from "./shutdown.js";
 
 export interface ServeOptions {
   /** The rules file; undefined = ./rules.yaml when it exists. */
@@ -33,7 +35,7 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Milt
   if (configPath === undefined) {
     logger.warn({}, "no rules file (--config, or ./rules.yaml): every message passes, each event is logged");
   } else {
-    runtime = await RulesRuntime.start(configPath, logger, metrics);
+    runtime = await RulesRuntime.start(configPath, logger, metrics === undefined ? {} : { metrics });
     const config = runtime.config;
     listen = options.listen ?? config.listen ?? DEFAULT_LISTEN;
     shutdownTimeoutMs = options.shutdownTimeoutMs ?? config.shutdownTimeoutMs;
@@ -89,20 +91,7 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Milt
     );
   }
 
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal, connections: server.activeConnections }, "stopping: no new connections");
-    void server.shutdown(shutdownTimeoutMs).then(async ({ cut }) => {
-      metricsServer?.close();
-      await runtime?.close();
-      logger.info({ cut }, "stopped");
-      logger.flush(() => process.exit(0));
-    });
-  };
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
+  stopOnSignals({ server, runtime, metricsServer, shutdownTimeoutMs, logger });
   process.on("SIGUSR1", () => logger.info({ signal: "SIGUSR1" }, "SIGUSR1 ignored: no debugger is opened"));
   process.on("SIGHUP", () => {
     if (runtime === undefined) logger.info({}, "SIGHUP: no rules file to reload");

@@ -14,7 +14,7 @@ import type { Reply } from "../milter/index.js";
 import { replyOf } from "../runtime/dry-run.js";
 import type { Ruleset } from "../runtime/ruleset.js";
 import { defaultFactories } from "../sources/factories.js";
-import { SourceRegistry } from "../sources/registry.js";
+import { type SourceFactories, SourceRegistry } from "../sources/registry.js";
 import { loadRules } from "./load-rules.js";
 import type { Metrics } from "./metrics.js";
 import {
@@ -62,6 +62,26 @@ function timeoutReplies(config: Config, ruleset: Ruleset): (stage: Stage) => Rep
 
 /** Changes are picked up this long after the last write (editors write in several steps). */
 const DEBOUNCE_MS = 200;
+/**
+ * A reload not done by then is given up: the rules served stay, and the next change or SIGHUP
+ * reloads again (a reload stuck on a source must not block every later one).
+ */
+export const RELOAD_DEADLINE_MS = 10_000;
+
+export interface RuntimeOptions {
+  metrics?: Metrics;
+  /** Default RELOAD_DEADLINE_MS. */
+  reloadDeadlineMs?: number;
+  /** Default: the real sources. */
+  factories?: SourceFactories;
+}
+
+/** One reload; `abandoned` once its deadline passed or the runtime closed. */
+interface Attempt {
+  abandoned: boolean;
+  /** Stops building sources once abandoned. */
+  stop: AbortController;
+}
 
 export class RulesRuntime implements RulesService {
   private active: Active;
@@ -72,22 +92,27 @@ export class RulesRuntime implements RulesService {
   private debounce: NodeJS.Timeout | undefined;
   private reloading: Promise<boolean> | undefined;
   private reloadAgain = false;
+  /** The reload running now, if any (a given-up one may still run on: it is no longer here). */
+  private attempt: Attempt | undefined;
+  private closing = false;
+  private readonly metrics: Metrics | undefined;
 
   private constructor(
     private readonly path: string,
     private readonly logger: Logger,
-    private readonly metrics: Metrics | undefined,
+    private readonly options: RuntimeOptions,
     first: Active,
   ) {
     this.active = first;
-    metrics?.generation.set(first.generation);
+    this.metrics = options.metrics;
+    this.metrics?.generation.set(first.generation);
   }
 
   /** Loads the configuration once; an invalid or unreadable file is a ConfigError (exit 1 / 2). */
-  static async start(path: string, logger: Logger, metrics?: Metrics): Promise<RulesRuntime> {
-    const loaded = await RulesRuntime.build(path, logger, metrics, undefined);
+  static async start(path: string, logger: Logger, options: RuntimeOptions = {}): Promise<RulesRuntime> {
+    const loaded = await RulesRuntime.build(path, logger, options, undefined);
     if ("error" in loaded) throw loaded.error;
-    const runtime = new RulesRuntime(path, logger, metrics, RulesRuntime.activate(loaded, 1));
+    const runtime = new RulesRuntime(path, logger, options, RulesRuntime.activate(loaded, 1));
     logger.info(
       { generation: 1, rules: loaded.ruleset.rules.length, sources: loaded.config.sources.size },
       "rules loaded",
@@ -98,10 +123,11 @@ export class RulesRuntime implements RulesService {
   private static async build(
     path: string,
     logger: Logger,
-    metrics: Metrics | undefined,
+    { metrics, factories = defaultFactories }: RuntimeOptions,
     previous: SourceRegistry | undefined,
+    signal?: AbortSignal,
   ): Promise<Omit<Active, "generation" | "eventTimeoutMs" | "timeoutReply"> | { error: ConfigError }> {
-    const loaded = await loadRules(path);
+    const loaded = await loadRules(path, true);
     if (loaded.kind === "unreadable") return { error: new ConfigError(loaded.message, 2) };
     for (const d of loaded.diagnostics) {
       const fields = { file: d.file, line: d.line, column: d.column, severity: d.severity };
@@ -113,13 +139,14 @@ export class RulesRuntime implements RulesService {
       return { error: new ConfigError(`${path}: invalid (${errors} error${errors === 1 ? "" : "s"})`, 1) };
     }
     const options: Parameters<typeof SourceRegistry.create>[1] = {
-      factories: defaultFactories,
+      factories,
       logger,
       onDnsblState: (source, zone, health) => {
         metrics?.setDnsblState(source, zone, health.state);
       },
     };
     if (previous !== undefined) options.previous = previous;
+    if (signal !== undefined) options.signal = signal;
     if (metrics !== undefined) {
       options.onLookup = (source, ms, outcome) => {
         metrics.lookupSeconds.observe({ source, outcome }, ms / 1000);
@@ -193,14 +220,18 @@ export class RulesRuntime implements RulesService {
     );
   }
 
-  /** Loads, checks and swaps in the file's current content; answers whether it was taken. */
+  /**
+   * Loads, checks and swaps in the file's current content; answers whether it was taken. Done or
+   * given up within the reload deadline.
+   */
   reload(reason: string): Promise<boolean> {
+    if (this.closing) return Promise.resolve(false);
     if (this.reloading !== undefined) {
       // A change during a reload is read once more when it ends.
       this.reloadAgain = true;
       return this.reloading;
     }
-    this.reloading = this.doReload(reason).finally(() => {
+    this.reloading = this.reloadWithin(reason).finally(() => {
       this.reloading = undefined;
       if (this.reloadAgain) {
         this.reloadAgain = false;
@@ -210,9 +241,48 @@ export class RulesRuntime implements RulesService {
     return this.reloading;
   }
 
-  private async doReload(reason: string): Promise<boolean> {
+  private async reloadWithin(reason: string): Promise<boolean> {
+    const attempt: Attempt = { abandoned: false, stop: new AbortController() };
+    this.attempt = attempt;
+    const deadlineMs = this.options.reloadDeadlineMs ?? RELOAD_DEADLINE_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<"expired">((resolve) => {
+      timer = setTimeout(() => resolve("expired"), deadlineMs);
+      // Shutting down never waits for a reload.
+      timer.unref();
+    });
+    try {
+      const result = await Promise.race([this.doReload(reason, attempt), expired]);
+      if (result !== "expired") return result;
+    } finally {
+      clearTimeout(timer);
+      if (this.attempt === attempt) this.attempt = undefined;
+    }
+    attempt.abandoned = true;
+    attempt.stop.abort();
+    this.metrics?.reloads.inc({ result: "failure" });
+    const generation = this.active.generation;
+    this.logger.error(
+      { generation, reason, deadlineMs },
+      `reload given up: not done within ${deadlineMs / 1000} s, still serving generation ${generation}; the next change or SIGHUP reloads again`,
+    );
+    return false;
+  }
+
+  private async doReload(reason: string, attempt: Attempt): Promise<boolean> {
     const old = this.active;
-    const built = await RulesRuntime.build(this.path, this.logger, this.metrics, old.lookups);
+    const signal = attempt.stop.signal;
+    const built = await RulesRuntime.build(this.path, this.logger, this.options, old.lookups, signal);
+    if (attempt.abandoned) {
+      if (!("error" in built)) await built.lookups.discard();
+      if (!this.closing) {
+        this.logger.warn(
+          { generation: this.active.generation, reason },
+          "a reload given up earlier has finished: its result is dropped",
+        );
+      }
+      return false;
+    }
     if ("error" in built) {
       this.metrics?.reloads.inc({ result: "failure" });
       this.logger.error(
@@ -221,6 +291,7 @@ export class RulesRuntime implements RulesService {
       );
       return false;
     }
+    built.lookups.takeOver();
     this.active = RulesRuntime.activate(built, old.generation + 1);
     this.metrics?.reloads.inc({ result: "success" });
     this.metrics?.generation.set(this.active.generation);
@@ -363,7 +434,18 @@ export class RulesRuntime implements RulesService {
     }
   }
 
+  /** Whether a reload is running (reported when shutdown is cut short). */
+  get reloadInFlight(): boolean {
+    return this.attempt !== undefined;
+  }
+
   async close(): Promise<void> {
+    this.closing = true;
+    // A reload still running drops its result rather than swap in sources nobody closes.
+    if (this.attempt !== undefined) {
+      this.attempt.abandoned = true;
+      this.attempt.stop.abort();
+    }
     clearTimeout(this.debounce);
     for (const w of this.watchers) w.close();
     await this.active.lookups.close();

@@ -5,10 +5,20 @@
  *   const file = await readConfigFile("rules.yaml");      // ConfigReadError: exit 2
  *   const { config, diagnostics } = parseConfig(file);    // config undefined when any error
  */
+import { dirname, resolve } from "node:path";
 import { type Document, isScalar, parseDocument, visit } from "yaml";
 import { type Diagnostic, type SourceFile, sortDiagnostics } from "../dsl/diagnostics.js";
 import { buildConfig } from "./build.js";
-import { MAX_CONFIG_BYTES, readConfigFile } from "./read.js";
+import {
+  ConfigReadError,
+  checkBoundedFile,
+  type FileLimit,
+  LIST_FILE_LIMIT,
+  limitText,
+  MAX_CONFIG_BYTES,
+  PASSWORD_FILE_LIMIT,
+  readConfigFile,
+} from "./read.js";
 import { rulesSchema } from "./schema.js";
 import { schemaDiagnostics } from "./schema-errors.js";
 import type { Config } from "./types.js";
@@ -19,8 +29,13 @@ export { DEFAULT_ERROR_REPLY, DEFAULT_QUOTA_SERVER_LISTEN, DEFAULTS, PLACEHOLDER
 export { locateScalar, MappedText, splitWords, toMapped } from "./located-text.js";
 export {
   ConfigReadError,
+  checkBoundedFile,
   describeFailure,
+  type FileLimit,
+  LIST_FILE_LIMIT,
   MAX_CONFIG_BYTES,
+  PASSWORD_FILE_LIMIT,
+  readBoundedFile,
   readConfigFile,
 } from "./read.js";
 export { SCHEMA_URL } from "./schema.js";
@@ -153,12 +168,74 @@ export async function loadConfig(path: string): Promise<ParseResult & { file: So
   return { file, ...parseConfig(file) };
 }
 
-/** Files a configuration depends on besides itself (list files, LDAP password files), for reloads. */
-export function referencedFiles(config: Config): string[] {
-  const files: string[] = [];
+/** A file the configuration names, where it names it, and how large it may be. */
+export interface ReferencedFile {
+  /** Resolved against the configuration file's folder. */
+  path: string;
+  /** Where the value naming the file is, for diagnostics. */
+  offset: number;
+  source: string;
+  /** How the error calls it: "list file", "password_file". */
+  label: string;
+  limit: FileLimit;
+}
+
+/** Files a configuration depends on besides itself (list files, LDAP password files). */
+export function referencedFileEntries(config: Config): ReferencedFile[] {
+  const folder = dirname(config.file.path);
+  const files: ReferencedFile[] = [];
   for (const source of config.sources.values()) {
-    if (source.type === "list" && source.file !== undefined) files.push(source.file);
-    if (source.type === "ldap" && source.passwordFile !== undefined) files.push(source.passwordFile);
+    const at = (key: string) => config.offsetOf(["sources", source.name, key]);
+    if (source.type === "list" && source.file !== undefined) {
+      const path = resolve(folder, source.file);
+      files.push({
+        path,
+        offset: at("file"),
+        source: source.name,
+        label: "list file",
+        limit: LIST_FILE_LIMIT,
+      });
+    }
+    if (source.type === "ldap" && source.passwordFile !== undefined) {
+      const path = resolve(folder, source.passwordFile);
+      const limit = PASSWORD_FILE_LIMIT;
+      files.push({ path, offset: at("password_file"), source: source.name, label: "password_file", limit });
+    }
   }
   return files;
+}
+
+/** The files a configuration depends on besides itself, resolved: what a reload watches. */
+export function referencedFiles(config: Config): string[] {
+  return referencedFileEntries(config).map((f) => f.path);
+}
+
+/** Refused whatever the machine: a missing or unreadable file may exist for the serving user. */
+const REFUSED_CODES = new Set(["ENOTFILE", "EISDIR", "EFBIG", "ENXIO"]);
+
+/**
+ * Errors, at the value naming the file, for each named file that is not a regular file or is
+ * over its size limit. A file that is missing or may not be read is reported only when
+ * `mustRead` (serve, which is about to read it): validate may run on another machine or as
+ * another user.
+ */
+export async function checkReferencedFiles(config: Config, mustRead = false): Promise<Diagnostic[]> {
+  const checks = referencedFileEntries(config).map(async (file) => {
+    try {
+      await checkBoundedFile(file.path, file.limit);
+      return [];
+    } catch (error) {
+      if (!(error instanceof ConfigReadError)) return [];
+      const refused = REFUSED_CODES.has(error.code ?? "");
+      if (!refused && !mustRead) return [];
+      const message = `source '${file.source}': ${file.label} ${file.path}: ${error.reason}`;
+      // An oversized file's message says the limit already; a missing one needs no lecture.
+      const hint =
+        refused && error.code !== "EFBIG"
+          ? `a ${file.label} must be a regular file of at most ${limitText(file.limit.maxBytes)}`
+          : undefined;
+      return [config.file.diagnostic(file.offset, "error", message, hint)];
+    }
+  });
+  return (await Promise.all(checks)).flat();
 }

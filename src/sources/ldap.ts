@@ -14,7 +14,6 @@
  * a connection is never silently reopened without its bind (ldapts would otherwise reconnect
  * anonymously on its own, turning "not allowed to read" into "absent").
  */
-import { readFile } from "node:fs/promises";
 import { isIP, connect as netConnect, type Socket } from "node:net";
 import { dirname, resolve } from "node:path";
 import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
@@ -34,6 +33,7 @@ import {
   ResultCodeError,
   SubstringFilter,
 } from "ldapts";
+import { ConfigReadError, PASSWORD_FILE_LIMIT, readBoundedFile } from "../config/read.js";
 import type { LdapSourceConfig } from "../config/types.js";
 import { fillLdapFilter, valuesFor } from "./placeholders.js";
 import type { SourceContext, TableSource } from "./types.js";
@@ -79,10 +79,11 @@ export async function readBindPassword(
     const file = resolve(dirname(configPath), config.passwordFile);
     let text: string;
     try {
-      text = await readFile(file, "utf8");
+      text = (await readBoundedFile(file, PASSWORD_FILE_LIMIT)).toString("utf8");
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code ?? "unreadable";
-      throw new Error(`ldap source '${config.name}': cannot read password_file ${file} (${code})`);
+      // The reason names the file and what is wrong with it, never its content.
+      const reason = error instanceof ConfigReadError ? error.reason : "cannot be read";
+      throw new Error(`ldap source '${config.name}': password_file ${file}: ${reason}`);
     }
     return text.replace(/\r?\n$/, "");
   }

@@ -4,15 +4,15 @@
  * domain folded, needless quotes dropped, local part folded unless `local_part: sensitive`) or
  * plain words such as domains (case-insensitive).
  */
-import { readFile } from "node:fs/promises";
 import { BlockList, isIP } from "node:net";
 import { dirname, resolve } from "node:path";
 import { type LocalPartMode, normalizeAddress, normalizeDomain } from "../common/address.js";
 import { canonicalIp } from "../common/ip.js";
+import { LIST_FILE_LIMIT, readBoundedFile } from "../config/read.js";
 import type { ListSourceConfig } from "../config/types.js";
 
-/** Longest line accepted in a list file; longer lines are almost certainly not keys. */
-const MAX_LIST_FILE_BYTES = 64 * 1024 * 1024;
+/** Keys added between two turns of the event loop (a few milliseconds' work). */
+const LINES_PER_TURN = 5_000;
 
 function normalizeKey(key: string, mode: LocalPartMode): string {
   if (key.includes("@")) return normalizeAddress(key, mode);
@@ -30,6 +30,40 @@ export class ListTable {
     items: readonly string[],
     private readonly localPart: LocalPartMode = "insensitive",
   ) {
+    this.addAll(items);
+  }
+
+  /**
+   * A table of a list file's text, one key per line (`#` comments and blank lines ignored), built
+   * a slice at a time: a large file never holds the event loop (and the sessions it serves) for
+   * long, and a reload given up at its deadline (`signal`) stops building it.
+   */
+  static async fromText(
+    text: string,
+    signal?: AbortSignal,
+    localPart: LocalPartMode = "insensitive",
+    items: readonly string[] = [],
+  ): Promise<ListTable> {
+    const table = new ListTable(items, localPart);
+    let start = 0;
+    while (start < text.length) {
+      const slice: string[] = [];
+      while (slice.length < LINES_PER_TURN && start < text.length) {
+        const newline = text.indexOf("\n", start);
+        const end = newline === -1 ? text.length : newline;
+        slice.push(text.slice(start, end).replace(/#.*/, ""));
+        start = end + 1;
+      }
+      table.addAll(slice);
+      if (start < text.length) {
+        await new Promise((resolve) => setImmediate(resolve));
+        signal?.throwIfAborted();
+      }
+    }
+    return table;
+  }
+
+  private addAll(items: readonly string[]): void {
     for (const raw of items) {
       const item = raw.trim();
       if (item === "") continue;
@@ -43,7 +77,7 @@ export class ListTable {
         single.addSubnet(item.slice(0, slash), prefix, type);
         this.rangeItems.push({ text: item, family: type, list: single });
       } else {
-        this.exact.set(normalizeKey(item, localPart), item);
+        this.exact.set(normalizeKey(item, this.localPart), item);
       }
     }
   }
@@ -66,20 +100,17 @@ export class ListTable {
   }
 }
 
-/** Reads a list file's keys. */
-export async function readListFile(path: string): Promise<string[]> {
-  const text = await readFile(path, "utf8");
-  if (text.length > MAX_LIST_FILE_BYTES)
-    throw new Error(`${path}: list file larger than ${MAX_LIST_FILE_BYTES} bytes`);
-  return text
-    .split("\n")
-    .map((line) => line.replace(/#.*/, "").trim())
-    .filter((line) => line !== "");
-}
-
-export async function createListTable(config: ListSourceConfig, configPath: string): Promise<ListTable> {
-  const items = [...(config.items ?? [])];
-  if (config.file !== undefined)
-    items.push(...(await readListFile(resolve(dirname(configPath), config.file))));
-  return new ListTable(items, config.localPart);
+/**
+ * A list source's table: its items, and its file's keys. The file is read whole (a FIFO, device,
+ * folder or file over LIST_FILE_LIMIT is refused, ConfigReadError, before anything is read).
+ */
+export async function createListTable(
+  config: ListSourceConfig,
+  configPath: string,
+  signal?: AbortSignal,
+): Promise<ListTable> {
+  const items = config.items ?? [];
+  if (config.file === undefined) return new ListTable(items, config.localPart);
+  const bytes = await readBoundedFile(resolve(dirname(configPath), config.file), LIST_FILE_LIMIT);
+  return ListTable.fromText(bytes.toString("utf8"), signal, config.localPart, items);
 }

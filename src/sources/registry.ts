@@ -53,6 +53,11 @@ interface Entry {
   caches: Map<string, CachedLookup<unknown>>;
   /** Handed over to a newer registry by a reload: not closed with this one. */
   transferred?: boolean;
+  /**
+   * The previous registry's entry this one reuses. It stays the previous registry's until
+   * takeOver(): a reload given up at its deadline must leave the served sources alone.
+   */
+  takenFrom?: Entry;
 }
 
 export interface RegistryOptions {
@@ -60,6 +65,8 @@ export interface RegistryOptions {
   logger?: SourceLogger;
   /** The registry being replaced by a reload: sources whose configuration did not change are taken over, caches and DNSBL health included. */
   previous?: SourceRegistry;
+  /** Aborted when the reload building this registry is given up: building stops, what was opened is closed. */
+  signal?: AbortSignal;
   /** Each lookup that reached a source, with its time. */
   onLookup?: (source: string, ms: number, outcome: "ok" | "error" | "timeout") => void;
   /** Each DNSBL health change (and the initial state of new DNSBL sources). */
@@ -89,6 +96,7 @@ export class SourceRegistry implements Lookups {
     const fresh: Entry[] = [];
     try {
       for (const source of config.sources.values()) {
+        options.signal?.throwIfAborted();
         const print = fingerprint(source);
         if (source.type === "list") {
           // Lists are rebuilt every time: their file may be what changed.
@@ -96,7 +104,7 @@ export class SourceRegistry implements Lookups {
             config: source,
             fingerprint: print,
             caches: new Map(),
-            list: await createListTable(source, config.file.path),
+            list: await createListTable(source, config.file.path, options.signal),
           });
           continue;
         }
@@ -107,8 +115,7 @@ export class SourceRegistry implements Lookups {
           reusable.source !== undefined &&
           !reusable.transferred
         ) {
-          reusable.transferred = true;
-          entries.set(source.name, { ...reusable, config: source, transferred: false });
+          entries.set(source.name, { ...reusable, config: source, transferred: false, takenFrom: reusable });
           continue;
         }
         const entry: Entry = { config: source, fingerprint: print, caches: new Map() };
@@ -302,9 +309,25 @@ export class SourceRegistry implements Lookups {
     return config?.type === "dnsbl" ? config.zone : "";
   }
 
+  /**
+   * This registry replaces the one it was created from: the sources it reuses are no longer
+   * closed with that one.
+   */
+  takeOver(): void {
+    for (const entry of this.entries.values()) {
+      if (entry.takenFrom !== undefined) entry.takenFrom.transferred = true;
+      delete entry.takenFrom;
+    }
+  }
+
   /** Closes the sources this registry still owns (not those a reload took over). */
   async close(): Promise<void> {
     await closeAll([...this.entries.values()].filter((e) => !e.transferred));
+  }
+
+  /** Drops a registry that never replaced its previous one: closes only what it opened itself. */
+  async discard(): Promise<void> {
+    await closeAll([...this.entries.values()].filter((e) => !e.transferred && e.takenFrom === undefined));
   }
 }
 

@@ -597,7 +597,7 @@ describe("readConfigFile", () => {
 
   it("a folder", async () => {
     const path = join(dir, "folder.yaml");
-    expect((await failure(path)).message).toBe(`${path}: is a folder, not a file`);
+    expect((await failure(path)).message).toBe(`${path}: is a folder, not a regular file`);
   });
 
   it("a file that may not be read", async () => {
@@ -633,6 +633,6 @@ describe("readConfigFile", () => {
   });
 
   it("a device or FIFO is not a configuration", async () => {
-    expect((await failure("/dev/null")).message).toBe("/dev/null: not a regular file");
+    expect((await failure("/dev/null")).message).toBe("/dev/null: is a character device, not a regular file");
   });
 });
