@@ -6,7 +6,7 @@
  * throws, rejects or hangs gets the fallback reply for that event and the connection goes on.
  */
 import type { Socket } from "node:net";
-import { BUDGET_ALLOWANCE, type BudgetWaiter, type InputBudget } from "./budget.js";
+import type { BudgetWaiter, InputBudget } from "./budget.js";
 import {
   type ConnectInfo,
   decodeCommand,
@@ -203,8 +203,7 @@ export class Session implements SessionContext, BudgetWaiter {
     clearTimeout(this.negotiationTimer);
     clearTimeout(this.packetTimer);
     clearTimeout(this.stallTimer);
-    this.options.budget.leave(this);
-    this.options.budget.charge(-this.charged);
+    this.options.budget.release(this);
     this.charged = 0;
     this.socket.destroy();
     this.safely("close", () => this.handler.close?.(this));
@@ -260,22 +259,12 @@ export class Session implements SessionContext, BudgetWaiter {
   /** After input was added or taken: count it in the budget, run the packet clock, pause or resume. */
   private settle(): void {
     const held = this.reader.bufferedBytes;
-    const budget = this.options.budget;
-    if (held !== this.charged) {
-      budget.charge(held - this.charged);
+    if (held !== this.charged || this.budgetPaused) {
+      this.budgetPaused = this.options.budget.hold(this, held, this.peer);
       this.charged = held;
     }
     if (held === 0) this.packetSince = -1;
     else if (this.packetSince === -1) this.startPacketClock();
-    if (this.budgetPaused) {
-      if (held <= BUDGET_ALLOWANCE || !budget.exhausted) {
-        this.budgetPaused = false;
-        budget.leave(this);
-      }
-    } else if (held > BUDGET_ALLOWANCE && budget.exhausted) {
-      this.budgetPaused = true;
-      budget.wait(this, this.peer);
-    }
     this.flow();
   }
 
