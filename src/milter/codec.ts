@@ -277,16 +277,33 @@ function decodeConnect(payload: Buffer): MilterCommand | ProtocolError {
   return { type: "connect", hostname, family, port, address };
 }
 
-function decodeMacro(payload: Buffer): MilterCommand | ProtocolError {
+/** Decides, from a macro's name bytes and value size, the name to keep it under, or undefined to drop it. */
+export type MacroFilter = (name: Buffer, valueBytes: number) => string | undefined;
+
+const keepEveryMacro: MacroFilter = (name) => name.toString("utf8");
+
+/**
+ * Decodes a macro packet. `keep` sees each pair before anything of it is decoded, so a flood of
+ * macros nobody asked for (or too large to keep) costs no strings.
+ */
+export function decodeMacro(
+  payload: Buffer,
+  keep: MacroFilter = keepEveryMacro,
+): MilterCommand | ProtocolError {
   if (payload.length < 1) return new ProtocolError("macro packet without a command code");
   const forCommand = payload[0] as number;
   const macros: [string, string][] = [];
-  if (payload.length > 1) {
-    const strings = splitStrings(payload.subarray(1));
-    if (strings === null) return new ProtocolError("macro packet not NUL-terminated");
+  if (payload.length === 1) return { type: "macro", forCommand, macros };
+  if (payload[payload.length - 1] !== 0) return new ProtocolError("macro packet not NUL-terminated");
+  let at = 1;
+  while (at < payload.length) {
+    const nameEnd = payload.indexOf(0, at);
+    const valueEnd = payload.indexOf(0, nameEnd + 1);
     // A dangling name without a value is tolerated, like libmilter does: it is dropped.
-    for (let i = 0; i + 1 < strings.length; i += 2)
-      macros.push([strings[i] as string, strings[i + 1] as string]);
+    if (valueEnd === -1) break;
+    const name = keep(payload.subarray(at, nameEnd), valueEnd - nameEnd - 1);
+    if (name !== undefined) macros.push([name, payload.toString("utf8", nameEnd + 1, valueEnd)]);
+    at = valueEnd + 1;
   }
   return { type: "macro", forCommand, macros };
 }

@@ -33,6 +33,10 @@ export class MacroTable {
   private readonly charsByStage: number[] = STAGE_ORDER.map(() => 0);
   private chars = 0;
   private wanted: ReadonlySet<string> | undefined;
+  /** Bytes of the longest name on the wire that can be wanted (braces included). */
+  private longestWanted = Number.POSITIVE_INFINITY;
+  /** Macros dropped because they did not fit, since the connection opened. */
+  dropped = 0;
 
   constructor(private readonly maxChars = Number.POSITIVE_INFINITY) {}
 
@@ -44,7 +48,31 @@ export class MacroTable {
   /** From now on, keep only these macros (`i` and `{i}` alike); undefined keeps every name. */
   keepOnly(names: Iterable<string> | undefined): void {
     this.wanted = names === undefined ? undefined : new Set([...names].map(canonicalName));
+    this.longestWanted =
+      this.wanted === undefined
+        ? Number.POSITIVE_INFINITY
+        : Math.max(0, ...[...this.wanted].map((name) => Buffer.byteLength(name) + 2));
   }
+
+  /**
+   * For the decoder: the name to keep a macro under, or undefined when it is not wanted or
+   * could never fit (its value is then not even decoded).
+   */
+  readonly filter = (name: Buffer, valueBytes: number): string | undefined => {
+    if (this.wanted === undefined && name.length + valueBytes > this.maxChars) {
+      this.dropped++;
+      return undefined;
+    }
+    // A name longer than every wanted one is not among them: no need to decode it.
+    if (name.length > this.longestWanted) return undefined;
+    const key = canonicalName(name.toString("utf8"));
+    if (this.wanted !== undefined && !this.wanted.has(key)) return undefined;
+    if (key.length + valueBytes > this.maxChars) {
+      this.dropped++;
+      return undefined;
+    }
+    return key;
+  };
 
   /**
    * Stores the macros announced for `forCommand`, replacing that stage's. Unknown stage bytes
@@ -69,6 +97,7 @@ export class MacroTable {
       const size = key.length + value.length;
       if (this.chars - freed + size > this.maxChars) {
         dropped++;
+        this.dropped++;
         continue;
       }
       table.set(key, value);

@@ -10,6 +10,7 @@ import type { BudgetWaiter, InputBudget } from "./budget.js";
 import {
   type ConnectInfo,
   decodeCommand,
+  decodeMacro,
   encodeNegotiation,
   type Frame,
   FrameReader,
@@ -19,6 +20,7 @@ import {
 } from "./codec.js";
 import {
   ActionFlag,
+  Command,
   MACRO_STAGE_NUMBER,
   type MacroStage,
   MIN_PROTOCOL_VERSION,
@@ -318,7 +320,11 @@ export class Session implements SessionContext, BudgetWaiter {
 
   /** Handles one frame; answers a promise only when the handler went asynchronous. */
   private process(frame: Frame): Promise<void> | undefined {
-    const command = decodeCommand(frame);
+    // Macros are filtered while decoding: what is not kept is never turned into strings.
+    const command =
+      frame.code === Command.Macro && this.phase !== Phase.AwaitingNegotiation
+        ? decodeMacro(frame.payload, this.macros.filter)
+        : decodeCommand(frame);
     if (command instanceof ProtocolError) {
       this.protocolError(command.message);
       return undefined;
@@ -353,14 +359,14 @@ export class Session implements SessionContext, BudgetWaiter {
   }
 
   private storeMacros(forCommand: number, pairs: [string, string][]): void {
-    const dropped = this.macros.set(forCommand, pairs);
+    this.macros.set(forCommand, pairs);
     // Dropping loses no mail (a rule sees the macro as absent); closing would make the MTA
     // apply its default action to every message of the connection.
-    if (dropped > 0 && !this.macrosDroppedNoted) {
+    if (this.macros.dropped > 0 && !this.macrosDroppedNoted) {
       this.macrosDroppedNoted = true;
       this.log(
         "warn",
-        { limit: this.options.maxMacroBytes, dropped },
+        { limit: this.options.maxMacroBytes, dropped: this.macros.dropped },
         "macros from the MTA over the per-connection limit: dropping those that do not fit (logged once per connection)",
       );
     }
