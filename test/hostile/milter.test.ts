@@ -227,12 +227,6 @@ describe("hostile MTA peers against filterctl serve", () => {
     }
     await normalSession(server);
     const peak = rss.stop();
-    console.log(
-      "MEASURE",
-      expect.getState().currentTestName,
-      "rss growth MB",
-      ((peak - base) / 1024).toFixed(1),
-    );
     // Before: the server read on and kept every reply (here +245 MB for 77 MB sent; +356 MB for
     // 400 MB reported). Now it stops reading after a few MB.
     expect(blockedSince).toBeDefined();
@@ -260,12 +254,6 @@ describe("hostile MTA peers against filterctl serve", () => {
     await sleep(2000);
     await normalSession(server);
     const peak = rss.stop();
-    console.log(
-      "MEASURE",
-      expect.getState().currentTestName,
-      "rss growth MB",
-      ((peak - base) / 1024).toFixed(1),
-    );
     // Before: +149 MB here (every partial packet kept whole). Now: 8 MiB, one packet, and per
     // connection the allowance and a read or two (+22 MB measured).
     expect((peak - base) / 1024).toBeLessThan(60);
@@ -307,12 +295,6 @@ describe("hostile MTA peers against filterctl serve", () => {
     await sleep(2000);
     await normalSession(server);
     const peak = rss.stop();
-    console.log(
-      "MEASURE",
-      expect.getState().currentTestName,
-      "rss growth MB",
-      ((peak - base) / 1024).toFixed(1),
-    );
     // Before: +104 MB here (+66..214 MB reported), every macro kept whatever its size. What is
     // left is garbage of the 70 MiB received, freed at the garbage collector's pace.
     expect((peak - base) / 1024).toBeLessThan(60);
