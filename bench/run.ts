@@ -11,8 +11,11 @@
  * 6. prints the table; exits 1 (after printing every mismatch) if any reply differed from the
  *    fixture or any session failed.
  *
+ * 7. fuzzes the real `filterctl serve` with hostile streams (bench/fuzz.ts): 10 minutes, or a
+ *    few seconds with --quick; exits 1 if the server died or a health session failed.
+ *
  * Options: --quick, --rounds N, --warmup S, --duration S, --workers N, --concurrency 8,32,
- * --idle N, --only c|ts, --profile (runs our server under `node --cpu-prof`), --keep,
+ * --idle N, --fuzz S (0 skips it), --only c|ts, --profile (runs our server under `node --cpu-prof`), --keep,
  * --diagnose (adds two rows: our server with UV_THREADPOOL_SIZE=1, and with verdicts held in
  * memory instead of read per recipient, to show where our time goes).
  */
@@ -23,6 +26,7 @@ import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createFixture, type Mailbox } from "./fixture.js";
+import { runFuzz } from "./fuzz.js";
 import { evaluateMaildirsize } from "./maildirsize.js";
 import type { IdleReport, LoadOrder, LoadReport, Order, Report } from "./messages.js";
 import { cpuMs, machineTicks, statusField } from "./proc.js";
@@ -57,6 +61,7 @@ interface Options {
   keep: boolean;
   quick: boolean;
   diagnose: boolean;
+  fuzzSeconds: number;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -73,6 +78,7 @@ function parseOptions(argv: string[]): Options {
     keep: false,
     quick,
     diagnose: false,
+    fuzzSeconds: quick ? 5 : 600,
   };
   const number = (value: string | undefined, name: string, min: number, max: number): number => {
     const parsed = Number(value);
@@ -108,6 +114,10 @@ function parseOptions(argv: string[]): Options {
         break;
       case "--idle":
         options.idle = number(value, arg, 0, 5000);
+        i++;
+        break;
+      case "--fuzz":
+        options.fuzzSeconds = number(value, arg, 0, 3600);
         i++;
         break;
       case "--only":
@@ -674,6 +684,12 @@ async function main(): Promise<number> {
         `\nCPU profile of our server (${join(profileDir, file)})\n${summariseProfile(join(profileDir, file))}\n`,
       );
     }
+  }
+
+  let fuzzOk = true;
+  if (options.fuzzSeconds > 0) {
+    fuzzOk = await runFuzz({ seconds: options.fuzzSeconds, peers: 8, seed: began % 100_000 });
+    if (!fuzzOk) problems.push("FUZZ: the server died, a health session failed or a case hung (see above)");
   }
 
   const totalMismatches = [...cells.values()].reduce((sum, cell) => sum + cell.mismatches, 0);

@@ -40,6 +40,7 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Milt
     listen = options.listen ?? config.listen ?? DEFAULT_LISTEN;
     shutdownTimeoutMs = options.shutdownTimeoutMs ?? config.shutdownTimeoutMs;
     serverOptions.maxConnections = options.maxConnections ?? config.maxConnections;
+    serverOptions.maxBufferedInput = config.maxBufferedInput;
     serverOptions.socketMode = config.listenMode;
     // The rules handler answers at event_timeout itself (with the sources' on_error); the
     // server's own deadline, a little later, only backs it up.

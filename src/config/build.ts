@@ -34,11 +34,14 @@ export const DEFAULTS = {
   timeoutMs: 2000,
   listenMode: 0o660,
   maxConnections: 4096,
+  maxBufferedInput: 64 * 1024 * 1024,
   shutdownTimeoutMs: 30_000,
   eventTimeoutMs: 10_000,
   dnsblOnError: "continue" as OnError,
   health: { intervalMs: 5 * 60_000, window: 50, maxListedRatio: 0.9, requirePositiveProbe: true },
 } as const;
+
+const MIN_BUFFERED_INPUT = 1024 * 1024;
 
 export const PLACEHOLDERS = ["user", "domain", "address", "key"] as const;
 
@@ -151,6 +154,19 @@ class Builder {
       );
     }
     return ms;
+  }
+
+  /** At least one packet of the largest size the milter accepts, or no connection could finish one. */
+  bufferedInput(value: unknown): number {
+    const bytes = size(value);
+    if (bytes === undefined) return DEFAULTS.maxBufferedInput;
+    if (bytes < MIN_BUFFERED_INPUT) {
+      this.error(
+        valueOffset(this.doc, ["max_buffered_input"]),
+        `'max_buffered_input' must be at least 1MiB (the largest packet the milter accepts)`,
+      );
+    }
+    return bytes;
   }
 
   listen(raw: Raw): string | undefined {
@@ -452,6 +468,7 @@ class Builder {
       listen: this.listen(raw),
       listenMode: this.listenMode(listenModeText),
       maxConnections: typeof raw.max_connections === "number" ? raw.max_connections : DEFAULTS.maxConnections,
+      maxBufferedInput: this.bufferedInput(raw.max_buffered_input),
       shutdownTimeoutMs: duration(raw.shutdown_timeout) ?? DEFAULTS.shutdownTimeoutMs,
       eventTimeoutMs: this.atLeast(raw.event_timeout, ["event_timeout"], 1, DEFAULTS.eventTimeoutMs),
       defaults,

@@ -124,6 +124,8 @@ export interface Config {
   listen?: string;
   listenMode: number;
   maxConnections: number;
+  /** Unprocessed MTA input held across all milter connections, in bytes. */
+  maxBufferedInput: number;
   shutdownTimeoutMs: number;
   /** Deadline for one milter event before `on_error` applies. */
   eventTimeoutMs: number;

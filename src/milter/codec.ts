@@ -64,52 +64,152 @@ export interface Frame {
   payload: Buffer;
 }
 
+/** Reads shorter than this are merged into the previous one (a peer trickling bytes keeps the list short). */
+const SMALL_READ = 4096;
+
 /**
  * Cuts a byte stream into frames. Copes with a packet split over many reads and with many
- * packets in one read; only the unfinished tail is kept between reads.
+ * packets in one read. Input is kept as the reads it came in (no copy) until it is taken as a
+ * frame: a packet spread over many reads is copied once, when it is complete, so a peer that
+ * sends a length and then trickles bytes never makes us allocate what it announced.
  */
 export class FrameReader {
-  private pending: Buffer | null = null;
+  /** Unconsumed input; `chunks[0]` is read from `head`. */
+  private chunks: Buffer[] = [];
+  private head = 0;
+  private held = 0;
+  private failure: ProtocolError | undefined;
 
   constructor(private readonly maxPacketBytes: number) {}
 
-  /** Bytes held that do not yet form a whole packet. */
+  /** Bytes received and not yet taken as frames (whole packets waiting and an unfinished one). */
   get bufferedBytes(): number {
-    return this.pending?.length ?? 0;
+    return this.held;
+  }
+
+  /** Whether `next()` would answer something now (a whole packet or an error). */
+  get hasFrame(): boolean {
+    const length = this.peekLength();
+    if (length === undefined) return false;
+    return length === 0 || length > this.maxPacketBytes || this.held >= 4 + length;
+  }
+
+  /** Keeps bytes for `next()`. */
+  append(chunk: Buffer): void {
+    if (chunk.length === 0 || this.failure !== undefined) return;
+    const last = this.chunks.length - 1;
+    const tail = this.chunks[last];
+    if (
+      tail !== undefined &&
+      chunk.length < SMALL_READ &&
+      tail.length - (last === 0 ? this.head : 0) < SMALL_READ
+    ) {
+      this.chunks[last] = Buffer.concat([last === 0 ? tail.subarray(this.head) : tail, chunk]);
+      if (last === 0) this.head = 0;
+    } else {
+      this.chunks.push(chunk);
+    }
+    this.held += chunk.length;
+  }
+
+  /**
+   * The next whole frame, undefined when none is complete yet, or a `ProtocolError` when the
+   * stream is no longer trustworthy (zero or absurd length): the caller must then close.
+   */
+  next(): Frame | ProtocolError | undefined {
+    if (this.failure !== undefined) return this.failure;
+    const length = this.peekLength();
+    if (length === undefined) return undefined;
+    if (length === 0) return this.fail("packet length 0");
+    if (length > this.maxPacketBytes)
+      return this.fail(`packet length ${length} exceeds the limit of ${this.maxPacketBytes} bytes`);
+    if (this.held < 4 + length) {
+      this.compact();
+      return undefined;
+    }
+    const first = this.chunks[0] as Buffer;
+    if (first.length - this.head >= 4 + length) {
+      const at = this.head;
+      this.skip(4 + length);
+      return { code: first[at + 4] as number, payload: first.subarray(at + 5, at + 4 + length) };
+    }
+    const whole = this.take(4 + length);
+    return { code: whole[4] as number, payload: whole.subarray(5) };
   }
 
   /**
    * Feeds bytes and returns every complete frame; a `ProtocolError` ends the list when the
-   * stream is no longer trustworthy (zero or absurd length). The caller must then close.
+   * stream is no longer trustworthy. The caller must then close.
    */
   push(chunk: Buffer): (Frame | ProtocolError)[] {
-    let data = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
-    this.pending = null;
+    this.append(chunk);
     const frames: (Frame | ProtocolError)[] = [];
-    let offset = 0;
-    while (data.length - offset >= 4) {
-      const length = data.readUInt32BE(offset);
-      if (length === 0) {
-        frames.push(new ProtocolError("packet length 0"));
-        return frames;
-      }
-      if (length > this.maxPacketBytes) {
-        frames.push(
-          new ProtocolError(`packet length ${length} exceeds the limit of ${this.maxPacketBytes} bytes`),
-        );
-        return frames;
-      }
-      if (data.length - offset - 4 < length) break;
-      const code = data[offset + 4] as number;
-      frames.push({ code, payload: data.subarray(offset + 5, offset + 4 + length) });
-      offset += 4 + length;
+    for (;;) {
+      const item = this.next();
+      if (item === undefined) return frames;
+      frames.push(item);
+      if (item instanceof ProtocolError) return frames;
     }
-    if (offset < data.length) {
-      // Copy the tail so a large read buffer is not retained for a few leftover bytes.
-      data = data.subarray(offset);
-      this.pending = data.length < 4096 ? Buffer.from(data) : data;
+  }
+
+  private peekLength(): number | undefined {
+    if (this.held < 4) return undefined;
+    const first = this.chunks[0] as Buffer;
+    if (first.length - this.head >= 4) return first.readUInt32BE(this.head);
+    let length = 0;
+    let index = 0;
+    let at = this.head;
+    for (let i = 0; i < 4; i++) {
+      let chunk = this.chunks[index] as Buffer;
+      while (at >= chunk.length) {
+        index++;
+        at = 0;
+        chunk = this.chunks[index] as Buffer;
+      }
+      length = length * 256 + (chunk[at++] as number);
     }
-    return frames;
+    return length;
+  }
+
+  private fail(message: string): ProtocolError {
+    this.failure = new ProtocolError(message);
+    this.chunks = [];
+    this.head = 0;
+    this.held = 0;
+    return this.failure;
+  }
+
+  /** Drops `count` bytes, all inside the first chunk. */
+  private skip(count: number): void {
+    this.head += count;
+    this.held -= count;
+    if (this.head === (this.chunks[0] as Buffer).length) {
+      this.chunks.shift();
+      this.head = 0;
+    }
+  }
+
+  /** Copies out and drops the next `count` bytes, which span several chunks. */
+  private take(count: number): Buffer {
+    const out = Buffer.allocUnsafe(count);
+    let filled = 0;
+    while (filled < count) {
+      const chunk = this.chunks[0] as Buffer;
+      const n = Math.min(chunk.length - this.head, count - filled);
+      chunk.copy(out, filled, this.head, this.head + n);
+      filled += n;
+      this.skip(n);
+    }
+    return out;
+  }
+
+  /** A few leftover bytes of a large read are copied, so the read's buffer is not retained for them. */
+  private compact(): void {
+    const first = this.chunks[0] as Buffer;
+    if (this.head > 0 && first.length - this.head < SMALL_READ) {
+      this.chunks[0] = Buffer.from(first.subarray(this.head));
+      this.head = 0;
+    }
   }
 }
 
@@ -177,16 +277,33 @@ function decodeConnect(payload: Buffer): MilterCommand | ProtocolError {
   return { type: "connect", hostname, family, port, address };
 }
 
-function decodeMacro(payload: Buffer): MilterCommand | ProtocolError {
+/** Decides, from a macro's name bytes and value size, the name to keep it under, or undefined to drop it. */
+export type MacroFilter = (name: Buffer, valueBytes: number) => string | undefined;
+
+const keepEveryMacro: MacroFilter = (name) => name.toString("utf8");
+
+/**
+ * Decodes a macro packet. `keep` sees each pair before anything of it is decoded, so a flood of
+ * macros nobody asked for (or too large to keep) costs no strings.
+ */
+export function decodeMacro(
+  payload: Buffer,
+  keep: MacroFilter = keepEveryMacro,
+): MilterCommand | ProtocolError {
   if (payload.length < 1) return new ProtocolError("macro packet without a command code");
   const forCommand = payload[0] as number;
   const macros: [string, string][] = [];
-  if (payload.length > 1) {
-    const strings = splitStrings(payload.subarray(1));
-    if (strings === null) return new ProtocolError("macro packet not NUL-terminated");
+  if (payload.length === 1) return { type: "macro", forCommand, macros };
+  if (payload[payload.length - 1] !== 0) return new ProtocolError("macro packet not NUL-terminated");
+  let at = 1;
+  while (at < payload.length) {
+    const nameEnd = payload.indexOf(0, at);
+    const valueEnd = payload.indexOf(0, nameEnd + 1);
     // A dangling name without a value is tolerated, like libmilter does: it is dropped.
-    for (let i = 0; i + 1 < strings.length; i += 2)
-      macros.push([strings[i] as string, strings[i + 1] as string]);
+    if (valueEnd === -1) break;
+    const name = keep(payload.subarray(at, nameEnd), valueEnd - nameEnd - 1);
+    if (name !== undefined) macros.push([name, payload.toString("utf8", nameEnd + 1, valueEnd)]);
+    at = valueEnd + 1;
   }
   return { type: "macro", forCommand, macros };
 }

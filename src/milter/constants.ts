@@ -157,3 +157,18 @@ export const ALL_PROTOCOL_FLAGS = 0x1fffff;
 export const DEFAULT_MAX_PACKET_BYTES = 1024 * 1024;
 /** Largest payload we ever send in one packet (what libmilter-based MTAs read). */
 export const MAX_SEND_PAYLOAD = 65535;
+
+// Hardening defaults (SPEC.md "Hardening"): no peer may stall the server or exhaust its memory.
+
+/** A new connection must have negotiated this long after accept (an absolute deadline). */
+export const DEFAULT_NEGOTIATION_TIMEOUT_MS = 10_000;
+/** A packet must be complete this long after its first byte arrived (bytes cannot extend it). */
+export const DEFAULT_PACKET_TIMEOUT_MS = 30_000;
+/** A connection whose replies the MTA does not read is closed after this long. */
+export const DEFAULT_WRITE_STALL_TIMEOUT_MS = 60_000;
+/** Connections accepted but not yet negotiated; more are closed at once. */
+export const DEFAULT_MAX_PENDING_NEGOTIATIONS = 256;
+/** Unprocessed MTA input held across all connections before reading is paused. */
+export const DEFAULT_MAX_BUFFERED_INPUT = 64 * 1024 * 1024;
+/** Macro names and values kept per connection (in characters). */
+export const DEFAULT_MAX_MACRO_BYTES = 64 * 1024;

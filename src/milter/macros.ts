@@ -2,6 +2,10 @@
  * Macros the MTA sends (SMFIC_MACRO), kept per stage as libmilter does: when a command of an
  * earlier stage arrives, values of later stages are stale and dropped; lookups search the
  * latest stage first. `i` and `{i}` name the same macro.
+ *
+ * What is kept is bounded: only the names the handler asked for at negotiation (when it named
+ * any), and at most `maxChars` characters of names and values per connection. A macro past the
+ * bound is dropped (the message goes on without it) and counted, never an error.
  */
 import { Command } from "./constants.js";
 
@@ -19,26 +23,88 @@ const STAGE_ORDER: readonly number[] = [
   Command.Unknown,
 ];
 
-function canonicalName(name: string): string {
+export function canonicalName(name: string): string {
   // Single-letter macros arrive bare (`i`) but are often asked for in braces (`{i}`).
   return name.length === 3 && name.startsWith("{") && name.endsWith("}") ? (name[1] as string) : name;
 }
 
 export class MacroTable {
   private readonly byStage: (Map<string, string> | undefined)[] = new Array(STAGE_ORDER.length);
+  private readonly charsByStage: number[] = STAGE_ORDER.map(() => 0);
+  private chars = 0;
+  private wanted: ReadonlySet<string> | undefined;
+  /** Bytes of the longest name on the wire that can be wanted (braces included). */
+  private longestWanted = Number.POSITIVE_INFINITY;
+  /** Macros dropped because they did not fit, since the connection opened. */
+  dropped = 0;
 
-  /** Stores the macros announced for `forCommand`. Unknown stage bytes are ignored. */
-  set(forCommand: number, pairs: readonly [string, string][]): void {
+  constructor(private readonly maxChars = Number.POSITIVE_INFINITY) {}
+
+  /** Characters of names and values held now. */
+  get size(): number {
+    return this.chars;
+  }
+
+  /** From now on, keep only these macros (`i` and `{i}` alike); undefined keeps every name. */
+  keepOnly(names: Iterable<string> | undefined): void {
+    this.wanted = names === undefined ? undefined : new Set([...names].map(canonicalName));
+    this.longestWanted =
+      this.wanted === undefined
+        ? Number.POSITIVE_INFINITY
+        : Math.max(0, ...[...this.wanted].map((name) => Buffer.byteLength(name) + 2));
+  }
+
+  /**
+   * For the decoder: the name to keep a macro under, or undefined when it is not wanted or
+   * could never fit (its value is then not even decoded).
+   */
+  readonly filter = (name: Buffer, valueBytes: number): string | undefined => {
+    if (this.wanted === undefined && name.length + valueBytes > this.maxChars) {
+      this.dropped++;
+      return undefined;
+    }
+    // A name longer than every wanted one is not among them: no need to decode it.
+    if (name.length > this.longestWanted) return undefined;
+    const key = canonicalName(name.toString("utf8"));
+    if (this.wanted !== undefined && !this.wanted.has(key)) return undefined;
+    if (key.length + valueBytes > this.maxChars) {
+      this.dropped++;
+      return undefined;
+    }
+    return key;
+  };
+
+  /**
+   * Stores the macros announced for `forCommand`, replacing that stage's. Unknown stage bytes
+   * are ignored. Answers how many pairs were dropped because of the size bound.
+   */
+  set(forCommand: number, pairs: readonly [string, string][]): number {
     const index = STAGE_ORDER.indexOf(forCommand);
-    if (index === -1) return;
+    if (index === -1) return 0;
     let table = this.byStage[index];
     if (table === undefined) {
       table = new Map();
       this.byStage[index] = table;
     } else {
-      table.clear();
+      this.clearStage(index);
     }
-    for (const [name, value] of pairs) table.set(canonicalName(name), value);
+    let dropped = 0;
+    for (const [name, value] of pairs) {
+      const key = canonicalName(name);
+      if (this.wanted !== undefined && !this.wanted.has(key)) continue;
+      const previous = table.get(key);
+      const freed = previous === undefined ? 0 : key.length + previous.length;
+      const size = key.length + value.length;
+      if (this.chars - freed + size > this.maxChars) {
+        dropped++;
+        this.dropped++;
+        continue;
+      }
+      table.set(key, value);
+      this.chars += size - freed;
+      this.charsByStage[index] = (this.charsByStage[index] ?? 0) + size - freed;
+    }
+    return dropped;
   }
 
   /** A command of this stage arrived: forget values of the stages that come after it. */
@@ -48,16 +114,22 @@ export class MacroTable {
     // Only envelope commands reset later stages (libmilter's behaviour); content stages
     // (header, body) repeat and must not wipe each other.
     if (index > 3) return;
-    for (let i = index + 1; i < STAGE_ORDER.length; i++) this.byStage[i]?.clear();
+    for (let i = index + 1; i < STAGE_ORDER.length; i++) this.clearStage(i);
   }
 
   /** Forgets the message's macros (MAIL and later) after an abort or the end of a message. */
   clearMessage(): void {
-    for (let i = 2; i < STAGE_ORDER.length; i++) this.byStage[i]?.clear();
+    for (let i = 2; i < STAGE_ORDER.length; i++) this.clearStage(i);
   }
 
   clearAll(): void {
-    for (const table of this.byStage) table?.clear();
+    for (let i = 0; i < STAGE_ORDER.length; i++) this.clearStage(i);
+  }
+
+  private clearStage(index: number): void {
+    this.byStage[index]?.clear();
+    this.chars -= this.charsByStage[index] ?? 0;
+    this.charsByStage[index] = 0;
   }
 
   /** The value of a macro, searching the latest stage first; undefined when never sent. */

@@ -6,18 +6,37 @@ import { EventEmitter } from "node:events";
 import { chmod, lstat, unlink } from "node:fs/promises";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { AddressError, formatListenAddress, type ListenAddress, parseListenAddress } from "./address.js";
-import { DEFAULT_MAX_PACKET_BYTES } from "./constants.js";
+import { InputBudget } from "./budget.js";
+import {
+  DEFAULT_MAX_BUFFERED_INPUT,
+  DEFAULT_MAX_MACRO_BYTES,
+  DEFAULT_MAX_PACKET_BYTES,
+  DEFAULT_MAX_PENDING_NEGOTIATIONS,
+  DEFAULT_NEGOTIATION_TIMEOUT_MS,
+  DEFAULT_PACKET_TIMEOUT_MS,
+  DEFAULT_WRITE_STALL_TIMEOUT_MS,
+} from "./constants.js";
 import { type HandlerFactory, type MilterLogger, silentLogger } from "./handler.js";
 import type { Reply } from "./reply.js";
-import { Session } from "./session.js";
+import { Session, type SessionEvents, type SessionOptions } from "./session.js";
 
 export interface MilterServerOptions {
   /** Largest MTA packet accepted; larger ones close the connection. Default 1 MiB. */
   maxPacketBytes?: number;
   /** Concurrent MTA connections; more are closed at once (the MTA applies its default action). Default 4096. */
   maxConnections?: number;
-  /** Time for a new connection to negotiate. Default 10 s. */
+  /** Time from accept to negotiation, absolute (bytes do not extend it). Default 10 s. */
   negotiationTimeoutMs?: number;
+  /** Connections accepted and not yet negotiated; more are closed at once. Default 256. */
+  maxPendingNegotiations?: number;
+  /** Time from a packet's first byte to its last, absolute. Default 30 s. */
+  packetTimeoutMs?: number;
+  /** Unprocessed input held across all connections before reading pauses. Default 64 MiB. */
+  maxBufferedInput?: number;
+  /** Time the MTA may leave our replies unread before the connection is closed. Default 60 s. */
+  writeStallTimeoutMs?: number;
+  /** Characters of macro names and values kept per connection. Default 64 KiB. */
+  maxMacroBytes?: number;
   /** Silence allowed on a negotiated connection. Default 15 min (longer than Postfix's smtpd_timeout). */
   idleTimeoutMs?: number;
   /** Time a handler may take for one event. Default 5 s (Sendmail waits 10 s per read). */
@@ -44,6 +63,11 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
   private nextId = 1;
   private listening: ListenAddress | undefined;
   private stopping = false;
+  /** Connections accepted that have not negotiated yet. */
+  private pending = 0;
+  private readonly budget: InputBudget;
+  private readonly sessionOptions: SessionOptions;
+  private readonly sessionEvents: SessionEvents;
 
   constructor(
     private readonly createHandler: HandlerFactory,
@@ -51,12 +75,48 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
   ) {
     super();
     this.logger = options.logger ?? silentLogger;
+    const logger = this.logger;
+    this.budget = new InputBudget(options.maxBufferedInput ?? DEFAULT_MAX_BUFFERED_INPUT, (fields, message) =>
+      logger.warn(fields, message),
+    );
+    this.sessionOptions = {
+      maxPacketBytes: options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES,
+      negotiationTimeoutMs: options.negotiationTimeoutMs ?? DEFAULT_NEGOTIATION_TIMEOUT_MS,
+      packetTimeoutMs: options.packetTimeoutMs ?? DEFAULT_PACKET_TIMEOUT_MS,
+      writeStallTimeoutMs: options.writeStallTimeoutMs ?? DEFAULT_WRITE_STALL_TIMEOUT_MS,
+      idleTimeoutMs: options.idleTimeoutMs ?? 15 * 60_000,
+      handlerTimeoutMs: options.handlerTimeoutMs ?? 5_000,
+      maxMacroBytes: options.maxMacroBytes ?? DEFAULT_MAX_MACRO_BYTES,
+      fallback: options.fallback ?? { action: "tempfail" },
+      logger,
+      budget: this.budget,
+    };
+    this.sessionEvents = {
+      negotiated: () => {
+        this.pending--;
+      },
+      closed: (closed) => {
+        if (!closed.hasNegotiated) this.pending--;
+        this.sessions.delete(closed);
+        this.emit("close", closed);
+      },
+    };
     this.server = createServer({ noDelay: true }, (socket) => this.accept(socket));
     this.server.on("error", (error) => this.logger.error({ err: error.message }, "listening socket error"));
   }
 
   get activeConnections(): number {
     return this.sessions.size;
+  }
+
+  /** Connections accepted that have not negotiated yet. */
+  get pendingNegotiations(): number {
+    return this.pending;
+  }
+
+  /** Unprocessed MTA input held now, across all connections (bytes). */
+  get bufferedInput(): number {
+    return this.budget.bytes;
   }
 
   /** The address actually bound (with the real port when 0 was asked for). */
@@ -125,11 +185,9 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
   }
 
   private accept(socket: Socket): void {
-    const peer =
-      socket.remoteAddress === undefined ? "local" : `${socket.remoteAddress}:${socket.remotePort}`;
-    const limit = this.options.maxConnections ?? 4096;
-    if (this.stopping || this.sessions.size >= limit) {
-      const reason = this.stopping ? "shutting down" : `connection limit of ${limit} reached`;
+    const peer = this.peerOf(socket);
+    const reason = this.refusal();
+    if (reason !== undefined) {
       this.logger.warn({ peer }, `refusing MTA connection: ${reason}`);
       this.emit("refused", reason);
       socket.destroy();
@@ -141,32 +199,34 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
       handler = this.createHandler({ id, peer });
     } catch (error) {
       this.logger.error(
-        { conn: id, err: String(error) },
+        { conn: id, peer, err: String(error) },
         "could not create a handler; closing the connection",
       );
       socket.destroy();
       return;
     }
-    const session = new Session(
-      id,
-      peer,
-      socket,
-      handler,
-      {
-        maxPacketBytes: this.options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES,
-        negotiationTimeoutMs: this.options.negotiationTimeoutMs ?? 10_000,
-        idleTimeoutMs: this.options.idleTimeoutMs ?? 15 * 60_000,
-        handlerTimeoutMs: this.options.handlerTimeoutMs ?? 5_000,
-        fallback: this.options.fallback ?? { action: "tempfail" },
-        logger: this.logger,
-      },
-      (closed) => {
-        this.sessions.delete(closed);
-        this.emit("close", closed);
-      },
-    );
+    this.pending++;
+    const session = new Session(id, peer, socket, handler, this.sessionOptions, this.sessionEvents);
     this.sessions.add(session);
     this.emit("open", session);
+  }
+
+  /** Why a new connection is closed at once, or undefined when it may go on. */
+  private refusal(): string | undefined {
+    if (this.stopping) return "shutting down";
+    const limit = this.options.maxConnections ?? 4096;
+    if (this.sessions.size >= limit) return `connection limit of ${limit} reached`;
+    const pendingLimit = this.options.maxPendingNegotiations ?? DEFAULT_MAX_PENDING_NEGOTIATIONS;
+    if (this.pending >= pendingLimit) return `${pendingLimit} connections are already waiting to negotiate`;
+    return undefined;
+  }
+
+  /** `address:port` (`[v6]:port`) of a TCP peer; the socket path for a unix one (it has no address). */
+  private peerOf(socket: Socket): string {
+    const address = socket.remoteAddress;
+    if (address !== undefined)
+      return address.includes(":") ? `[${address}]:${socket.remotePort}` : `${address}:${socket.remotePort}`;
+    return this.listening?.kind === "unix" ? `unix:${this.listening.path}` : "local";
   }
 }
 

@@ -6,9 +6,11 @@
  * throws, rejects or hangs gets the fallback reply for that event and the connection goes on.
  */
 import type { Socket } from "node:net";
+import type { BudgetWaiter, InputBudget } from "./budget.js";
 import {
   type ConnectInfo,
   decodeCommand,
+  decodeMacro,
   encodeNegotiation,
   type Frame,
   FrameReader,
@@ -18,6 +20,7 @@ import {
 } from "./codec.js";
 import {
   ActionFlag,
+  Command,
   MACRO_STAGE_NUMBER,
   type MacroStage,
   MIN_PROTOCOL_VERSION,
@@ -48,10 +51,18 @@ import {
 
 export interface SessionOptions {
   maxPacketBytes: number;
-  /** How long a new connection may take to send its negotiation. */
+  /** How long after accept a new connection must have negotiated (absolute). */
   negotiationTimeoutMs: number;
+  /** How long after its first byte a packet must be complete (absolute). */
+  packetTimeoutMs: number;
+  /** How long the MTA may leave our replies unread before the connection is closed. */
+  writeStallTimeoutMs: number;
   /** How long a negotiated connection may stay silent. */
   idleTimeoutMs: number;
+  /** Characters of macro names and values kept per connection. */
+  maxMacroBytes: number;
+  /** Input held across all connections. */
+  budget: InputBudget;
   /** How long a handler may take for one event before the fallback reply is sent. */
   handlerTimeoutMs: number;
   /** Reply used when a handler fails, hangs, or answers something invalid. */
@@ -72,8 +83,11 @@ enum Phase {
   Body = 8,
 }
 
-/** Stop reading when this many commands wait behind a slow handler (only pipelining peers get here). */
-const MAX_QUEUED_FRAMES = 256;
+/** What the server learns of a session's life. */
+export interface SessionEvents {
+  negotiated(session: Session): void;
+  closed(session: Session): void;
+}
 
 function isPromiseLike<T>(value: unknown): value is PromiseLike<T> {
   return (
@@ -89,15 +103,28 @@ function defaultInterests(handler: MilterHandler): Partial<Record<Stage, StageIn
   return interests;
 }
 
-export class Session implements SessionContext {
+export class Session implements SessionContext, BudgetWaiter {
   readonly negotiated = { version: 0, actions: 0, protocol: 0 };
   private readonly reader: FrameReader;
-  private readonly macros = new MacroTable();
-  private readonly queue: Frame[] = [];
+  private readonly macros: MacroTable;
   private phase = Phase.AwaitingNegotiation;
+  /** A handler is working on a command: the next waits (one command at a time, in order). */
   private busy = false;
   private closed = false;
+  /** Whether the socket is paused now (the result of the three reasons below). */
   private paused = false;
+  /** The MTA does not read our replies: nothing more is read or processed until 'drain'. */
+  private writeBlocked = false;
+  /** Paused because input held across all connections passed the bound. */
+  private budgetPaused = false;
+  /** What this connection has counted in the shared input budget. */
+  private charged = 0;
+  /** When the first byte of the packet being assembled arrived; -1 when no packet is under way. */
+  private packetSince = -1;
+  private packetTimer: NodeJS.Timeout | undefined;
+  private negotiationTimer: NodeJS.Timeout | undefined;
+  private stallTimer: NodeJS.Timeout | undefined;
+  private macrosDroppedNoted = false;
   /** Stages the MTA will send us, after negotiation. */
   private sentStages = new Set<Stage>();
   /** Stages whose commands we must answer. */
@@ -110,18 +137,28 @@ export class Session implements SessionContext {
     private readonly socket: Socket,
     private readonly handler: MilterHandler,
     private readonly options: SessionOptions,
-    private readonly onClosed: (session: Session) => void,
+    private readonly events: SessionEvents,
   ) {
     this.reader = new FrameReader(options.maxPacketBytes);
+    this.macros = new MacroTable(options.maxMacroBytes);
     socket.setNoDelay(true);
-    socket.setTimeout(options.negotiationTimeoutMs);
-    socket.on("data", (chunk: Buffer) => this.receive(chunk));
-    socket.on("timeout", () => {
-      const waitingFor = this.phase === Phase.AwaitingNegotiation ? "negotiation" : "command";
+    // Counted from accept, not from the last byte: a peer trickling its negotiation cannot
+    // push it back (a socket idle timeout would restart at every byte).
+    this.negotiationTimer = setTimeout(() => {
       this.log(
         "warn",
-        { timeoutMs: this.currentTimeout() },
-        `closing connection: no ${waitingFor} from the MTA in time`,
+        { timeoutMs: options.negotiationTimeoutMs },
+        "closing connection: no negotiation from the MTA in time",
+      );
+      this.close();
+    }, options.negotiationTimeoutMs);
+    socket.on("data", (chunk: Buffer) => this.receive(chunk));
+    // Armed at negotiation: silence on a negotiated connection.
+    socket.on("timeout", () => {
+      this.log(
+        "warn",
+        { timeoutMs: options.idleTimeoutMs },
+        "closing connection: no command from the MTA in time",
       );
       this.close();
     });
@@ -130,7 +167,7 @@ export class Session implements SessionContext {
       this.close();
     });
     socket.on("end", () => {
-      if (this.reader.bufferedBytes > 0) {
+      if (this.reader.bufferedBytes > 0 && !this.reader.hasFrame) {
         this.log(
           "warn",
           { pendingBytes: this.reader.bufferedBytes },
@@ -165,40 +202,42 @@ export class Session implements SessionContext {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.queue.length = 0;
+    clearTimeout(this.negotiationTimer);
+    clearTimeout(this.packetTimer);
+    clearTimeout(this.stallTimer);
+    this.options.budget.release(this);
+    this.charged = 0;
     this.socket.destroy();
     this.safely("close", () => this.handler.close?.(this));
-    this.onClosed(this);
+    this.events.closed(this);
+  }
+
+  /** The shared input budget has room again. */
+  budgetFreed(): void {
+    this.budgetPaused = false;
+    if (!this.closed) this.flow();
   }
 
   // --- Input ---------------------------------------------------------------------------
 
-  private currentTimeout(): number {
-    return this.phase === Phase.AwaitingNegotiation
-      ? this.options.negotiationTimeoutMs
-      : this.options.idleTimeoutMs;
-  }
-
   private receive(chunk: Buffer): void {
     if (this.closed) return;
-    for (const item of this.reader.push(chunk)) {
+    this.reader.append(chunk);
+    this.pump();
+  }
+
+  /** Processes whole packets in order while nothing holds them back. */
+  private pump(): void {
+    while (!this.busy && !this.closed && !this.writeBlocked) {
+      const item = this.reader.next();
+      if (item === undefined) break;
       if (item instanceof ProtocolError) {
         this.protocolError(item.message);
         return;
       }
-      this.queue.push(item);
-    }
-    if (this.queue.length > MAX_QUEUED_FRAMES && !this.paused) {
-      this.paused = true;
-      this.socket.pause();
-    }
-    this.drain();
-  }
-
-  private drain(): void {
-    while (!this.busy && !this.closed && this.queue.length > 0) {
-      const frame = this.queue.shift() as Frame;
-      const pending = this.process(frame);
+      // A packet completed: the packet clock restarts with the next packet's bytes.
+      this.packetSince = -1;
+      const pending = this.process(item);
       if (pending !== undefined) {
         this.busy = true;
         pending.then(
@@ -208,18 +247,70 @@ export class Session implements SessionContext {
             this.close();
           },
         );
-        return;
+        break;
       }
     }
-    if (this.paused && this.queue.length < MAX_QUEUED_FRAMES / 2 && !this.closed) {
-      this.paused = false;
-      this.socket.resume();
-    }
+    if (!this.closed) this.settle();
   }
 
   private resume(): void {
     this.busy = false;
-    this.drain();
+    this.pump();
+  }
+
+  /** After input was added or taken: count it in the budget, run the packet clock, pause or resume. */
+  private settle(): void {
+    const held = this.reader.bufferedBytes;
+    if (held !== this.charged || this.budgetPaused) {
+      this.budgetPaused = this.options.budget.hold(this, held, this.peer);
+      this.charged = held;
+    }
+    if (held === 0) this.packetSince = -1;
+    else if (this.packetSince === -1) this.startPacketClock();
+    this.flow();
+  }
+
+  /**
+   * Reading stops while the MTA leaves our replies unread, while this connection waits for the
+   * input budget, and while a whole command already waits behind a busy handler (so pipelined
+   * commands queue in the kernel, not here).
+   */
+  private flow(): void {
+    const stop = this.writeBlocked || this.budgetPaused || (this.busy && this.reader.hasFrame);
+    if (stop === this.paused) return;
+    this.paused = stop;
+    if (stop) this.socket.pause();
+    else this.socket.resume();
+  }
+
+  private startPacketClock(): void {
+    this.packetSince = Date.now();
+    this.packetTimer ??= setTimeout(() => this.checkPacketClock(), this.options.packetTimeoutMs);
+  }
+
+  private checkPacketClock(): void {
+    this.packetTimer = undefined;
+    if (this.closed || this.packetSince === -1) return;
+    // A whole packet waiting for us (a busy handler) is not the MTA being slow.
+    if (this.reader.hasFrame) {
+      this.startPacketClock();
+      return;
+    }
+    const left = this.packetSince + this.options.packetTimeoutMs - Date.now();
+    if (left > 0) {
+      this.packetTimer = setTimeout(() => this.checkPacketClock(), left);
+      return;
+    }
+    this.log(
+      "warn",
+      {
+        timeoutMs: this.options.packetTimeoutMs,
+        pendingBytes: this.reader.bufferedBytes,
+        waitingForBudget: this.budgetPaused,
+      },
+      "closing connection: a packet from the MTA was not complete in time after its first byte",
+    );
+    this.close();
   }
 
   private protocolError(message: string): void {
@@ -229,7 +320,11 @@ export class Session implements SessionContext {
 
   /** Handles one frame; answers a promise only when the handler went asynchronous. */
   private process(frame: Frame): Promise<void> | undefined {
-    const command = decodeCommand(frame);
+    // Macros are filtered while decoding: what is not kept is never turned into strings.
+    const command =
+      frame.code === Command.Macro && this.phase !== Phase.AwaitingNegotiation
+        ? decodeMacro(frame.payload, this.macros.filter)
+        : decodeCommand(frame);
     if (command instanceof ProtocolError) {
       this.protocolError(command.message);
       return undefined;
@@ -244,7 +339,7 @@ export class Session implements SessionContext {
         return undefined;
       case "macro":
         // Never answered, whatever it holds (including zero pairs).
-        this.macros.set(command.forCommand, command.macros);
+        this.storeMacros(command.forCommand, command.macros);
         return undefined;
       case "abort":
         this.endMessage(true);
@@ -263,6 +358,20 @@ export class Session implements SessionContext {
     }
   }
 
+  private storeMacros(forCommand: number, pairs: [string, string][]): void {
+    this.macros.set(forCommand, pairs);
+    // Dropping loses no mail (a rule sees the macro as absent); closing would make the MTA
+    // apply its default action to every message of the connection.
+    if (this.macros.dropped > 0 && !this.macrosDroppedNoted) {
+      this.macrosDroppedNoted = true;
+      this.log(
+        "warn",
+        { limit: this.options.maxMacroBytes, dropped: this.macros.dropped },
+        "macros from the MTA over the per-connection limit: dropping those that do not fit (logged once per connection)",
+      );
+    }
+  }
+
   // --- Negotiation -----------------------------------------------------------------------
 
   private negotiate(offer: Extract<MilterCommand, { type: "optneg" }>): void {
@@ -276,6 +385,8 @@ export class Session implements SessionContext {
     }
     const wishes: NegotiationWishes = this.handler.wishes ?? {};
     this.interests = wishes.stages ?? defaultInterests(this.handler);
+    // The macros the handler named are all it reads: others are not kept, whatever the MTA sends.
+    if (wishes.macros !== undefined) this.macros.keepOnly(Object.values(wishes.macros).flat());
     const version = Math.min(offer.version, PROTOCOL_VERSION);
 
     let wantedProtocol = 0;
@@ -311,6 +422,8 @@ export class Session implements SessionContext {
       if (!((protocol & wire.noReplyFlag) !== 0 && wire.noReplyFlag !== 0)) this.answeredStages.add(stage);
     }
     this.phase = Phase.AwaitingConnect;
+    clearTimeout(this.negotiationTimer);
+    this.events.negotiated(this);
     this.socket.setTimeout(this.options.idleTimeoutMs);
     this.write(encodeNegotiation(Response.OptionNegotiation, version, actions, protocol, macroLists));
     this.log(
@@ -605,8 +718,31 @@ export class Session implements SessionContext {
   }
 
   private write(packet: Buffer): void {
-    if (!this.closed) this.socket.write(packet);
+    if (this.closed) return;
+    if (!this.socket.write(packet) && !this.writeBlocked) this.blockWrites();
   }
+
+  /** The MTA does not read what we send: stop reading and processing until it does. */
+  private blockWrites(): void {
+    this.writeBlocked = true;
+    this.socket.once("drain", this.unblockWrites);
+    this.stallTimer = setTimeout(() => {
+      this.log(
+        "warn",
+        { timeoutMs: this.options.writeStallTimeoutMs, unsentBytes: this.socket.writableLength },
+        "closing connection: the MTA does not read our replies",
+      );
+      this.close();
+    }, this.options.writeStallTimeoutMs);
+    this.flow();
+  }
+
+  private readonly unblockWrites = (): void => {
+    clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
+    this.writeBlocked = false;
+    if (!this.closed) this.pump();
+  };
 
   // --- Helpers ---------------------------------------------------------------------------
 
@@ -619,7 +755,8 @@ export class Session implements SessionContext {
   }
 
   private log(level: keyof MilterLogger, fields: object, message: string): void {
-    this.options.logger[level]({ conn: this.id, ...fields }, message);
+    // The peer names the MTA connection, so a postmaster can find who sent what was refused.
+    this.options.logger[level]({ conn: this.id, peer: this.peer, ...fields }, message);
   }
 }
 

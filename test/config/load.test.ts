@@ -71,6 +71,7 @@ describe("the specification's example", () => {
     expect(c.listen).toBe("inet:127.0.0.1:8890");
     expect(c.listenMode).toBe(0o660);
     expect(c.maxConnections).toBe(4096);
+    expect(c.maxBufferedInput).toBe(64 * 1024 * 1024);
     expect(c.shutdownTimeoutMs).toBe(30_000);
     expect(c.eventTimeoutMs).toBe(10_000);
     expect(c.defaults).toEqual({
@@ -348,6 +349,16 @@ describe("values", () => {
     expect(c.maxConnections).toBe(10);
     expect(c.shutdownTimeoutMs).toBe(120_000);
     expect(c.eventTimeoutMs).toBe(1500);
+  });
+
+  it("max_buffered_input: a size, 64MiB by default, at least 1MiB", () => {
+    expect(valid('listen_mode: "0600"\n').maxBufferedInput).toBe(64 * 1024 * 1024);
+    expect(valid("max_buffered_input: 8MiB\n").maxBufferedInput).toBe(8 * 1024 * 1024);
+    expect(valid("max_buffered_input: 2000000\n").maxBufferedInput).toBe(2_000_000);
+    expect(parse("max_buffered_input: 64KiB\n").diagnostics.map(formatDiagnostic)).toEqual([
+      "rules.yaml:1:21: error: 'max_buffered_input' must be at least 1MiB (the largest packet the milter accepts)",
+    ]);
+    expect(parse("max_buffered_input: lots\n").diagnostics).not.toEqual([]);
   });
 
   it("every listen notation", () => {

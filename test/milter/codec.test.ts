@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { decodeMacro } from "../../src/milter/codec.js";
 import {
   Command,
   decodeCommand,
@@ -171,5 +172,37 @@ describe("responses", () => {
     expect(decodeResponse({ code: Response.Continue, payload: Buffer.from("x") })).toBeInstanceOf(
       ProtocolError,
     );
+  });
+});
+
+describe("decodeMacro with a filter", () => {
+  it("asks about each pair (name bytes, value size) before decoding it", () => {
+    const payload = encodeCommand({
+      type: "macro",
+      forCommand: Command.Mail,
+      macros: [
+        ["i", "QID1"],
+        ["{junk}", "x".repeat(1000)],
+        ["{auth_authen}", "alice"],
+      ],
+    }).subarray(5);
+    const asked: [string, number][] = [];
+    const decoded = decodeMacro(payload, (name, valueBytes) => {
+      asked.push([name.toString(), valueBytes]);
+      return name.toString() === "{junk}" ? undefined : name.toString().toUpperCase();
+    });
+    expect(asked).toEqual([
+      ["i", 4],
+      ["{junk}", 1000],
+      ["{auth_authen}", 5],
+    ]);
+    expect(decoded).toEqual({
+      type: "macro",
+      forCommand: Command.Mail,
+      macros: [
+        ["I", "QID1"],
+        ["{AUTH_AUTHEN}", "alice"],
+      ],
+    });
   });
 });

@@ -42,4 +42,36 @@ describe("MacroTable", () => {
     expect(table.forStage(Command.Rcpt)).toEqual({ "{rcpt_addr}": "two@x" });
     expect(table.get("x")).toBeUndefined();
   });
+
+  it("keeps only wanted names, braces or not, when told which", () => {
+    const table = new MacroTable();
+    table.keepOnly(["{i}", "{auth_authen}"]);
+    table.set(Command.Mail, [
+      ["i", "QID1"],
+      ["{auth_authen}", "alice"],
+      ["{mail_host}", "mx.example"],
+    ]);
+    expect(table.forStage(Command.Mail)).toEqual({ i: "QID1", "{auth_authen}": "alice" });
+    expect(table.size).toBe("i".length + 4 + "{auth_authen}".length + 5);
+  });
+
+  it("holds at most its size in names and values; what does not fit is dropped and counted", () => {
+    const table = new MacroTable(100);
+    expect(table.set(Command.Connect, [["j", "x".repeat(60)]])).toBe(0);
+    expect(
+      table.set(Command.Mail, [
+        ["a", "y".repeat(30)],
+        ["b", "z".repeat(30)],
+      ]),
+    ).toBe(1);
+    expect(table.get("a")).toBe("y".repeat(30));
+    expect(table.get("b")).toBeUndefined();
+    // Replacing a stage's macros frees what it held.
+    expect(table.set(Command.Mail, [["b", "z".repeat(30)]])).toBe(0);
+    expect(table.get("b")).toBe("z".repeat(30));
+    table.clearMessage();
+    expect(table.size).toBe(61);
+    table.clearAll();
+    expect(table.size).toBe(0);
+  });
 });
