@@ -254,9 +254,11 @@ describe("hostile MTA peers against filterctl serve", () => {
     await sleep(2000);
     await normalSession(server);
     const peak = rss.stop();
-    // Before: +149 MB here (every partial packet kept whole). Now: 8 MiB, one packet, and per
-    // connection the allowance and a read or two (+22 MB measured).
-    expect((peak - base) / 1024).toBeLessThan(60);
+    // Before: +149 MB here (every partial packet kept whole: the 105 MiB sent must all be held,
+    // so any bound below that catches it). Now: 8 MiB, one packet, and per connection the
+    // allowance and a read or two (+22 MB measured on a quiet machine; up to +72 MB seen on a
+    // loaded one, where the collector falls behind on the read buffers it frees).
+    expect((peak - base) / 1024).toBeLessThan(95);
     expect(peers.every((p) => p.closedAt === undefined)).toBe(true);
     const deadline = firstByte + 36_000;
     while (peers.some((p) => p.closedAt === undefined) && Date.now() < deadline) await sleep(200);
