@@ -429,6 +429,7 @@ export class RuleCompiler {
         return this.compare(expr);
       case "matches": {
         const subject = this.value(expr.subject);
+        // An re2js program (regex.ts): linear in the text, so a rule cannot stall other sessions.
         const regex = this.checked.regexes.get(expr);
         if (regex === undefined) throw new Error("internal: regex not compiled");
         return (env) => then(subject(env), (s) => regex.test(stringify(s)));
