@@ -220,7 +220,7 @@ export function findRefused(pattern: string, unicode: boolean): RegexProblem | u
     if (pattern[end + 1] === "?") end++;
     else if (pattern[end + 1] === "+") {
       const what = `possessive quantifier '${pattern.slice(i, end + 2)}'`;
-      found = refusal(end + 1, what, "possessive quantifiers control backtracking", "drop the last '+'");
+      found = refusal(i, what, "possessive quantifiers control backtracking", "drop the last '+'");
     }
     return end;
   });

@@ -29,8 +29,8 @@ describe("constructs that need backtracking", () => {
     ["[(](?<=a)b", 3, "lookbehind '(?<='", "lookbehind needs backtracking"],
     ["\\((?<!a)b", 2, "lookbehind '(?<!'", "lookbehind needs backtracking"],
     ["(?>a|ab)c", 0, "atomic group '(?>'", "atomic groups control backtracking"],
-    ["a++b", 2, "possessive quantifier '++'", "possessive quantifiers control backtracking"],
-    ["x{1,3}+", 6, "possessive quantifier '{1,3}+'", "possessive quantifiers control backtracking"],
+    ["a++b", 1, "possessive quantifier '++'", "possessive quantifiers control backtracking"],
+    ["x{1,3}+", 1, "possessive quantifier '{1,3}+'", "possessive quantifiers control backtracking"],
     ["(a|b(?R))", 4, "recursion '(?R)'", "recursion needs backtracking"],
     ["(?(1)a|b)", 0, "conditional '(?('", "conditionals need backtracking"],
   ])("/%s/ at index %i: %s", (pattern, index, what, why, flags = "") => {
