@@ -259,7 +259,9 @@ function main(): void {
   );
   console.log("test() per call, median of", options.rounds, `round(s) of ${options.windowMs} ms\n`);
   console.log(matchTable(list, options, mismatches));
-  console.log("\nCompiling (once per rule at validate and reload; V8 compiles lazily and caches by source)\n");
+  console.log(
+    "\nCompiling (once per rule at validate and reload; V8 compiles lazily and caches by source)\n",
+  );
   console.log(compileTable(list, options));
   console.log("\nBacktracking: V8 doubles with each extra 'a' (34 would take minutes); re2js stays flat\n");
   console.log(growthTable());
