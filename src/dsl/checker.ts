@@ -7,7 +7,8 @@ import type { SourceConfig } from "../config/types.js";
 import type { Action, Expr, Rule, Span, Stage, Template } from "./ast.js";
 import { chainOperands, STAGE_ORDER } from "./ast.js";
 import { type Diagnostic, didYouMean, type Severity, type SourceFile } from "./diagnostics.js";
-import { compileRegex, type TextPattern } from "./regex.js";
+import { compileRegex } from "./regex.js";
+import type { CompiledRegex } from "./regex-offload.js";
 import {
   DNSBL_ATTRIBUTES,
   FUNCTIONS,
@@ -39,7 +40,7 @@ export interface CheckResult {
   /** Parsed templates of every action text. */
   templates: Map<Template, TemplatePart[]>;
   /** Compiled regular expressions (linear-time, see regex.ts), by node. */
-  regexes: Map<Expr, TextPattern>;
+  regexes: Map<Expr, CompiledRegex>;
   /** Sources each rule looks up. */
   lookupsByRule: Map<Rule, Set<string>>;
   /** The type of every expression that checked. */
@@ -228,7 +229,7 @@ export function checkRules(
             report(at, "error", message, hint);
             return undefined;
           }
-          result.regexes.set(expr, compiled.regex);
+          result.regexes.set(expr, compiled);
           return "bool";
         }
         case "in": {

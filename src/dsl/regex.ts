@@ -18,13 +18,12 @@
  *  3. translate to RE2 syntax with JavaScript's meaning (`.` excludes \r, \u2028 and \u2029, `\s`
  *     is JavaScript's set, `[^]`, `\cX`, `\uXXXX`, legacy octal…), estimate the program's size,
  *     and let re2js compile it; what it refuses is reported in plain words at its index.
+ *
+ * Linear is per character of text times the program's size: regex-offload.ts decides where a
+ * match runs so that a long text cannot hold up the event loop either.
  */
 import { RE2JS, RE2JSException, RE2JSSyntaxException } from "re2js";
-
-/** A compiled expression: is it found anywhere in the text? */
-export interface TextPattern {
-  test(text: string): boolean;
-}
+import type { CompiledRegex } from "./regex-offload.js";
 
 /** Why an expression is refused; `index` (into the pattern) when one place is to blame. */
 export interface RegexProblem {
@@ -33,9 +32,7 @@ export interface RegexProblem {
   hint?: string;
 }
 
-export type RegexCompilation =
-  | { ok: true; regex: TextPattern; source: string }
-  | { ok: false; problem: RegexProblem };
+export type RegexCompilation = ({ ok: true } & CompiledRegex) | { ok: false; problem: RegexProblem };
 
 /**
  * Bound on a compiled program's size (instructions, as RE2 counts them). Matching costs up to
@@ -74,7 +71,7 @@ export function compileRegex(pattern: string, flags: string): RegexCompilation {
     const regex = RE2JS.compile(translated.source, engineFlags);
     const size = regex.programSize();
     if (size > MAX_REGEX_SIZE) return { ok: false, problem: tooLarge(String(size)) };
-    return { ok: true, regex, source: translated.source };
+    return { ok: true, regex, source: translated.source, engineFlags, size };
   } catch (error) {
     if (error instanceof RE2JSSyntaxException)
       return { ok: false, problem: engineProblem(error, translated) };

@@ -4,9 +4,10 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { compileRegex, findRefused, MAX_REGEX_SIZE, type TextPattern } from "../../src/dsl/regex.js";
+import { compileRegex, findRefused, MAX_REGEX_SIZE } from "../../src/dsl/regex.js";
+import type { CompiledRegex } from "../../src/dsl/regex-offload.js";
 
-function compiled(pattern: string, flags = ""): TextPattern {
+function compiled(pattern: string, flags = ""): CompiledRegex["regex"] {
   const result = compileRegex(pattern, flags);
   if (!result.ok) throw new Error(`/${pattern}/${flags}: ${result.problem.message}`);
   return result.regex;

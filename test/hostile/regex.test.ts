@@ -13,6 +13,8 @@ import { MilterClient } from "../../src/milter/index.js";
 import { ServeProcess } from "../support/serve-process.js";
 
 const RULES = `
+defaults:
+  error_reply: "451 4.3.0 Temporary lookup failure, try again later"
 rules:
   - name: only-a
     on: helo
@@ -22,6 +24,10 @@ rules:
     on: eoh
     if: header("Subject") matches /^(\\w+\\s?)*$/
     then: reject 550 5.7.1 "Subject of words only"
+  - name: heavy
+    on: eoh
+    if: header("X-Heavy") matches /x.{0,999}x.{0,999}x.{0,999}x.{0,999}x.{0,999}q/
+    then: reject 550 5.7.1 "Heavy"
   - name: no-bounces
     on: mail
     if: from == ""
@@ -36,6 +42,9 @@ rules:
 const PROMPT_MS = 1000;
 /** Past this the client gives up waiting, so a stalled server fails the test instead of hanging it. */
 const REPLY_TIMEOUT_MS = 4000;
+
+/** The fallback reply (defaults.error_reply) an event gets when its rules fail. */
+const FALLBACK = { type: "replycode", text: "451 4.3.0 Temporary lookup failure, try again later" };
 
 let dir: string;
 let serve: ServeProcess;
@@ -141,5 +150,43 @@ describe("rule regexes against hostile input", () => {
     expect(matching.ms).toBeLessThan(PROMPT_MS);
     evil.quit();
     expect(serve.running).toBe(true);
+  });
+
+  it("runs a heavy pattern on a long header off the event loop, and gives up on it after 5 s", async () => {
+    // 9998 instructions, all alive at once on this text: ~12 s of matching, on any RE2 engine.
+    const heavy = `q${"x".repeat(65_535)}`;
+    const milter = await MilterClient.connect(serve.listen, 15_000);
+    await milter.negotiate();
+    await milter.connectInfo({
+      hostname: "client.example",
+      family: "inet",
+      port: 2525,
+      address: "192.0.2.30",
+    });
+    await milter.helo("mail.example.net");
+    await milter.mail("<dave@example.net>");
+    await milter.rcpt("<bob@example.org>");
+    await milter.data();
+    await milter.header("Subject", "hello!");
+    await milter.header("X-Heavy", heavy);
+    const [evilAnswer, normal] = await Promise.all([timed(milter.eoh()), delay(20).then(normalSession)]);
+
+    expect(normal.replies).toEqual(NORMAL_REPLIES);
+    expect(normal.slowest).toBeLessThan(PROMPT_MS);
+    // The match is abandoned at its deadline: the event gets the fallback reply, not a stall.
+    expect(evilAnswer.value).toEqual(FALLBACK);
+    expect(evilAnswer.ms).toBeGreaterThan(4000);
+    expect(evilAnswer.ms).toBeLessThan(9000);
+    milter.quit();
+    // A long header with a light pattern still gets its answer (the worker was replaced).
+    const second = await session();
+    await second.helo("mail.example.net");
+    await second.mail("<dave@example.net>");
+    await second.rcpt("<bob@example.org>");
+    await second.data();
+    await second.header("Subject", "hello!");
+    await second.header("X-Heavy", `${"x".repeat(300)}q`);
+    expect(await second.eoh()).toEqual({ type: "replycode", text: "550 5.7.1 Heavy" });
+    second.quit();
   });
 });
