@@ -19,6 +19,7 @@
 import { createRequire } from "node:module";
 import { availableParallelism, loadavg } from "node:os";
 import { compileRegex } from "../src/dsl/regex.js";
+import { INLINE_STEPS, matchRegex } from "../src/dsl/regex-offload.js";
 
 interface Case {
   name: string;
@@ -250,7 +251,42 @@ function growthTable(): string {
   return table(rows);
 }
 
-function main(): void {
+/**
+ * As rules run them (src/dsl/regex-offload.ts): inline, or in the worker thread when text length
+ * × program size could hold the event loop. Per call, including the worker round trip.
+ */
+async function placementTable(options: Options, mismatches: string[]): Promise<string> {
+  const rows = [["case", "text", "program", "runs", "per call", "event loop held, longest"]];
+  for (const c of CASES.filter((c) => c.text.length > 1000 || c.backtracks)) {
+    const compiled = compileRegex(c.pattern, c.flags);
+    if (!compiled.ok) throw new Error(compiled.problem.message);
+    const inline = c.text.length * compiled.size <= INLINE_STEPS;
+    let calls = 0;
+    let held = 0;
+    const started = performance.now();
+    while (performance.now() - started < options.windowMs * 2) {
+      const before = performance.now();
+      const pending = matchRegex(compiled, c.text);
+      held = Math.max(held, performance.now() - before);
+      const answer = await pending;
+      if (answer !== c.expected) mismatches.push(`matchRegex: /${c.pattern}/${c.flags} answered ${answer}`);
+      calls++;
+    }
+    const per = ((performance.now() - started) * 1e6) / calls;
+    const size = c.text.length > 1000 ? `${(c.text.length / 1024).toFixed(0)} KiB` : `${c.text.length} chars`;
+    rows.push([
+      `/${c.pattern}/${c.flags}`,
+      size,
+      String(compiled.size),
+      inline ? "inline" : "worker",
+      formatNs(per),
+      formatNs(held * 1e6),
+    ]);
+  }
+  return table(rows);
+}
+
+async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   const { list, missing } = engines();
   const mismatches: string[] = [];
@@ -265,6 +301,10 @@ function main(): void {
   console.log(compileTable(list, options));
   console.log("\nBacktracking: V8 doubles with each extra 'a' (34 would take minutes); re2js stays flat\n");
   console.log(growthTable());
+  console.log(
+    `\nWhere rules run them: inline, or in a worker when text length × program size > ${INLINE_STEPS}\n`,
+  );
+  console.log(await placementTable(options, mismatches));
   for (const line of missing) console.log(`\n${line}`);
   const load = loadavg()[0] as number;
   if (load > availableParallelism())
@@ -277,4 +317,4 @@ function main(): void {
   }
 }
 
-main();
+await main();
