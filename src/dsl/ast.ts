@@ -37,7 +37,16 @@ export type Expr =
   | { kind: "and" | "or"; left: Expr; right: Expr; span: Span }
   | { kind: "not"; operand: Expr; span: Span }
   | { kind: "compare"; op: CompareOp; left: Expr; right: Expr; span: Span }
-  | { kind: "matches"; subject: Expr; pattern: string; flags: string; patternSpan: Span; span: Span }
+  | {
+      kind: "matches";
+      subject: Expr;
+      pattern: string;
+      flags: string;
+      patternSpan: Span;
+      /** File offset of each character of `pattern` (the scalar's escapes can move them apart). */
+      patternOffsets?: number[];
+      span: Span;
+    }
   | { kind: "in"; subject: Expr; table: Expr; negated: boolean; span: Span }
   /** Postfix `over`: `quota(rcpt) over`. */
   | { kind: "over"; subject: Expr; span: Span };
@@ -107,7 +116,7 @@ export function stripSpans<T>(node: T): unknown {
   if (node === null || typeof node !== "object") return node;
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(node)) {
-    if (key === "span" || key.endsWith("Span") || key === "partSpans" || key === "offsets") continue;
+    if (key === "span" || key.endsWith("Span") || key === "partSpans" || key.endsWith("ffsets")) continue;
     out[key] = stripSpans(value);
   }
   return out;

@@ -7,6 +7,8 @@ import type { SourceConfig } from "../config/types.js";
 import type { Action, Expr, Rule, Span, Stage, Template } from "./ast.js";
 import { chainOperands, STAGE_ORDER } from "./ast.js";
 import { type Diagnostic, didYouMean, type Severity, type SourceFile } from "./diagnostics.js";
+import { compileRegex } from "./regex.js";
+import type { CompiledRegex } from "./regex-offload.js";
 import {
   DNSBL_ATTRIBUTES,
   FUNCTIONS,
@@ -37,8 +39,8 @@ export interface CheckResult {
   resolutions: Map<Expr, Resolution>;
   /** Parsed templates of every action text. */
   templates: Map<Template, TemplatePart[]>;
-  /** Compiled regular expressions, by node. */
-  regexes: Map<Expr, RegExp>;
+  /** Compiled regular expressions (linear-time, see regex.ts), by node. */
+  regexes: Map<Expr, CompiledRegex>;
   /** Sources each rule looks up. */
   lookupsByRule: Map<Rule, Set<string>>;
   /** The type of every expression that checked. */
@@ -217,14 +219,17 @@ export function checkRules(
             );
             return undefined;
           }
-          try {
-            result.regexes.set(expr, new RegExp(expr.pattern, expr.flags));
-          } catch (error) {
-            const reason =
-              error instanceof Error ? error.message.replace(/^Invalid regular expression: /, "") : "";
-            report(expr.patternSpan, "error", `invalid regular expression: ${reason}`);
+          const compiled = compileRegex(expr.pattern, expr.flags);
+          if (!compiled.ok) {
+            const { index, message, hint } = compiled.problem;
+            const at =
+              index === undefined
+                ? expr.patternSpan.start
+                : (expr.patternOffsets?.[index] ?? expr.patternSpan.start + 1 + index);
+            report(at, "error", message, hint);
             return undefined;
           }
+          result.regexes.set(expr, compiled);
           return "bool";
         }
         case "in": {

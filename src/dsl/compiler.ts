@@ -35,6 +35,7 @@ import {
 } from "./ast.js";
 import type { CheckResult, Resolution } from "./checker.js";
 import { decides } from "./checker.js";
+import { matchRegex } from "./regex-offload.js";
 import { VALUES, type ValueType } from "./registry.js";
 import type { TemplatePart } from "./template.js";
 
@@ -443,9 +444,11 @@ export class RuleCompiler {
         return this.compare(expr);
       case "matches": {
         const subject = this.value(expr.subject);
+        // An re2js program (regex.ts), linear in the text; a long text goes to a worker thread
+        // (regex-offload.ts), so a rule cannot stall other sessions.
         const regex = this.checked.regexes.get(expr);
         if (regex === undefined) throw new Error("internal: regex not compiled");
-        return (env) => then(subject(env), (s) => regex.test(stringify(s)));
+        return (env) => then(subject(env), (s) => matchRegex(regex, stringify(s)));
       }
       case "in":
         return this.membership(expr);

@@ -245,12 +245,15 @@ class RuleParser extends EmbeddedActionsParser {
             result = this.ACTION(() => {
               const last = regex.image.lastIndexOf("/");
               const patternSpan = this.tokenSpan(regex);
+              const patternOffsets: number[] = [];
+              for (let i = 1; i < last; i++) patternOffsets.push(this.toFile(regex.startOffset + i));
               return {
                 kind: "matches" as const,
                 subject,
                 pattern: regex.image.slice(1, last),
                 flags: regex.image.slice(last + 1),
                 patternSpan,
+                patternOffsets,
                 span: { start: subject.span.start, end: patternSpan.end },
               };
             });

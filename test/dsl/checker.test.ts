@@ -188,6 +188,34 @@ describe("checker errors", () => {
   });
 });
 
+describe("regular expressions (linear time)", () => {
+  const BACKTRACKING = "which filterctl does not allow: its regular expressions run in linear time (RE2)";
+
+  it("refuses what needs backtracking at the construct itself, with why", () => {
+    expect(check("on rcpt: if rcpt matches /^(a)\\1/ then reject")).toEqual([
+      `rules.yaml:1:31: error: backreference '\\1' in a regular expression (backreferences need backtracking, ${BACKTRACKING}; write the repeated text out, or test it in a second condition)`,
+    ]);
+    expect(check('on eoh: if header("Subject") matches /x(?=y)/i then reject')).toEqual([
+      `rules.yaml:1:40: error: lookahead '(?=' in a regular expression (lookahead needs backtracking, ${BACKTRACKING}; match the text itself, or combine two conditions with 'and' / 'and not')`,
+    ]);
+    expect(check("on helo: if helo matches /(?<!a)b/ then reject")[0]).toMatch(
+      /^rules\.yaml:1:27: error: lookbehind '\(\?<!' in a regular expression \(lookbehind needs backtracking/,
+    );
+  });
+
+  it("reports what the engine refuses at its place, in plain words", () => {
+    expect(check("on helo: if helo matches /^x{2000}$/ then reject")).toEqual([
+      "rules.yaml:1:29: error: regular expression repeats something more than 1000 times (counts above 1000, and counted repetitions inside counted repetitions that multiply past 1000, are refused; use + or *)",
+    ]);
+  });
+
+  it("compiles a catastrophic-for-backtracking pattern the engine runs in linear time", () => {
+    const compiled = compileConfig(configOf(["on helo: if helo matches /^(a+)+$/ then reject"]));
+    expect(compiled.diagnostics.filter((d) => d.severity === "error")).toEqual([]);
+    expect(compiled.ruleset).toBeDefined();
+  });
+});
+
 describe("checker warnings", () => {
   it("warns about rules that can never run", () => {
     expect(check("on rcpt: reject", "on rcpt: accept")).toContain(
