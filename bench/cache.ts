@@ -2,9 +2,11 @@
  * The lookup cache's cost: lookups per second answered from the cache (hits) against the same
  * answers read from a plain Map, and the wrapper's overhead per lookup on the miss path
  * (in-flight de-duplication, deadline timer, counters) against calling the source directly.
- * Both contenders run in this process, alternating, in the same run.
+ * Both contenders run in this process, alternating, in the same run. Every answer is checked
+ * against the table the answers come from (and a hit must come at once, not as a promise): a
+ * wrong one is printed after the table and the exit status is 1. Speed never fails the run.
  *
- *   npm run bench:cache [-- --rounds N --duration S]
+ *   npm run bench:cache [-- --quick | --rounds N --duration S | --help]
  */
 import { CachedLookup } from "../src/sources/cache.js";
 
@@ -14,14 +16,43 @@ interface Row {
 }
 
 const KEYS = Array.from({ length: 10_000 }, (_, i) => `user${i}@example.org`);
+/** The right answer for KEYS[i]: one key in ten is "found". */
+const EXPECTED = KEYS.map((_, i) => i % 10 === 0);
 
-function parseOptions(argv: string[]): { rounds: number; durationMs: number } {
+const USAGE = `npm run bench:cache -- [--quick] [--rounds N] [--duration S]
+  --quick        1 round of 0.2 s per contender (default 5 rounds of 0.5 s; the median is shown)
+`;
+
+function parseOptions(argv: string[]): { rounds: number; durationMs: number } | undefined {
   const options = { rounds: 5, durationMs: 500 };
   for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === "--rounds") options.rounds = Number(argv[++i]);
+    if (argv[i] === "--help") return undefined;
+    if (argv[i] === "--quick") Object.assign(options, { rounds: 1, durationMs: 200 });
+    else if (argv[i] === "--rounds") options.rounds = Number(argv[++i]);
     else if (argv[i] === "--duration") options.durationMs = Number(argv[++i]) * 1000;
+    else throw new Error(`unknown option ${argv[i]}\n${USAGE}`);
   }
+  if (!(options.rounds >= 1) || !(options.durationMs > 0))
+    throw new Error("--rounds and --duration must be positive");
   return options;
+}
+
+/** Wrong answers by contender; the first few are kept verbatim for the report. */
+const wrong = new Map<string, { count: number; samples: string[] }>();
+
+function mismatch(contender: string, i: number, got: unknown): void {
+  const seen = wrong.get(contender) ?? { count: 0, samples: [] };
+  seen.count++;
+  if (seen.samples.length < 3) {
+    const shown = got instanceof Promise ? "a promise (not a hit)" : String(got);
+    seen.samples.push(`${KEYS[i]}: got ${shown}, expected ${EXPECTED[i]}`);
+  }
+  wrong.set(contender, seen);
+}
+
+/** Checks a batch of answers for KEYS[0..]. */
+function checkAll(contender: string, answers: boolean[]): void {
+  for (let i = 0; i < answers.length; i++) if (answers[i] !== EXPECTED[i]) mismatch(contender, i, answers[i]);
 }
 
 /** Runs `batch` (which performs `size` lookups) repeatedly for `durationMs`; answers lookups/s. */
@@ -41,16 +72,24 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)] as number;
 }
 
-async function main(): Promise<void> {
-  const { rounds, durationMs } = parseOptions(process.argv.slice(2));
-  const answers = new Map(KEYS.map((k, i) => [k, i % 10 === 0]));
+async function main(): Promise<number> {
+  const options = parseOptions(process.argv.slice(2));
+  if (options === undefined) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const { rounds, durationMs } = options;
+  const answers = new Map(KEYS.map((k, i) => [k, EXPECTED[i] as boolean]));
 
   // Hits: a warm cache against a plain Map holding the same answers.
   const warm = new CachedLookup<boolean>(
     { positiveTtlMs: 3_600_000, negativeTtlMs: 3_600_000, timeoutMs: 2000, maxEntries: 100_000 },
     (found) => !found,
   );
-  for (const key of KEYS) await warm.lookup(key, async () => answers.get(key) ?? false);
+  checkAll(
+    "warming the cache",
+    await Promise.all(KEYS.map((key) => warm.lookup(key, async () => answers.get(key) ?? false))),
+  );
 
   // Misses: no TTL, so every lookup goes to the "source", which answers at once (a resolved promise).
   const uncached = new CachedLookup<boolean>(
@@ -59,35 +98,40 @@ async function main(): Promise<void> {
   );
   const source = (key: string) => Promise.resolve(answers.get(key) ?? false);
 
+  // Each contender compares every answer with EXPECTED the same way, so the check costs both alike.
   const results: Record<string, number[]> = { map: [], hits: [], direct: [], wrapped: [] };
-  let sink = 0;
   for (let round = 0; round < rounds; round++) {
     results.map?.push(
       await measure(durationMs, KEYS.length, () => {
-        for (const key of KEYS) if (answers.get(key)) sink++;
+        for (let i = 0; i < KEYS.length; i++) {
+          const got = answers.get(KEYS[i] as string);
+          if (got !== EXPECTED[i]) mismatch("plain Map get", i, got);
+        }
       }),
     );
     results.hits?.push(
       await measure(durationMs, KEYS.length, () => {
-        for (const key of KEYS) if (warm.lookup(key, () => source(key)) === true) sink++;
+        for (let i = 0; i < KEYS.length; i++) {
+          const key = KEYS[i] as string;
+          const got = warm.lookup(key, () => source(key));
+          if (got !== EXPECTED[i]) mismatch("CachedLookup hit", i, got);
+        }
       }),
     );
     results.direct?.push(
       await measure(durationMs, 1000, async () => {
-        const all = await Promise.all(KEYS.slice(0, 1000).map((key) => source(key)));
-        sink += all.length;
+        checkAll("source called directly", await Promise.all(KEYS.slice(0, 1000).map((key) => source(key))));
       }),
     );
     results.wrapped?.push(
       await measure(durationMs, 1000, async () => {
-        const all = await Promise.all(
-          KEYS.slice(0, 1000).map((key) => uncached.lookup(key, () => source(key))),
+        checkAll(
+          "CachedLookup miss",
+          await Promise.all(KEYS.slice(0, 1000).map((key) => uncached.lookup(key, () => source(key)))),
         );
-        sink += all.length;
       }),
     );
   }
-  if (sink < 0) console.log(sink);
 
   const rows: Row[] = [
     { name: "plain Map get (baseline for hits)", perSecond: median(results.map ?? []) },
@@ -113,6 +157,15 @@ async function main(): Promise<void> {
     `\nhit: ${hitRatio.toFixed(1)}x the time of a plain Map get (+${hitCost.toFixed(0)} ns/lookup); ` +
       `miss: the wrapper adds ${missCost.toFixed(0)} ns/lookup (${missRatio.toFixed(2)}x the direct call)`,
   );
+  if (wrong.size === 0) return 0;
+  let total = 0;
+  for (const [contender, seen] of wrong) {
+    total += seen.count;
+    console.log(`MISMATCH ${contender}: ${seen.count} wrong`);
+    for (const text of seen.samples) console.log(`  ${text}`);
+  }
+  console.log(`\nBENCHMARK FAILED: ${total} wrong answer(s)`);
+  return 1;
 }
 
-await main();
+process.exitCode = await main();

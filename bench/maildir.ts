@@ -4,21 +4,30 @@
  * answered from the source's (inode, size, mtime, ctime) cache after one lstat ("cached"), and,
  * for scale, the pure parser and an untrusted file that makes the source count the maildir.
  *
- *   npx tsc -p tsconfig.bench.json && node dist-bench/bench/maildir.js [--duration S] [--mailboxes N] [--concurrency 1,32]
+ *   npm run bench:maildir -- [--quick] [--duration S] [--mailboxes N] [--concurrency 1,32] [--help]
  *
  * The mailboxes are copies of one made by maildrop (`maildirmake -q`, `deliverquota` × 20)
- * when it is installed, else of a file written in the same Courier format. Everything runs
- * in this process, in a temporary directory removed at the end.
+ * when it is installed, else of a file and messages written in the same Courier format. Every
+ * answer timed is checked against the template's messages on disk (sizes from stat, not from
+ * maildirsize): a wrong one is printed after the table and the exit status is 1. Speed never
+ * fails the run. Everything runs in this process, in a temporary directory removed at the end.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { setMaxListeners } from "node:events";
 import { existsSync } from "node:fs";
-import { cp, mkdir, mkdtemp, readFile, rm, utimes, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { MaildirSourceConfig } from "../src/config/types.js";
 import { createMaildirSource, type MaildirQuotaSource } from "../src/sources/maildir.js";
 import { parseMaildirsize } from "../src/sources/maildirsize.js";
+
+const USAGE = `npm run bench:maildir -- [--quick] [--duration S] [--mailboxes N] [--concurrency 1,32]
+  --quick            0.7 s per row, 200 mailboxes (default 2 s, 1000)
+  --duration S       seconds per row
+  --mailboxes N      copies of the template mailbox
+  --concurrency A,B  lookups in flight, one set of rows each
+`;
 
 interface Options {
   durationMs: number;
@@ -26,7 +35,8 @@ interface Options {
   concurrency: number[];
 }
 
-function parseOptions(argv: string[]): Options {
+function parseOptions(argv: string[]): Options | undefined {
+  if (argv.includes("--help")) return undefined;
   const options: Options = { durationMs: 2000, mailboxes: 1000, concurrency: [1, 32] };
   for (let i = 0; i < argv.length; i++) {
     const value = argv[i + 1];
@@ -59,23 +69,90 @@ function parseOptions(argv: string[]): Options {
 
 const pad = (bytes: number, count: number) => `${String(bytes).padStart(12)} ${String(count).padStart(12)}\n`;
 
+const LIMIT = 100_000_000;
+const COUNT_LIMIT = 10_000;
+const MESSAGES = 20;
+
+const messageText = (i: number) => `From: a@example.org\nSubject: ${i}\n\n${"x".repeat(1000 + i)}\n`;
+
 /** One template mailbox: by maildrop when present. */
 async function templateMailbox(dir: string): Promise<string> {
   const maildir = join(dir, "template");
   if (existsSync("/usr/bin/maildirmake") && existsSync("/usr/sbin/deliverquota")) {
     execFileSync("/usr/bin/maildirmake", [maildir]);
-    execFileSync("/usr/bin/maildirmake", ["-q", "100000000S,10000C", maildir]);
-    for (let i = 0; i < 20; i++) {
-      const message = `From: a@example.org\nSubject: ${i}\n\n${"x".repeat(1000 + i)}\n`;
-      spawnSync("/usr/sbin/deliverquota", [maildir], { input: message });
+    execFileSync("/usr/bin/maildirmake", ["-q", `${LIMIT}S,${COUNT_LIMIT}C`, maildir]);
+    for (let i = 0; i < MESSAGES; i++) {
+      const delivered = spawnSync("/usr/sbin/deliverquota", [maildir], { input: messageText(i) });
+      if (delivered.status !== 0) throw new Error(`deliverquota exited ${delivered.status}`);
     }
     return "maildrop";
   }
   for (const sub of ["cur", "new", "tmp"]) await mkdir(join(maildir, sub), { recursive: true });
-  let text = `100000000S,10000C\n${pad(0, 0)}`;
-  for (let i = 0; i < 20; i++) text += pad(1000 + 32 + i, 1);
+  let text = `${LIMIT}S,${COUNT_LIMIT}C\n${pad(0, 0)}`;
+  for (let i = 0; i < MESSAGES; i++) {
+    const message = messageText(i);
+    await writeFile(join(maildir, "new", `1700000000.M${i}P1.bench,S=${message.length}`), message);
+    text += pad(message.length, 1);
+  }
   await writeFile(join(maildir, "maildirsize"), text);
   return "hand-written (maildrop not installed)";
+}
+
+interface Expected {
+  usage: number;
+  count: number;
+}
+
+/** What every mailbox holds, from the template's message files themselves (stat sizes). */
+async function holdings(maildir: string): Promise<Expected> {
+  let usage = 0;
+  let count = 0;
+  for (const sub of ["new", "cur"]) {
+    for (const name of await readdir(join(maildir, sub))) {
+      usage += (await stat(join(maildir, sub, name))).size;
+      count++;
+    }
+  }
+  if (count !== MESSAGES) throw new Error(`the template holds ${count} messages, not ${MESSAGES}`);
+  return { usage, count };
+}
+
+/** Wrong answers seen, by row; the first few of each row are kept verbatim for the report. */
+class Mismatches {
+  count = 0;
+  private readonly byRow = new Map<string, { count: number; samples: string[] }>();
+
+  note(row: string, text: string): void {
+    this.count++;
+    const seen = this.byRow.get(row) ?? { count: 0, samples: [] };
+    seen.count++;
+    if (seen.samples.length < 3) seen.samples.push(text);
+    this.byRow.set(row, seen);
+  }
+
+  report(): string {
+    const lines: string[] = [];
+    for (const [row, seen] of this.byRow) {
+      lines.push(`MISMATCH ${row}: ${seen.count} wrong`);
+      for (const text of seen.samples) lines.push(`  ${text}`);
+    }
+    return `${lines.join("\n")}\n`;
+  }
+}
+
+/** Checks a quota answer against the template; answers nothing when right. */
+function quotaChecker(expected: Expected): (answer: unknown) => string | undefined {
+  const want = { usage: expected.usage, limit: LIMIT, count: expected.count, countLimit: COUNT_LIMIT };
+  return (answer) => {
+    const got = answer as Record<string, unknown> | undefined;
+    const right =
+      got !== undefined &&
+      got.usage === want.usage &&
+      got.limit === want.limit &&
+      got.count === want.count &&
+      got.countLimit === want.countLimit;
+    return right ? undefined : `got ${JSON.stringify(answer)}, expected ${JSON.stringify(want)}`;
+  };
 }
 
 interface Row {
@@ -92,12 +169,17 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number;
 }
 
-/** Runs `lookup(i)` with `concurrency` in flight for `durationMs`; i counts up from 0. */
+/**
+ * Runs `lookup(i)` with `concurrency` in flight for `durationMs`; i counts up from 0. Each
+ * answer goes through `check` (after its latency is taken); a wrong one is noted.
+ */
 async function measure(
   scenario: string,
   concurrency: number,
   durationMs: number,
   lookup: (i: number) => Promise<unknown>,
+  check: (answer: unknown) => string | undefined,
+  mismatches: Mismatches,
 ): Promise<Row> {
   const latencies: number[] = [];
   let next = 0;
@@ -106,8 +188,12 @@ async function measure(
   const worker = async () => {
     while (performance.now() < end) {
       const t = performance.now();
-      await lookup(next++);
+      const i = next++;
+      const answer = await lookup(i);
       latencies.push((performance.now() - t) * 1000);
+      const wrong = check(answer);
+      if (wrong !== undefined)
+        mismatches.note(`${scenario}, in flight ${concurrency}`, `lookup ${i}: ${wrong}`);
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
@@ -141,11 +227,82 @@ function table(rows: Row[]): string {
   return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...body.map(line)].join("\n");
 }
 
-async function main(): Promise<void> {
+interface Setup {
+  users: string[];
+  untrusted: string[];
+  fileBytes: Buffer;
+  newSource: () => MaildirQuotaSource;
+  signal: AbortSignal;
+}
+
+/** The table's rows, every answer checked against `expected`. */
+async function runRows(options: Options, setup: Setup, expected: Expected, mismatches: Mismatches) {
+  const { users, untrusted, fileBytes, newSource, signal } = setup;
+  const quotaRight = quotaChecker(expected);
+  const parseRight = (answer: unknown) => {
+    const parsed = answer as ReturnType<typeof parseMaildirsize>;
+    const right =
+      parsed.usage === expected.usage &&
+      parsed.count === expected.count &&
+      parsed.definition?.bytes === LIMIT &&
+      parsed.definition?.messages === COUNT_LIMIT &&
+      parsed.suspect.length === 0;
+    return right
+      ? undefined
+      : `parsed usage ${parsed.usage}, count ${parsed.count}, expected ${JSON.stringify(expected)}`;
+  };
+  /** Warms a source on these users, checking its answers too. */
+  const warm = async (source: MaildirQuotaSource, names: string[]) => {
+    for (const user of names) {
+      const wrong = quotaRight(await source.quota(`${user}@example.org`, signal));
+      if (wrong !== undefined) mismatches.note("warming a source", `${user}: ${wrong}`);
+    }
+    return source;
+  };
+  const rows: Row[] = [];
+  const row = async (scenario: string, concurrency: number, lookup: (i: number) => Promise<unknown>) => {
+    const check = scenario.startsWith("parse") ? parseRight : quotaRight;
+    rows.push(await measure(scenario, concurrency, options.durationMs, lookup, check, mismatches));
+  };
+  await row("parse only (no I/O)", 1, async () => parseMaildirsize(fileBytes));
+  for (const concurrency of options.concurrency) {
+    // Fresh: a new source for every pass over the mailboxes, so each lookup opens and reads the file.
+    let source = newSource();
+    await row("fresh: open+fstat+read+parse", concurrency, (i) => {
+      if (i % users.length === 0 && i > 0) source = newSource();
+      return source.quota(`${users[i % users.length]}@example.org`, signal);
+    });
+    // Cached: one source that has seen every mailbox; each lookup is one lstat.
+    const cached = await warm(newSource(), users);
+    await row("cached: lstat (inode/size/mtime)", concurrency, (i) =>
+      cached.quota(`${users[i % users.length]}@example.org`, signal),
+    );
+    if (cached.stats.fileReads !== users.length)
+      mismatches.note("cached", `${cached.stats.fileReads} file reads for ${users.length} mailboxes`);
+    // Untrusted file: counted from the directories (20 messages), then the count reused.
+    let counting = newSource();
+    await row("untrusted: count the maildir", concurrency, (i) => {
+      if (i % untrusted.length === 0 && i > 0) counting = newSource();
+      return counting.quota(`${untrusted[i % untrusted.length]}@example.org`, signal);
+    });
+    const reuse = await warm(newSource(), untrusted);
+    await row("untrusted: count reused (dir stamps)", concurrency, (i) =>
+      reuse.quota(`${untrusted[i % untrusted.length]}@example.org`, signal),
+    );
+  }
+  return rows;
+}
+
+async function main(): Promise<number> {
   const options = parseOptions(process.argv.slice(2));
+  if (options === undefined) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
   const dir = await mkdtemp(join(tmpdir(), "filterctl-bench-maildir-"));
   try {
     const made = await templateMailbox(dir);
+    const expected = await holdings(join(dir, "template"));
     const users = Array.from({ length: options.mailboxes }, (_, i) => `user${i}`);
     for (const user of users)
       await cp(join(dir, "template"), join(dir, user, "Maildir"), { recursive: true });
@@ -179,54 +336,29 @@ async function main(): Promise<void> {
     // One signal shared by every lookup in flight here (the registry gives each lookup its own).
     setMaxListeners(0, signal);
 
-    const rows: Row[] = [];
-    rows.push(
-      await measure("parse only (no I/O)", 1, options.durationMs, async () => parseMaildirsize(fileBytes)),
+    const mismatches = new Mismatches();
+    const rows = await runRows(
+      options,
+      { users, untrusted, fileBytes, newSource, signal },
+      expected,
+      mismatches,
     );
-    for (const concurrency of options.concurrency) {
-      // Fresh: a new source for every pass over the mailboxes, so each lookup opens and reads the file.
-      let source = newSource();
-      rows.push(
-        await measure("fresh: open+fstat+read+parse", concurrency, options.durationMs, (i) => {
-          if (i % users.length === 0 && i > 0) source = newSource();
-          return source.quota(`${users[i % users.length]}@example.org`, signal);
-        }),
-      );
-      // Cached: one source that has seen every mailbox; each lookup is one lstat.
-      const cached = newSource();
-      for (const user of users) await cached.quota(`${user}@example.org`, signal);
-      rows.push(
-        await measure("cached: lstat (inode/size/mtime)", concurrency, options.durationMs, (i) =>
-          cached.quota(`${users[i % users.length]}@example.org`, signal),
-        ),
-      );
-      if (cached.stats.fileReads !== users.length)
-        throw new Error(`cache misses: ${JSON.stringify(cached.stats)}`);
-      // Untrusted file: counted from the directories (20 messages), then the count reused.
-      let counting = newSource();
-      rows.push(
-        await measure("untrusted: count the maildir", concurrency, options.durationMs, (i) => {
-          if (i % untrusted.length === 0 && i > 0) counting = newSource();
-          return counting.quota(`${untrusted[i % untrusted.length]}@example.org`, signal);
-        }),
-      );
-      const reuse = newSource();
-      for (const user of untrusted) await reuse.quota(`${user}@example.org`, signal);
-      rows.push(
-        await measure("untrusted: count reused (dir stamps)", concurrency, options.durationMs, (i) =>
-          reuse.quota(`${untrusted[i % untrusted.length]}@example.org`, signal),
-        ),
-      );
-    }
     const cpu = cpus()[0]?.model ?? "unknown CPU";
     process.stdout.write(
-      `maildir source, ${options.mailboxes} mailboxes (maildirsize ${fileBytes.length} bytes, ${made}), ` +
+      `maildir source, ${options.mailboxes} mailboxes (maildirsize ${fileBytes.length} bytes, ${made}; ` +
+        `every answer checked: ${expected.usage} bytes, ${expected.count} messages), ` +
         `${options.durationMs / 1000} s per row, Node ${process.version}, ${cpus().length} × ${cpu}, ` +
         `UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? "4 (default)"}\n\n${table(rows)}\n`,
     );
+    if (mismatches.count > 0) {
+      process.stdout.write(mismatches.report());
+      process.stdout.write(`\nBENCHMARK FAILED: ${mismatches.count} wrong answer(s)\n`);
+      return 1;
+    }
+    return 0;
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-await main();
+process.exitCode = await main();

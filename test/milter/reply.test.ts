@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   ActionFlag,
@@ -66,6 +67,52 @@ describe("reply codes", () => {
   ];
   it.each(invalid)("refuses %s", (_name, value) => {
     expect(encodeReply(value)).toBeInstanceOf(InvalidReply);
+  });
+
+  // The library is exported: an enhanced code is the caller's string, and it goes out verbatim
+  // once accepted, so all of it must be the code (anchored at both ends).
+  it.each([
+    ["CRLF and a second reply after it", "5.7.1\r\n250 2.0.0 Ok"],
+    ["LF after it", "5.7.1\n"],
+    ["text after it", "5.7.1 and more"],
+    ["a fourth part", "5.7.1.2"],
+    ["a part of four digits", "5.7.1000"],
+    ["a NUL after it", "5.7.1\0"],
+    ["something before it", "x5.7.1"],
+    ["a line before it", "250 Ok\r\n5.7.1"],
+  ])("refuses an enhanced code with %s", (_name, enhancedCode) => {
+    expect(formatReplyText("reject", 550, enhancedCode, "no")).toBeInstanceOf(InvalidReply);
+    expect(encodeReply({ action: "reject", code: 550, enhancedCode, text: "no" })).toBeInstanceOf(
+      InvalidReply,
+    );
+  });
+
+  it("whatever the enhanced code, an accepted reply is lines of code, enhanced code and clean text", () => {
+    // Mostly near misses: a well-formed code with something before or after it.
+    const enhancedCodes = fc
+      .tuple(
+        fc.constantFrom("", "", "", "x", " ", "\r\n", "250 Ok\r\n"),
+        fc.constantFrom("5", "4", "2", "55"),
+        fc.integer({ min: 0, max: 1200 }),
+        fc.integer({ min: 0, max: 1200 }),
+        fc.constantFrom("", "", "", "\r\n250 Ok", "\n", " x", ".1", "\0", "0", "%"),
+      )
+      .map(([before, klass, subject, detail, after]) => `${before}${klass}.${subject}.${detail}${after}`);
+    fc.assert(
+      fc.property(fc.oneof(enhancedCodes, fc.string()), fc.string(), (enhanced, text) => {
+        const out = formatReplyText("reject", 550, enhanced, text);
+        if (out instanceof InvalidReply) return;
+        if (enhanced !== "") expect(enhanced).toMatch(/^5\.\d{1,3}\.\d{1,3}$/);
+        const prefix = enhanced === "" ? "" : `${enhanced} `;
+        for (const line of out.split("\r\n")) {
+          const spaced = `${line} `;
+          expect(spaced.startsWith(`550 ${prefix}`) || spaced.startsWith(`550-${prefix}`)).toBe(true);
+          // biome-ignore lint/suspicious/noControlCharactersInRegex: no control character may reach the wire
+          expect(line).not.toMatch(/[\x00-\x1f\x7f]/);
+        }
+      }),
+      { numRuns: 2000 },
+    );
   });
 
   it("sends bare reject/tempfail when no code is given (the MTA's own text)", () => {

@@ -13,6 +13,7 @@ import { countMaildir } from "../../src/sources/maildir-scan.js";
 import {
   age,
   deliver,
+  deliverRaw,
   EX_OVERQUOTA,
   HAVE_MAILDROP,
   MAILDIRMAKE,
@@ -249,6 +250,61 @@ describe("maildir source on mailboxes made by maildrop", () => {
     await fx.underQuota("relative");
     const { source: src } = source(undefined, { template: "{user}/Maildir" });
     expect(await lookup(src, "relative@example.org")).toMatchObject({ usage: 3000 });
+  });
+});
+
+/**
+ * One byte or one message below the limit: the file's several size lines are believed (one
+ * more message of 1 byte fits, and Courier's deliverquota takes it); at the limit they are
+ * recounted (over quota with several lines) and Courier refuses the next byte.
+ */
+describe("maildirsize at the limit minus one, as deliverquota leaves it", () => {
+  async function mailbox(user: string, quota: string): Promise<string> {
+    const dir = fx.dirOf(user);
+    await mkdir(join(dir, ".."), { recursive: true });
+    maildirmake(dir);
+    maildirmake(dir, quota);
+    return dir;
+  }
+  const ONE_BYTE = Buffer.from("x");
+
+  it("bytes: usage = limit - 1 is believed and not over; usage = limit is counted and over", async () => {
+    const dir = await mailbox("edge-bytes", "3001S,100C");
+    for (let i = 0; i < 3; i++) expect(deliver(dir, 1000, i)).toBe(0);
+    expect(await readFile(join(dir, "maildirsize"), "latin1")).toBe(
+      `3001S,100C\n${pad(0, 0)}${pad(1000, 1).repeat(3)}`,
+    );
+    let { source: src, logger } = source();
+    let status = await lookup(src, "edge-bytes@example.org");
+    expect(status).toEqual({ usage: 3000, limit: 3001, count: 3, countLimit: 100 });
+    expect(isOverQuota(status as QuotaStatus, 1)).toBe(false);
+    expect(countedLogs(logger)).toEqual([]);
+
+    expect(deliverRaw(dir, ONE_BYTE)).toBe(0); // Courier agrees: one byte still fits
+    ({ source: src, logger } = source());
+    status = await lookup(src, "edge-bytes@example.org");
+    expect(status).toEqual({ usage: 3001, limit: 3001, count: 4, countLimit: 100 });
+    expect(isOverQuota(status as QuotaStatus, 1)).toBe(true);
+    expect(countedLogs(logger)[0]?.reasons).toEqual(["over quota with 5 size lines"]);
+    expect(deliverRaw(dir, ONE_BYTE)).toBe(EX_OVERQUOTA); // and now it is full
+  });
+
+  it("messages: count = limit - 1 is believed and not over; count = limit is counted and over", async () => {
+    const dir = await mailbox("edge-count", "1000000S,3C");
+    for (let i = 0; i < 2; i++) expect(deliver(dir, 500, i)).toBe(0);
+    let { source: src, logger } = source();
+    let status = await lookup(src, "edge-count@example.org");
+    expect(status).toEqual({ usage: 1000, limit: 1000000, count: 2, countLimit: 3 });
+    expect(isOverQuota(status as QuotaStatus, 1)).toBe(false);
+    expect(countedLogs(logger)).toEqual([]);
+
+    expect(deliver(dir, 500, 2)).toBe(0); // Courier takes the third message
+    ({ source: src, logger } = source());
+    status = await lookup(src, "edge-count@example.org");
+    expect(status).toEqual({ usage: 1500, limit: 1000000, count: 3, countLimit: 3 });
+    expect(isOverQuota(status as QuotaStatus, 1)).toBe(true);
+    expect(countedLogs(logger)[0]?.reasons).toEqual(["over quota with 4 size lines"]);
+    expect(deliverRaw(dir, ONE_BYTE)).toBe(EX_OVERQUOTA); // but not a fourth
   });
 });
 

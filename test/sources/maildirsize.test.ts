@@ -7,6 +7,7 @@ import {
   parseMaildirsize,
   STALE_OVER_QUOTA_MS,
   untrustedReasons,
+  wouldBeOver,
 } from "../../src/sources/maildirsize.js";
 
 const NOW = 1_800_000_000_000;
@@ -139,6 +140,13 @@ describe("when maildirsize must not be trusted", () => {
     expect(untrustedReasons(count, effectiveLimits(count), NOW, NOW)).toHaveLength(1);
   });
 
+  it("trusts several lines one byte or one message below the limit (a 1-byte message still fits)", () => {
+    const bytes = parseMaildirsize(`2000S\n${pad(1000, 1)}${pad(999, 1)}`);
+    expect(untrustedReasons(bytes, limits, NOW, NOW)).toEqual([]);
+    const count = parseMaildirsize(`3C\n${pad(1000, 1)}${pad(1000, 1)}`);
+    expect(untrustedReasons(count, effectiveLimits(count), NOW, NOW)).toEqual([]);
+  });
+
   it("trusts many lines under quota, and anything when there is no limit", () => {
     const parsed = parseMaildirsize(`2000S\n${pad(100, 1).repeat(10)}`);
     expect(untrustedReasons(parsed, limits, NOW - 3_600_000, NOW)).toEqual([]);
@@ -166,6 +174,30 @@ describe("when maildirsize must not be trusted", () => {
       bytes: 5000,
       messages: 0,
     });
+  });
+});
+
+describe("wouldBeOver: would one more message of 1 byte exceed a limit", () => {
+  it("bytes: usage = limit - 1 still takes it; usage = limit does not", () => {
+    const limits = { bytes: 2000, messages: 0 };
+    expect(wouldBeOver(1998, 0, limits)).toBe(false);
+    expect(wouldBeOver(1999, 0, limits)).toBe(false);
+    expect(wouldBeOver(2000, 0, limits)).toBe(true);
+    expect(wouldBeOver(2001, 0, limits)).toBe(true);
+  });
+
+  it("messages: count = limit - 1 still takes it; count = limit does not", () => {
+    const limits = { bytes: 0, messages: 3 };
+    expect(wouldBeOver(0, 2, limits)).toBe(false);
+    expect(wouldBeOver(0, 3, limits)).toBe(true);
+    expect(wouldBeOver(0, 4, limits)).toBe(true);
+  });
+
+  it("either limit is enough; 0 is no limit", () => {
+    expect(wouldBeOver(1999, 3, { bytes: 2000, messages: 3 })).toBe(true);
+    expect(wouldBeOver(2000, 2, { bytes: 2000, messages: 3 })).toBe(true);
+    expect(wouldBeOver(1999, 2, { bytes: 2000, messages: 3 })).toBe(false);
+    expect(wouldBeOver(Number.MAX_SAFE_INTEGER - 1, 1e9, { bytes: 0, messages: 0 })).toBe(false);
   });
 });
 

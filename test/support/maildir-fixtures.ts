@@ -49,8 +49,13 @@ export function makeFolder(dir: string, folder: string): void {
 
 /** Delivers one message with deliverquota; answers its exit status (0, or 77 over quota). */
 export function deliver(dir: string, bytes: number, n = 0): number {
+  return deliverRaw(dir, message(bytes, n));
+}
+
+/** Delivers these bytes as they are (a 1-byte "message" probes Courier's own quota check). */
+export function deliverRaw(dir: string, content: Buffer): number {
   const result = spawnSync(DELIVERQUOTA, [dir], {
-    input: message(bytes, n),
+    input: content,
     stdio: ["pipe", "pipe", "pipe"],
   });
   if (result.status !== 0 && result.status !== EX_OVERQUOTA) {
