@@ -236,7 +236,7 @@ describe("hostile MTA peers against filterctl serve", () => {
   }, 40_000);
 
   it("120 negotiated peers holding 900 KiB of a 1 MiB packet: memory bounded, closed 30 s after the first byte", async () => {
-    const server = await start();
+    const server = await start("max_buffered_input: 8MiB\n");
     await normalSession(server);
     await sleep(300);
     const base = rssKb(server.pid);
