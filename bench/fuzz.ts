@@ -17,35 +17,23 @@ import { createConnection, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Command, encodeCommand, MilterClient, type MilterCommand } from "../src/milter/index.js";
+import { Command, MilterClient } from "../src/milter/index.js";
+import {
+  ABORT,
+  PEER_CLIENT as CLIENT,
+  CONNECT,
+  command as cmd,
+  MAIL,
+  NEGOTIATE,
+  RCPT,
+  HOSTILE_RULES as RULES,
+} from "../test/support/hostile-packets.js";
 import { prng } from "./fixture.js";
 import { statusField } from "./proc.js";
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
 const BIN = join(repo, "bin", "filterctl.js");
 const MiB = 1024 * 1024;
-const RULES = `sources:
-  blocked:
-    type: list
-    items: ["blocked@example.org"]
-rules:
-  - on rcpt: if rcpt in blocked then reject 550 5.7.1 "no such user"
-  - on mail: if macro("{daemon_name}") == "evil" then reject 550 5.7.1 "evil daemon"
-`;
-
-const cmd = (c: MilterCommand) => encodeCommand(c);
-const NEGOTIATE = cmd({
-  type: "optneg",
-  version: 6,
-  actions: 0x1ff,
-  protocol: 0x1fffff,
-  macroLists: new Map(),
-});
-const CLIENT = { hostname: "client.example", family: "inet", port: 4242, address: "192.0.2.7" } as const;
-const CONNECT = cmd({ type: "connect", ...CLIENT });
-const MAIL = cmd({ type: "mail", sender: "<a@example.org>", args: [] });
-const RCPT = cmd({ type: "rcpt", recipient: "<b@example.org>", args: [] });
-const ABORT = cmd({ type: "abort" });
 const VALID = Buffer.concat([
   NEGOTIATE,
   cmd({ type: "macro", forCommand: Command.Connect, macros: [["j", "mx"]] }),

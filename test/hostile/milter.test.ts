@@ -13,31 +13,19 @@ import { createConnection, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { Command, encodeCommand, MilterClient, type MilterCommand } from "../../src/milter/index.js";
+import { Command, MilterClient } from "../../src/milter/index.js";
+import {
+  ABORT,
+  PEER_CLIENT as CLIENT,
+  CONNECT,
+  command,
+  MAIL,
+  NEGOTIATE,
+  RCPT,
+  HOSTILE_RULES as RULES,
+} from "../support/hostile-packets.js";
 import { type LogLine, ServeProcess } from "../support/serve-process.js";
 
-const RULES = `sources:
-  blocked:
-    type: list
-    items: ["blocked@example.org"]
-rules:
-  - on rcpt: if rcpt in blocked then reject 550 5.7.1 "no such user"
-  - on mail: if macro("{daemon_name}") == "evil" then reject 550 5.7.1 "evil daemon"
-`;
-
-const command = (c: MilterCommand) => encodeCommand(c);
-const NEGOTIATE = command({
-  type: "optneg",
-  version: 6,
-  actions: 0x1ff,
-  protocol: 0x1fffff,
-  macroLists: new Map(),
-});
-const CLIENT = { hostname: "client.example", family: "inet", port: 4242, address: "192.0.2.7" } as const;
-const CONNECT = command({ type: "connect", ...CLIENT });
-const MAIL = command({ type: "mail", sender: "<a@example.org>", args: [] });
-const RCPT = command({ type: "rcpt", recipient: "<b@example.org>", args: [] });
-const ABORT = command({ type: "abort" });
 const MiB = 1024 * 1024;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
