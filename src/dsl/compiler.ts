@@ -52,6 +52,11 @@ export interface QuotaValue {
 type Value = string | number | boolean | readonly string[] | QuotaValue | undefined;
 type Evaluator<T> = (env: EvalEnv) => MaybePromise<T>;
 
+const constant =
+  <T>(value: T): Evaluator<T> =>
+  () =>
+    value;
+
 /** One lookup, as dry-run and the logs report it. */
 export interface LookupRecord {
   rule: string;
@@ -464,8 +469,6 @@ export class RuleCompiler {
   }
 
   private compare(expr: Extract<Expr, { kind: "compare" }>): Evaluator<boolean> {
-    const left = this.value(expr.left);
-    const right = this.value(expr.right);
     const leftType = this.typeOf(expr.left);
     const rightType = this.typeOf(expr.right);
     const op: CompareOp = expr.op;
@@ -478,15 +481,22 @@ export class RuleCompiler {
           : leftType === "localpart" || rightType === "localpart"
             ? "localpart"
             : leftType;
-    const normalizer = textNormalizer(kind, this.localPart);
+    const normalizer = textual ? textNormalizer(kind, this.localPart) : undefined;
     const normalize = (v: Value): Value =>
-      !textual || typeof v !== "string" || normalizer === undefined ? v : normalizer(v);
+      typeof v !== "string" || normalizer === undefined ? v : normalizer(v);
+    // A quoted literal (`rcpt == "Bob@Example.org"`) is normalised once here, not per message.
+    const side = (e: Expr): [Evaluator<Value>, (v: Value) => Value] =>
+      e.kind === "string" && normalizer !== undefined
+        ? [constant(normalizer(e.value)), (v) => v]
+        : [this.value(e), normalize];
+    const [left, normalizeLeft] = side(expr.left);
+    const [right, normalizeRight] = side(expr.right);
     const test = (a: Value, b: Value): boolean => {
       switch (op) {
         case "==":
-          return normalize(a) === normalize(b);
+          return normalizeLeft(a) === normalizeRight(b);
         case "!=":
-          return normalize(a) !== normalize(b);
+          return normalizeLeft(a) !== normalizeRight(b);
         case "<":
           return Number(a) < Number(b);
         case "<=":
