@@ -17,8 +17,38 @@ const fifo = join(dir, "fifo");
 execFileSync("mkfifo", [fifo]);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+interface Child {
+  /** Everything the child wrote to stdout and stderr so far. */
+  readonly out: () => string;
+  readonly kill: (signal: NodeJS.Signals) => void;
+  /** How it ended; it is SIGKILLed after `killAfterMs`, so this always settles. */
+  readonly closed: Promise<{ code: number | null; signal: string | null }>;
+}
+
+/** A Node child running `script` (an ES module) from the repository's root. */
+function spawnScript(script: string, killAfterMs: number): Child {
+  const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  const collect = (chunk: Buffer) => {
+    out += chunk.toString();
+  };
+  child.stdout.on("data", collect);
+  child.stderr.on("data", collect);
+  const killer = setTimeout(() => child.kill("SIGKILL"), killAfterMs);
+  const closed = new Promise<{ code: number | null; signal: string | null }>((done) =>
+    child.once("close", (code, signal) => {
+      clearTimeout(killer);
+      done({ code, signal });
+    }),
+  );
+  return { out: () => out, kill: (signal) => child.kill(signal), closed };
+}
+
 /** Runs endProcess(0, now + 500 ms) in a child, with or without a pool thread stuck on the FIFO. */
-function run(
+async function run(
   stuck: boolean,
 ): Promise<{ code: number | null; signal: string | null; ms: number; out: string }> {
   const script = `
@@ -31,24 +61,9 @@ function run(
     setTimeout(() => endProcess(0, Date.now() + 500, logger), 100);
   `;
   const started = Date.now();
-  const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
-    cwd: ROOT,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  child.stdout.on("data", (chunk: Buffer) => {
-    out += chunk.toString();
-  });
-  child.stderr.on("data", (chunk: Buffer) => {
-    out += chunk.toString();
-  });
-  const killer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-  return new Promise((done) => {
-    child.once("close", (code, signal) => {
-      clearTimeout(killer);
-      done({ code, signal, ms: Date.now() - started, out });
-    });
-  });
+  const child = spawnScript(script, 10_000);
+  const status = await child.closed;
+  return { ...status, ms: Date.now() - started, out: child.out() };
 }
 
 describe("endProcess", () => {
@@ -84,27 +99,13 @@ describe("stopOnSignals", () => {
       setInterval(() => {}, 1000);
       logger.info({}, "ready");
     `;
-    const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
-      cwd: ROOT,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-    });
-    child.stderr.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-    });
-    const killer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-    const closed = new Promise<{ code: number | null; signal: string | null }>((done) =>
-      child.once("close", (code, signal) => done({ code, signal })),
-    );
-    await vi.waitFor(() => expect(out).toContain('"msg":"ready"'), { timeout: 10_000 });
+    const child = spawnScript(script, 20_000);
+    await vi.waitFor(() => expect(child.out()).toContain('"msg":"ready"'), { timeout: 10_000 });
     const sent = Date.now();
     child.kill("SIGTERM");
-    const status = await closed;
+    const status = await child.closed;
     const took = Date.now() - sent;
-    clearTimeout(killer);
+    const out = child.out();
     expect(status, out).toEqual({ code: 0, signal: null });
     expect(took).toBeGreaterThanOrEqual(3400);
     expect(took).toBeLessThan(500 + 5000);
