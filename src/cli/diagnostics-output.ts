@@ -2,8 +2,8 @@
  * Printing diagnostics for a human: the `file:line:col: severity: message` line, then the
  * offending line of the file with a caret under the column.
  */
-import type { Diagnostic, SourceFile } from "../dsl/diagnostics.js";
-import { formatDiagnostic } from "../dsl/diagnostics.js";
+import type { Diagnostic, SourceFile } from "../common/diagnostics.js";
+import { formatDiagnostic } from "../common/diagnostics.js";
 
 export function renderDiagnostic(diagnostic: Diagnostic, file: SourceFile | undefined): string {
   const head = formatDiagnostic(diagnostic);

@@ -3,8 +3,9 @@
  * prints its health. Exit 0 when every list is healthy, 3 when any is not (for monitoring);
  * 1 for an invalid configuration, 2 for an unreadable file.
  */
+
+import { hasErrors } from "../common/diagnostics.js";
 import type { DnsblSourceConfig } from "../config/types.js";
-import { hasErrors } from "../dsl/diagnostics.js";
 import { createDnsblSource } from "../sources/dnsbl.js";
 import type { DnsblState, SourceContext, SourceLogger } from "../sources/types.js";
 import { renderDiagnostic, summary } from "./diagnostics-output.js";

@@ -5,7 +5,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
-import { hasErrors } from "../dsl/diagnostics.js";
+import { hasErrors } from "../common/diagnostics.js";
 import { type DryRunInput, type DryRunReport, dryRun, type StageReport } from "../runtime/dry-run.js";
 import { defaultFactories } from "../sources/factories.js";
 import { SourceRegistry } from "../sources/registry.js";

@@ -1,12 +1,13 @@
 /**
  * Reading, checking and compiling a rules file, for every command that needs one.
  */
+
+import type { Diagnostic, SourceFile } from "../common/diagnostics.js";
+import { hasErrors, sortDiagnostics } from "../common/diagnostics.js";
 import { ConfigReadError, checkReferencedFiles, parseConfig, readConfigFile } from "../config/load.js";
 import type { Config } from "../config/types.js";
 import type { Rule } from "../dsl/ast.js";
 import { compileConfig } from "../dsl/compile.js";
-import type { Diagnostic, SourceFile } from "../dsl/diagnostics.js";
-import { hasErrors, sortDiagnostics } from "../dsl/diagnostics.js";
 import type { Ruleset } from "../runtime/ruleset.js";
 
 export type LoadOutcome =

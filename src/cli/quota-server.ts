@@ -8,8 +8,8 @@
  */
 import { createServer } from "node:http";
 import type { Logger } from "pino";
+import { hasErrors } from "../common/diagnostics.js";
 import { DEFAULT_QUOTA_SERVER_LISTEN } from "../config/load.js";
-import { hasErrors } from "../dsl/diagnostics.js";
 import { createMaildirSource } from "../sources/maildir.js";
 import { createMboxSource } from "../sources/mbox.js";
 import { createQuotaRequestHandler } from "../sources/quota-service.js";

@@ -4,8 +4,8 @@
  * into milter replies, and collects `add header` / quarantine for end of message.
  */
 import { bareAddress } from "../common/address.js";
-import type { Stage } from "../dsl/ast.js";
-import { type Decision, type Effect, type LookupRecord, parseReply, type Tracer } from "../dsl/compiler.js";
+import type { Stage } from "../common/stages.js";
+import { parseReply } from "../dsl/compiler.js";
 import {
   ActionFlag,
   type ConnectInfo,
@@ -20,6 +20,7 @@ import {
 } from "../milter/index.js";
 import { AddedHeaders } from "../runtime/added-headers.js";
 import type { Lookups, MaybePromise } from "../runtime/lookups.js";
+import type { Decision, Effect, LookupRecord, Tracer } from "../runtime/model.js";
 import type { Ruleset, StageOutcome } from "../runtime/ruleset.js";
 import { declaredSize, newTransaction, resetMessage, type Transaction } from "../runtime/transaction.js";
 

@@ -6,10 +6,10 @@
 import { type FSWatcher, watch } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import type { Logger } from "pino";
+import { formatDiagnostic } from "../common/diagnostics.js";
+import { STAGES, type Stage } from "../common/stages.js";
 import { referencedFiles } from "../config/load.js";
 import type { Config } from "../config/types.js";
-import { STAGES, type Stage } from "../dsl/ast.js";
-import { formatDiagnostic } from "../dsl/diagnostics.js";
 import type { Reply } from "../milter/index.js";
 import { replyOf } from "../runtime/dry-run.js";
 import type { Ruleset } from "../runtime/ruleset.js";

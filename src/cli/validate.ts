@@ -1,8 +1,9 @@
 /**
  * `filterctl validate`: parse, schema-check, type-check and compile; print every diagnostic.
  */
-import { STAGES } from "../dsl/ast.js";
-import { hasErrors } from "../dsl/diagnostics.js";
+
+import { hasErrors } from "../common/diagnostics.js";
+import { STAGES } from "../common/stages.js";
 import { renderDiagnostic, summary } from "./diagnostics-output.js";
 import { loadRules } from "./load-rules.js";
 

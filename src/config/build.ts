@@ -7,11 +7,11 @@ import { isIP } from "node:net";
 import { dirname, resolve as resolvePath } from "node:path";
 import { type Document, isMap, isPair, isScalar, isSeq, type Node } from "yaml";
 import type { LocalPartMode } from "../common/address.js";
-import type { Diagnostic, SourceFile } from "../dsl/diagnostics.js";
-import { parseDuration, parseSize } from "../dsl/units.js";
+import type { Diagnostic, SourceFile } from "../common/diagnostics.js";
+import { suggest } from "../common/suggest.js";
+import { parseDuration, parseSize } from "../common/units.js";
 import { AddressError, parseListenAddress } from "../milter/address.js";
 import { locateScalar, MappedText, splitWords } from "./located-text.js";
-import { suggest } from "./suggest.js";
 import type {
   Config,
   DnsblHealthConfig,

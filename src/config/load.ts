@@ -7,7 +7,7 @@
  */
 import { dirname, resolve } from "node:path";
 import { type Document, isScalar, parseDocument, visit } from "yaml";
-import { type Diagnostic, type SourceFile, sortDiagnostics } from "../dsl/diagnostics.js";
+import { type Diagnostic, type SourceFile, sortDiagnostics } from "../common/diagnostics.js";
 import { buildConfig } from "./build.js";
 import {
   ConfigReadError,
@@ -39,7 +39,6 @@ export {
   readConfigFile,
 } from "./read.js";
 export { SCHEMA_URL } from "./schema.js";
-export { STAGES } from "./schema-errors.js";
 
 /** Deeper nesting is refused before parsing (real configurations nest 5 levels). */
 export const MAX_NESTING = 64;

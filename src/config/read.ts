@@ -12,7 +12,7 @@
  */
 import { constants as fsConstants, type Stats } from "node:fs";
 import { type FileHandle, open, stat as statPath } from "node:fs/promises";
-import { SourceFile } from "../dsl/diagnostics.js";
+import { SourceFile } from "../common/diagnostics.js";
 
 /** Larger files are refused (reported as a diagnostic by parseConfig). */
 export const MAX_CONFIG_BYTES = 10 * 1024 * 1024;

@@ -4,17 +4,16 @@
  */
 import type { AnySchemaObject, ErrorObject } from "ajv";
 import { type Document, isScalar } from "yaml";
-import type { Diagnostic, SourceFile } from "../dsl/diagnostics.js";
+import type { Diagnostic, SourceFile } from "../common/diagnostics.js";
+import { STAGES } from "../common/stages.js";
+import { suggest, suggested } from "../common/suggest.js";
 import { locateScalar, splitWords } from "./located-text.js";
 import type { CompiledSchema } from "./schema.js";
-import { suggest, suggested } from "./suggest.js";
 import { SOURCE_TYPES } from "./types.js";
 import { containerOffset, keyOffset, locate, type PathSegment, valueOffset } from "./yaml-positions.js";
 
 /** Beyond this many, the rest are summed up in one diagnostic. */
 export const MAX_SCHEMA_DIAGNOSTICS = 200;
-
-export const STAGES = ["connect", "helo", "mail", "rcpt", "data", "header", "eoh", "body", "eom"] as const;
 
 const DURATION = "a duration like 500ms, 2s or 5m";
 const SIZE = "a size like 200MB or 1GiB, or a number of bytes";

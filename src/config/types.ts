@@ -3,7 +3,7 @@
  * report mistakes at the right line and column of rules.yaml.
  */
 import type { LocalPartMode } from "../common/address.js";
-import type { SourceFile } from "../dsl/diagnostics.js";
+import type { SourceFile } from "../common/diagnostics.js";
 
 /**
  * A YAML scalar's value with a map back to the file: `offsetAt(i)` is the file offset of the

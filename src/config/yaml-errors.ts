@@ -4,7 +4,7 @@
  * first one is).
  */
 import { type Document, isPair, isScalar, type Scalar, visit, type YAMLError } from "yaml";
-import type { Diagnostic, SourceFile } from "../dsl/diagnostics.js";
+import type { Diagnostic, SourceFile } from "../common/diagnostics.js";
 
 interface Worded {
   offset: number;

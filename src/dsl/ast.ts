@@ -4,17 +4,12 @@
  */
 
 /** File offsets: `start` of the first character, `end` just after the last. */
+import type { Stage } from "../common/stages.js";
+
 export interface Span {
   start: number;
   end: number;
 }
-
-export const STAGES = ["connect", "helo", "mail", "rcpt", "data", "header", "eoh", "body", "eom"] as const;
-export type Stage = (typeof STAGES)[number];
-export const STAGE_ORDER: Record<Stage, number> = Object.fromEntries(STAGES.map((s, i) => [s, i])) as Record<
-  Stage,
-  number
->;
 
 export type CompareOp = "==" | "!=" | "<" | "<=" | ">" | ">=";
 

@@ -3,10 +3,14 @@
  * that can never run and sources nobody uses. It records what each name resolved to, so the
  * compiler never has to guess.
  */
+
+import { type Diagnostic, didYouMean, type Severity, type SourceFile } from "../common/diagnostics.js";
+import type { Stage } from "../common/stages.js";
+import { STAGE_ORDER } from "../common/stages.js";
+import { parseDuration, parseSize } from "../common/units.js";
 import type { SourceConfig } from "../config/types.js";
-import type { Action, Expr, Rule, Span, Stage, Template } from "./ast.js";
-import { chainOperands, STAGE_ORDER } from "./ast.js";
-import { type Diagnostic, didYouMean, type Severity, type SourceFile } from "./diagnostics.js";
+import type { Action, Expr, Rule, Span, Template } from "./ast.js";
+import { chainOperands } from "./ast.js";
 import { compileRegex } from "./regex.js";
 import type { CompiledRegex } from "./regex-offload.js";
 import {
@@ -22,7 +26,6 @@ import {
   type ValueType,
 } from "./registry.js";
 import { parseTemplate, type TemplatePart } from "./template.js";
-import { parseDuration, parseSize } from "./units.js";
 
 /** What a name or call turned out to be. */
 export type Resolution =

@@ -2,12 +2,14 @@
  * The whole pipeline for one configuration: parse every rule, check, compile, and work out
  * what the milter must ask the MTA for. Diagnostics are collected, never thrown.
  */
+
+import { type Diagnostic, hasErrors, sortDiagnostics } from "../common/diagnostics.js";
+import type { Stage } from "../common/stages.js";
 import type { Config } from "../config/types.js";
 import { type MacroStageName, Ruleset, type RulesetNeeds, type StageNeed } from "../runtime/ruleset.js";
-import type { Rule, Stage } from "./ast.js";
+import type { Rule } from "./ast.js";
 import { type CheckResult, checkRules } from "./checker.js";
 import { RuleCompiler } from "./compiler.js";
-import { type Diagnostic, hasErrors, sortDiagnostics } from "./diagnostics.js";
 import { MACRO_STAGE_FOR, VALUES } from "./registry.js";
 import { parseRules } from "./rules.js";
 

@@ -23,31 +23,22 @@ import {
   type QuotaStatus,
   quotaPercent,
 } from "../runtime/lookups.js";
+import type {
+  CompiledRule,
+  Decision,
+  Effect,
+  LookupRecord,
+  QuotaValue,
+  RuleOutcome,
+  Tracer,
+} from "../runtime/model.js";
 import type { Transaction } from "../runtime/transaction.js";
-import {
-  type Action,
-  type CompareOp,
-  chainOperands,
-  type Expr,
-  type Rule,
-  type Stage,
-  type Template,
-} from "./ast.js";
+import { type Action, type CompareOp, chainOperands, type Expr, type Rule, type Template } from "./ast.js";
 import type { CheckResult, Resolution } from "./checker.js";
 import { decides } from "./checker.js";
 import { matchRegex } from "./regex-offload.js";
 import { VALUES, type ValueType } from "./registry.js";
 import type { TemplatePart } from "./template.js";
-
-/** A quota status as rules see it; `undefined` status = no such mailbox. */
-export interface QuotaValue {
-  over: boolean;
-  usage: number;
-  limit: number;
-  count: number;
-  count_limit: number;
-  percent: number;
-}
 
 type Value = string | number | boolean | readonly string[] | QuotaValue | undefined;
 type Evaluator<T> = (env: EvalEnv) => MaybePromise<T>;
@@ -56,24 +47,6 @@ const constant =
   <T>(value: T): Evaluator<T> =>
   () =>
     value;
-
-/** One lookup, as dry-run and the logs report it. */
-export interface LookupRecord {
-  rule: string;
-  source: string;
-  /** What was asked, as the rule wrote it: `directory.addresses`, `spamhaus`, `quota(mailboxes)`. */
-  what: string;
-  key: string;
-  result: string;
-  ms: number;
-  error?: string;
-}
-
-export interface Tracer {
-  lookup(record: LookupRecord): void;
-  /** List every rule evaluated in the stage's outcome, also those that did nothing (dry-run). */
-  everyRule?: boolean;
-}
 
 /** Per-rule scratch state: what texts may interpolate. */
 interface RuleState {
@@ -88,44 +61,6 @@ export interface EvalEnv {
   trace?: Tracer;
   rule: string;
   state: RuleState;
-}
-
-export type DecisionAction = "accept" | "reject" | "tempfail" | "discard" | "quarantine";
-
-export interface Decision {
-  action: DecisionAction;
-  /** For reject/tempfail. */
-  code?: number;
-  enhancedCode?: string;
-  text?: string;
-  /** For quarantine. */
-  reason?: string;
-  rule: string;
-  shadow: boolean;
-  /** Set when the decision comes from a failed lookup (on_error: tempfail). */
-  lookupError?: string;
-}
-
-export type Effect =
-  | { kind: "addHeader"; name: string; value: string; rule: string }
-  | { kind: "log"; text: string; rule: string };
-
-export interface RuleOutcome {
-  decision?: Decision;
-  effects: Effect[];
-  /** Lookup failures met (whatever on_error made of them). */
-  errors: { source: string; message: string }[];
-}
-
-export interface CompiledRule {
-  name: string;
-  stages: ReadonlySet<Stage>;
-  shadow: boolean;
-  /** Sources the rule looks up. */
-  lookups: readonly string[];
-  /** Whether the rule can end a stage (it has a deciding action, or a lookup that can tempfail). */
-  canDecide: boolean;
-  run(tx: Transaction, lookups: Lookups, trace?: Tracer): MaybePromise<RuleOutcome>;
 }
 
 export interface CompileOptions {

@@ -12,12 +12,12 @@ import {
   type TokenType,
   tokenLabel,
 } from "chevrotain";
+import { type Diagnostic, didYouMean, type SourceFile } from "../common/diagnostics.js";
+import { parseDuration, parseSize } from "../common/units.js";
 import type { LocatedText } from "../config/types.js";
 import type { Action, CompareOp, Expr, Span, Statement, Template } from "./ast.js";
 import { ACTION_VERBS, childrenOf } from "./ast.js";
-import { type Diagnostic, didYouMean, type SourceFile } from "./diagnostics.js";
 import * as T from "./tokens.js";
-import { parseDuration, parseSize } from "./units.js";
 
 /** Refuse inputs that could only be mistakes or attacks, before they cost anything. */
 export const LIMITS = {

@@ -3,8 +3,9 @@
  * functions, the members of a quota status, and what each source type offers. The checker and
  * the compiler both read this table; neither hard-codes names.
  */
+
+import type { Stage } from "../common/stages.js";
 import type { SourceType } from "../config/types.js";
-import type { Stage } from "./ast.js";
 
 export type ValueType =
   | "string"

@@ -1,10 +1,12 @@
 /**
  * From the entries of `rules:` (text or structured form) to rule syntax trees.
  */
+
+import { didYouMean } from "../common/diagnostics.js";
+import type { Stage } from "../common/stages.js";
+import { STAGES } from "../common/stages.js";
 import type { RuleSource } from "../config/types.js";
-import type { Rule, Stage, Statement } from "./ast.js";
-import { STAGES } from "./ast.js";
-import { didYouMean } from "./diagnostics.js";
+import type { Rule, Statement } from "./ast.js";
 import { type ParseContext, parseAction, parseCondition, parseRuleText, parseStageWords } from "./parser.js";
 
 function stagesOf(

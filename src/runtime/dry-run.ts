@@ -4,10 +4,10 @@
  * what the MTA would do with each answer.
  */
 import { bareAddress } from "../common/address.js";
-import type { Stage } from "../dsl/ast.js";
-import type { Decision, DecisionAction, Effect, LookupRecord } from "../dsl/compiler.js";
+import type { Stage } from "../common/stages.js";
 import { AddedHeaders } from "./added-headers.js";
 import type { Lookups } from "./lookups.js";
+import type { Decision, DecisionAction, Effect, LookupRecord } from "./model.js";
 import type { Ruleset, RuleTrace, StageOutcome } from "./ruleset.js";
 import { declaredSize, newTransaction, resetMessage } from "./transaction.js";
 

@@ -2,10 +2,10 @@
  * A compiled ruleset: rules per stage in file order, what the milter must ask the MTA for, and
  * the evaluation of one stage (first deciding rule wins; shadow rules are reported, never enforced).
  */
-import type { Stage } from "../dsl/ast.js";
-import { STAGES } from "../dsl/ast.js";
-import type { CompiledRule, Decision, Effect, RuleOutcome, Tracer } from "../dsl/compiler.js";
+import type { Stage } from "../common/stages.js";
+import { STAGES } from "../common/stages.js";
 import type { Lookups, MaybePromise } from "./lookups.js";
+import type { CompiledRule, Decision, Effect, RuleOutcome, Tracer } from "./model.js";
 import type { Transaction } from "./transaction.js";
 
 export type StageNeed = "decide" | "observe";

@@ -1,7 +1,7 @@
 /**
  * The values of one SMTP transaction, filled stage by stage, as the rules see them.
  */
-import type { Stage } from "../dsl/ast.js";
+import type { Stage } from "../common/stages.js";
 
 export interface Transaction {
   stage: Stage;

@@ -2,8 +2,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { type Diagnostic, SourceFile } from "../../src/common/diagnostics.js";
 import { parseConfig, readConfigFile } from "../../src/config/load.js";
-import { type Diagnostic, SourceFile } from "../../src/dsl/diagnostics.js";
 
 const BROKEN = new URL("./broken/", import.meta.url);
 

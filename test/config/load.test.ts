@@ -3,6 +3,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { type Diagnostic, formatDiagnostic, SourceFile } from "../../src/common/diagnostics.js";
 import {
   ConfigReadError,
   DEFAULT_ERROR_REPLY,
@@ -14,7 +15,6 @@ import {
   SCHEMA_URL,
 } from "../../src/config/load.js";
 import type { Config, LocatedText, RuleSource, SourceConfig } from "../../src/config/types.js";
-import { type Diagnostic, formatDiagnostic, SourceFile } from "../../src/dsl/diagnostics.js";
 
 const EXAMPLE = new URL("./fixtures/spec-example.yaml", import.meta.url).pathname;
 const BIN = new URL("../../bin/filterctl.js", import.meta.url).pathname;

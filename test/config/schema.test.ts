@@ -2,7 +2,8 @@ import { readFileSync } from "node:fs";
 import { Ajv } from "ajv";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { SCHEMA_URL, STAGES } from "../../src/config/load.js";
+import { STAGES } from "../../src/common/stages.js";
+import { SCHEMA_URL } from "../../src/config/load.js";
 import { SOURCE_TYPES } from "../../src/config/types.js";
 
 const schema = JSON.parse(readFileSync(SCHEMA_URL, "utf8")) as Record<string, unknown>;

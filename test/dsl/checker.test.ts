@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { formatDiagnostic } from "../../src/common/diagnostics.js";
 import { compileConfig } from "../../src/dsl/compile.js";
-import { formatDiagnostic } from "../../src/dsl/diagnostics.js";
 import { configOf, SAMPLE_SOURCES } from "./helpers.js";
 
 /** Diagnostics of a set of rules, without the unused-source warnings of the sample sources. */

@@ -1,5 +1,5 @@
+import { SourceFile } from "../../src/common/diagnostics.js";
 import type { Config, LocatedText, RuleSource, SourceConfig } from "../../src/config/types.js";
-import { SourceFile } from "../../src/dsl/diagnostics.js";
 
 /** A LocatedText for text that starts at `start` in a file where it appears verbatim. */
 export function located(text: string, start = 0): LocatedText {

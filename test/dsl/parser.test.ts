@@ -1,11 +1,11 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { type Diagnostic, SourceFile } from "../../src/common/diagnostics.js";
+import { parseDuration, parseSize } from "../../src/common/units.js";
 import { type Action, type Expr, stripSpans } from "../../src/dsl/ast.js";
-import { type Diagnostic, SourceFile } from "../../src/dsl/diagnostics.js";
 import { LIMITS, parseCondition, parseRuleText } from "../../src/dsl/parser.js";
 import { printAction, printExpr, printRule } from "../../src/dsl/printer.js";
 import { KEYWORD_WORDS } from "../../src/dsl/tokens.js";
-import { parseDuration, parseSize } from "../../src/dsl/units.js";
 import { located } from "./helpers.js";
 
 function parse(text: string) {

@@ -4,11 +4,10 @@
  * fails on demand.
  */
 
+import { formatDiagnostic, SourceFile } from "../../src/common/diagnostics.js";
+import type { Stage } from "../../src/common/stages.js";
 import { parseConfig } from "../../src/config/load.js";
-import type { Stage } from "../../src/dsl/ast.js";
 import { compileConfig } from "../../src/dsl/compile.js";
-import type { Tracer } from "../../src/dsl/compiler.js";
-import { formatDiagnostic, SourceFile } from "../../src/dsl/diagnostics.js";
 import {
   type DnsblAnswer,
   LookupError,
@@ -16,6 +15,7 @@ import {
   type MaybePromise,
   type QuotaStatus,
 } from "../../src/runtime/lookups.js";
+import type { Tracer } from "../../src/runtime/model.js";
 import type { Ruleset, StageOutcome } from "../../src/runtime/ruleset.js";
 import { newTransaction, type Transaction } from "../../src/runtime/transaction.js";
 import { ListTable } from "../../src/sources/list.js";

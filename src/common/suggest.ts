@@ -2,7 +2,7 @@
  * "Did you mean" hints: the shared didYouMean(), plus swapped neighbours (`ldpa` → `ldap`,
  * `rpct` → `rcpt`), which plain edit distance counts as two mistakes and so misses in short words.
  */
-import { didYouMean } from "../dsl/diagnostics.js";
+import { didYouMean } from "./diagnostics.js";
 
 function isTransposition(a: string, b: string): boolean {
   if (a.length !== b.length || a.length < 2) return false;

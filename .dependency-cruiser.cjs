@@ -1,0 +1,54 @@
+/**
+ * The layering of src/, checked on every `npm test` and `npm run lint`: a wrong import fails the
+ * build. Layers, bottom to top; a folder may import its own layer and those below it.
+ * src/milter/ is a standalone library: it imports nothing else of ours, anyone may import it.
+ */
+const LAYERS = ["common", "config", "runtime", "sources", "dsl", "engine", "cli"];
+
+const upward = LAYERS.map((layer, i) => ({
+  name: `${layer}-imports-upward`,
+  comment: `src/${layer}/ may import only ${LAYERS.slice(0, i + 1).join(", ")} (and milter)`,
+  severity: "error",
+  from: { path: `^src/${layer}/` },
+  to: { path: `^src/(${LAYERS.slice(i + 1).join("|") || "$^"})/` },
+}));
+
+module.exports = {
+  forbidden: [
+    ...upward,
+    {
+      name: "milter-is-standalone",
+      comment: "src/milter/ is the protocol library: it imports nothing else of ours",
+      severity: "error",
+      from: { path: "^src/milter/" },
+      to: { path: "^src/", pathNot: "^src/milter/" },
+    },
+    {
+      name: "nothing-imports-cli",
+      comment: "src/cli/ is the top: only bin/ starts it",
+      severity: "error",
+      from: { path: "^src/", pathNot: "^src/cli/" },
+      to: { path: "^src/cli/" },
+    },
+    {
+      name: "no-cycles",
+      comment: "no module imports itself through others",
+      severity: "error",
+      from: { path: "^src/" },
+      to: { circular: true },
+    },
+    {
+      name: "src-not-from-tests",
+      comment: "the product never imports its tests or benchmarks",
+      severity: "error",
+      from: { path: "^src/" },
+      to: { path: "^(test|bench)/" },
+    },
+  ],
+  options: {
+    doNotFollow: { path: "node_modules" },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: "tsconfig.json" },
+    exclude: { path: "^(node_modules|dist)/" },
+  },
+};
