@@ -6,10 +6,10 @@
 
 import { hasErrors } from "../common/diagnostics.js";
 import type { DnsblSourceConfig } from "../config/types.js";
+import { loadRules } from "../engine/load-rules.js";
 import { createDnsblSource } from "../sources/dnsbl.js";
 import type { DnsblState, SourceContext, SourceLogger } from "../sources/types.js";
 import { renderDiagnostic, summary } from "./diagnostics-output.js";
-import { loadRules } from "./load-rules.js";
 import { EXIT_INVALID, EXIT_OK, EXIT_USAGE } from "./validate.js";
 
 export const EXIT_UNHEALTHY = 3;

@@ -6,11 +6,11 @@
 import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { hasErrors } from "../common/diagnostics.js";
-import { type DryRunInput, type DryRunReport, dryRun, type StageReport } from "../runtime/dry-run.js";
+import { type DryRunInput, type DryRunReport, dryRun, type StageReport } from "../engine/dry-run.js";
+import { loadRules } from "../engine/load-rules.js";
 import { defaultFactories } from "../sources/factories.js";
 import { SourceRegistry } from "../sources/registry.js";
 import { renderDiagnostic, summary } from "./diagnostics-output.js";
-import { loadRules } from "./load-rules.js";
 import { EXIT_INVALID, EXIT_OK, EXIT_USAGE } from "./validate.js";
 
 export interface DryRunOptions {

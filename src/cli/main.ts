@@ -4,14 +4,14 @@
  */
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { parseHostPort } from "../engine/metrics.js";
+import { ConfigError } from "../engine/service.js";
 import { AddressError, ListenError, parseListenAddress } from "../milter/index.js";
 import { dnsblStatusCommand } from "./dnsbl-status.js";
 import { type DryRunOptions, dryRunCommand } from "./dry-run.js";
 import { createLogger, type LogFormat } from "./logging.js";
-import { parseHostPort } from "./metrics.js";
 import { quotaServerCommand } from "./quota-server.js";
 import { type ServeOptions, serve } from "./serve.js";
-import { ConfigError } from "./service.js";
 import { validateCommand } from "./validate.js";
 
 export const EXIT_USAGE = 2;

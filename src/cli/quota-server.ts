@@ -10,14 +10,14 @@ import { createServer } from "node:http";
 import type { Logger } from "pino";
 import { hasErrors } from "../common/diagnostics.js";
 import { DEFAULT_QUOTA_SERVER_LISTEN } from "../config/load.js";
+import { loadRules } from "../engine/load-rules.js";
+import { parseHostPort } from "../engine/metrics.js";
 import { createMaildirSource } from "../sources/maildir.js";
 import { createMboxSource } from "../sources/mbox.js";
 import { createQuotaRequestHandler } from "../sources/quota-service.js";
 import type { QuotaSource } from "../sources/types.js";
 import { renderDiagnostic, summary } from "./diagnostics-output.js";
-import { loadRules } from "./load-rules.js";
 import { createLogger, type LogFormat } from "./logging.js";
-import { parseHostPort } from "./metrics.js";
 
 export interface QuotaServerOptions {
   config: string;

@@ -6,11 +6,11 @@
 import { existsSync } from "node:fs";
 import type { Server } from "node:http";
 import type { Logger } from "pino";
+import { eventLoggerHandler } from "../engine/event-logger-handler.js";
+import { Metrics } from "../engine/metrics.js";
+import { errorReply, rulesHandler } from "../engine/milter-handler.js";
+import { RulesRuntime } from "../engine/service.js";
 import { formatListenAddress, MilterServer, type MilterServerOptions } from "../milter/index.js";
-import { eventLoggerHandler } from "./event-logger-handler.js";
-import { Metrics } from "./metrics.js";
-import { errorReply, rulesHandler } from "./rules-handler.js";
-import { RulesRuntime } from "./service.js";
 import { stopOnSignals } from "./shutdown.js";
 
 export interface ServeOptions {

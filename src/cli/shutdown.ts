@@ -5,8 +5,8 @@
  */
 import type { Server } from "node:http";
 import type { Logger } from "pino";
+import type { RulesRuntime } from "../engine/service.js";
 import type { MilterServer } from "../milter/index.js";
-import type { RulesRuntime } from "./service.js";
 
 /** After shutdown_timeout: time for closing sources and flushing the log, then the process ends. */
 export const HARD_DEADLINE_MARGIN_MS = 3_000;

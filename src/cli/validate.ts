@@ -4,8 +4,8 @@
 
 import { hasErrors } from "../common/diagnostics.js";
 import { STAGES } from "../common/stages.js";
+import { loadRules } from "../engine/load-rules.js";
 import { renderDiagnostic, summary } from "./diagnostics-output.js";
-import { loadRules } from "./load-rules.js";
 
 export const EXIT_OK = 0;
 export const EXIT_INVALID = 1;

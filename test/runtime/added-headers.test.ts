@@ -3,8 +3,8 @@
  * the client sent, and must not turn 50,000 headers into 50,000 modifications.
  */
 import { describe, expect, it } from "vitest";
+import { dryRun } from "../../src/engine/dry-run.js";
 import { AddedHeaders, MAX_ADDED_HEADERS } from "../../src/runtime/added-headers.js";
-import { dryRun } from "../../src/runtime/dry-run.js";
 import { FakeLookups, rules, rulesetOf } from "./helpers.js";
 
 describe("AddedHeaders", () => {

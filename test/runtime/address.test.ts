@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config/load.js";
 import { compileConfig } from "../../src/dsl/compile.js";
-import { dryRun } from "../../src/runtime/dry-run.js";
+import { dryRun } from "../../src/engine/dry-run.js";
 import type { Ruleset } from "../../src/runtime/ruleset.js";
 import { defaultFactories } from "../../src/sources/factories.js";
 import { SourceRegistry } from "../../src/sources/registry.js";

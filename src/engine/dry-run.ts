@@ -5,11 +5,11 @@
  */
 import { bareAddress } from "../common/address.js";
 import type { Stage } from "../common/stages.js";
-import { AddedHeaders } from "./added-headers.js";
-import type { Lookups } from "./lookups.js";
-import type { Decision, DecisionAction, Effect, LookupRecord } from "./model.js";
-import type { Ruleset, RuleTrace, StageOutcome } from "./ruleset.js";
-import { declaredSize, newTransaction, resetMessage } from "./transaction.js";
+import { AddedHeaders } from "../runtime/added-headers.js";
+import type { Lookups } from "../runtime/lookups.js";
+import type { Decision, DecisionAction, Effect, LookupRecord } from "../runtime/model.js";
+import type { Ruleset, RuleTrace, StageOutcome } from "../runtime/ruleset.js";
+import { declaredSize, newTransaction, resetMessage } from "../runtime/transaction.js";
 
 export interface DryRunInput {
   clientIp: string;

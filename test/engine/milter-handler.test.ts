@@ -13,8 +13,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { rulesHandler } from "../../src/cli/rules-handler.js";
-import { RulesRuntime } from "../../src/cli/service.js";
+import { rulesHandler } from "../../src/engine/milter-handler.js";
+import { RulesRuntime } from "../../src/engine/service.js";
 import type { MilterClient } from "../../src/milter/index.js";
 import { CLIENT, startServer, type TestServer } from "../milter/helpers.js";
 

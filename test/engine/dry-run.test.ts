@@ -4,8 +4,8 @@
  * accept, discard or quarantine), as `filterctl dry-run` computes it.
  */
 import { describe, expect, it } from "vitest";
-import { type DryRunInput, dryRun } from "../../src/runtime/dry-run.js";
-import { FakeLookups, rules, rulesetOf, SOURCES } from "./helpers.js";
+import { type DryRunInput, dryRun } from "../../src/engine/dry-run.js";
+import { FakeLookups, rules, rulesetOf, SOURCES } from "../runtime/helpers.js";
 
 function input(fill: Partial<DryRunInput> = {}): DryRunInput {
   return {

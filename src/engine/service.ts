@@ -11,10 +11,10 @@ import { STAGES, type Stage } from "../common/stages.js";
 import { referencedFiles } from "../config/load.js";
 import type { Config } from "../config/types.js";
 import type { Reply } from "../milter/index.js";
-import { replyOf } from "../runtime/dry-run.js";
 import type { Ruleset } from "../runtime/ruleset.js";
 import { defaultFactories } from "../sources/factories.js";
 import { type SourceFactories, SourceRegistry } from "../sources/registry.js";
+import { replyOf } from "./dry-run.js";
 import { loadRules } from "./load-rules.js";
 import type { Metrics } from "./metrics.js";
 import {
@@ -22,7 +22,7 @@ import {
   errorReply,
   type HeadersDroppedEvent,
   type RulesService,
-} from "./rules-handler.js";
+} from "./milter-handler.js";
 
 export class ConfigError extends Error {
   constructor(
