@@ -50,7 +50,8 @@ export function withDeadline<T, U = never>(work: Work<T>, options: DeadlineOptio
   const rejection = () => (options.onAbort ? options.onAbort() : signal?.reason);
   const controller = typeof work === "function" ? new AbortController() : undefined;
   if (signal?.aborted) {
-    controller?.abort(signal.reason);
+    // Work given as a function is not started; a promise's failure is nobody's to report.
+    if (typeof work !== "function") work.catch(() => {});
     return Promise.reject(rejection());
   }
   const running = typeof work === "function" ? start(work, controller as AbortController) : work;
@@ -122,4 +123,15 @@ export function settlesWithin(work: Promise<unknown>, ms: number, unref = false)
     ),
     { ms, onTimeout: () => false, unref },
   );
+}
+
+/**
+ * A signal that aborts with `reason()` after `ms`, for work that must be told to stop but is
+ * still waited for (a directory count holding thread-pool slots: a second one must not start
+ * while the first is stuck). `cancel()` clears the timer once the work is done.
+ */
+export function abortAfter(ms: number, reason: () => unknown): { signal: AbortSignal; cancel: () => void } {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(reason()), ms);
+  return { signal: controller.signal, cancel: () => clearTimeout(timer) };
 }

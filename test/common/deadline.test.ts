@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { settlesWithin, withDeadline } from "../../src/common/deadline.js";
+import { abortAfter, settlesWithin, withDeadline } from "../../src/common/deadline.js";
 
 /** A promise settled from outside, as a slow source's answer. */
 function deferred<T>() {
@@ -204,5 +204,23 @@ describe("settlesWithin", () => {
     await expect(settlesWithin(Promise.resolve(1), 1000)).resolves.toBe(true);
     await expect(settlesWithin(Promise.reject(new Error("x")), 1000)).resolves.toBe(true);
     await expect(settlesWithin(new Promise(() => {}), 5, true)).resolves.toBe(false);
+  });
+});
+
+describe("abortAfter", () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it("aborts with its reason after ms, and not at all once cancelled", async () => {
+    const late = abortAfter(100, () => new Error("counting took more than 100 ms"));
+    await vi.advanceTimersByTimeAsync(99);
+    expect(late.signal.aborted).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    expect((late.signal.reason as Error | undefined)?.message).toBe("counting took more than 100 ms");
+    const done = abortAfter(100, () => new Error("never"));
+    done.cancel();
+    expect(vi.getTimerCount()).toBe(0);
+    await vi.advanceTimersByTimeAsync(200);
+    expect(done.signal.aborted).toBe(false);
   });
 });
