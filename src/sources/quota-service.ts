@@ -16,6 +16,7 @@
  * `over` is the quota semantics' test with `size` (default 1) as the incoming bytes.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { withDeadline } from "../common/deadline.js";
 import { isOverQuota, type QuotaStatus } from "../runtime/lookups.js";
 import { isSafePathComponent } from "./placeholders.js";
 import type { QuotaSource, SourceLogger } from "./types.js";
@@ -157,17 +158,19 @@ export function createQuotaRequestHandler(options: QuotaServiceOptions) {
     else logger.info(fields, "quota request");
 
     async function lookup(name: string, incoming: number): Promise<Reply> {
-      const controller = new AbortController();
-      const timer = setTimeout(
-        () => controller.abort(new Error(`no answer within ${options.timeoutMs} ms`)),
-        options.timeoutMs,
-      );
+      const gone = new AbortController();
       const onClose = () => {
-        if (!response.writableFinished) controller.abort(new Error("client went away"));
+        if (!response.writableFinished) gone.abort(new Error("client went away"));
       };
       response.once("close", onClose);
       try {
-        const status = await source.quota(name, controller.signal);
+        const status = await withDeadline((signal) => source.quota(name, signal), {
+          ms: options.timeoutMs,
+          onTimeout: () => {
+            throw new Error(`no answer within ${options.timeoutMs} ms`);
+          },
+          signal: gone.signal,
+        });
         if (status === undefined) return errorReply(404, "NOUSER", "no such user", name);
         return statusReply(name, status, incoming);
       } catch (error) {
@@ -178,7 +181,6 @@ export function createQuotaRequestHandler(options: QuotaServiceOptions) {
           json: { user: name, error: "lookup failed" },
         };
       } finally {
-        clearTimeout(timer);
         response.off("close", onClose);
       }
     }
