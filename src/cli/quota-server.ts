@@ -8,6 +8,7 @@
  */
 import { createServer } from "node:http";
 import type { Logger } from "pino";
+import { withDeadline } from "../common/deadline.js";
 import { hasErrors } from "../common/diagnostics.js";
 import { DEFAULT_QUOTA_SERVER_LISTEN } from "../config/load.js";
 import { loadRules } from "../engine/load-rules.js";
@@ -118,16 +119,22 @@ function installStop(server: ReturnType<typeof createServer>, source: QuotaSourc
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "stopping: no new requests");
-    const force = setTimeout(() => server.closeAllConnections(), DRAIN_MS);
-    force.unref();
-    server.close(() => {
-      clearTimeout(force);
-      void source.close().finally(() => {
+    const closed = new Promise<void>((done) => server.close(() => done()));
+    server.closeIdleConnections();
+    const drained = withDeadline(closed, {
+      ms: DRAIN_MS,
+      onTimeout: () => {
+        server.closeAllConnections();
+        return closed;
+      },
+      unref: true,
+    });
+    void drained.then(() =>
+      source.close().finally(() => {
         logger.info({}, "stopped");
         logger.flush(() => process.exit(0));
-      });
-    });
-    server.closeIdleConnections();
+      }),
+    );
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
