@@ -5,7 +5,7 @@
  */
 import { bareAddress } from "../common/address.js";
 import { withDeadline } from "../common/deadline.js";
-import type { Stage } from "../common/stages.js";
+import { CONTEXT_STAGES, type Stage } from "../common/stages.js";
 import { parseReply } from "../dsl/compiler.js";
 import {
   ActionFlag,
@@ -74,9 +74,6 @@ export interface HeadersDroppedEvent {
   /** The rules whose headers were dropped. */
   rules: string[];
 }
-
-/** Everything is asked for per connection; these stages are always observed for the logs' context. */
-const CONTEXT_STAGES: Stage[] = ["connect", "mail", "rcpt"];
 
 /** The milter reply for `defaults.error_reply` ("451 4.3.0 Temporary lookup failure, …"): a tempfail. */
 export function errorReply(text: string): Reply {
