@@ -92,13 +92,7 @@ export async function quotaServerCommand(options: QuotaServerOptions): Promise<n
   );
   server.maxHeadersCount = 50;
 
-  const bound = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
-    server.once("error", resolve);
-    server.listen(address.port, address.host, () => {
-      server.off("error", resolve);
-      resolve(undefined);
-    });
-  });
+  const bound = await listenOn(server, address);
   if (bound !== undefined) {
     process.stderr.write(`filterctl: cannot listen on ${listen}: ${bound.code ?? bound.message}\n`);
     await source.close();
@@ -111,6 +105,20 @@ export async function quotaServerCommand(options: QuotaServerOptions): Promise<n
   );
   installStop(server, source, logger);
   return undefined;
+}
+
+/** Starts listening; the error when it cannot. */
+function listenOn(
+  server: ReturnType<typeof createServer>,
+  address: { host: string; port: number },
+): Promise<NodeJS.ErrnoException | undefined> {
+  return new Promise((resolve) => {
+    server.once("error", resolve);
+    server.listen(address.port, address.host, () => {
+      server.off("error", resolve);
+      resolve(undefined);
+    });
+  });
 }
 
 function installStop(server: ReturnType<typeof createServer>, source: QuotaSource, logger: Logger): void {
