@@ -8,6 +8,7 @@
  */
 import { createServer } from "node:http";
 import type { Logger } from "pino";
+import { withDeadline } from "../common/deadline.js";
 import { hasErrors } from "../common/diagnostics.js";
 import { DEFAULT_QUOTA_SERVER_LISTEN } from "../config/load.js";
 import { loadRules } from "../engine/load-rules.js";
@@ -91,13 +92,7 @@ export async function quotaServerCommand(options: QuotaServerOptions): Promise<n
   );
   server.maxHeadersCount = 50;
 
-  const bound = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
-    server.once("error", resolve);
-    server.listen(address.port, address.host, () => {
-      server.off("error", resolve);
-      resolve(undefined);
-    });
-  });
+  const bound = await listenOn(server, address);
   if (bound !== undefined) {
     process.stderr.write(`filterctl: cannot listen on ${listen}: ${bound.code ?? bound.message}\n`);
     await source.close();
@@ -112,22 +107,42 @@ export async function quotaServerCommand(options: QuotaServerOptions): Promise<n
   return undefined;
 }
 
+/** Starts listening; the error when it cannot. */
+function listenOn(
+  server: ReturnType<typeof createServer>,
+  address: { host: string; port: number },
+): Promise<NodeJS.ErrnoException | undefined> {
+  return new Promise((resolve) => {
+    server.once("error", resolve);
+    server.listen(address.port, address.host, () => {
+      server.off("error", resolve);
+      resolve(undefined);
+    });
+  });
+}
+
 function installStop(server: ReturnType<typeof createServer>, source: QuotaSource, logger: Logger): void {
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "stopping: no new requests");
-    const force = setTimeout(() => server.closeAllConnections(), DRAIN_MS);
-    force.unref();
-    server.close(() => {
-      clearTimeout(force);
-      void source.close().finally(() => {
+    const closed = new Promise<void>((done) => server.close(() => done()));
+    server.closeIdleConnections();
+    const drained = withDeadline(closed, {
+      ms: DRAIN_MS,
+      onTimeout: () => {
+        server.closeAllConnections();
+        return closed;
+      },
+      unref: true,
+    });
+    void drained.then(() =>
+      source.close().finally(() => {
         logger.info({}, "stopped");
         logger.flush(() => process.exit(0));
-      });
-    });
-    server.closeIdleConnections();
+      }),
+    );
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);

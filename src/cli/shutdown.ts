@@ -5,6 +5,7 @@
  */
 import type { Server } from "node:http";
 import type { Logger } from "pino";
+import { settlesWithin, withDeadline } from "../common/deadline.js";
 import type { RulesRuntime } from "../engine/service.js";
 import type { MilterServer } from "../milter/index.js";
 
@@ -28,18 +29,9 @@ let ending = false;
 
 /** Calls `then` once the log is written, or after FLUSH_WAIT_MS if it cannot be. */
 function flushThen(logger: Logger, then: () => void): void {
-  let called = false;
-  const once = () => {
-    if (called) return;
-    called = true;
-    then();
-  };
-  setTimeout(once, FLUSH_WAIT_MS);
-  try {
-    logger.flush(() => once());
-  } catch {
-    once();
-  }
+  // A flush that throws (no destination to flush) settles at once.
+  const flushed = new Promise<void>((done) => logger.flush(() => done()));
+  void settlesWithin(flushed, FLUSH_WAIT_MS).then(then);
 }
 
 /**
@@ -102,22 +94,7 @@ export function stopOnSignals(target: StopTarget): void {
     stopping = true;
     logger.info({ signal, connections: server.activeConnections }, "stopping: no new connections");
     const hardDeadline = Date.now() + shutdownTimeoutMs + HARD_DEADLINE_MARGIN_MS;
-    const hard = setTimeout(() => {
-      if (ending) return;
-      logger.error(
-        {
-          signal,
-          connections: server.activeConnections,
-          reloadInFlight: runtime?.reloadInFlight ?? false,
-          pending: threadPoolWork(),
-        },
-        `shutdown not done ${(shutdownTimeoutMs + HARD_DEADLINE_MARGIN_MS) / 1000} s after ${signal}: exiting without waiting any longer`,
-      );
-      endProcess(0, hardDeadline + EXIT_WAIT_MS, logger);
-    }, hardDeadline - Date.now());
-    // Nothing else left running: the process may end before the deadline on its own.
-    hard.unref();
-    void (async () => {
+    const drained = (async () => {
       try {
         const { cut } = await server.shutdown(shutdownTimeoutMs);
         target.metricsServer?.close();
@@ -126,8 +103,24 @@ export function stopOnSignals(target: StopTarget): void {
       } catch (error) {
         logger.error({ err: (error as Error).message }, "error while stopping");
       }
-      endProcess(0, hardDeadline + EXIT_WAIT_MS, logger);
     })();
+    void withDeadline(drained, {
+      ms: hardDeadline - Date.now(),
+      onTimeout: () => {
+        if (ending) return;
+        logger.error(
+          {
+            signal,
+            connections: server.activeConnections,
+            reloadInFlight: runtime?.reloadInFlight ?? false,
+            pending: threadPoolWork(),
+          },
+          `shutdown not done ${(shutdownTimeoutMs + HARD_DEADLINE_MARGIN_MS) / 1000} s after ${signal}: exiting without waiting any longer`,
+        );
+      },
+      // Nothing else left running: the process may end before the deadline on its own.
+      unref: true,
+    }).then(() => endProcess(0, hardDeadline + EXIT_WAIT_MS, logger));
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);

@@ -262,108 +262,145 @@ function laterKey(context: Context, path: PathSegment[], keys: readonly string[]
   return Math.max(...keys.map((key) => keyOffset(context.doc, [...path, key])));
 }
 
+/** What an issue is built from: one ajv error and where it points. */
+interface Site {
+  context: Context;
+  error: ErrorObject;
+  path: PathSegment[];
+  /** The JSON pointer of the schema part that failed ("#/definitions/source"). */
+  pointer: string;
+  value: unknown;
+  /** The path in words ("source 'users'"). */
+  what: string;
+  params: Record<string, unknown>;
+  /** The offset of the value the error is about. */
+  at: () => number;
+}
+
+type IssueBuilder = (site: Site) => Issue | undefined;
+
+const notValidHere: IssueBuilder = ({ at, what }) => ({ offset: at(), message: `${what} is not valid here` });
+
+/** `limit`-style errors: one message each, the limit from ajv's params. */
+function bound(message: (what: string, limit: string) => string): IssueBuilder {
+  return ({ at, what, params }) => ({ offset: at(), message: message(what, String(params.limit)) });
+}
+
+function propertyNameIssue({ context, path, params }: Site): Issue {
+  const name = String(params.propertyName);
+  const kind = path[path.length - 1] === "tables" ? "table" : "source";
+  return {
+    offset: keyOffset(context.doc, [...path, name]),
+    message: `${kind} name '${name}' is not valid`,
+    hint: NAME_RULE,
+  };
+}
+
+function dependencyIssue({ context, path, params, what }: Site): Issue {
+  const property = String(params.property);
+  return {
+    offset: keyOffset(context.doc, [...path, property]),
+    message: `${what} sets '${property}' but not '${String(params.missingProperty)}'`,
+    hint: "the password is for binding as bind_dn",
+  };
+}
+
+/** The keys of which a source may set only one. */
+const EXCLUSIVE_KEYS: Record<string, readonly string[]> = {
+  "#/definitions/ldapSource": ["password_file", "password_env"],
+  "#/definitions/listSource": ["items", "file"],
+};
+
+function notIssue(site: Site): Issue {
+  const keys = EXCLUSIVE_KEYS[site.pointer];
+  if (keys === undefined) return { offset: site.at(), message: `${site.what} is not valid here` };
+  return {
+    offset: laterKey(site.context, site.path, keys),
+    message: `${site.what} sets both '${keys[0]}' and '${keys[1]}'`,
+    hint: "keep only one",
+  };
+}
+
+function anyOfIssue(site: Site): Issue {
+  if (site.pointer !== "#/definitions/listSource")
+    return { offset: site.at(), message: `${site.what} is not valid here` };
+  return {
+    offset: containerOffset(site.context.doc, site.path),
+    message: `${site.what} of type list needs 'items' or 'file'`,
+  };
+}
+
+function typeIssue({ at, what, path, pointer, value, params }: Site): Issue {
+  const special = TYPE_MESSAGES[pointer] ?? VALUE_MESSAGES[pointer];
+  if (special !== undefined) return { offset: at(), message: special(what, path, value) };
+  const expected = typeWords(params.type);
+  if (value === null) return { offset: at(), message: `${what} is empty; it must be ${expected}` };
+  return { offset: at(), message: `${what} must be ${expected}, not ${describe(value)}` };
+}
+
+function patternIssue(site: Site): Issue {
+  const { at, what, path, pointer, value } = site;
+  if (pointer === "#/definitions/ruleMapping/properties/on/else") return stageIssue(site.context, path, what);
+  const special = VALUE_MESSAGES[pointer];
+  return { offset: at(), message: special ? special(what, path) : `${what}: '${show(value)}' is not valid` };
+}
+
+function minItemsIssue({ at, what, pointer }: Site): Issue {
+  if (pointer === "#/definitions/ruleMapping/properties/on/then") {
+    return { offset: at(), message: `${what} must name at least one stage` };
+  }
+  return { offset: at(), message: `${what} must not be an empty list` };
+}
+
+function minPropertiesIssue({ at, what, path, pointer }: Site): Issue {
+  if (pointer === "#/definitions/quotaLimits")
+    return { offset: at(), message: `${what} needs 'bytes' or 'messages'` };
+  if (path[path.length - 1] === "tables") {
+    return { offset: at(), message: `${what} of source '${path[1]}' needs at least one table` };
+  }
+  return { offset: at(), message: `${what} must not be empty` };
+}
+
+/** One builder per ajv keyword; a keyword not here is "not valid here". */
+const ISSUES = new Map<string, IssueBuilder>([
+  ["additionalProperties", (s) => unknownKey(s.context, s.error, s.path, s.pointer)],
+  ["required", (s) => missingKey(s.context, s.error, s.path, s.pointer)],
+  ["propertyNames", propertyNameIssue],
+  ["dependencies", dependencyIssue],
+  ["not", notIssue],
+  ["anyOf", anyOfIssue],
+  ["type", typeIssue],
+  ["enum", (s) => ({ offset: s.at(), ...enumIssue(s.error, s.pointer, s.what, s.value) })],
+  ["pattern", patternIssue],
+  ["minItems", minItemsIssue],
+  ["minProperties", minPropertiesIssue],
+  ["minLength", ({ at, what }) => ({ offset: at(), message: `${what} must not be empty` })],
+  ["maxLength", bound((what, limit) => `${what} must be at most ${limit} characters long`)],
+  ["minimum", bound((what, limit) => `${what} must be at least ${limit}`)],
+  ["exclusiveMinimum", bound((what, limit) => `${what} must be more than ${limit}`)],
+  ["maximum", bound((what, limit) => `${what} must be at most ${limit}`)],
+  ["exclusiveMaximum", bound((what, limit) => `${what} must be less than ${limit}`)],
+  [
+    "const",
+    ({ at, what, params }) => ({ offset: at(), message: `${what} must be '${show(params.allowedValue)}'` }),
+  ],
+  // The failing branch of an if/then/else reports its own error.
+  ["if", () => undefined],
+]);
+
 function issueFor(context: Context, error: ErrorObject): Issue | undefined {
   const path = segmentsOf(error.instancePath, context.data);
-  const pointer = context.schema.pointers.get(error.parentSchema as object) ?? "";
-  const value = valueAt(context.data, path);
-  const what = label(path);
-  const at = (): number => valueOffset(context.doc, path);
-  const params = error.params as Record<string, unknown>;
-  switch (error.keyword) {
-    case "additionalProperties":
-      return unknownKey(context, error, path, pointer);
-    case "required":
-      return missingKey(context, error, path, pointer);
-    case "propertyNames": {
-      const name = String(params.propertyName);
-      const kind = path[path.length - 1] === "tables" ? "table" : "source";
-      return {
-        offset: keyOffset(context.doc, [...path, name]),
-        message: `${kind} name '${name}' is not valid`,
-        hint: NAME_RULE,
-      };
-    }
-    case "dependencies": {
-      const property = String(params.property);
-      return {
-        offset: keyOffset(context.doc, [...path, property]),
-        message: `${what} sets '${property}' but not '${String(params.missingProperty)}'`,
-        hint: "the password is for binding as bind_dn",
-      };
-    }
-    case "not":
-      if (pointer === "#/definitions/ldapSource") {
-        return {
-          offset: laterKey(context, path, ["password_file", "password_env"]),
-          message: `${what} sets both 'password_file' and 'password_env'`,
-          hint: "keep only one",
-        };
-      }
-      if (pointer === "#/definitions/listSource") {
-        return {
-          offset: laterKey(context, path, ["items", "file"]),
-          message: `${what} sets both 'items' and 'file'`,
-          hint: "keep only one",
-        };
-      }
-      return { offset: at(), message: `${what} is not valid here` };
-    case "anyOf":
-      if (pointer === "#/definitions/listSource") {
-        return {
-          offset: containerOffset(context.doc, path),
-          message: `${what} of type list needs 'items' or 'file'`,
-        };
-      }
-      return { offset: at(), message: `${what} is not valid here` };
-    case "type": {
-      const special = TYPE_MESSAGES[pointer] ?? VALUE_MESSAGES[pointer];
-      if (special !== undefined) return { offset: at(), message: special(what, path, value) };
-      const expected = typeWords(params.type);
-      if (value === null) return { offset: at(), message: `${what} is empty; it must be ${expected}` };
-      return { offset: at(), message: `${what} must be ${expected}, not ${describe(value)}` };
-    }
-    case "enum":
-      return { offset: at(), ...enumIssue(error, pointer, what, value) };
-    case "pattern": {
-      if (pointer === "#/definitions/ruleMapping/properties/on/else") return stageIssue(context, path, what);
-      const special = VALUE_MESSAGES[pointer];
-      return {
-        offset: at(),
-        message: special ? special(what, path) : `${what}: '${show(value)}' is not valid`,
-      };
-    }
-    case "minItems":
-      if (pointer === "#/definitions/ruleMapping/properties/on/then") {
-        return { offset: at(), message: `${what} must name at least one stage` };
-      }
-      return { offset: at(), message: `${what} must not be an empty list` };
-    case "minProperties":
-      if (pointer === "#/definitions/quotaLimits") {
-        return { offset: at(), message: `${what} needs 'bytes' or 'messages'` };
-      }
-      if (path[path.length - 1] === "tables") {
-        return { offset: at(), message: `${what} of source '${path[1]}' needs at least one table` };
-      }
-      return { offset: at(), message: `${what} must not be empty` };
-    case "minLength":
-      return { offset: at(), message: `${what} must not be empty` };
-    case "maxLength":
-      return { offset: at(), message: `${what} must be at most ${String(params.limit)} characters long` };
-    case "minimum":
-      return { offset: at(), message: `${what} must be at least ${String(params.limit)}` };
-    case "exclusiveMinimum":
-      return { offset: at(), message: `${what} must be more than ${String(params.limit)}` };
-    case "maximum":
-      return { offset: at(), message: `${what} must be at most ${String(params.limit)}` };
-    case "exclusiveMaximum":
-      return { offset: at(), message: `${what} must be less than ${String(params.limit)}` };
-    case "const":
-      return { offset: at(), message: `${what} must be '${show(params.allowedValue)}'` };
-    case "if":
-      return undefined;
-    default:
-      return { offset: at(), message: `${what} is not valid here` };
-  }
+  const site: Site = {
+    context,
+    error,
+    path,
+    pointer: context.schema.pointers.get(error.parentSchema as object) ?? "",
+    value: valueAt(context.data, path),
+    what: label(path),
+    params: error.params as Record<string, unknown>,
+    at: () => valueOffset(context.doc, path),
+  };
+  return (ISSUES.get(error.keyword) ?? notValidHere)(site);
 }
 
 /** Every schema error, once, at its node, in the file's order. */

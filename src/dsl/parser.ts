@@ -349,125 +349,99 @@ class RuleParser extends EmbeddedActionsParser {
     return value;
   });
 
-  primary = this.RULE("primary", (): Expr => {
-    return this.OR([
-      {
-        ALT: () => {
-          const t = this.CONSUME(T.StringLiteral);
-          return this.ACTION(() => ({
-            kind: "string" as const,
-            value: unquote(t.image),
-            span: this.tokenSpan(t),
-          }));
-        },
+  primary = this.RULE(
+    "primary",
+    (): Expr =>
+      this.OR([
+        { ALT: () => this.literal(T.StringLiteral) },
+        { ALT: () => this.literal(T.NumberLiteral) },
+        { ALT: () => this.literal(T.SizeLiteral) },
+        { ALT: () => this.literal(T.DurationLiteral) },
+        { ALT: () => this.literal(T.IpAddress) },
+        { ALT: () => this.literal(T.Cidr) },
+        { ALT: () => this.literal(T.True) },
+        { ALT: () => this.literal(T.False) },
+        { ALT: () => this.parenthesised() },
+        { ALT: () => this.listLiteral() },
+        { ALT: () => this.nameOrCall() },
+      ]),
+  );
+
+  // The pieces of `primary`: plain methods, not rules, so an error in them is still reported as
+  // the rule's ("expected a value"). Each token type is consumed once per rule (Chevrotain's index).
+
+  private literal(type: TokenType): Expr {
+    const t = this.CONSUME(type);
+    return this.ACTION(() => literalExpr(t, this.tokenSpan(t)));
+  }
+
+  private parenthesised(): Expr {
+    this.CONSUME(T.LParen);
+    const inner = this.SUBRULE(this.orExpr);
+    this.CONSUME(T.RParen);
+    return inner;
+  }
+
+  private listLiteral(): Expr {
+    const open = this.CONSUME(T.LBracket);
+    const items: Expr[] = [];
+    this.MANY_SEP({
+      SEP: T.Comma,
+      DEF: () => {
+        items.push(this.SUBRULE2(this.orExpr));
       },
-      {
-        ALT: () => {
-          const t = this.CONSUME(T.NumberLiteral);
-          return this.ACTION(() => ({
-            kind: "number" as const,
-            value: Number(t.image),
-            span: this.tokenSpan(t),
-          }));
+    });
+    const close = this.CONSUME(T.RBracket);
+    return this.ACTION(() => ({ kind: "list" as const, items, span: this.span(open, close) }));
+  }
+
+  private nameOrCall(): Expr {
+    const name = this.CONSUME(T.Identifier);
+    let call: { args: Expr[]; close: IToken } | undefined;
+    this.OPTION(() => {
+      this.CONSUME2(T.LParen);
+      const args: Expr[] = [];
+      this.MANY_SEP2({
+        SEP: T.Comma,
+        DEF: () => {
+          args.push(this.SUBRULE3(this.orExpr));
         },
-      },
-      {
-        ALT: () => {
-          const t = this.CONSUME(T.SizeLiteral);
-          return this.ACTION(() => ({
-            kind: "size" as const,
-            bytes: parseSize(t.image) as number,
-            text: t.image,
-            span: this.tokenSpan(t),
-          }));
-        },
-      },
-      {
-        ALT: () => {
-          const t = this.CONSUME(T.DurationLiteral);
-          return this.ACTION(() => ({
-            kind: "duration" as const,
-            ms: parseDuration(t.image) as number,
-            text: t.image,
-            span: this.tokenSpan(t),
-          }));
-        },
-      },
-      {
-        ALT: () => {
-          const t = this.CONSUME(T.IpAddress);
-          return this.ACTION(() => ({ kind: "ip" as const, text: t.image, span: this.tokenSpan(t) }));
-        },
-      },
-      {
-        ALT: () => {
-          const t = this.CONSUME(T.Cidr);
-          return this.ACTION(() => ({ kind: "cidr" as const, text: t.image, span: this.tokenSpan(t) }));
-        },
-      },
-      {
-        ALT: () => {
-          const t = this.OR2([{ ALT: () => this.CONSUME(T.True) }, { ALT: () => this.CONSUME(T.False) }]);
-          return this.ACTION(() => ({
-            kind: "bool" as const,
-            value: t.image === "true",
-            span: this.tokenSpan(t),
-          }));
-        },
-      },
-      {
-        ALT: () => {
-          this.CONSUME(T.LParen);
-          const inner = this.SUBRULE(this.orExpr);
-          this.CONSUME(T.RParen);
-          return inner;
-        },
-      },
-      {
-        ALT: () => {
-          const open = this.CONSUME(T.LBracket);
-          const items: Expr[] = [];
-          this.MANY_SEP({
-            SEP: T.Comma,
-            DEF: () => {
-              items.push(this.SUBRULE2(this.orExpr));
-            },
-          });
-          const close = this.CONSUME(T.RBracket);
-          return this.ACTION(() => ({ kind: "list" as const, items, span: this.span(open, close) }));
-        },
-      },
-      {
-        ALT: () => {
-          const name = this.CONSUME(T.Identifier);
-          let call: { args: Expr[]; close: IToken } | undefined;
-          this.OPTION(() => {
-            this.CONSUME2(T.LParen);
-            const args: Expr[] = [];
-            this.MANY_SEP2({
-              SEP: T.Comma,
-              DEF: () => {
-                args.push(this.SUBRULE3(this.orExpr));
-              },
-            });
-            call = { args, close: this.CONSUME2(T.RParen) };
-          });
-          return this.ACTION((): Expr => {
-            const nameSpan = this.tokenSpan(name);
-            if (call === undefined)
-              return { kind: "name", parts: [name.image], partSpans: [nameSpan], span: nameSpan };
-            return {
-              kind: "call",
-              callee: name.image,
-              calleeSpan: nameSpan,
-              args: call.args,
-              span: this.span(name, call.close),
-            };
-          });
-        },
-      },
-    ]);
-  });
+      });
+      call = { args, close: this.CONSUME2(T.RParen) };
+    });
+    return this.ACTION((): Expr => {
+      const nameSpan = this.tokenSpan(name);
+      if (call === undefined)
+        return { kind: "name", parts: [name.image], partSpans: [nameSpan], span: nameSpan };
+      return {
+        kind: "call",
+        callee: name.image,
+        calleeSpan: nameSpan,
+        args: call.args,
+        span: this.span(name, call.close),
+      };
+    });
+  }
+}
+
+/** The Expr of one literal token. */
+function literalExpr(t: IToken, span: Span): Expr {
+  switch (t.tokenType) {
+    case T.StringLiteral:
+      return { kind: "string", value: unquote(t.image), span };
+    case T.NumberLiteral:
+      return { kind: "number", value: Number(t.image), span };
+    case T.SizeLiteral:
+      return { kind: "size", bytes: parseSize(t.image) as number, text: t.image, span };
+    case T.DurationLiteral:
+      return { kind: "duration", ms: parseDuration(t.image) as number, text: t.image, span };
+    case T.IpAddress:
+      return { kind: "ip", text: t.image, span };
+    case T.Cidr:
+      return { kind: "cidr", text: t.image, span };
+    default: // true, false
+      return { kind: "bool", value: t.image === "true", span };
+  }
 }
 
 function join(left: Expr, right: Expr): Span {

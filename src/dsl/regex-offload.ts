@@ -9,6 +9,7 @@
  */
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
+import { withDeadline } from "../common/deadline.js";
 
 export type MaybePromise<T> = T | Promise<T>;
 
@@ -37,13 +38,13 @@ export class RegexTimeoutError extends Error {}
 const WORKER_CODE = `
 const { parentPort, workerData } = require("node:worker_threads");
 const { RE2JS } = require(workerData.re2js);
-const cache = new Map();
+const { LRUCache } = require(workerData.lruCache);
+const cache = new LRUCache({ max: 1000 });
 parentPort.on("message", ({ source, flags, text }) => {
   try {
     const key = flags + "/" + source;
     let regex = cache.get(key);
     if (regex === undefined) {
-      if (cache.size >= 1000) cache.clear();
       regex = RE2JS.compile(source, flags);
       cache.set(key, regex);
     }
@@ -65,7 +66,8 @@ interface Job {
 /** One worker thread, one match at a time, each under a deadline. */
 export class RegexWorker {
   private worker: Worker | undefined;
-  private running: { job: Job; timer: NodeJS.Timeout } | undefined;
+  /** The job the worker is on: settling it ends its deadline and starts the next. */
+  private running: Job | undefined;
   private readonly queue: Job[] = [];
 
   constructor(private readonly deadlineMs = WORKER_DEADLINE_MS) {}
@@ -93,32 +95,36 @@ export class RegexWorker {
     const job = this.queue.shift();
     if (job === undefined) return;
     const worker = this.ensureWorker();
-    const timer = setTimeout(() => {
-      this.finish()?.reject(
-        new RegexTimeoutError(`regular expression match still running after ${this.deadlineMs} ms`),
-      );
-      void this.stopWorker();
-      this.next();
-    }, this.deadlineMs);
-    timer.unref();
-    this.running = { job, timer };
+    const answer = new Promise<boolean>((resolve, reject) => {
+      this.running = { ...job, resolve, reject };
+    });
     worker.ref();
     worker.postMessage({ source: job.source, flags: job.flags, text: job.text });
+    withDeadline(answer, {
+      ms: this.deadlineMs,
+      onTimeout: () => {
+        this.finish();
+        void this.stopWorker();
+        throw new RegexTimeoutError(`regular expression match still running after ${this.deadlineMs} ms`);
+      },
+      unref: true,
+    })
+      .then(job.resolve, job.reject)
+      .finally(() => this.next());
   }
 
   private finish(): Job | undefined {
     const running = this.running;
-    if (running === undefined) return undefined;
-    clearTimeout(running.timer);
     this.running = undefined;
-    this.worker?.unref();
-    return running.job;
+    if (running !== undefined) this.worker?.unref();
+    return running;
   }
 
   private ensureWorker(): Worker {
     if (this.worker !== undefined) return this.worker;
-    const re2js = createRequire(import.meta.url).resolve("re2js");
-    const worker = new Worker(WORKER_CODE, { eval: true, workerData: { re2js } });
+    const require = createRequire(import.meta.url);
+    const workerData = { re2js: require.resolve("re2js"), lruCache: require.resolve("lru-cache") };
+    const worker = new Worker(WORKER_CODE, { eval: true, workerData });
     // Only a running match keeps the process alive (next() refs it, finish() unrefs it).
     worker.unref();
     worker.on("message", (reply: { answer?: boolean; error?: string }) => {
@@ -126,12 +132,10 @@ export class RegexWorker {
       if (job === undefined) return;
       if (reply.error !== undefined) job.reject(new Error(`regular expression worker: ${reply.error}`));
       else job.resolve(reply.answer === true);
-      this.next();
     });
     worker.on("error", (error) => {
       if (this.worker === worker) this.worker = undefined;
       this.finish()?.reject(error);
-      this.next();
     });
     worker.on("exit", () => {
       if (this.worker === worker) this.worker = undefined;

@@ -162,18 +162,8 @@ export const QUOTA_PLACEHOLDERS = [
   "quota.count_limit",
 ];
 
-/** The MTA sends the macro stage lists for these stages only; others borrow the nearest earlier one. */
-export const MACRO_STAGE_FOR: Record<Stage, "connect" | "helo" | "mail" | "rcpt" | "data" | "eoh" | "eom"> = {
-  connect: "connect",
-  helo: "helo",
-  mail: "mail",
-  rcpt: "rcpt",
-  data: "data",
-  header: "data",
-  eoh: "eoh",
-  body: "eoh",
-  eom: "eom",
-};
+/** The MTA sends the macro stage lists for some stages only; the others borrow (common/stages.ts). */
+export { MACRO_STAGE_FOR } from "../common/stages.js";
 
 /** Types that are compared as text (domains, addresses and local parts normalised first). */
 export function isTextual(type: ValueType): boolean {

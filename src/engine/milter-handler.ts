@@ -4,7 +4,8 @@
  * into milter replies, and collects `add header` / quarantine for end of message.
  */
 import { bareAddress } from "../common/address.js";
-import type { Stage } from "../common/stages.js";
+import { withDeadline } from "../common/deadline.js";
+import { CONTEXT_STAGES, type Stage } from "../common/stages.js";
 import { parseReply } from "../dsl/compiler.js";
 import {
   ActionFlag,
@@ -73,9 +74,6 @@ export interface HeadersDroppedEvent {
   /** The rules whose headers were dropped. */
   rules: string[];
 }
-
-/** Everything is asked for per connection; these stages are always observed for the logs' context. */
-const CONTEXT_STAGES: Stage[] = ["connect", "mail", "rcpt"];
 
 /** The milter reply for `defaults.error_reply` ("451 4.3.0 Temporary lookup failure, …"): a tempfail. */
 export function errorReply(text: string): Reply {
@@ -228,28 +226,20 @@ export function rulesHandler(service: RulesService): (info: { id: number }) => M
       const timeoutMs = pinned.eventTimeoutMs;
       if (timeoutMs === undefined) return outcome.then(handle);
       const rules = pinned;
-      return new Promise<Reply | undefined>((resolve, reject) => {
-        let late = false;
-        const timer = setTimeout(() => {
-          late = true;
-          // The lookups still running are abandoned (a cache keeps what they find for the next one).
-          const reply = rules.timeoutReply?.(stage);
-          service.deadlinePassed?.(session.id, stage, timeoutMs, reply);
-          resolve(reply);
-        }, timeoutMs);
-        outcome.then(
-          (o) => {
-            if (late) return;
-            clearTimeout(timer);
-            resolve(handle(o));
+      let late = false;
+      return withDeadline(
+        outcome.then((o) => (late ? undefined : handle(o))),
+        {
+          ms: timeoutMs,
+          onTimeout: () => {
+            late = true;
+            // The lookups still running are abandoned (a cache keeps what they find for the next one).
+            const reply = rules.timeoutReply?.(stage);
+            service.deadlinePassed?.(session.id, stage, timeoutMs, reply);
+            return reply;
           },
-          (error: unknown) => {
-            if (late) return;
-            clearTimeout(timer);
-            reject(error);
-          },
-        );
-      });
+        },
+      );
     };
     const collect = (effect: Effect) => {
       if (effect.kind === "addHeader") headersToAdd.add(effect);

@@ -6,6 +6,7 @@
 import { type FSWatcher, watch } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import type { Logger } from "pino";
+import { withDeadline } from "../common/deadline.js";
 import { formatDiagnostic } from "../common/diagnostics.js";
 import { STAGES, type Stage } from "../common/stages.js";
 import { referencedFiles } from "../config/load.js";
@@ -245,17 +246,15 @@ export class RulesRuntime implements RulesService {
     const attempt: Attempt = { abandoned: false, stop: new AbortController() };
     this.attempt = attempt;
     const deadlineMs = this.options.reloadDeadlineMs ?? RELOAD_DEADLINE_MS;
-    let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<"expired">((resolve) => {
-      timer = setTimeout(() => resolve("expired"), deadlineMs);
-      // Shutting down never waits for a reload.
-      timer.unref();
-    });
     try {
-      const result = await Promise.race([this.doReload(reason, attempt), expired]);
+      const result = await withDeadline(this.doReload(reason, attempt), {
+        ms: deadlineMs,
+        onTimeout: () => "expired" as const,
+        // Shutting down never waits for a reload.
+        unref: true,
+      });
       if (result !== "expired") return result;
     } finally {
-      clearTimeout(timer);
       if (this.attempt === attempt) this.attempt = undefined;
     }
     attempt.abandoned = true;

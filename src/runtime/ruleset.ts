@@ -2,14 +2,14 @@
  * A compiled ruleset: rules per stage in file order, what the milter must ask the MTA for, and
  * the evaluation of one stage (first deciding rule wins; shadow rules are reported, never enforced).
  */
-import type { Stage } from "../common/stages.js";
+import type { MacroStage, Stage } from "../common/stages.js";
 import { STAGES } from "../common/stages.js";
 import type { Lookups, MaybePromise } from "./lookups.js";
 import type { CompiledRule, Decision, Effect, RuleOutcome, Tracer } from "./model.js";
 import type { Transaction } from "./transaction.js";
 
 export type StageNeed = "decide" | "observe";
-export type MacroStageName = "connect" | "helo" | "mail" | "rcpt" | "data" | "eoh" | "eom";
+export type MacroStageName = MacroStage;
 
 /** One rule's part in a stage's evaluation, for dry-run and logs. */
 export interface RuleTrace {

@@ -4,6 +4,7 @@
  * timeout, and counters for the metrics.
  */
 import { LRUCache } from "lru-cache";
+import { withDeadline } from "../common/deadline.js";
 
 export interface LookupCounters {
   lookups: number;
@@ -100,39 +101,40 @@ export class CachedLookup<V> {
   }
 
   private fetchWithDeadline(key: string, fetch: (signal: AbortSignal) => Promise<V>): Promise<V> {
-    const controller = new AbortController();
     const started = performance.now();
-    const work = fetch(controller.signal).then((value) => {
-      this.remember(key, value);
-      return value;
-    });
-    return new Promise<V>((resolve, reject) => {
-      let late = false;
-      const timer = setTimeout(() => {
-        late = true;
-        this.counters.timeouts++;
-        this.counters.errors++;
-        this.measure(performance.now() - started, "timeout");
-        // Let a slow source finish and fill the cache, but tell it to give up after a grace period.
-        setTimeout(() => controller.abort(), this.options.timeoutMs).unref();
-        reject(new LookupTimeout(this.options.timeoutMs));
-      }, this.options.timeoutMs);
-      work.then(
-        (value) => {
-          if (late) return;
-          clearTimeout(timer);
-          this.measure(performance.now() - started, "ok");
-          resolve(value);
+    const timeoutMs = this.options.timeoutMs;
+    let late = false;
+    return withDeadline(
+      (signal) =>
+        fetch(signal).then((value) => {
+          this.remember(key, value);
+          return value;
+        }),
+      {
+        ms: timeoutMs,
+        onTimeout: () => {
+          late = true;
+          this.counters.timeouts++;
+          this.counters.errors++;
+          this.measure(performance.now() - started, "timeout");
+          throw new LookupTimeout(timeoutMs);
         },
-        (error: unknown) => {
-          if (late) return;
-          clearTimeout(timer);
+        // Let a slow source finish and fill the cache, but tell it to give up after a grace period.
+        abortGraceMs: timeoutMs,
+      },
+    ).then(
+      (value) => {
+        this.measure(performance.now() - started, "ok");
+        return value;
+      },
+      (error: unknown) => {
+        if (!late) {
           this.counters.errors++;
           this.measure(performance.now() - started, "error");
-          reject(error);
-        },
-      );
-    });
+        }
+        throw error;
+      },
+    );
   }
 
   private remember(key: string, value: V): void {

@@ -28,6 +28,8 @@
 import { promises as dnsPromises } from "node:dns";
 import { isIPv4, isIPv6 } from "node:net";
 import { domainToASCII } from "node:url";
+import { LRUCache } from "lru-cache";
+import { withDeadline } from "../common/deadline.js";
 import type { DnsblSourceConfig } from "../config/types.js";
 import type { DnsblAnswer } from "../runtime/lookups.js";
 import type { DnsblHealth, DnsblSource, DnsblState, SourceContext } from "./types.js";
@@ -321,28 +323,22 @@ function describeDnsCode(code: string, timeoutMs: number): string {
   }
 }
 
-function withDeadline<T>(work: Promise<T>, ms: number, signal?: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const fail = (code: string) => reject(new DnsFailure(code, describeDnsCode(code, ms)));
-    if (signal?.aborted) return fail("ECANCELLED");
-    const timer = setTimeout(() => fail("EDEADLINE"), ms);
-    const onAbort = () => fail("ECANCELLED");
-    signal?.addEventListener("abort", onAbort, { once: true });
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-    };
-    work.then(
-      (value) => {
-        done();
-        resolve(value);
+/** `work` within `ms`; its failure, the deadline and the caller's abort as DnsFailures. */
+function dnsWithin<T>(work: Promise<T>, ms: number, signal?: AbortSignal): Promise<T> {
+  const failure = (code: string) => new DnsFailure(code, describeDnsCode(code, ms));
+  return withDeadline(
+    work.catch((error: unknown) => {
+      throw failure(dnsCode(error));
+    }),
+    {
+      ms,
+      signal,
+      onTimeout: () => {
+        throw failure("EDEADLINE");
       },
-      (error: unknown) => {
-        done();
-        fail(dnsCode(error));
-      },
-    );
-  });
+      onAbort: () => failure("ECANCELLED"),
+    },
+  );
 }
 
 function defaultResolver(timeoutMs: number, servers: readonly string[] | undefined): DnsblResolver {
@@ -423,8 +419,8 @@ class DnsblList implements DnsblSource {
   private started = false;
   private closed = false;
   private lastExtraAt = Number.NEGATIVE_INFINITY;
-  /** Recent distinct keys (insertion order = recency) → listed. */
-  private readonly recent = new Map<string, boolean>();
+  /** Recent distinct keys → listed; whatever leaves the window is uncounted (dispose). */
+  private readonly recent: LRUCache<string, boolean>;
   private recentListed = 0;
 
   constructor(
@@ -438,6 +434,12 @@ class DnsblList implements DnsblSource {
     this.random = options.random ?? Math.random;
     this.resolver = options.resolver ?? defaultResolver(config.timeoutMs, ctx.dnsServers);
     this.retryMs = options.retryMs ?? Math.min(config.health.intervalMs, DEFAULT_RETRY_CAP_MS);
+    this.recent = new LRUCache({
+      max: Math.max(1, config.health.window),
+      dispose: (wasListed) => {
+        if (wasListed) this.recentListed--;
+      },
+    });
     this.extraMinMs = options.extraRoundMinIntervalMs ?? DEFAULT_EXTRA_ROUND_MIN_INTERVAL_MS;
     for (const kind of options.keyKinds ?? []) this.used.add(kind);
     this.servers =
@@ -484,7 +486,7 @@ class DnsblList implements DnsblSource {
     const result: DnsblAnswer = { listed: true, code: answer.codes[0] as string };
     try {
       const reason = cleanReason(
-        await withDeadline(this.resolver.resolveTxt(query.name), this.config.timeoutMs, signal),
+        await dnsWithin(this.resolver.resolveTxt(query.name), this.config.timeoutMs, signal),
       );
       if (reason !== undefined) result.reason = reason;
     } catch {
@@ -495,7 +497,7 @@ class DnsblList implements DnsblSource {
 
   private async resolveA(name: string, signal?: AbortSignal): Promise<string[]> {
     try {
-      return await withDeadline(this.resolver.resolve4(name), this.config.timeoutMs, signal);
+      return await dnsWithin(this.resolver.resolve4(name), this.config.timeoutMs, signal);
     } catch (error) {
       if (error instanceof DnsFailure && ABSENT_CODES.has(error.code)) return [];
       throw error;
@@ -511,19 +513,11 @@ class DnsblList implements DnsblSource {
   }
 
   private remember(name: string, listed: boolean): void {
-    const previous = this.recent.get(name);
-    if (previous !== undefined) {
-      this.recent.delete(name);
-      if (previous) this.recentListed--;
-    }
+    // Deleted first: setting an equal value would not dispose (uncount) the previous one.
+    this.recent.delete(name);
     this.recent.set(name, listed);
     if (listed) this.recentListed++;
-    const window = Math.max(1, this.config.health.window);
-    while (this.recent.size > window) {
-      const [oldest, wasListed] = this.recent.entries().next().value as [string, boolean];
-      this.recent.delete(oldest);
-      if (wasListed) this.recentListed--;
-    }
+    const window = this.recent.max;
     const ratio = this.recentListed / this.recent.size;
     if (this.recent.size >= window && ratio > this.config.health.maxListedRatio) {
       this.requestExtraRound(

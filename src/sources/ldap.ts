@@ -33,6 +33,7 @@ import {
   ResultCodeError,
   SubstringFilter,
 } from "ldapts";
+import { settlesWithin, withDeadline } from "../common/deadline.js";
 import { ConfigReadError, PASSWORD_FILE_LIMIT, readBoundedFile } from "../config/read.js";
 import type { LdapSourceConfig } from "../config/types.js";
 import { fillLdapFilter, valuesFor } from "./placeholders.js";
@@ -171,21 +172,10 @@ function resultCodeOf(error: unknown): number | undefined {
 /** Rejects as soon as `signal` aborts, whatever `work` does (its later failure is swallowed). */
 function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined, what: () => string): Promise<T> {
   work.catch(() => {});
-  if (signal === undefined) return work;
-  if (signal.aborted) return Promise.reject(new LdapLookupError(`${what()}: aborted before it started`));
-  return new Promise<T>((resolvePromise, reject) => {
-    const onAbort = () => reject(new LdapLookupError(`${what()}: aborted (deadline reached)`));
-    signal.addEventListener("abort", onAbort, { once: true });
-    work.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolvePromise(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(error);
-      },
-    );
+  if (signal?.aborted) return Promise.reject(new LdapLookupError(`${what()}: aborted before it started`));
+  return withDeadline(work, {
+    signal,
+    onAbort: () => new LdapLookupError(`${what()}: aborted (deadline reached)`),
   });
 }
 
@@ -333,14 +323,7 @@ class LdapConnection {
     const live = this.live;
     this.live = undefined;
     if (live === undefined) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      live.client.unbind().catch(() => {}),
-      new Promise<void>((done) => {
-        timer = setTimeout(done, CLOSE_GRACE_MS);
-      }),
-    ]);
-    clearTimeout(timer);
+    await settlesWithin(live.client.unbind(), CLOSE_GRACE_MS);
     live.socket.destroy();
   }
 
@@ -436,26 +419,27 @@ class LdapConnection {
 
   private openSocket(timeoutMs: number): Promise<Socket> {
     const { host, port, secure, url } = this.target;
-    return new Promise<Socket>((resolveSocket, reject) => {
-      const socket: Socket = secure
-        ? tlsConnect({ ...this.tlsOptions, port, host })
-        : netConnect({ port, host, noDelay: true });
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new LdapLookupError(`cannot connect to ${url}: no answer within ${timeoutMs} ms`));
-      }, timeoutMs);
+    const socket: Socket = secure
+      ? tlsConnect({ ...this.tlsOptions, port, host })
+      : netConnect({ port, host, noDelay: true });
+    const connected = new Promise<Socket>((resolveSocket, reject) => {
       socket.once(secure ? "secureConnect" : "connect", () => {
-        clearTimeout(timer);
         socket.removeAllListeners("error");
         // ldapts adds its own handlers; this one keeps a late error from being unhandled.
         socket.on("error", () => {});
         resolveSocket(socket);
       });
       socket.once("error", (error) => {
-        clearTimeout(timer);
         socket.destroy();
         reject(new LdapLookupError(`cannot connect to ${url}: ${describe(error)}`));
       });
+    });
+    return withDeadline(connected, {
+      ms: timeoutMs,
+      onTimeout: () => {
+        socket.destroy();
+        throw new LdapLookupError(`cannot connect to ${url}: no answer within ${timeoutMs} ms`);
+      },
     });
   }
 }

@@ -28,6 +28,8 @@
 import { type BigIntStats, constants as fsConstants } from "node:fs";
 import { type FileHandle, lstat, open, stat } from "node:fs/promises";
 import { dirname, isAbsolute, join, resolve } from "node:path";
+import { LRUCache } from "lru-cache";
+import { abortAfter, withDeadline } from "../common/deadline.js";
 import type { MaildirSourceConfig, QuotaLimit } from "../config/types.js";
 import type { QuotaStatus } from "../runtime/lookups.js";
 import {
@@ -112,52 +114,8 @@ interface CachedCount {
 
 type FileState = { kind: "no-mailbox" } | { kind: "missing" } | { kind: "file"; file: CachedFile };
 
-/** A tiny LRU: Map iteration order is insertion order. */
-class Lru<V> {
-  private readonly map = new Map<string, V>();
-  constructor(private readonly max: number) {}
-  get(key: string): V | undefined {
-    const value = this.map.get(key);
-    if (value !== undefined) {
-      this.map.delete(key);
-      this.map.set(key, value);
-    }
-    return value;
-  }
-  set(key: string, value: V): void {
-    this.map.delete(key);
-    this.map.set(key, value);
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value as string);
-  }
-  delete(key: string): void {
-    this.map.delete(key);
-  }
-  clear(): void {
-    this.map.clear();
-  }
-}
-
 function hasLimit(quota: QuotaLimit | undefined): boolean {
   return (quota?.bytes ?? 0) > 0 || (quota?.messages ?? 0) > 0;
-}
-
-/** Resolves with the promise, or rejects as soon as `signal` aborts. */
-function raced<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolvePromise, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolvePromise(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(error);
-      },
-    );
-  });
 }
 
 /** What the source did, for tests, benchmarks and metrics. */
@@ -175,8 +133,8 @@ export interface MaildirSourceStats {
 export class MaildirQuotaSource implements QuotaSource {
   readonly kind = "quota" as const;
   readonly stats: MaildirSourceStats = { fileReads: 0, fileCacheHits: 0, counts: 0, countCacheHits: 0 };
-  private readonly files: Lru<CachedFile>;
-  private readonly counts: Lru<CachedCount>;
+  private readonly files: LRUCache<string, CachedFile>;
+  private readonly counts: LRUCache<string, CachedCount>;
   private readonly inFlight = new Map<string, Promise<MaildirCount>>();
   private readonly maxScanEntries: number;
   private readonly scanTimeoutMs: number;
@@ -189,8 +147,8 @@ export class MaildirQuotaSource implements QuotaSource {
     private readonly ctx: SourceContext,
     options: MaildirSourceOptions = {},
   ) {
-    this.files = new Lru(options.maxCachedFiles ?? 10_000);
-    this.counts = new Lru(options.maxCachedCounts ?? 1000);
+    this.files = new LRUCache({ max: options.maxCachedFiles ?? 10_000 });
+    this.counts = new LRUCache({ max: options.maxCachedCounts ?? 1000 });
     this.maxScanEntries = options.maxScanEntries ?? DEFAULT_MAX_SCAN_ENTRIES;
     this.scanTimeoutMs = options.scanTimeoutMs ?? config.timeoutMs;
     this.now = options.now ?? Date.now;
@@ -348,20 +306,19 @@ export class MaildirQuotaSource implements QuotaSource {
       // The caller may give up (signal); the count still ends within its own deadline.
       running.catch(() => {});
     }
-    return raced(running, signal);
+    return withDeadline(running, { signal });
   }
 
   private async scan(root: string, reasons: string[]): Promise<MaildirCount> {
     this.stats.counts++;
     const started = Date.now();
-    const controller = new AbortController();
-    const timer = setTimeout(
-      () => controller.abort(new Error(`counting ${root} took more than ${this.scanTimeoutMs} ms`)),
+    const deadline = abortAfter(
       this.scanTimeoutMs,
+      () => new Error(`counting ${root} took more than ${this.scanTimeoutMs} ms`),
     );
     try {
       const result = await countMaildir(root, {
-        signal: controller.signal,
+        signal: deadline.signal,
         maxEntries: this.maxScanEntries,
         deadline: Date.now() + this.scanTimeoutMs,
       });
@@ -388,7 +345,7 @@ export class MaildirQuotaSource implements QuotaSource {
     } catch (error) {
       throw new Error(`cannot count ${root}: ${error instanceof Error ? error.message : String(error)}`);
     } finally {
-      clearTimeout(timer);
+      deadline.cancel();
     }
   }
 

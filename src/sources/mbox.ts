@@ -20,6 +20,7 @@
  */
 import { type BigIntStats, constants as fsConstants } from "node:fs";
 import { type FileHandle, lstat, open } from "node:fs/promises";
+import { LRUCache } from "lru-cache";
 import type { MboxSourceConfig } from "../config/types.js";
 import type { QuotaStatus } from "../runtime/lookups.js";
 import { mailboxPath } from "./maildir.js";
@@ -77,9 +78,8 @@ export class MboxQuotaSource implements QuotaSource {
   readonly kind = "quota" as const;
   /** Spools read to count messages, and counts answered from the cache. */
   readonly stats = { countReads: 0, countCacheHits: 0 };
-  private readonly counts = new Map<string, CachedCount>();
+  private readonly counts: LRUCache<string, CachedCount>;
   private readonly maxCountBytes: number;
-  private readonly maxCachedCounts: number;
   private readonly chunkBytes: number;
   private closed = false;
 
@@ -89,7 +89,7 @@ export class MboxQuotaSource implements QuotaSource {
     options: MboxSourceOptions = {},
   ) {
     this.maxCountBytes = options.maxCountBytes ?? DEFAULT_MAX_COUNT_BYTES;
-    this.maxCachedCounts = options.maxCachedCounts ?? 10_000;
+    this.counts = new LRUCache({ max: options.maxCachedCounts ?? 10_000 });
     this.chunkBytes = options.chunkBytes ?? 256 * 1024;
   }
 
@@ -143,8 +143,6 @@ export class MboxQuotaSource implements QuotaSource {
       cached.ctimeNs === st.ctimeNs
     ) {
       this.stats.countCacheHits++;
-      this.counts.delete(path);
-      this.counts.set(path, cached);
       return { size: Number(cached.size), count: cached.count };
     }
     const handle = await this.openSpool(path);
@@ -181,8 +179,6 @@ export class MboxQuotaSource implements QuotaSource {
         ctimeNs: fst.ctimeNs,
         count: counter.count,
       });
-      if (this.counts.size > this.maxCachedCounts)
-        this.counts.delete(this.counts.keys().next().value as string);
       return { size, count: counter.count };
     } finally {
       await handle.close();

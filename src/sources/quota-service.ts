@@ -16,6 +16,7 @@
  * `over` is the quota semantics' test with `size` (default 1) as the incoming bytes.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { withDeadline } from "../common/deadline.js";
 import { isOverQuota, type QuotaStatus } from "../runtime/lookups.js";
 import { isSafePathComponent } from "./placeholders.js";
 import type { QuotaSource, SourceLogger } from "./types.js";
@@ -97,9 +98,46 @@ function errorReply(status: number, word: string, text: string, user?: string): 
   };
 }
 
+/** The source's answer within the deadline; a failure is a 503, its cause the log's `detail`. */
+async function lookup(
+  options: QuotaServiceOptions,
+  response: ServerResponse,
+  name: string,
+  incoming: number,
+): Promise<{ reply: Reply; detail?: string }> {
+  const gone = new AbortController();
+  const onClose = () => {
+    if (!response.writableFinished) gone.abort(new Error("client went away"));
+  };
+  response.once("close", onClose);
+  try {
+    const status = await withDeadline((signal) => options.source.quota(name, signal), {
+      ms: options.timeoutMs,
+      onTimeout: () => {
+        throw new Error(`no answer within ${options.timeoutMs} ms`);
+      },
+      signal: gone.signal,
+    });
+    if (status === undefined) return { reply: errorReply(404, "NOUSER", "no such user", name) };
+    return { reply: statusReply(name, status, incoming) };
+  } catch (error) {
+    const detail = error instanceof Error ? error.message : String(error);
+    return {
+      reply: {
+        status: 503,
+        text: `ERROR ${name} lookup failed`,
+        json: { user: name, error: "lookup failed" },
+      },
+      detail,
+    };
+  } finally {
+    response.off("close", onClose);
+  }
+}
+
 /** One request → one reply; never throws. */
 export function createQuotaRequestHandler(options: QuotaServiceOptions) {
-  const { source, logger } = options;
+  const { logger } = options;
   return async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const started = Date.now();
     const target = request.url ?? "/";
@@ -134,7 +172,12 @@ export function createQuotaRequestHandler(options: QuotaServiceOptions) {
               detail = `${bad}: ${JSON.stringify(requested.slice(0, 100))}`;
             } else {
               user = requested;
-              reply = await lookup(requested, size === undefined ? 1 : Number(size));
+              ({ reply, detail } = await lookup(
+                options,
+                response,
+                requested,
+                size === undefined ? 1 : Number(size),
+              ));
             }
           }
         }
@@ -155,32 +198,5 @@ export function createQuotaRequestHandler(options: QuotaServiceOptions) {
     if (detail !== undefined) fields.detail = detail;
     if (reply.status >= 500) logger.warn(fields, "quota request failed");
     else logger.info(fields, "quota request");
-
-    async function lookup(name: string, incoming: number): Promise<Reply> {
-      const controller = new AbortController();
-      const timer = setTimeout(
-        () => controller.abort(new Error(`no answer within ${options.timeoutMs} ms`)),
-        options.timeoutMs,
-      );
-      const onClose = () => {
-        if (!response.writableFinished) controller.abort(new Error("client went away"));
-      };
-      response.once("close", onClose);
-      try {
-        const status = await source.quota(name, controller.signal);
-        if (status === undefined) return errorReply(404, "NOUSER", "no such user", name);
-        return statusReply(name, status, incoming);
-      } catch (error) {
-        detail = error instanceof Error ? error.message : String(error);
-        return {
-          status: 503,
-          text: `ERROR ${name} lookup failed`,
-          json: { user: name, error: "lookup failed" },
-        };
-      } finally {
-        clearTimeout(timer);
-        response.off("close", onClose);
-      }
-    }
   };
 }

@@ -665,6 +665,29 @@ describe("hit rate", () => {
     await source.close();
   });
 
+  it("counts a key once, and forgets the listed keys that leave the window", async () => {
+    vi.useFakeTimers();
+    const listed: Record<string, string[]> = {};
+    for (const i of [1, 2, 7, 8]) listed[`${i}.2.0.192.${ZONE}`] = ["127.0.0.2"];
+    const resolver = new FakeResolver(healthyList(listed));
+    const { source } = makeList(resolver, config({}, { window: 4, maxListedRatio: 0.5 }), {
+      keyKinds: ["ip4"],
+    });
+    source.start();
+    await vi.advanceTimersByTimeAsync(0);
+    const rounds = () => resolver.queries.filter((q) => q.startsWith("1.0.0.127.")).length;
+    // .1 listed (asked again and again), .2 listed, .3 and .4 not: 2 of 4, not more than 50%.
+    for (let i = 0; i < 10; i++) await source.lookup("192.0.2.1", signal());
+    for (const i of [2, 3, 4]) await source.lookup(`192.0.2.${i}`, signal());
+    await vi.advanceTimersByTimeAsync(0);
+    expect(rounds()).toBe(1);
+    // .5 and .6 push .1 and .2 out; .7 and .8 push .3 and .4 out: again 2 of 4.
+    for (const i of [5, 6, 7, 8]) await source.lookup(`192.0.2.${i}`, signal());
+    await vi.advanceTimersByTimeAsync(0);
+    expect(rounds()).toBe(1);
+    await source.close();
+  });
+
   it("is rate-limited: at most one extra round per 30 s", async () => {
     vi.useFakeTimers();
     const listed: Record<string, string[]> = {};
