@@ -3,7 +3,6 @@
  * literal lists become sets and CIDR matchers, templates are split in advance. Evaluation stays
  * synchronous until a lookup actually answers with a promise.
  */
-import { BlockList, isIP } from "node:net";
 import {
   type LocalPartMode,
   normalizeAddress,
@@ -13,6 +12,7 @@ import {
   splitAddress,
 } from "../common/address.js";
 import { canonicalIp } from "../common/ip.js";
+import { ListMatcher } from "../common/list-matcher.js";
 import type { OnError, SourceConfig } from "../config/types.js";
 import {
   type DnsblAnswer,
@@ -138,41 +138,25 @@ function textNormalizer(kind: ValueType, mode: LocalPartMode): ((text: string) =
   }
 }
 
-/** A literal list: exact strings (domains, addresses and local parts normalised) plus CIDR ranges. */
+/**
+ * A literal list, matched as a `list` source with the same entries would match (common/list-matcher):
+ * IPs and CIDRs, addresses, and words as domains, or as local parts for a `.local` subject.
+ */
 function literalSet(items: Expr[], subjectType: ValueType, mode: LocalPartMode): (key: string) => boolean {
-  const exact = new Set<string>();
-  const ranges = new BlockList();
-  let hasRanges = false;
-  const normalizer = subjectType === "ip" ? undefined : textNormalizer(subjectType, mode);
-  const normalize = normalizer ?? ((s: string) => s);
-  for (const item of items) {
-    const text =
-      item.kind === "string"
-        ? item.value
-        : item.kind === "number"
-          ? String(item.value)
-          : "text" in item
-            ? item.text
-            : "";
-    const slash = text.indexOf("/");
-    const family = slash === -1 ? 0 : isIP(text.slice(0, slash));
-    if (family !== 0) {
-      ranges.addSubnet(text.slice(0, slash), Number(text.slice(slash + 1)), family === 6 ? "ipv6" : "ipv4");
-      hasRanges = true;
-    } else if (isIP(text) !== 0) {
-      exact.add(canonicalIp(text));
-    } else {
-      exact.add(normalize(text));
-    }
-  }
-  return (key: string) => {
-    // An IP key is compared in its canonical spelling: `::ffff:192.0.2.1` is `192.0.2.1`.
-    const family = isIP(key);
-    if (family === 0) return exact.has(normalize(key));
-    const ip = canonicalIp(key);
-    if (exact.has(ip)) return true;
-    return hasRanges && ranges.check(ip, isIP(ip) === 6 ? "ipv6" : "ipv4");
-  };
+  const texts = items.map((item) =>
+    item.kind === "string"
+      ? item.value
+      : item.kind === "number"
+        ? String(item.value)
+        : "text" in item
+          ? item.text
+          : "",
+  );
+  const matcher = new ListMatcher(texts, {
+    localPart: mode,
+    words: subjectType === "localpart" ? "localpart" : "domain",
+  });
+  return (key: string) => matcher.has(key);
 }
 
 export class RuleCompiler {
