@@ -11,6 +11,7 @@ import type { Rule } from "./ast.js";
 import { type CheckResult, checkRules } from "./checker.js";
 import { RuleCompiler } from "./compiler.js";
 import { MACRO_STAGE_FOR, REGISTRY, type Registry } from "./registry.js";
+import { checkSourceNames } from "./reserved.js";
 import { parseRules } from "./rules.js";
 
 export interface CompileOutput {
@@ -26,9 +27,10 @@ export interface CompileConfigOptions {
 
 export function compileConfig(config: Config, options: CompileConfigOptions = {}): CompileOutput {
   const registry = options.registry ?? REGISTRY;
-  const diagnostics: Diagnostic[] = [];
+  const diagnostics: Diagnostic[] = checkSourceNames(config, registry);
   const rules = parseRules(config.rules, { file: config.file, diagnostics });
-  // A rule that did not parse may well use a source: "not used" would then be a false alarm.
+  // A rule that did not parse may well use a source (and one named like a value cannot be
+  // used): "not used" would then be a false alarm.
   const checked = checkRules(rules, config.sources, config.file, {
     reportUnused: !hasErrors(diagnostics),
     registry,
