@@ -82,10 +82,13 @@ export class ListMatcher {
     return this.word(key);
   }
 
-  /** Whether `key` matches an entry (the per-message path: no entry text is looked for). */
+  /** Whether `key` matches an entry (the per-message path: each test made once, no entry text looked for). */
   has(key: string): boolean {
-    if (this.exact.has(this.normalize(key))) return true;
-    return this.rangeItems.length > 0 && this.inRange(key) !== undefined;
+    if (key.includes("@")) return this.exact.has(normalizeAddress(key, this.localPart));
+    if (isIP(key) === 0) return this.exact.has(this.word(key));
+    const ip = canonicalIp(key.toLowerCase());
+    if (this.exact.has(ip)) return true;
+    return this.rangeItems.length > 0 && this.ranges.check(ip, isIP(ip) === 6 ? "ipv6" : "ipv4");
   }
 
   /** The entry that matches `key`, as written, or undefined. */

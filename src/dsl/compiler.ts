@@ -169,12 +169,7 @@ export class RuleCompiler {
       andThen(key(env), (k) => {
         const text = stringify(k);
         if (text === "") return "";
-        const found = traced(
-          env,
-          { source, what, key: text },
-          () => env.lookups.get(source, table, text),
-          describe,
-        );
+        const found = traced(env, source, what, text, () => env.lookups.get(source, table, text), describe);
         return andThen(found, (v) => v ?? "");
       });
   }
@@ -311,7 +306,7 @@ export class RuleCompiler {
           const key = stringify(s);
           if (key === "") return false;
           return andThen(
-            traced(env, { source, what: source, key }, () => env.lookups.dnsbl(source, key), describeDnsbl),
+            traced(env, source, source, key, () => env.lookups.dnsbl(source, key), describeDnsbl),
             (answer) => {
               if (answer.listed && answer.reason !== undefined) {
                 env.state.reasons ??= new Map();
@@ -332,7 +327,9 @@ export class RuleCompiler {
         if (key === "") return false;
         const found = traced(
           env,
-          { source, what, key },
+          source,
+          what,
+          key,
           () => env.lookups.has(source, table, key),
           describeFound,
         );

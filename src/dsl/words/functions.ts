@@ -143,12 +143,7 @@ function checkQuota(check: CallCheck): CheckedCall | undefined {
             env.state.quota = quotaValue(undefined, 0);
             return env.state.quota;
           }
-          const status = traced(
-            env,
-            { source, what, key },
-            () => env.lookups.quota(source, key),
-            describeQuota,
-          );
+          const status = traced(env, source, what, key, () => env.lookups.quota(source, key), describeQuota);
           return andThen(status, (s) => {
             const incoming = env.tx.stage === "eom" ? env.tx.bodyBytes : env.tx.declaredSize;
             env.state.quota = quotaValue(s, incoming);
