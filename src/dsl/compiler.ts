@@ -1,7 +1,8 @@
 /**
  * The compiler: checked syntax trees become closures, once per (re)load. Regexes are compiled,
- * literal lists become sets and CIDR matchers, templates are split in advance. Evaluation stays
- * synchronous until a lookup actually answers with a promise.
+ * literal lists become list matchers (common/list-matcher), templates are split in advance.
+ * Values and functions compile as their registry entries say (words/); no word is named here.
+ * Evaluation stays synchronous until a lookup actually answers with a promise.
  */
 import {
   type LocalPartMode,
