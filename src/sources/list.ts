@@ -13,12 +13,10 @@ import type { ListSourceConfig } from "../config/types.js";
 /** Keys added between two turns of the event loop (a few milliseconds' work). */
 const LINES_PER_TURN = 5_000;
 
-export class ListTable {
-  /** The matching itself is common/list-matcher's: rules' literal lists match the same way. */
-  private readonly matcher: ListMatcher;
-
+/** The matching itself is common/list-matcher's: rules' literal lists match the same way. */
+export class ListTable extends ListMatcher {
   constructor(items: readonly string[], localPart: LocalPartMode = "insensitive") {
-    this.matcher = new ListMatcher(items, { localPart });
+    super(items, { localPart });
   }
 
   /**
@@ -42,26 +40,13 @@ export class ListTable {
         slice.push(text.slice(start, end).replace(/#.*/, ""));
         start = end + 1;
       }
-      table.addAll(slice);
+      table.add(slice);
       if (start < text.length) {
         await new Promise((resolve) => setImmediate(resolve));
         signal?.throwIfAborted();
       }
     }
     return table;
-  }
-
-  private addAll(items: readonly string[]): void {
-    this.matcher.add(items);
-  }
-
-  get size(): number {
-    return this.matcher.size;
-  }
-
-  /** The item that matches `key`, or undefined. */
-  find(key: string): string | undefined {
-    return this.matcher.find(key);
   }
 }
 

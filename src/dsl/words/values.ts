@@ -51,13 +51,13 @@ function readAddress(which: Which, part: Part) {
         : part === "local"
           ? (text) => normalizeLocalContent(splitAddress(text).local, mode)
           : (text) => normalizeAddressParts(text, mode).domain ?? "";
-    const read = given(which);
+    const isFrom = which === "from";
     // Rules of one event read the same address again and again: the last answer is kept (the
     // function is pure, so a stale entry can only miss, never mislead).
     let lastGiven = "";
     let lastValue = derive("");
     return (env) => {
-      const text = read(env);
+      const text = isFrom ? env.tx.from : env.tx.rcpt;
       if (text !== lastGiven) {
         lastValue = derive(text);
         lastGiven = text;
