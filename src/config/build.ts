@@ -45,15 +45,6 @@ const MIN_BUFFERED_INPUT = 1024 * 1024;
 
 export const PLACEHOLDERS = ["user", "domain", "address", "key"] as const;
 
-/**
- * Words a source cannot be named, or rules could not name it: the rule language's keywords, and
- * the heads of its values and functions (`from.domain`, `quota(...)`), which win over sources.
- */
-export const RESERVED_NAMES: readonly string[] = [
-  ...["shadow", "on", "if", "then", "else", "and", "or", "not", "in", "matches", "over", "true", "false"],
-  ...["client", "helo", "auth", "from", "size", "rcpt", "rcpts", "header", "macro", "quota"],
-];
-
 type Raw = Record<string, unknown>;
 
 function record(value: unknown): Raw {
@@ -452,13 +443,6 @@ class Builder {
     };
     const sources = new Map<string, SourceConfig>();
     for (const [name, value] of Object.entries(record(raw.sources))) {
-      if (RESERVED_NAMES.includes(name.toLowerCase())) {
-        this.error(
-          keyOffset(this.doc, ["sources", name]),
-          `source name '${name}' is a word of the rule language`,
-          `rules could not name it; call it, e.g., '${name}_list'`,
-        );
-      }
       sources.set(name, this.source(name, record(value), defaults));
     }
     const servers = this.dnsServers(record(raw.dns).servers);

@@ -10,7 +10,8 @@ import { type MacroStageName, Ruleset, type RulesetNeeds, type StageNeed } from 
 import type { Rule } from "./ast.js";
 import { type CheckResult, checkRules } from "./checker.js";
 import { RuleCompiler } from "./compiler.js";
-import { MACRO_STAGE_FOR, VALUES } from "./registry.js";
+import { MACRO_STAGE_FOR, REGISTRY, type Registry } from "./registry.js";
+import { checkSourceNames } from "./reserved.js";
 import { parseRules } from "./rules.js";
 
 export interface CompileOutput {
@@ -19,11 +20,21 @@ export interface CompileOutput {
   diagnostics: Diagnostic[];
 }
 
-export function compileConfig(config: Config): CompileOutput {
-  const diagnostics: Diagnostic[] = [];
+export interface CompileConfigOptions {
+  /** The words of the language; the standard ones unless a test adds its own. */
+  registry?: Registry;
+}
+
+export function compileConfig(config: Config, options: CompileConfigOptions = {}): CompileOutput {
+  const registry = options.registry ?? REGISTRY;
+  const diagnostics: Diagnostic[] = checkSourceNames(config, registry);
   const rules = parseRules(config.rules, { file: config.file, diagnostics });
-  // A rule that did not parse may well use a source: "not used" would then be a false alarm.
-  const checked = checkRules(rules, config.sources, config.file, { reportUnused: !hasErrors(diagnostics) });
+  // A rule that did not parse may well use a source (and one named like a value cannot be
+  // used): "not used" would then be a false alarm.
+  const checked = checkRules(rules, config.sources, config.file, {
+    reportUnused: !hasErrors(diagnostics),
+    registry,
+  });
   diagnostics.push(...checked.diagnostics);
   sortDiagnostics(diagnostics);
   if (hasErrors(diagnostics)) return { rules, diagnostics };
@@ -61,14 +72,16 @@ function needsOf(
     for (const { stage } of rule.stages) want(stage, c?.canDecide && !c.shadow ? "decide" : "observe");
   });
   for (const key of checked.valuesUsed) {
-    const info = VALUES[key];
-    for (const stage of info?.needs ?? []) want(stage, "observe");
-    for (const m of info?.macros ?? []) for (const name of m.names) macro(MACRO_STAGE_FOR[m.stage], name);
-    // The real size at end of message needs the body counted.
-    if (key === "size" && rules.some((r) => r.stages.some((s) => s.stage === "eom"))) want("body", "observe");
+    const word = checked.registry.value(key);
+    for (const stage of word?.needs ?? []) want(stage, "observe");
+    for (const m of word?.macros ?? []) for (const name of m.names) macro(MACRO_STAGE_FOR[m.stage], name);
+    // E.g. the real size at end of message needs the body counted.
+    const extra = word?.extraNeeds;
+    if (extra !== undefined && rules.some((r) => r.stages.some((s) => s.stage === extra.ifRuleAt)))
+      for (const stage of extra.stages) want(stage, "observe");
   }
   for (const resolution of checked.resolutions.values())
-    if (resolution.kind === "header") want("header", "observe");
+    if (resolution.kind === "call") for (const stage of resolution.word.needs) want(stage, "observe");
   for (const use of checked.macrosUsed)
     for (const stage of use.stages) macro(MACRO_STAGE_FOR[stage], use.name);
   const macroLists: RulesetNeeds["macros"] = {};

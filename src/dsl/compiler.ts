@@ -1,67 +1,40 @@
 /**
  * The compiler: checked syntax trees become closures, once per (re)load. Regexes are compiled,
- * literal lists become sets and CIDR matchers, templates are split in advance. Evaluation stays
- * synchronous until a lookup actually answers with a promise.
+ * literal lists become list matchers (common/list-matcher), templates are split in advance.
+ * Values and functions compile as their registry entries say (words/); no word is named here.
+ * Evaluation stays synchronous until a lookup actually answers with a promise.
  */
-import { BlockList, isIP } from "node:net";
 import {
   type LocalPartMode,
   normalizeAddress,
-  normalizeAddressParts,
   normalizeDomain,
   normalizeLocalContent,
-  splitAddress,
 } from "../common/address.js";
 import { canonicalIp } from "../common/ip.js";
+import { ListMatcher } from "../common/list-matcher.js";
 import type { OnError, SourceConfig } from "../config/types.js";
-import {
-  type DnsblAnswer,
-  isOverQuota,
-  LookupError,
-  type Lookups,
-  type MaybePromise,
-  type QuotaStatus,
-  quotaPercent,
-} from "../runtime/lookups.js";
-import type {
-  CompiledRule,
-  Decision,
-  Effect,
-  LookupRecord,
-  QuotaValue,
-  RuleOutcome,
-  Tracer,
-} from "../runtime/model.js";
+import { type DnsblAnswer, LookupError, type Lookups, type MaybePromise } from "../runtime/lookups.js";
+import type { CompiledRule, Decision, Effect, QuotaValue, RuleOutcome, Tracer } from "../runtime/model.js";
 import type { Transaction } from "../runtime/transaction.js";
 import { type Action, type CompareOp, chainOperands, type Expr, type Rule, type Template } from "./ast.js";
 import type { CheckResult, Resolution } from "./checker.js";
 import { decides } from "./checker.js";
+import {
+  andThen,
+  constant,
+  type EvalEnv,
+  type Evaluator,
+  isPromise,
+  sanitize,
+  stringify,
+  traced,
+  type Value,
+} from "./evaluation.js";
 import { matchRegex } from "./regex-offload.js";
-import { VALUES, type ValueType } from "./registry.js";
+import type { Registry, ValueType } from "./registry.js";
 import type { TemplatePart } from "./template.js";
 
-type Value = string | number | boolean | readonly string[] | QuotaValue | undefined;
-type Evaluator<T> = (env: EvalEnv) => MaybePromise<T>;
-
-const constant =
-  <T>(value: T): Evaluator<T> =>
-  () =>
-    value;
-
-/** Per-rule scratch state: what texts may interpolate. */
-interface RuleState {
-  quota?: QuotaValue;
-  /** DNSBL TXT reasons by source, created on the first listing. */
-  reasons?: Map<string, string>;
-}
-
-export interface EvalEnv {
-  tx: Transaction;
-  lookups: Lookups;
-  trace?: Tracer;
-  rule: string;
-  state: RuleState;
-}
+export type { EvalEnv } from "./evaluation.js";
 
 export interface CompileOptions {
   sources: ReadonlyMap<string, SourceConfig>;
@@ -75,29 +48,6 @@ export interface CompileOptions {
 const DEFAULT_TEXT = { reject: "Rejected by policy", tempfail: "Try again later" } as const;
 const DEFAULT_CODE = { reject: [550, "5.7.1"], tempfail: [451, "4.7.1"] } as const;
 
-function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
-  return value instanceof Promise;
-}
-
-/** Applies `f` to a value that may still be on its way. */
-function then<T, U>(value: MaybePromise<T>, f: (v: T) => MaybePromise<U>): MaybePromise<U> {
-  return isPromise(value) ? value.then(f) : f(value);
-}
-
-/** Control characters would break the reply or the header; `%` is escaped by the milter layer. */
-function sanitize(value: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: removing them is the point
-  return value.replace(/[\x00-\x1f\x7f]+/g, " ");
-}
-
-function stringify(value: Value): string {
-  if (value === undefined) return "";
-  if (typeof value === "string") return value;
-  if (typeof value === "number" || typeof value === "boolean") return String(value);
-  if (Array.isArray(value)) return value.join(", ");
-  return String((value as QuotaValue).over);
-}
-
 /** Parses "451 4.3.0 Temporary lookup failure" into its parts (validated by the schema). */
 export function parseReply(reply: string): { code: number; enhancedCode?: string; text: string } {
   const match = /^(\d{3})(?:\s+(\d\.\d{1,3}\.\d{1,3}))?\s*(.*)$/.exec(reply.trim());
@@ -105,18 +55,6 @@ export function parseReply(reply: string): { code: number; enhancedCode?: string
   return match[2] === undefined
     ? { code: Number(match[1]), text: match[3] ?? "" }
     : { code: Number(match[1]), enhancedCode: match[2], text: match[3] ?? "" };
-}
-
-function quotaValue(status: QuotaStatus | undefined, incoming: number): QuotaValue {
-  if (status === undefined) return { over: false, usage: 0, limit: 0, count: 0, count_limit: 0, percent: 0 };
-  return {
-    over: isOverQuota(status, incoming),
-    usage: status.usage,
-    limit: status.limit,
-    count: status.count,
-    count_limit: status.countLimit,
-    percent: quotaPercent(status),
-  };
 }
 
 /**
@@ -138,41 +76,25 @@ function textNormalizer(kind: ValueType, mode: LocalPartMode): ((text: string) =
   }
 }
 
-/** A literal list: exact strings (domains, addresses and local parts normalised) plus CIDR ranges. */
+/**
+ * A literal list, matched as a `list` source with the same entries would match (common/list-matcher):
+ * IPs and CIDRs, addresses, and words as domains, or as local parts for a `.local` subject.
+ */
 function literalSet(items: Expr[], subjectType: ValueType, mode: LocalPartMode): (key: string) => boolean {
-  const exact = new Set<string>();
-  const ranges = new BlockList();
-  let hasRanges = false;
-  const normalizer = subjectType === "ip" ? undefined : textNormalizer(subjectType, mode);
-  const normalize = normalizer ?? ((s: string) => s);
-  for (const item of items) {
-    const text =
-      item.kind === "string"
-        ? item.value
-        : item.kind === "number"
-          ? String(item.value)
-          : "text" in item
-            ? item.text
-            : "";
-    const slash = text.indexOf("/");
-    const family = slash === -1 ? 0 : isIP(text.slice(0, slash));
-    if (family !== 0) {
-      ranges.addSubnet(text.slice(0, slash), Number(text.slice(slash + 1)), family === 6 ? "ipv6" : "ipv4");
-      hasRanges = true;
-    } else if (isIP(text) !== 0) {
-      exact.add(canonicalIp(text));
-    } else {
-      exact.add(normalize(text));
-    }
-  }
-  return (key: string) => {
-    // An IP key is compared in its canonical spelling: `::ffff:192.0.2.1` is `192.0.2.1`.
-    const family = isIP(key);
-    if (family === 0) return exact.has(normalize(key));
-    const ip = canonicalIp(key);
-    if (exact.has(ip)) return true;
-    return hasRanges && ranges.check(ip, isIP(ip) === 6 ? "ipv6" : "ipv4");
-  };
+  const texts = items.map((item) =>
+    item.kind === "string"
+      ? item.value
+      : item.kind === "number"
+        ? String(item.value)
+        : "text" in item
+          ? item.text
+          : "",
+  );
+  const matcher = new ListMatcher(texts, {
+    localPart: mode,
+    words: subjectType === "localpart" ? "localpart" : "domain",
+  });
+  return (key: string) => matcher.has(key);
 }
 
 export class RuleCompiler {
@@ -199,52 +121,6 @@ export class RuleCompiler {
     return this.options.sources.get(source)?.onError ?? this.options.defaultOnError;
   }
 
-  /** Wraps a lookup with tracing (only when a tracer is present: the hot path pays nothing). */
-  private traced<T>(
-    env: EvalEnv,
-    source: string,
-    what: string,
-    key: string,
-    call: () => MaybePromise<T>,
-    describe: (value: T) => string,
-  ): MaybePromise<T> {
-    const trace = env.trace;
-    if (trace === undefined) return call();
-    const started = performance.now();
-    const record = (result: string, error?: string) => {
-      const entry: LookupRecord = {
-        rule: env.rule,
-        source,
-        what,
-        key,
-        result,
-        ms: performance.now() - started,
-      };
-      if (error !== undefined) entry.error = error;
-      trace.lookup(entry);
-    };
-    try {
-      const value = call();
-      if (isPromise(value)) {
-        return value.then(
-          (v) => {
-            record(describe(v));
-            return v;
-          },
-          (error: unknown) => {
-            record("error", error instanceof Error ? error.message : String(error));
-            throw error;
-          },
-        );
-      }
-      record(describe(value));
-      return value;
-    } catch (error) {
-      record("error", error instanceof Error ? error.message : String(error));
-      throw error;
-    }
-  }
-
   value(expr: Expr): Evaluator<Value> {
     switch (expr.kind) {
       case "string":
@@ -269,37 +145,34 @@ export class RuleCompiler {
       case "member": {
         const object = this.value(expr.object);
         const property = expr.property as keyof QuotaValue;
-        return (env) => then(object(env), (q) => (q as QuotaValue)[property]);
+        return (env) => andThen(object(env), (q) => (q as QuotaValue)[property]);
       }
-      case "index": {
-        const resolution = this.resolution(expr.table);
-        if (resolution.kind !== "table" && resolution.kind !== "dnsbl")
-          throw new Error("internal: index on non-table");
-        const key = this.value(expr.key);
-        const source = resolution.source;
-        const table = resolution.kind === "table" ? resolution.table : undefined;
-        // An absent key (or an empty one, never looked up) gives "", as header("X") does, so
-        // `TABLE[X] != ""` means "has a value" and comparisons never see undefined.
-        return (env) =>
-          then(key(env), (k) => {
-            const text = stringify(k);
-            if (text === "") return "";
-            return then(
-              this.traced(
-                env,
-                source,
-                table ? `${source}.${table}[]` : `${source}[]`,
-                text,
-                () => env.lookups.get(source, table, text),
-                (v) => (v === undefined ? "absent" : JSON.stringify(v)),
-              ),
-              (v) => v ?? "",
-            );
-          });
-      }
+      case "index":
+        return this.index(expr);
       default:
         return this.condition(expr);
     }
+  }
+
+  /** `TABLE[X]`: the value the table holds for X. */
+  private index(expr: Extract<Expr, { kind: "index" }>): Evaluator<Value> {
+    const resolution = this.resolution(expr.table);
+    if (resolution.kind !== "table" && resolution.kind !== "dnsbl")
+      throw new Error("internal: index on non-table");
+    const key = this.value(expr.key);
+    const source = resolution.source;
+    const table = resolution.kind === "table" ? resolution.table : undefined;
+    const what = table ? `${source}.${table}[]` : `${source}[]`;
+    const describe = (v: string | undefined) => (v === undefined ? "absent" : JSON.stringify(v));
+    // An absent key (or an empty one, never looked up) gives "", as header("X") does, so
+    // `TABLE[X] != ""` means "has a value" and comparisons never see undefined.
+    return (env) =>
+      andThen(key(env), (k) => {
+        const text = stringify(k);
+        if (text === "") return "";
+        const found = traced(env, source, what, text, () => env.lookups.get(source, table, text), describe);
+        return andThen(found, (v) => v ?? "");
+      });
   }
 
   private name(expr: Extract<Expr, { kind: "name" }>): Evaluator<Value> {
@@ -310,50 +183,14 @@ export class RuleCompiler {
         attribute === "zone" ? env.lookups.zoneOf(source) : (env.state.reasons?.get(source) ?? "");
     }
     if (resolution.kind !== "value") throw new Error(`internal: ${resolution.kind} used as a value`);
-    return valueGetter(resolution.key, this.localPart);
+    return resolution.word.read(this.localPart);
   }
 
+  /** A function call: the implementation its word bound when the call checked. */
   private call(expr: Extract<Expr, { kind: "call" }>): Evaluator<Value> {
     const resolution = this.resolution(expr);
-    if (resolution.kind === "header") {
-      const name = resolution.name.toLowerCase();
-      return (env) => env.tx.headers.get(name) ?? "";
-    }
-    if (resolution.kind === "macro") {
-      const name = resolution.name;
-      return (env) => env.tx.macro(name) ?? "";
-    }
-    if (resolution.kind !== "quota") throw new Error("internal: unknown call");
-    const address = this.value(expr.args[0] as Expr);
-    const source = resolution.source;
-    return (env) =>
-      then(address(env), (a) => {
-        const text = stringify(a);
-        if (text === "") {
-          const none = quotaValue(undefined, 0);
-          env.state.quota = none;
-          return none;
-        }
-        return then(
-          this.traced(
-            env,
-            source,
-            `quota(${source})`,
-            text,
-            () => env.lookups.quota(source, text),
-            (s) =>
-              s === undefined
-                ? "no such mailbox"
-                : `usage ${s.usage}/${s.limit || "∞"} bytes, ${s.count}/${s.countLimit || "∞"} messages`,
-          ),
-          (status) => {
-            const incoming = env.tx.stage === "eom" ? env.tx.bodyBytes : env.tx.declaredSize;
-            const result = quotaValue(status, incoming);
-            env.state.quota = result;
-            return result;
-          },
-        );
-      });
+    if (resolution.kind !== "call") throw new Error("internal: unknown call");
+    return resolution.checked.compile({ localPart: this.localPart, value: (arg) => this.value(arg) });
   }
 
   condition(expr: Expr): Evaluator<boolean> {
@@ -378,7 +215,7 @@ export class RuleCompiler {
       }
       case "not": {
         const operand = this.condition(expr.operand);
-        return (env) => then(operand(env), (v) => !v);
+        return (env) => andThen(operand(env), (v) => !v);
       }
       case "compare":
         return this.compare(expr);
@@ -388,17 +225,17 @@ export class RuleCompiler {
         // (regex-offload.ts), so a rule cannot stall other sessions.
         const regex = this.checked.regexes.get(expr);
         if (regex === undefined) throw new Error("internal: regex not compiled");
-        return (env) => then(subject(env), (s) => matchRegex(regex, stringify(s)));
+        return (env) => andThen(subject(env), (s) => matchRegex(regex, stringify(s)));
       }
       case "in":
         return this.membership(expr);
       case "over": {
         const subject = this.value(expr.subject);
-        return (env) => then(subject(env), (q) => (q as QuotaValue).over);
+        return (env) => andThen(subject(env), (q) => (q as QuotaValue).over);
       }
       default: {
         const value = this.value(expr);
-        return (env) => then(value(env), (v) => v === true);
+        return (env) => andThen(value(env), (v) => v === true);
       }
     }
   }
@@ -442,7 +279,7 @@ export class RuleCompiler {
           return Number(a) >= Number(b);
       }
     };
-    return (env) => then(left(env), (a) => then(right(env), (b) => test(a, b)));
+    return (env) => andThen(left(env), (a) => andThen(right(env), (b) => test(a, b)));
   }
 
   private membership(expr: Extract<Expr, { kind: "in" }>): Evaluator<boolean> {
@@ -456,7 +293,7 @@ export class RuleCompiler {
         this.localPart,
       );
       return (env) =>
-        then(subject(env), (s) => {
+        andThen(subject(env), (s) => {
           const key = stringify(s);
           if (key === "") return false;
           return member(key) !== negated;
@@ -466,11 +303,11 @@ export class RuleCompiler {
     if (resolution.kind === "dnsbl") {
       const source = resolution.source;
       return (env) =>
-        then(subject(env), (s) => {
+        andThen(subject(env), (s) => {
           const key = stringify(s);
           if (key === "") return false;
-          return then(
-            this.traced(env, source, source, key, () => env.lookups.dnsbl(source, key), describeDnsbl),
+          return andThen(
+            traced(env, source, source, key, () => env.lookups.dnsbl(source, key), describeDnsbl),
             (answer) => {
               if (answer.listed && answer.reason !== undefined) {
                 env.state.reasons ??= new Map();
@@ -485,22 +322,35 @@ export class RuleCompiler {
     const { source, table } = resolution;
     const what = table ? `${source}.${table}` : source;
     return (env) =>
-      then(subject(env), (s) => {
+      andThen(subject(env), (s) => {
         const key = stringify(s);
         // An empty key is never looked up: it can neither match nor fail.
         if (key === "") return false;
-        return then(
-          this.traced(
-            env,
-            source,
-            what,
-            key,
-            () => env.lookups.has(source, table, key),
-            (v) => (v ? "found" : "not found"),
-          ),
-          (found) => found !== negated,
+        const found = traced(
+          env,
+          source,
+          what,
+          key,
+          () => env.lookups.has(source, table, key),
+          describeFound,
         );
+        return andThen(found, (f) => f !== negated);
       });
+  }
+
+  /** A text's `{NAME}`: a value as texts show it, a function's placeholder, or a DNSBL's attribute. */
+  private placeholder(name: string): (env: EvalEnv) => string {
+    const registry: Registry = this.checked.registry;
+    const value = registry.value(name);
+    if (value !== undefined) {
+      const get = (value.show ?? value.read)(this.localPart);
+      return (env) => sanitize(stringify(get(env)));
+    }
+    const fromCall = registry.placeholder(name);
+    if (fromCall !== undefined) return fromCall.read;
+    const [source, attribute] = name.split(".") as [string, string];
+    if (attribute === "zone") return (env) => sanitize(env.lookups.zoneOf(source));
+    return (env) => sanitize(env.state.reasons?.get(source) ?? "");
   }
 
   private template(template: Template): (env: EvalEnv) => string {
@@ -511,7 +361,7 @@ export class RuleCompiler {
         const text = part.text;
         return () => text;
       }
-      return placeholderGetter(part.name, this.localPart);
+      return this.placeholder(part.name);
     });
     if (pieces.length === 1 && parts[0]?.kind === "text") {
       const text = parts[0].text;
@@ -702,101 +552,13 @@ class RuleRunner {
   }
 }
 
+function describeFound(found: boolean): string {
+  return found ? "found" : "not found";
+}
+
 function describeDnsbl(answer: DnsblAnswer): string {
   if (answer.off !== undefined) return `not listed (the list is off: ${answer.off})`;
   return answer.listed
     ? `listed${answer.code ? ` (${answer.code})` : ""}${answer.reason ? `: ${answer.reason}` : ""}`
     : "not listed";
-}
-
-/**
- * Reads one value of the transaction table, as conditions and lookups see it: addresses and
- * their parts normalised (common/address), so neither case nor quoting changes what matches.
- */
-export function valueGetter(key: string, mode: LocalPartMode = "insensitive"): Evaluator<Value> {
-  switch (key) {
-    case "client.ip":
-      return (env) => env.tx.client.ip;
-    case "client.name":
-      return (env) => env.tx.client.name;
-    case "client.port":
-      return (env) => env.tx.client.port;
-    case "helo":
-      return (env) => env.tx.helo;
-    case "auth.user":
-      return (env) => env.tx.authUser;
-    case "size":
-      return (env) => (env.tx.stage === "eom" ? env.tx.bodyBytes : env.tx.declaredSize);
-    case "rcpts":
-      return (env) => env.tx.rcpts.map((address) => normalizeAddress(address, mode));
-    case "header.name":
-      return (env) => env.tx.header.name;
-    case "header.value":
-      return (env) => env.tx.header.value;
-    default:
-      return addressGetter(key, mode);
-  }
-}
-
-/** `from`, `rcpt` and their `.local` (the unquoted name) and `.domain`, normalised. */
-function addressGetter(key: string, mode: LocalPartMode): Evaluator<Value> {
-  const [which, part] = key.split(".") as [string, string | undefined];
-  if (which !== "from" && which !== "rcpt") {
-    if (VALUES[key] !== undefined) throw new Error(`internal: no getter for ${key}`);
-    throw new Error(`internal: unknown value ${key}`);
-  }
-  let derive: (given: string) => string;
-  switch (part) {
-    case undefined:
-      derive = (given) => normalizeAddress(given, mode);
-      break;
-    case "local":
-      derive = (given) => normalizeLocalContent(splitAddress(given).local, mode);
-      break;
-    case "domain":
-      derive = (given) => normalizeAddressParts(given, mode).domain ?? "";
-      break;
-    default:
-      throw new Error(`internal: unknown value ${key}`);
-  }
-  // Rules of one event read the same address again and again: the last answer is kept (the
-  // function is pure, so a stale entry can only miss, never mislead).
-  let lastGiven = "";
-  let lastValue = derive("");
-  return (env) => {
-    const given = which === "from" ? env.tx.from : env.tx.rcpt;
-    if (given !== lastGiven) {
-      lastValue = derive(given);
-      lastGiven = given;
-    }
-    return lastValue;
-  };
-}
-
-/**
- * Reads a value for a reply, log or header text. Addresses appear as the client wrote them, as
- * in the MTA's own replies and logs ("Quota exceeded for Bob@Example.ORG"), not normalised.
- */
-function textGetter(key: string, mode: LocalPartMode): Evaluator<Value> {
-  const [which, part] = key.split(".") as [string, string | undefined];
-  if (key === "rcpts") return (env) => env.tx.rcpts;
-  if (which !== "from" && which !== "rcpt") return valueGetter(key, mode);
-  const given = (env: EvalEnv) => (which === "from" ? env.tx.from : env.tx.rcpt);
-  if (part === "local") return (env) => splitAddress(given(env)).local;
-  if (part === "domain") return (env) => splitAddress(given(env)).domain ?? "";
-  return given;
-}
-
-function placeholderGetter(name: string, mode: LocalPartMode): (env: EvalEnv) => string {
-  if (VALUES[name] !== undefined) {
-    const get = textGetter(name, mode);
-    return (env) => sanitize(stringify(get(env) as Value));
-  }
-  if (name.startsWith("quota.")) {
-    const member = name.slice("quota.".length) as keyof QuotaValue;
-    return (env) => String(env.state.quota?.[member] ?? "");
-  }
-  const [source, attribute] = name.split(".") as [string, string];
-  if (attribute === "zone") return (env) => sanitize(env.lookups.zoneOf(source));
-  return (env) => sanitize(env.state.reasons?.get(source) ?? "");
 }

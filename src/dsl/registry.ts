@@ -1,182 +1,121 @@
 /**
- * What exists in the language: the values of a transaction (and from which stage on), the
- * functions, the members of a quota status, and what each source type offers. The checker and
- * the compiler both read this table; neither hard-codes names.
+ * What exists in the language: the index of its words. Values (words/values.ts) and functions
+ * (words/functions.ts) are each declared once there, with everything about them; the checker,
+ * the compiler, the reserved source names, dry-run's options and the README's table of values all
+ * read them through this index, and none of them names a word.
  */
 
-import type { Stage } from "../common/stages.js";
-import type { SourceType } from "../config/types.js";
+import type { EvalEnv } from "./evaluation.js";
+import { FUNCTIONS } from "./words/functions.js";
+import type { DryRunOption, FunctionWord, ValueWord } from "./words/types.js";
+import { VALUES } from "./words/values.js";
 
-export type ValueType =
-  | "string"
-  | "address"
-  | "localpart"
-  | "domain"
-  | "ip"
-  | "number"
-  | "size"
-  | "duration"
-  | "bool"
-  | "list"
-  | "quota"
-  | "table"
-  | "any";
+export { DNSBL_ATTRIBUTES, QUOTA_SOURCE_TYPES } from "./source-kinds.js";
+export type { FunctionWord, ValueType, ValueWord } from "./words/types.js";
+export { isNumeric, isTextual, QUOTA_MEMBERS } from "./words/types.js";
 
-export interface ValueInfo {
-  type: ValueType;
-  /** First stage where the value is known. */
-  from: Stage;
-  /** Only during this one stage (e.g. the current header). */
-  only?: Stage;
-  /** Stages whose events must be seen for the value to be filled. */
-  needs: Stage[];
-  /** Macros the MTA must send for it, per stage. */
-  macros?: { stage: Stage; names: string[] }[];
-  description: string;
+/** A dry-run option and the words it fills in. */
+export interface DryRunInput extends DryRunOption {
+  /** `--client-ip <ip>`, as commander takes it. */
+  flags: string;
+  /** Values and functions it feeds (`from`, `from.local`, `from.domain`). */
+  feeds: string[];
 }
 
-export const VALUES: Record<string, ValueInfo> = {
-  "client.ip": {
-    type: "ip",
-    from: "connect",
-    needs: ["connect"],
-    description: "the SMTP client's IP address",
-  },
-  "client.name": {
-    type: "string",
-    from: "connect",
-    needs: ["connect"],
-    description: "the client's host name",
-  },
-  "client.port": {
-    type: "number",
-    from: "connect",
-    needs: ["connect"],
-    description: "the client's TCP port",
-  },
-  helo: { type: "string", from: "helo", needs: ["helo"], description: "the HELO/EHLO argument" },
-  "auth.user": {
-    type: "string",
-    from: "mail",
-    needs: ["mail"],
-    macros: [{ stage: "mail", names: ["{auth_authen}"] }],
-    description: 'the SASL login, "" when none',
-  },
-  from: { type: "address", from: "mail", needs: ["mail"], description: 'the envelope sender; "" for <>' },
-  "from.local": {
-    type: "localpart",
-    from: "mail",
-    needs: ["mail"],
-    description: "the sender's local part, unquoted",
-  },
-  "from.domain": { type: "domain", from: "mail", needs: ["mail"], description: "the sender's domain" },
-  size: {
-    type: "size",
-    from: "mail",
-    needs: ["mail"],
-    description: "SIZE= of MAIL FROM (0 if absent); at eom the real body size",
-  },
-  rcpt: {
-    type: "address",
-    from: "rcpt",
-    only: "rcpt",
-    needs: ["rcpt"],
-    description: "the recipient being decided",
-  },
-  "rcpt.local": {
-    type: "localpart",
-    from: "rcpt",
-    only: "rcpt",
-    needs: ["rcpt"],
-    description: "its local part, unquoted",
-  },
-  "rcpt.domain": { type: "domain", from: "rcpt", only: "rcpt", needs: ["rcpt"], description: "its domain" },
-  rcpts: { type: "list", from: "data", needs: ["rcpt"], description: "the accepted recipients" },
-  "header.name": {
-    type: "string",
-    from: "header",
-    only: "header",
-    needs: ["header"],
-    description: "the current header's name",
-  },
-  "header.value": {
-    type: "string",
-    from: "header",
-    only: "header",
-    needs: ["header"],
-    description: "the current header's value",
-  },
-};
-
-/** Values whose names are prefixes of others are still usable alone (`from`, `rcpt`). */
-export const VALUE_NAMES = Object.keys(VALUES);
-
-export interface FunctionInfo {
-  from: Stage;
-  needs: Stage[];
-  returns: ValueType;
-  description: string;
+/** A placeholder a function gives the texts of a rule that calls it (`{quota.usage}`). */
+export interface FunctionPlaceholder {
+  word: FunctionWord;
+  read: (env: EvalEnv) => string;
 }
 
-export const FUNCTIONS: Record<string, FunctionInfo> = {
-  quota: {
-    from: "mail",
-    needs: [],
-    returns: "quota",
-    description: "quota(ADDRESS[, SOURCE]): a quota status",
-  },
-  header: {
-    from: "eoh",
-    needs: ["header"],
-    returns: "string",
-    description: 'header("Name"): the first value of that header, "" when absent',
-  },
-  macro: {
-    from: "connect",
-    needs: [],
-    returns: "string",
-    description: 'macro("{name}"): a macro the MTA sent',
-  },
-};
+export class Registry {
+  private readonly valueWords = new Map<string, ValueWord>();
+  private readonly functionWords = new Map<string, FunctionWord>();
+  private readonly placeholderWords = new Map<string, FunctionPlaceholder>();
 
-export const QUOTA_MEMBERS: Record<string, ValueType> = {
-  over: "bool",
-  usage: "size",
-  limit: "size",
-  count: "number",
-  count_limit: "number",
-  percent: "number",
-};
+  constructor(values: readonly ValueWord[], functions: readonly FunctionWord[]) {
+    for (const value of values) this.valueWords.set(value.name, value);
+    for (const word of functions) {
+      this.functionWords.set(word.name, word);
+      for (const [name, read] of Object.entries(word.placeholders ?? {}))
+        this.placeholderWords.set(name, { word, read });
+    }
+  }
 
-export const QUOTA_SOURCE_TYPES: ReadonlySet<SourceType> = new Set(["maildir", "mbox", "http"]);
+  /** This registry and one more value (a value of the same name is replaced). */
+  withValue(value: ValueWord): Registry {
+    return new Registry([...this.values(), value], this.functions());
+  }
 
-/** Attributes usable in reply text as {NAME.attr}. */
-export const DNSBL_ATTRIBUTES = ["zone", "reason"] as const;
+  /** This registry and one more function (a function of the same name is replaced). */
+  withFunction(word: FunctionWord): Registry {
+    return new Registry(this.values(), [...this.functions(), word]);
+  }
 
-/** Placeholders allowed in reply, log and header texts, beyond VALUES. */
-export const QUOTA_PLACEHOLDERS = [
-  "quota.usage",
-  "quota.limit",
-  "quota.percent",
-  "quota.count",
-  "quota.count_limit",
-];
+  value(name: string): ValueWord | undefined {
+    return this.valueWords.get(name);
+  }
+
+  fn(name: string): FunctionWord | undefined {
+    return this.functionWords.get(name);
+  }
+
+  placeholder(name: string): FunctionPlaceholder | undefined {
+    return this.placeholderWords.get(name);
+  }
+
+  values(): ValueWord[] {
+    return [...this.valueWords.values()];
+  }
+
+  functions(): FunctionWord[] {
+    return [...this.functionWords.values()];
+  }
+
+  /** Values whose names are prefixes of others are still usable alone (`from`, `rcpt`). */
+  valueNames(): string[] {
+    return [...this.valueWords.keys()];
+  }
+
+  functionNames(): string[] {
+    return [...this.functionWords.keys()];
+  }
+
+  placeholderNames(): string[] {
+    return [...this.placeholderWords.keys()];
+  }
+
+  /** Names that win over a source's name in rules: the values' first parts and the functions. */
+  heads(): string[] {
+    const heads = new Set(this.valueNames().map((name) => name.split(".")[0] as string));
+    for (const name of this.functionNames()) heads.add(name);
+    return [...heads];
+  }
+
+  /** The `filterctl dry-run` options that fill words in, in the order of the words. */
+  dryRunInputs(): DryRunInput[] {
+    const inputs = new Map<string, DryRunInput>();
+    for (const word of [...this.values(), ...this.functions()]) {
+      if (word.dryRun === undefined) continue;
+      const name = "usage" in word ? `${word.name}()` : word.name;
+      const known = inputs.get(word.dryRun.flag);
+      if (known !== undefined) known.feeds.push(name);
+      else
+        inputs.set(word.dryRun.flag, {
+          ...word.dryRun,
+          flags: `${word.dryRun.flag} ${word.dryRun.argument}`,
+          feeds: [name],
+        });
+    }
+    return [...inputs.values()];
+  }
+}
+
+/** The language's words. */
+export const REGISTRY = new Registry(VALUES, FUNCTIONS);
+
+/** The dry-run options that fill values in (`--client-ip`, `--from`, `--rcpt`...), for the CLI. */
+export const DRY_RUN_INPUTS: readonly DryRunInput[] = REGISTRY.dryRunInputs();
 
 /** The MTA sends the macro stage lists for some stages only; the others borrow (common/stages.ts). */
 export { MACRO_STAGE_FOR } from "../common/stages.js";
-
-/** Types that are compared as text (domains, addresses and local parts normalised first). */
-export function isTextual(type: ValueType): boolean {
-  return (
-    type === "string" ||
-    type === "address" ||
-    type === "localpart" ||
-    type === "domain" ||
-    type === "ip" ||
-    type === "any"
-  );
-}
-
-export function isNumeric(type: ValueType): boolean {
-  return type === "number" || type === "size" || type === "duration" || type === "any";
-}

@@ -4,33 +4,19 @@
  * domain folded, needless quotes dropped, local part folded unless `local_part: sensitive`) or
  * plain words such as domains (case-insensitive).
  */
-import { BlockList, isIP } from "node:net";
 import { dirname, resolve } from "node:path";
-import { type LocalPartMode, normalizeAddress, normalizeDomain } from "../common/address.js";
-import { canonicalIp } from "../common/ip.js";
+import type { LocalPartMode } from "../common/address.js";
+import { ListMatcher } from "../common/list-matcher.js";
 import { LIST_FILE_LIMIT, readBoundedFile } from "../config/read.js";
 import type { ListSourceConfig } from "../config/types.js";
 
 /** Keys added between two turns of the event loop (a few milliseconds' work). */
 const LINES_PER_TURN = 5_000;
 
-function normalizeKey(key: string, mode: LocalPartMode): string {
-  if (key.includes("@")) return normalizeAddress(key, mode);
-  if (isIP(key) !== 0) return canonicalIp(key.toLowerCase());
-  // Plain words are mostly domains: `Example.ORG.` is `example.org`, as the rules' from.domain is.
-  return normalizeDomain(key);
-}
-
-export class ListTable {
-  private readonly exact = new Map<string, string>();
-  private readonly ranges = new BlockList();
-  private readonly rangeItems: { text: string; family: "ipv4" | "ipv6"; list: BlockList }[] = [];
-
-  constructor(
-    items: readonly string[],
-    private readonly localPart: LocalPartMode = "insensitive",
-  ) {
-    this.addAll(items);
+/** The matching itself is common/list-matcher's: rules' literal lists match the same way. */
+export class ListTable extends ListMatcher {
+  constructor(items: readonly string[], localPart: LocalPartMode = "insensitive") {
+    super(items, { localPart });
   }
 
   /**
@@ -54,49 +40,13 @@ export class ListTable {
         slice.push(text.slice(start, end).replace(/#.*/, ""));
         start = end + 1;
       }
-      table.addAll(slice);
+      table.add(slice);
       if (start < text.length) {
         await new Promise((resolve) => setImmediate(resolve));
         signal?.throwIfAborted();
       }
     }
     return table;
-  }
-
-  private addAll(items: readonly string[]): void {
-    for (const raw of items) {
-      const item = raw.trim();
-      if (item === "") continue;
-      const slash = item.indexOf("/");
-      const family = slash === -1 ? 0 : isIP(item.slice(0, slash));
-      const prefix = Number(item.slice(slash + 1));
-      if (family !== 0 && Number.isInteger(prefix) && prefix >= 0 && prefix <= (family === 4 ? 32 : 128)) {
-        const type = family === 6 ? "ipv6" : "ipv4";
-        this.ranges.addSubnet(item.slice(0, slash), prefix, type);
-        const single = new BlockList();
-        single.addSubnet(item.slice(0, slash), prefix, type);
-        this.rangeItems.push({ text: item, family: type, list: single });
-      } else {
-        this.exact.set(normalizeKey(item, this.localPart), item);
-      }
-    }
-  }
-
-  get size(): number {
-    return this.exact.size + this.rangeItems.length;
-  }
-
-  /** The item that matches `key`, or undefined. */
-  find(key: string): string | undefined {
-    const found = this.exact.get(normalizeKey(key, this.localPart));
-    if (found !== undefined) return found;
-    if (this.rangeItems.length === 0) return undefined;
-    const ip = canonicalIp(key);
-    const family = isIP(ip);
-    if (family === 0) return undefined;
-    const type = family === 6 ? "ipv6" : "ipv4";
-    if (!this.ranges.check(ip, type)) return undefined;
-    return this.rangeItems.find((r) => r.family === type && r.list.check(ip, type))?.text;
   }
 }
 

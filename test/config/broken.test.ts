@@ -93,9 +93,6 @@ const EXPECTED: Record<string, string[]> = {
     "6:5: error: unknown key 'quota' in source 'backend' ('quota' is an option of maildir and mbox sources, not http)",
   ],
   "quota-server-unknown-source.yaml": ["8:11: error: unknown source 'mailbox' (did you mean 'mailboxes'?)"],
-  "reserved-source-name.yaml": [
-    "3:3: error: source name 'from' is a word of the rule language (rules could not name it; call it, e.g., 'from_list')",
-  ],
   "rules-not-a-list.yaml": ["2:8: error: 'rules' must be a list of rules, each starting with '- ', not text"],
   "shorthand-nested.yaml": [
     "4:7: error: rule 1: write the statement on the same line as 'on rcpt:', or make the whole rule one text with '- |'",

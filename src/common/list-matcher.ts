@@ -1,0 +1,109 @@
+/**
+ * "Is X in this list": the one answer for literal lists in rules (`helo in ["mx.example.org"]`)
+ * and for `list` sources, so the same entry matches the same keys wherever it is written.
+ *
+ * Entries and keys are read alike:
+ * - IP addresses in one spelling (common/ip: IPv6 in any case or form, `::ffff:192.0.2.1` is
+ *   `192.0.2.1`), and CIDR ranges (`192.0.2.0/24`, `2001:db8::/32`) that match the IPs inside;
+ * - anything with `@` is an address, normalised as the rules compare addresses (common/address:
+ *   domain folded, needless quotes dropped, local part folded unless `local_part: sensitive`);
+ * - other words are domains (case folded, one trailing dot dropped): `MX.Example.org.` is
+ *   `mx.example.org`; or, for a list a rule compares local parts with, local parts.
+ */
+import { BlockList, isIP } from "node:net";
+import { type LocalPartMode, normalizeAddress, normalizeDomain, normalizeLocalContent } from "./address.js";
+import { canonicalIp } from "./ip.js";
+
+export interface ListMatcherOptions {
+  /** How addresses' local parts compare (`defaults.local_part`); insensitive by default. */
+  localPart?: LocalPartMode;
+  /**
+   * What a plain word is: a domain (the default, and a list source's reading), or a local part
+   * (a rule's `rcpt.local in [...]`, which then keeps case under `local_part: sensitive`).
+   */
+  words?: "domain" | "localpart";
+}
+
+type Family = "ipv4" | "ipv6";
+
+function familyOf(ip: string): Family | undefined {
+  const family = isIP(ip);
+  return family === 0 ? undefined : family === 6 ? "ipv6" : "ipv4";
+}
+
+export class ListMatcher {
+  /** Normalised entry → the entry as written (what `TABLE[X]` answers). */
+  private readonly exact = new Map<string, string>();
+  private readonly ranges = new BlockList();
+  private readonly rangeItems: { text: string; family: Family; list: BlockList }[] = [];
+  private readonly localPart: LocalPartMode;
+  private readonly word: (text: string) => string;
+
+  constructor(items: readonly string[] = [], options: ListMatcherOptions = {}) {
+    const localPart = options.localPart ?? "insensitive";
+    this.localPart = localPart;
+    this.word =
+      options.words === "localpart" ? (text) => normalizeLocalContent(text, localPart) : normalizeDomain;
+    this.add(items);
+  }
+
+  /** Adds entries; blank ones are skipped, and a `/N` beyond the family's bits is a word. */
+  add(items: readonly string[]): void {
+    for (const raw of items) {
+      const item = raw.trim();
+      if (item === "") continue;
+      const slash = item.indexOf("/");
+      const family = slash === -1 ? undefined : familyOf(item.slice(0, slash));
+      const prefix = Number(item.slice(slash + 1));
+      if (
+        family !== undefined &&
+        Number.isInteger(prefix) &&
+        prefix >= 0 &&
+        prefix <= (family === "ipv4" ? 32 : 128)
+      ) {
+        this.ranges.addSubnet(item.slice(0, slash), prefix, family);
+        const single = new BlockList();
+        single.addSubnet(item.slice(0, slash), prefix, family);
+        this.rangeItems.push({ text: item, family, list: single });
+      } else {
+        this.exact.set(this.normalize(item), item);
+      }
+    }
+  }
+
+  get size(): number {
+    return this.exact.size + this.rangeItems.length;
+  }
+
+  /** The one spelling of a key or entry, by its kind (address, IP, word). */
+  normalize(key: string): string {
+    if (key.includes("@")) return normalizeAddress(key, this.localPart);
+    if (isIP(key) !== 0) return canonicalIp(key.toLowerCase());
+    return this.word(key);
+  }
+
+  /** Whether `key` matches an entry (the per-message path: each test made once, no entry text looked for). */
+  has(key: string): boolean {
+    if (key.includes("@")) return this.exact.has(normalizeAddress(key, this.localPart));
+    if (isIP(key) === 0) return this.exact.has(this.word(key));
+    const ip = canonicalIp(key.toLowerCase());
+    if (this.exact.has(ip)) return true;
+    return this.rangeItems.length > 0 && this.ranges.check(ip, isIP(ip) === 6 ? "ipv6" : "ipv4");
+  }
+
+  /** The entry that matches `key`, as written, or undefined. */
+  find(key: string): string | undefined {
+    const found = this.exact.get(this.normalize(key));
+    if (found !== undefined || this.rangeItems.length === 0) return found;
+    const range = this.inRange(key);
+    if (range === undefined) return undefined;
+    return this.rangeItems.find((r) => r.family === range.family && r.list.check(range.ip, range.family))
+      ?.text;
+  }
+
+  private inRange(key: string): { ip: string; family: Family } | undefined {
+    const ip = canonicalIp(key);
+    const family = familyOf(ip);
+    return family !== undefined && this.ranges.check(ip, family) ? { ip, family } : undefined;
+  }
+}

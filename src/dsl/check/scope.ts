@@ -1,0 +1,136 @@
+/**
+ * What the checker passes between its parts: the result it builds (diagnostics as values, and
+ * what each name resolved to, so the compiler never has to guess), the session shared by every
+ * rule, and the scope of one rule (its stages, lookups and calls).
+ */
+import type { Diagnostic, Severity, SourceFile } from "../../common/diagnostics.js";
+import type { Stage } from "../../common/stages.js";
+import { STAGE_ORDER } from "../../common/stages.js";
+import type { SourceConfig } from "../../config/types.js";
+import type { Expr, Rule, Span, Template } from "../ast.js";
+import type { CompiledRegex } from "../regex-offload.js";
+import type { Registry } from "../registry.js";
+import type { TemplatePart } from "../template.js";
+import type { CheckedCall, FunctionWord, ValueType, ValueWord } from "../words/types.js";
+
+/** What a name or call turned out to be. */
+export type Resolution =
+  | { kind: "value"; word: ValueWord }
+  | { kind: "table"; source: string; table?: string }
+  | { kind: "dnsbl"; source: string }
+  | { kind: "sourceAttribute"; source: string; attribute: "zone" | "reason" }
+  | { kind: "call"; word: FunctionWord; checked: CheckedCall };
+
+export interface CheckResult {
+  diagnostics: Diagnostic[];
+  /** The words the rules were checked against (the compiler reads the same). */
+  registry: Registry;
+  resolutions: Map<Expr, Resolution>;
+  /** Parsed templates of every action text. */
+  templates: Map<Template, TemplatePart[]>;
+  /** Compiled regular expressions (linear-time, see regex.ts), by node. */
+  regexes: Map<Expr, CompiledRegex>;
+  /** Sources each rule looks up. */
+  lookupsByRule: Map<Rule, Set<string>>;
+  /** The type of every expression that checked. */
+  types: Map<Expr, ValueType>;
+  /** Transaction values used anywhere (in conditions or in texts). */
+  valuesUsed: Set<string>;
+  /** Macro names asked for, with the stages of the rule asking. */
+  macrosUsed: { name: string; stages: Stage[] }[];
+}
+
+/** One run of the checker over a set of rules: the result, and the sources the rules use. */
+export class CheckSession {
+  readonly result: CheckResult;
+  readonly usedSources = new Set<string>();
+
+  constructor(
+    private readonly file: SourceFile,
+    readonly sources: ReadonlyMap<string, SourceConfig>,
+    readonly registry: Registry,
+  ) {
+    this.result = {
+      diagnostics: [],
+      registry,
+      resolutions: new Map(),
+      templates: new Map(),
+      regexes: new Map(),
+      lookupsByRule: new Map(),
+      types: new Map(),
+      valuesUsed: new Set(),
+      macrosUsed: [],
+    };
+  }
+
+  report(at: Span | number, severity: Severity, message: string, hint?: string): void {
+    this.result.diagnostics.push(
+      this.file.diagnostic(typeof at === "number" ? at : at.start, severity, message, hint),
+    );
+  }
+}
+
+/** One rule being checked: the stages it runs at, what it looks up and calls. */
+export class RuleScope {
+  readonly stages: Stage[];
+  readonly lookups = new Set<string>();
+  /** Functions the rule calls (their placeholders, `{quota.usage}`, become usable). */
+  readonly calls = new Set<string>();
+  readonly dnsblsLookedUp = new Set<string>();
+
+  constructor(
+    readonly session: CheckSession,
+    readonly rule: Rule,
+  ) {
+    this.stages = rule.stages.map((s) => s.stage);
+    session.result.lookupsByRule.set(rule, this.lookups);
+  }
+
+  get sources(): ReadonlyMap<string, SourceConfig> {
+    return this.session.sources;
+  }
+
+  get registry(): Registry {
+    return this.session.registry;
+  }
+
+  report(at: Span | number, severity: Severity, message: string, hint?: string): void {
+    this.session.report(at, severity, message, hint);
+  }
+
+  resolve(expr: Expr, resolution: Resolution): void {
+    this.session.result.resolutions.set(expr, resolution);
+  }
+
+  /** The rule names a source (in a lookup, or in a text). */
+  use(source: string): void {
+    this.session.usedSources.add(source);
+  }
+
+  lookUp(source: string): void {
+    this.use(source);
+    this.lookups.add(source);
+  }
+
+  /**
+   * Whether `key` (a value, a call, a placeholder) is known at every stage of the rule: it is
+   * from `from` on, and only at `only` when set. Reports the first stage where it is not.
+   */
+  known(key: string, span: Span, from: Stage, only?: Stage): boolean {
+    for (const stage of this.stages) {
+      if (only !== undefined && stage !== only) {
+        this.report(span, "error", `'${key}' exists only in 'on ${only}' rules, not at '${stage}'`);
+        return false;
+      }
+      if (STAGE_ORDER[stage] < STAGE_ORDER[from]) {
+        this.report(
+          span,
+          "error",
+          `'${key}' is not known yet at stage '${stage}': it is known from '${from}' on`,
+        );
+        return false;
+      }
+    }
+    return true;
+  }
+}

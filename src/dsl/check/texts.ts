@@ -1,0 +1,54 @@
+/**
+ * Texts of actions (reply texts, quarantine reasons, log texts, header values): their
+ * placeholders must name a value known at the rule's stages, a placeholder of a function the
+ * rule calls (`{quota.usage}`), or a DNSBL source's zone or reason.
+ */
+import { didYouMean } from "../../common/diagnostics.js";
+import type { Template } from "../ast.js";
+import { parseTemplate } from "../template.js";
+import type { RuleScope } from "./scope.js";
+
+export class Texts {
+  constructor(private readonly scope: RuleScope) {}
+
+  check(template: Template, what: string): void {
+    // File offset of a character of the text (escapes make it differ from span.start + 1 + i).
+    const offsetOf = (index: number) => template.offsets?.[index] ?? template.span.start + 1 + index;
+    const parsed = parseTemplate(template.text);
+    if (!Array.isArray(parsed)) {
+      this.scope.report(offsetOf(parsed.offset), "error", `${what}: ${parsed.message}`, parsed.hint);
+      return;
+    }
+    this.scope.session.result.templates.set(template, parsed);
+    for (const part of parsed)
+      if (part.kind === "placeholder") this.placeholder(part.name, offsetOf(part.offset));
+  }
+
+  private placeholder(name: string, at: number): void {
+    const scope = this.scope;
+    const value = scope.registry.value(name);
+    if (value !== undefined) {
+      scope.known(`{${name}}`, { start: at, end: at + name.length + 2 }, value.from, value.only);
+      scope.session.result.valuesUsed.add(name);
+      return;
+    }
+    const fromCall = scope.registry.placeholder(name);
+    if (fromCall !== undefined) {
+      if (!scope.calls.has(fromCall.word.name))
+        scope.report(at, "error", `{${name}} needs a ${fromCall.word.name}(...) lookup in the same rule`);
+      return;
+    }
+    const [head, attribute] = name.split(".");
+    const source = head === undefined ? undefined : scope.sources.get(head);
+    if (source?.type === "dnsbl" && (attribute === "zone" || attribute === "reason")) {
+      scope.use(source.name);
+      if (attribute === "reason" && !scope.dnsblsLookedUp.has(source.name))
+        scope.report(at, "warning", `{${name}} is empty unless this rule looks '${source.name}' up`);
+      return;
+    }
+    const candidates = [...scope.registry.valueNames(), ...scope.registry.placeholderNames()];
+    for (const s of scope.sources.values())
+      if (s.type === "dnsbl") candidates.push(`${s.name}.zone`, `${s.name}.reason`);
+    scope.report(at, "error", `unknown placeholder '{${name}}'`, didYouMean(name, candidates));
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * What compiled closures run with, shared by the compiler and the words it compiles (values and
+ * functions, dsl/words/): the per-rule environment, the values rules compute with, and the helpers
+ * that keep evaluation synchronous until a lookup answers with a promise.
+ */
+import type { Lookups, MaybePromise } from "../runtime/lookups.js";
+import type { LookupRecord, QuotaValue, Tracer } from "../runtime/model.js";
+import type { Transaction } from "../runtime/transaction.js";
+
+export type Value = string | number | boolean | readonly string[] | QuotaValue | undefined;
+
+/** Per-rule scratch state: what texts may interpolate. */
+export interface RuleState {
+  quota?: QuotaValue;
+  /** DNSBL TXT reasons by source, created on the first listing. */
+  reasons?: Map<string, string>;
+}
+
+export interface EvalEnv {
+  tx: Transaction;
+  lookups: Lookups;
+  trace?: Tracer;
+  rule: string;
+  state: RuleState;
+}
+
+export type Evaluator<T> = (env: EvalEnv) => MaybePromise<T>;
+
+export const constant =
+  <T>(value: T): Evaluator<T> =>
+  () =>
+    value;
+
+export function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
+  return value instanceof Promise;
+}
+
+/** Applies `f` to a value that may still be on its way. */
+// Not `then`: a module exporting `then` is a thenable, and `await import()` of it would call it.
+export function andThen<T, U>(value: MaybePromise<T>, f: (v: T) => MaybePromise<U>): MaybePromise<U> {
+  return isPromise(value) ? value.then(f) : f(value);
+}
+
+/** Control characters would break the reply or the header; `%` is escaped by the milter layer. */
+export function sanitize(value: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: removing them is the point
+  return value.replace(/[\x00-\x1f\x7f]+/g, " ");
+}
+
+export function stringify(value: Value): string {
+  if (value === undefined) return "";
+  if (typeof value === "string") return value;
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  if (Array.isArray(value)) return value.join(", ");
+  return String((value as QuotaValue).over);
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Runs a lookup, recorded when a tracer is present (the milter's hot path has none, and pays
+ * nothing: no record is allocated). `what` is what the rule asked: `quota(mailboxes)`, `spamhaus`.
+ */
+export function traced<T>(
+  env: EvalEnv,
+  source: string,
+  what: string,
+  key: string,
+  call: () => MaybePromise<T>,
+  describe: (value: T) => string,
+): MaybePromise<T> {
+  const trace = env.trace;
+  if (trace === undefined) return call();
+  const started = performance.now();
+  const record = (result: string, error?: string) => {
+    const entry: LookupRecord = {
+      rule: env.rule,
+      source,
+      what,
+      key,
+      result,
+      ms: performance.now() - started,
+    };
+    if (error !== undefined) entry.error = error;
+    trace.lookup(entry);
+  };
+  try {
+    const value = call();
+    if (!isPromise(value)) {
+      record(describe(value));
+      return value;
+    }
+    return value.then(
+      (v) => {
+        record(describe(v));
+        return v;
+      },
+      (error: unknown) => {
+        record("error", errorText(error));
+        throw error;
+      },
+    );
+  } catch (error) {
+    record("error", errorText(error));
+    throw error;
+  }
+}

@@ -1,0 +1,176 @@
+/**
+ * The functions of the rule language, each declared once: its documentation, its signature check
+ * (which reports what is wrong with a call, in the checker's words) and, bound to the call that
+ * checked, its implementation. A new function is one entry here.
+ */
+import { didYouMean } from "../../common/diagnostics.js";
+import { isOverQuota, type QuotaStatus, quotaPercent } from "../../runtime/lookups.js";
+import type { QuotaValue } from "../../runtime/model.js";
+import type { Expr } from "../ast.js";
+import { andThen, stringify, traced } from "../evaluation.js";
+import { QUOTA_SOURCE_TYPES } from "../source-kinds.js";
+import type { CallCheck, CheckedCall, FunctionWord } from "./types.js";
+import { isTextual } from "./types.js";
+import { HEADER_OPTION } from "./values.js";
+
+/** The one quoted argument of header("Subject") and macro("{auth_type}"), or undefined after reporting. */
+function quotedName(check: CallCheck, example: string): string | undefined {
+  const { call } = check;
+  const arg = call.args[0];
+  if (call.args.length !== 1 || arg?.kind !== "string") {
+    check.report(call.span, "error", `${call.callee}() takes one quoted name: ${example}`);
+    return undefined;
+  }
+  return arg.value;
+}
+
+const header: FunctionWord = {
+  name: "header",
+  usage: 'header("Name")',
+  from: "eoh",
+  needs: ["header"],
+  returns: "string",
+  doc: 'the first value of that header, `""` when absent',
+  dryRun: HEADER_OPTION,
+  check(check) {
+    const name = quotedName(check, 'header("Subject")');
+    if (name === undefined) return undefined;
+    const key = name.toLowerCase();
+    return { type: "string", compile: () => (env) => env.tx.headers.get(key) ?? "" };
+  },
+};
+
+const macro: FunctionWord = {
+  name: "macro",
+  usage: 'macro("{name}")',
+  from: "connect",
+  needs: [],
+  returns: "string",
+  doc: 'a macro the MTA sent (`macro("{daemon_name}")`), `""` when absent',
+  check(check) {
+    const name = quotedName(check, 'macro("{auth_type}")');
+    if (name === undefined) return undefined;
+    check.useMacro(name);
+    return { type: "string", compile: () => (env) => env.tx.macro(name) ?? "" };
+  },
+};
+
+function quotaValue(status: QuotaStatus | undefined, incoming: number): QuotaValue {
+  if (status === undefined) return { over: false, usage: 0, limit: 0, count: 0, count_limit: 0, percent: 0 };
+  return {
+    over: isOverQuota(status, incoming),
+    usage: status.usage,
+    limit: status.limit,
+    count: status.count,
+    count_limit: status.countLimit,
+    percent: quotaPercent(status),
+  };
+}
+
+function describeQuota(s: QuotaStatus | undefined): string {
+  return s === undefined
+    ? "no such mailbox"
+    : `usage ${s.usage}/${s.limit || "∞"} bytes, ${s.count}/${s.countLimit || "∞"} messages`;
+}
+
+/** The quota source a call names, or the only one there is; undefined after reporting. */
+function quotaSourceOf(check: CallCheck, sourceArg: Expr | undefined): string | undefined {
+  const quotaSources = [...check.sources.values()]
+    .filter((s) => QUOTA_SOURCE_TYPES.has(s.type))
+    .map((s) => s.name);
+  if (sourceArg === undefined) {
+    if (quotaSources.length === 1) return quotaSources[0] as string;
+    check.report(
+      check.call.calleeSpan,
+      "error",
+      quotaSources.length === 0
+        ? "quota() needs a quota source (maildir, mbox or http) and none is configured"
+        : `quota() must name its source: there are several quota sources: ${quotaSources.join(", ")}`,
+      quotaSources.length > 0 ? `e.g. quota(rcpt, ${quotaSources[0]})` : undefined,
+    );
+    return undefined;
+  }
+  if (sourceArg.kind !== "name" || sourceArg.parts.length !== 1) {
+    check.report(sourceArg.span, "error", "quota()'s second argument is the name of a quota source");
+    return undefined;
+  }
+  const name = sourceArg.parts[0] as string;
+  const source = check.sources.get(name);
+  if (source === undefined) {
+    check.report(sourceArg.span, "error", `unknown source '${name}'`, didYouMean(name, check.sources.keys()));
+    return undefined;
+  }
+  if (!QUOTA_SOURCE_TYPES.has(source.type)) {
+    check.report(
+      sourceArg.span,
+      "error",
+      `source '${name}' is of type ${source.type}, which has no quota`,
+      quotaSources.length > 0 ? `quota sources: ${quotaSources.join(", ")}` : undefined,
+    );
+    return undefined;
+  }
+  return name;
+}
+
+function checkQuota(check: CallCheck): CheckedCall | undefined {
+  const [address, sourceArg, ...extra] = check.call.args;
+  if (address === undefined || extra.length > 0) {
+    check.report(
+      check.call.span,
+      "error",
+      "quota() takes an address and optionally a source: quota(rcpt) or quota(rcpt, mailboxes)",
+    );
+    return undefined;
+  }
+  const addressType = check.typeOf(address);
+  if (addressType === undefined) return undefined;
+  if (!isTextual(addressType)) {
+    check.report(address.span, "error", `quota() needs an address, not a value of type ${addressType}`);
+    return undefined;
+  }
+  const source = quotaSourceOf(check, sourceArg);
+  if (source === undefined) return undefined;
+  check.lookUp(source);
+  return {
+    type: "quota",
+    compile: (compiler) => {
+      const addressOf = compiler.value(address);
+      const what = `quota(${source})`;
+      return (env) =>
+        andThen(addressOf(env), (a) => {
+          const key = stringify(a);
+          if (key === "") {
+            env.state.quota = quotaValue(undefined, 0);
+            return env.state.quota;
+          }
+          const status = traced(env, source, what, key, () => env.lookups.quota(source, key), describeQuota);
+          return andThen(status, (s) => {
+            const incoming = env.tx.stage === "eom" ? env.tx.bodyBytes : env.tx.declaredSize;
+            env.state.quota = quotaValue(s, incoming);
+            return env.state.quota;
+          });
+        });
+    },
+  };
+}
+
+/** `{quota.usage}` and its kin: the rule's last quota status. */
+const QUOTA_PLACEHOLDERS = Object.fromEntries(
+  (["usage", "limit", "percent", "count", "count_limit"] as const).map((member) => [
+    `quota.${member}`,
+    (env: { state: { quota?: QuotaValue } }) => String(env.state.quota?.[member] ?? ""),
+  ]),
+);
+
+const quota: FunctionWord = {
+  name: "quota",
+  usage: "quota(ADDRESS[, SOURCE])",
+  from: "mail",
+  needs: [],
+  returns: "quota",
+  doc: "a mailbox's quota status (below)",
+  check: checkQuota,
+  placeholders: QUOTA_PLACEHOLDERS,
+};
+
+export const FUNCTIONS: readonly FunctionWord[] = [quota, header, macro];

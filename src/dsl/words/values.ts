@@ -1,0 +1,194 @@
+/**
+ * The values of a transaction, each declared once: its type, stages, documentation, the dry-run
+ * option that fills it, and how it is read from the Transaction (runtime/transaction.ts). A new
+ * value is one entry here (and a field of the Transaction when it is new data).
+ */
+import {
+  type LocalPartMode,
+  normalizeAddress,
+  normalizeAddressParts,
+  normalizeLocalContent,
+  splitAddress,
+} from "../../common/address.js";
+import type { EvalEnv, Value } from "../evaluation.js";
+import type { DryRunOption, ValueWord } from "./types.js";
+
+const FROM_OPTION: DryRunOption = {
+  flag: "--from",
+  argument: "<address>",
+  help: "envelope sender; '' is the null sender <>",
+  required: true,
+};
+const RCPT_OPTION: DryRunOption = {
+  flag: "--rcpt",
+  argument: "<address>",
+  help: "recipient (repeat for several)",
+  required: true,
+  repeatable: true,
+};
+export const HEADER_OPTION: DryRunOption = {
+  flag: "--header",
+  argument: "<'Name: value'>",
+  help: "a header (repeatable)",
+  repeatable: true,
+};
+
+type Which = "from" | "rcpt";
+type Part = "address" | "local" | "domain";
+
+const given = (which: Which) =>
+  which === "from" ? (env: EvalEnv) => env.tx.from : (env: EvalEnv) => env.tx.rcpt;
+
+/**
+ * `from`, `rcpt` and their `.local` (the unquoted name) and `.domain`, normalised (common/address),
+ * so neither case nor quoting changes what matches.
+ */
+function readAddress(which: Which, part: Part) {
+  return (mode: LocalPartMode): ((env: EvalEnv) => Value) => {
+    const derive: (text: string) => string =
+      part === "address"
+        ? (text) => normalizeAddress(text, mode)
+        : part === "local"
+          ? (text) => normalizeLocalContent(splitAddress(text).local, mode)
+          : (text) => normalizeAddressParts(text, mode).domain ?? "";
+    const isFrom = which === "from";
+    // Rules of one event read the same address again and again: the last answer is kept (the
+    // function is pure, so a stale entry can only miss, never mislead).
+    let lastGiven = "";
+    let lastValue = derive("");
+    return (env) => {
+      const text = isFrom ? env.tx.from : env.tx.rcpt;
+      if (text !== lastGiven) {
+        lastValue = derive(text);
+        lastGiven = text;
+      }
+      return lastValue;
+    };
+  };
+}
+
+/** In texts, as the client wrote it ("Quota exceeded for Bob@Example.ORG"), as the MTA's own replies do. */
+function showAddress(which: Which, part: Part) {
+  return (): ((env: EvalEnv) => Value) => {
+    const read = given(which);
+    if (part === "local") return (env) => splitAddress(read(env)).local;
+    if (part === "domain") return (env) => splitAddress(read(env)).domain ?? "";
+    return read;
+  };
+}
+
+function addressValues(which: Which, option: DryRunOption, docs: Record<Part, string>): ValueWord[] {
+  const type = { address: "address", local: "localpart", domain: "domain" } as const;
+  return (["address", "local", "domain"] as const).map((part) => {
+    const word: ValueWord = {
+      name: part === "address" ? which : `${which}.${part}`,
+      type: type[part],
+      from: which === "from" ? "mail" : "rcpt",
+      needs: [which === "from" ? "mail" : "rcpt"],
+      doc: docs[part],
+      dryRun: option,
+      read: readAddress(which, part),
+      show: showAddress(which, part),
+    };
+    if (which === "rcpt") word.only = "rcpt";
+    return word;
+  });
+}
+
+export const VALUES: readonly ValueWord[] = [
+  {
+    name: "client.ip",
+    type: "ip",
+    from: "connect",
+    needs: ["connect"],
+    doc: "the SMTP client's IP address (in comparisons and tables, IPv6 in any spelling is the same address, and `::ffff:192.0.2.1` is `192.0.2.1`)",
+    dryRun: { flag: "--client-ip", argument: "<ip>", help: "the SMTP client's address", required: true },
+    read: () => (env) => env.tx.client.ip,
+  },
+  {
+    name: "client.name",
+    type: "string",
+    from: "connect",
+    needs: ["connect"],
+    doc: "the client's host name",
+    dryRun: { flag: "--client-name", argument: "<name>", help: "the client's host name" },
+    read: () => (env) => env.tx.client.name,
+  },
+  {
+    name: "client.port",
+    type: "number",
+    from: "connect",
+    needs: ["connect"],
+    doc: "the client's TCP port",
+    read: () => (env) => env.tx.client.port,
+  },
+  {
+    name: "helo",
+    type: "string",
+    from: "helo",
+    needs: ["helo"],
+    doc: "the HELO/EHLO argument",
+    dryRun: { flag: "--helo", argument: "<name>", help: "HELO/EHLO argument" },
+    read: () => (env) => env.tx.helo,
+  },
+  {
+    name: "auth.user",
+    type: "string",
+    from: "mail",
+    needs: ["mail"],
+    macros: [{ stage: "mail", names: ["{auth_authen}"] }],
+    doc: 'the SASL login, `""` when none',
+    dryRun: { flag: "--auth", argument: "<user>", help: "SASL login of the client" },
+    read: () => (env) => env.tx.authUser,
+  },
+  ...addressValues("from", FROM_OPTION, {
+    address: 'the envelope sender without angle brackets; `""` for the null sender `<>`',
+    local: 'the sender\'s local part, unquoted (`"Bob Smith"` is `bob smith`); `""` for `<>`',
+    domain: 'the sender\'s domain; `""` for `<>`',
+  }),
+  {
+    name: "size",
+    type: "size",
+    from: "mail",
+    needs: ["mail"],
+    extraNeeds: { ifRuleAt: "eom", stages: ["body"] },
+    doc: "`SIZE=` of MAIL FROM (0 if absent); at `eom`, the real size",
+    dryRun: { flag: "--size", argument: "<bytes>", help: "SIZE= announced at MAIL FROM" },
+    read: () => (env) => (env.tx.stage === "eom" ? env.tx.bodyBytes : env.tx.declaredSize),
+  },
+  ...addressValues("rcpt", RCPT_OPTION, {
+    address: "the recipient being decided",
+    local: "the recipient's local part, unquoted",
+    domain: "the recipient's domain",
+  }),
+  {
+    name: "rcpts",
+    type: "list",
+    from: "data",
+    needs: ["rcpt"],
+    doc: "the accepted recipients (a list; usable in texts, `{rcpts}`)",
+    dryRun: RCPT_OPTION,
+    read: (mode) => (env) => env.tx.rcpts.map((address) => normalizeAddress(address, mode)),
+    show: () => (env) => env.tx.rcpts,
+  },
+  {
+    name: "header.name",
+    type: "string",
+    from: "header",
+    only: "header",
+    needs: ["header"],
+    doc: "the current header's name",
+    dryRun: HEADER_OPTION,
+    read: () => (env) => env.tx.header.name,
+  },
+  {
+    name: "header.value",
+    type: "string",
+    from: "header",
+    only: "header",
+    needs: ["header"],
+    doc: "the current header's value",
+    dryRun: HEADER_OPTION,
+    read: () => (env) => env.tx.header.value,
+  },
+];
