@@ -8,7 +8,7 @@ import { type Diagnostic, didYouMean, type Severity, type SourceFile } from "../
 import type { Stage } from "../common/stages.js";
 import { STAGE_ORDER } from "../common/stages.js";
 import { parseDuration, parseSize } from "../common/units.js";
-import type { SourceConfig } from "../config/types.js";
+import type { SourceConfig, SourceTypeSpec } from "../config/types.js";
 import type { Action, Expr, Rule, Span, Template } from "./ast.js";
 import { chainOperands } from "./ast.js";
 import { compileRegex } from "./regex.js";
@@ -20,7 +20,6 @@ import {
   isTextual,
   QUOTA_MEMBERS,
   QUOTA_PLACEHOLDERS,
-  QUOTA_SOURCE_TYPES,
   VALUE_NAMES,
   VALUES,
   type ValueType,
@@ -54,6 +53,11 @@ export interface CheckResult {
   macrosUsed: { name: string; stages: Stage[] }[];
 }
 
+/** "a, b or c". */
+function either(words: readonly string[]): string {
+  return words.length < 2 ? words.join("") : `${words.slice(0, -1).join(", ")} or ${words.at(-1)}`;
+}
+
 /** Valid header field names (RFC 5322: printable ASCII but colon). */
 const HEADER_NAME = /^[\x21-\x39\x3b-\x7e]+$/;
 const ALLOWED_REGEX_FLAGS = /^[imsu]*$/;
@@ -62,7 +66,8 @@ export function checkRules(
   rules: readonly Rule[],
   sources: ReadonlyMap<string, SourceConfig>,
   file: SourceFile,
-  options: { reportUnused?: boolean } = {},
+  /** `sourceTypes`: what the configuration was read with, for messages naming types. */
+  options: { reportUnused?: boolean; sourceTypes?: ReadonlyMap<string, SourceTypeSpec> } = {},
 ): CheckResult {
   const result: CheckResult = {
     diagnostics: [],
@@ -79,7 +84,11 @@ export function checkRules(
       file.diagnostic(typeof span === "number" ? span : span.start, severity, message, hint),
     );
   };
-  const quotaSources = [...sources.values()].filter((s) => QUOTA_SOURCE_TYPES.has(s.type)).map((s) => s.name);
+  const quotaSources = [...sources.values()].filter((s) => s.kind === "quota").map((s) => s.name);
+  const quotaTypes = [...(options.sourceTypes?.values() ?? [])]
+    .filter((t) => t.kind === "quota")
+    .map((t) => t.type);
+  const labelOf = (source: SourceConfig) => options.sourceTypes?.get(source.type)?.label ?? source.type;
   const usedSources = new Set<string>();
 
   // Two named rules with one name are the loader's to report; here a name meets the default
@@ -309,7 +318,8 @@ export function checkRules(
       const source = sources.get(head);
       if (source !== undefined) {
         usedSources.add(head);
-        if (source.type === "dnsbl") {
+        const kind = source.kind;
+        if (kind === "dnsbl") {
           if (rest.length === 0) {
             result.resolutions.set(expr, { kind: "dnsbl", source: head });
             return "table";
@@ -326,39 +336,40 @@ export function checkRules(
           report(
             expr.partSpans[1] as Span,
             "error",
-            `DNSBL source '${head}' has no '${rest.join(".")}'`,
+            `${labelOf(source)} source '${head}' has no '${rest.join(".")}'`,
             didYouMean(attribute, DNSBL_ATTRIBUTES),
           );
           return undefined;
         }
-        if (source.type === "list") {
+        // A table source is one table (NAME), or has named tables (NAME.table).
+        if (kind === "table" && source.tables === undefined) {
           if (rest.length > 0) {
             report(
               expr.partSpans[1] as Span,
               "error",
-              `list source '${head}' has no members: use '${head}' as a table`,
+              `${labelOf(source)} source '${head}' has no members: use '${head}' as a table`,
             );
             return undefined;
           }
           result.resolutions.set(expr, { kind: "table", source: head });
           return "table";
         }
-        if (source.type === "ldap") {
-          const tables = [...source.tables.keys()];
+        if (kind === "table") {
+          const tables = [...(source.tables?.keys() ?? [])];
           if (rest.length !== 1) {
             report(
               rest.length === 0 ? expr.span : (expr.partSpans[2] as Span),
               "error",
-              `LDAP source '${head}' is used through its tables: ${tables.map((t) => `${head}.${t}`).join(", ")}`,
+              `${labelOf(source)} source '${head}' is used through its tables: ${tables.map((t) => `${head}.${t}`).join(", ")}`,
             );
             return undefined;
           }
           const table = rest[0] as string;
-          if (!source.tables.has(table)) {
+          if (!tables.includes(table)) {
             report(
               expr.partSpans[1] as Span,
               "error",
-              `unknown table '${table}' in LDAP source '${head}'`,
+              `unknown table '${table}' in ${labelOf(source)} source '${head}'`,
               didYouMean(table, tables) ?? `its tables are ${tables.join(", ")}`,
             );
             return undefined;
@@ -366,7 +377,16 @@ export function checkRules(
           result.resolutions.set(expr, { kind: "table", source: head, table });
           return "table";
         }
-        report(expr.span, "error", `'${head}' is a quota source: use quota(ADDRESS, ${head})`);
+        if (kind === "quota") {
+          report(expr.span, "error", `'${head}' is a quota source: use quota(ADDRESS, ${head})`);
+          return undefined;
+        }
+        const unknown: never = kind;
+        report(
+          expr.span,
+          "error",
+          `source '${head}' is of kind '${String(unknown)}', which rules cannot use`,
+        );
         return undefined;
       }
       // `from.domian`, `client.addr`, `helo.name`: a value's part, never a source.
@@ -387,7 +407,7 @@ export function checkRules(
       }
       const candidates = [...VALUE_NAMES, ...sources.keys()];
       for (const s of sources.values())
-        if (s.type === "ldap") for (const t of s.tables.keys()) candidates.push(`${s.name}.${t}`);
+        for (const t of s.tables?.keys() ?? []) candidates.push(`${s.name}.${t}`);
       report(
         expr.span,
         "error",
@@ -461,7 +481,7 @@ export function checkRules(
             expr.calleeSpan,
             "error",
             quotaSources.length === 0
-              ? "quota() needs a quota source (maildir, mbox or http) and none is configured"
+              ? `quota() needs a quota source (${either(quotaTypes)}) and none is configured`
               : `quota() must name its source: there are several quota sources: ${quotaSources.join(", ")}`,
             quotaSources.length > 0 ? `e.g. quota(rcpt, ${quotaSources[0]})` : undefined,
           );
@@ -484,7 +504,7 @@ export function checkRules(
           );
           return undefined;
         }
-        if (!QUOTA_SOURCE_TYPES.has(source.type)) {
+        if (source.kind !== "quota") {
           report(
             sourceArg.span,
             "error",

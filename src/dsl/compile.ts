@@ -23,7 +23,10 @@ export function compileConfig(config: Config): CompileOutput {
   const diagnostics: Diagnostic[] = [];
   const rules = parseRules(config.rules, { file: config.file, diagnostics });
   // A rule that did not parse may well use a source: "not used" would then be a false alarm.
-  const checked = checkRules(rules, config.sources, config.file, { reportUnused: !hasErrors(diagnostics) });
+  const checked = checkRules(rules, config.sources, config.file, {
+    reportUnused: !hasErrors(diagnostics),
+    sourceTypes: config.sourceTypes,
+  });
   diagnostics.push(...checked.diagnostics);
   sortDiagnostics(diagnostics);
   if (hasErrors(diagnostics)) return { rules, diagnostics };

@@ -5,7 +5,6 @@
  */
 
 import type { Stage } from "../common/stages.js";
-import type { SourceType } from "../config/types.js";
 
 export type ValueType =
   | "string"
@@ -147,8 +146,6 @@ export const QUOTA_MEMBERS: Record<string, ValueType> = {
   count_limit: "number",
   percent: "number",
 };
-
-export const QUOTA_SOURCE_TYPES: ReadonlySet<SourceType> = new Set(["maildir", "mbox", "http"]);
 
 /** Attributes usable in reply text as {NAME.attr}. */
 export const DNSBL_ATTRIBUTES = ["zone", "reason"] as const;

@@ -9,7 +9,7 @@ import { dirname, resolve } from "node:path";
 import { type LocalPartMode, normalizeAddress, normalizeDomain } from "../common/address.js";
 import { canonicalIp } from "../common/ip.js";
 import { LIST_FILE_LIMIT, readBoundedFile } from "../config/read.js";
-import type { ListSourceConfig } from "../config/types.js";
+import type { SourceConfigBase } from "../config/types.js";
 
 /** Keys added between two turns of the event loop (a few milliseconds' work). */
 const LINES_PER_TURN = 5_000;
@@ -19,6 +19,13 @@ function normalizeKey(key: string, mode: LocalPartMode): string {
   if (isIP(key) !== 0) return canonicalIp(key.toLowerCase());
   // Plain words are mostly domains: `Example.ORG.` is `example.org`, as the rules' from.domain is.
   return normalizeDomain(key);
+}
+
+export interface ListSourceConfig extends SourceConfigBase {
+  type: "list";
+  items?: string[];
+  /** One key per line; `#` comments and blank lines ignored. Resolved against the config file's folder. */
+  file?: string;
 }
 
 export class ListTable {

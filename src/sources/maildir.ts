@@ -28,7 +28,7 @@
 import { type BigIntStats, constants as fsConstants } from "node:fs";
 import { type FileHandle, lstat, open, stat } from "node:fs/promises";
 import { dirname, isAbsolute, join, resolve } from "node:path";
-import type { MaildirSourceConfig, QuotaLimit } from "../config/types.js";
+import type { QuotaLimit, SourceConfigBase } from "../config/types.js";
 import type { QuotaStatus } from "../runtime/lookups.js";
 import {
   countMaildir,
@@ -45,6 +45,12 @@ import {
 } from "./maildirsize.js";
 import { fillPath, valuesFor } from "./placeholders.js";
 import type { QuotaSource, SourceContext } from "./types.js";
+
+export interface MaildirSourceConfig extends SourceConfigBase {
+  type: "maildir";
+  path: string;
+  quota?: QuotaLimit;
+}
 
 export interface MaildirSourceOptions {
   /** Most directory entries one count may read (default 100 000). */
