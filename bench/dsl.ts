@@ -31,6 +31,7 @@ import { type DnsblAnswer, isOverQuota, type Lookups, type QuotaStatus } from ".
 import type { Decision } from "../src/runtime/model.js";
 import type { Ruleset } from "../src/runtime/ruleset.js";
 import { newTransaction, resetMessage, type Transaction } from "../src/runtime/transaction.js";
+import { SOURCE_CATALOG } from "../src/sources/catalog.js";
 import { ListTable } from "../src/sources/list.js";
 import { generateRules } from "./dsl-rules.js";
 
@@ -123,7 +124,7 @@ function validateOnce(text: string): {
   const file = new SourceFile("bench-rules.yaml", text);
   const c0 = cpuNow();
   const t0 = performance.now();
-  const parsed = parseConfig(file);
+  const parsed = parseConfig(file, { sourceTypes: SOURCE_CATALOG });
   const t1 = performance.now();
   if (parsed.config === undefined) {
     return {
@@ -210,7 +211,7 @@ function examplePolicy(): Ruleset {
   const doc = parseDocument(readFileSync(path, "utf8"));
   const rules = doc.get("rules") as { items: { get(key: string): unknown }[] };
   rules.items = rules.items.filter((item) => EXAMPLE_RULES.includes(String(item.get?.("name"))));
-  const parsed = parseConfig(new SourceFile(path, doc.toString()));
+  const parsed = parseConfig(new SourceFile(path, doc.toString()), { sourceTypes: SOURCE_CATALOG });
   if (parsed.config === undefined)
     throw new Error(`examples/rules.yaml: ${JSON.stringify(parsed.diagnostics)}`);
   const compiled = compileConfig(parsed.config);

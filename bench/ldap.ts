@@ -21,8 +21,8 @@
  */
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
-import type { LdapSourceConfig } from "../src/config/types.js";
 import { CachedLookup } from "../src/sources/cache.js";
+import type { LdapSourceConfig } from "../src/sources/ldap.js";
 import { createLdapSource } from "../src/sources/ldap.js";
 import type { TableSource } from "../src/sources/types.js";
 import { ADDRESSES, BIND_DN, BIND_PASSWORD, Slapd, SUFFIX } from "../test/support/slapd.js";
@@ -222,6 +222,7 @@ async function main(): Promise<number> {
   process.env[env] = BIND_PASSWORD;
   const config: LdapSourceConfig = {
     type: "ldap",
+    kind: "table",
     name: "directory",
     offset: 0,
     timeoutMs: 5000,

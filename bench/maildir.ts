@@ -18,7 +18,7 @@ import { existsSync } from "node:fs";
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import type { MaildirSourceConfig } from "../src/config/types.js";
+import type { MaildirSourceConfig } from "../src/sources/maildir.js";
 import { createMaildirSource, type MaildirQuotaSource } from "../src/sources/maildir.js";
 import { parseMaildirsize } from "../src/sources/maildirsize.js";
 
@@ -324,6 +324,7 @@ async function main(): Promise<number> {
     const config: MaildirSourceConfig = {
       name: "bench",
       type: "maildir",
+      kind: "quota",
       offset: 0,
       timeoutMs: 10_000,
       onError: "tempfail",

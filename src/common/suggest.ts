@@ -24,3 +24,8 @@ export function suggest(word: string, candidates: Iterable<string>): string | un
 export function suggested(word: string, candidates: Iterable<string>): string | undefined {
   return /'(.*)'/.exec(suggest(word, candidates) ?? "")?.[1];
 }
+
+/** "a, b or c": choices in a sentence. */
+export function either(words: readonly string[]): string {
+  return words.length < 2 ? words.join("") : `${words.slice(0, -1).join(", ")} or ${words.at(-1)}`;
+}

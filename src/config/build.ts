@@ -14,15 +14,15 @@ import { AddressError, parseListenAddress } from "../milter/address.js";
 import { locateScalar, MappedText, splitWords } from "./located-text.js";
 import type {
   Config,
-  DnsblHealthConfig,
   LocatedText,
   OnError,
   QuotaLimit,
   RuleSource,
+  SourceBuildContext,
   SourceConfig,
-  SourceType,
+  SourceConfigBase,
+  SourceTypeSpec,
 } from "./types.js";
-import { urlPartAt, VALUE_PARTS } from "./url-template.js";
 import { keyOffset, locate, nodeStart, type PathSegment, valueOffset } from "./yaml-positions.js";
 
 export const DEFAULT_ERROR_REPLY = "451 4.3.0 Temporary lookup failure, try again later";
@@ -37,8 +37,6 @@ export const DEFAULTS = {
   maxBufferedInput: 64 * 1024 * 1024,
   shutdownTimeoutMs: 30_000,
   eventTimeoutMs: 10_000,
-  dnsblOnError: "continue" as OnError,
-  health: { intervalMs: 5 * 60_000, window: 50, maxListedRatio: 0.9, requirePositiveProbe: true },
 } as const;
 
 const MIN_BUFFERED_INPUT = 1024 * 1024;
@@ -47,11 +45,11 @@ export const PLACEHOLDERS = ["user", "domain", "address", "key"] as const;
 
 type Raw = Record<string, unknown>;
 
-function record(value: unknown): Raw {
+export function record(value: unknown): Raw {
   return value !== null && typeof value === "object" && !Array.isArray(value) ? (value as Raw) : {};
 }
 
-function text(value: unknown): string | undefined {
+export function text(value: unknown): string | undefined {
   return typeof value === "string" ? value : undefined;
 }
 
@@ -75,6 +73,7 @@ class Builder {
   constructor(
     readonly file: SourceFile,
     readonly doc: Document,
+    readonly sourceTypes: ReadonlyMap<string, SourceTypeSpec>,
   ) {}
 
   error(offset: number, message: string, hint?: string): void {
@@ -113,25 +112,6 @@ class Builder {
       );
     }
     return located;
-  }
-
-  /**
-   * Placeholders only in the path and query of a URL: in its scheme, userinfo, host or port a
-   * recipient address would choose the server asked. False when one is elsewhere.
-   */
-  checkUrlParts(name: string, located: MappedText): boolean {
-    let ok = true;
-    for (const match of located.text.matchAll(/\{(user|domain|address|key)\}/g)) {
-      const part = urlPartAt(located.text, match.index);
-      if (VALUE_PARTS.includes(part)) continue;
-      ok = false;
-      this.error(
-        located.offsetAt(match.index),
-        `'url' of source '${name}' has placeholder '${match[0]}' in its ${part}: only the path and query may hold placeholders`,
-        "a recipient address must not choose the server asked",
-      );
-    }
-    return ok;
   }
 
   /** A duration that must be at least `minMs` (a zero timeout fails every lookup; a zero interval spins). */
@@ -215,119 +195,23 @@ class Builder {
     return bytes === undefined ? undefined : { bytes };
   }
 
-  health(name: string, raw: unknown): DnsblHealthConfig {
-    const health = record(raw);
-    return {
-      intervalMs: this.atLeast(
-        health.interval,
-        ["sources", name, "health", "interval"],
-        10_000,
-        DEFAULTS.health.intervalMs,
-      ),
-      window: typeof health.window === "number" ? health.window : DEFAULTS.health.window,
-      maxListedRatio:
-        typeof health.max_listed_ratio === "number"
-          ? health.max_listed_ratio
-          : DEFAULTS.health.maxListedRatio,
-      requirePositiveProbe:
-        typeof health.require_positive_probe === "boolean"
-          ? health.require_positive_probe
-          : DEFAULTS.health.requirePositiveProbe,
-    };
-  }
-
-  codes(name: string, raw: unknown): string[] | undefined {
-    if (!Array.isArray(raw)) return undefined;
-    const codes = raw.map(String);
-    codes.forEach((code, index) => {
-      const [from, to] = code.split("-");
-      if (to === undefined || from === undefined) return;
-      const number = (ip: string): number => ip.split(".").reduce((n, octet) => n * 256 + Number(octet), 0);
-      if (number(from) > number(to)) {
-        this.error(
-          valueOffset(this.doc, ["sources", name, "codes", index]),
-          `range '${code}' ends before it starts`,
-        );
-      }
-    });
-    return codes;
-  }
-
   source(name: string, raw: Raw, defaults: Config["defaults"]): SourceConfig {
-    const type = raw.type as SourceType;
+    const spec = this.sourceTypes.get(String(raw.type)) as SourceTypeSpec;
     const path = ["sources", name];
-    const base = {
+    const base: SourceConfigBase = {
+      type: spec.type,
+      kind: spec.kind,
       name,
       offset: keyOffset(this.doc, path),
       timeoutMs: this.atLeast(raw.timeout, [...path, "timeout"], 1, defaults.timeoutMs),
-      onError:
-        (text(raw.on_error) as OnError | undefined) ??
-        (type === "dnsbl" ? DEFAULTS.dnsblOnError : defaults.onError),
+      onError: (text(raw.on_error) as OnError | undefined) ?? spec.onError ?? defaults.onError,
       cacheMs: duration(raw.cache),
       negativeCacheMs: duration(raw.negative_cache),
       recipientDelimiter: text(raw.recipient_delimiter),
       localPart: defaults.localPart,
     };
-    switch (type) {
-      case "maildir":
-      case "mbox": {
-        const located = this.checkPlaceholders([...path, "path"], "'path'");
-        if (!/\{(user|address|key)\}/.test(located.text)) {
-          this.warning(
-            located.offsetAt(0),
-            `'path' of source '${name}' has no {user} or {address}: every recipient shares one mailbox`,
-          );
-        }
-        const quota = this.quota(raw.quota);
-        return { ...base, type, path: String(raw.path), ...(quota ? { quota } : {}) };
-      }
-      case "http": {
-        const located = this.checkPlaceholders([...path, "url"], "'url'");
-        // With a placeholder in the authority the URL may not parse; the placeholder is the error.
-        if (!this.checkUrlParts(name, located)) return { ...base, type, url: String(raw.url) };
-        try {
-          new URL(String(raw.url).replace(/\{[^{}]*\}/g, "x"));
-        } catch {
-          this.error(valueOffset(this.doc, [...path, "url"]), `'url' of source '${name}' is not a valid URL`);
-        }
-        return { ...base, type, url: String(raw.url) };
-      }
-      case "ldap": {
-        const tables = new Map<string, LocatedText>();
-        for (const table of Object.keys(record(raw.tables))) {
-          tables.set(table, this.checkPlaceholders([...path, "tables", table], `table '${table}'`));
-        }
-        return {
-          ...base,
-          type,
-          url: String(raw.url),
-          bindDn: text(raw.bind_dn),
-          passwordFile: text(raw.password_file),
-          passwordEnv: text(raw.password_env),
-          base: String(raw.base),
-          startTls: raw.start_tls === true,
-          resultAttribute: text(raw.result_attribute),
-          tables,
-        };
-      }
-      case "dnsbl":
-        return {
-          ...base,
-          type,
-          zone: String(raw.zone).replace(/\.$/, ""),
-          codes: this.codes(name, raw.codes),
-          health: this.health(name, raw.health),
-        };
-      case "list": {
-        const file = text(raw.file);
-        return {
-          ...base,
-          type,
-          items: Array.isArray(raw.items) ? raw.items.map(String) : undefined,
-          file: file === undefined ? undefined : resolvePath(dirname(this.file.path), file),
-        };
-      }
-    }
+    // The union of SourceConfigs holds the built-in types; a type added at run time is one too.
+    return spec.build(raw, base, new BuildContext(this, name)) as SourceConfig;
   }
 
   /** `- on connect: if ... then ...` read by YAML as a one-entry mapping: its text is `key: value`. */
@@ -403,8 +287,9 @@ class Builder {
     const source = String(server.source);
     const offset = valueOffset(this.doc, ["quota_server", "source"]);
     const found = sources.get(source);
+    const serving = [...this.sourceTypes.values()].filter((t) => t.servesQuota).map((t) => t.type);
     if (found === undefined) {
-      const quotaSources = [...sources.values()].filter((s) => s.type === "maildir" || s.type === "mbox");
+      const quotaSources = [...sources.values()].filter((s) => serving.includes(s.type));
       this.error(
         offset,
         `unknown source '${source}'`,
@@ -413,13 +298,13 @@ class Builder {
           quotaSources.map((s) => s.name),
         ) ??
           (quotaSources.length > 0
-            ? `maildir and mbox sources: ${quotaSources.map((s) => s.name).join(", ")}`
+            ? `${serving.join(" and ")} sources: ${quotaSources.map((s) => s.name).join(", ")}`
             : undefined),
       );
-    } else if (found.type !== "maildir" && found.type !== "mbox") {
+    } else if (!serving.includes(found.type)) {
       this.error(
         offset,
-        `the quota server needs a maildir or mbox source; '${source}' is of type ${found.type}`,
+        `the quota server needs a ${serving.join(" or ")} source; '${source}' is of type ${found.type}`,
       );
     }
     const listen = text(server.listen) ?? DEFAULT_QUOTA_SERVER_LISTEN;
@@ -457,12 +342,65 @@ class Builder {
       eventTimeoutMs: this.atLeast(raw.event_timeout, ["event_timeout"], 1, DEFAULTS.eventTimeoutMs),
       defaults,
       dns: servers === undefined ? {} : { servers },
+      sourceTypes: this.sourceTypes,
       sources,
       rules: this.rules(raw.rules),
       quotaServer: this.quotaServer(raw.quota_server, sources),
       offsetOf: (path) => valueOffset(doc, path),
     };
     return config;
+  }
+}
+
+/** What a source type's `build` sees: the builder, with paths under `sources.NAME`. */
+class BuildContext implements SourceBuildContext {
+  readonly configPath: string;
+
+  constructor(
+    private readonly builder: Builder,
+    readonly name: string,
+  ) {
+    this.configPath = builder.file.path;
+  }
+
+  private path(path: readonly PathSegment[]): PathSegment[] {
+    return ["sources", this.name, ...path];
+  }
+
+  private at(at: readonly PathSegment[] | number): number {
+    return typeof at === "number" ? at : this.offsetOf(at);
+  }
+
+  error(at: readonly PathSegment[] | number, message: string, hint?: string): void {
+    this.builder.error(this.at(at), message, hint);
+  }
+
+  warning(at: readonly PathSegment[] | number, message: string, hint?: string): void {
+    this.builder.warning(this.at(at), message, hint);
+  }
+
+  offsetOf(path: readonly PathSegment[]): number {
+    return valueOffset(this.builder.doc, this.path(path));
+  }
+
+  located(path: readonly PathSegment[]): LocatedText {
+    return this.builder.located(this.path(path));
+  }
+
+  placeholders(path: readonly PathSegment[], what: string): LocatedText {
+    return this.builder.checkPlaceholders(this.path(path), what);
+  }
+
+  duration(value: unknown, path: readonly PathSegment[], minMs: number, fallback: number): number {
+    return this.builder.atLeast(value, this.path(path), minMs, fallback);
+  }
+
+  quota(raw: unknown): QuotaLimit | undefined {
+    return this.builder.quota(raw);
+  }
+
+  resolveFile(name: string): string {
+    return resolvePath(dirname(this.configPath), name);
   }
 }
 
@@ -475,8 +413,9 @@ export function buildConfig(
   doc: Document,
   value: Record<string, unknown>,
   listenModeText: string | undefined,
+  sourceTypes: ReadonlyMap<string, SourceTypeSpec>,
 ): { config?: Config; diagnostics: Diagnostic[] } {
-  const builder = new Builder(file, doc);
+  const builder = new Builder(file, doc, sourceTypes);
   const config = builder.build(value, listenModeText);
   const failed = builder.diagnostics.some((d) => d.severity === "error");
   return failed ? { diagnostics: builder.diagnostics } : { config, diagnostics: builder.diagnostics };

@@ -3,7 +3,11 @@
  * diagnostic at the file:line:col it is about; nothing is thrown for a file's content.
  *
  *   const file = await readConfigFile("rules.yaml");      // ConfigReadError: exit 2
- *   const { config, diagnostics } = parseConfig(file);    // config undefined when any error
+ *   const { config, diagnostics } = parseConfig(file, { sourceTypes: SOURCE_CATALOG });
+ *                                                         // config undefined when any error
+ *
+ * The source types come from the caller (src/sources/catalog.ts has the built-in ones): the
+ * configuration layer knows none by name.
  */
 import { dirname, resolve } from "node:path";
 import { type Document, isScalar, parseDocument, visit } from "yaml";
@@ -13,15 +17,13 @@ import {
   ConfigReadError,
   checkBoundedFile,
   type FileLimit,
-  LIST_FILE_LIMIT,
   limitText,
   MAX_CONFIG_BYTES,
-  PASSWORD_FILE_LIMIT,
   readConfigFile,
 } from "./read.js";
 import { rulesSchema } from "./schema.js";
 import { schemaDiagnostics } from "./schema-errors.js";
-import type { Config } from "./types.js";
+import type { Config, SourceTypeSpec } from "./types.js";
 import { yamlDiagnostics } from "./yaml-errors.js";
 import { locate, nestingDepth } from "./yaml-positions.js";
 
@@ -38,12 +40,17 @@ export {
   readBoundedFile,
   readConfigFile,
 } from "./read.js";
-export { SCHEMA_URL } from "./schema.js";
+export { assembleSchema, SCHEMA_URL } from "./schema.js";
 
 /** Deeper nesting is refused before parsing (real configurations nest 5 levels). */
 export const MAX_NESTING = 64;
 /** Most alias expansions (`*name`) allowed when building the value (billion laughs). */
 export const MAX_ALIAS_COUNT = 100;
+
+export interface ParseOptions {
+  /** The source types `type:` may name, in the order the schema lists them. */
+  sourceTypes: readonly SourceTypeSpec[];
+}
 
 export interface ParseResult {
   /** Present when there is no error (warnings allowed). */
@@ -95,7 +102,7 @@ function toValue(doc: Document, file: SourceFile): { value?: unknown; diagnostic
 }
 
 /** Parses, schema-checks and builds a configuration. Never throws for anything in the file. */
-export function parseConfig(file: SourceFile): ParseResult {
+export function parseConfig(file: SourceFile, options: ParseOptions): ParseResult {
   const bytes = Buffer.byteLength(file.text, "utf8");
   if (bytes > MAX_CONFIG_BYTES) {
     return done([
@@ -150,21 +157,25 @@ export function parseConfig(file: SourceFile): ParseResult {
     if (typeof record.listen_mode === "string") listenModeText = record.listen_mode;
   }
 
-  const schema = rulesSchema();
+  const schema = rulesSchema(options.sourceTypes);
   if (!schema.validate(value)) {
     diagnostics.push(...schemaDiagnostics(schema.validate.errors ?? [], file, doc, value, schema));
     return done(diagnostics);
   }
 
-  const built = buildConfig(file, doc, value as Record<string, unknown>, listenModeText);
+  const sourceTypes = new Map(options.sourceTypes.map((spec) => [spec.type, spec]));
+  const built = buildConfig(file, doc, value as Record<string, unknown>, listenModeText, sourceTypes);
   diagnostics.push(...built.diagnostics);
   return done(diagnostics, built.config);
 }
 
 /** Reads and parses a configuration file; throws ConfigReadError when it cannot be read. */
-export async function loadConfig(path: string): Promise<ParseResult & { file: SourceFile }> {
+export async function loadConfig(
+  path: string,
+  options: ParseOptions,
+): Promise<ParseResult & { file: SourceFile }> {
   const file = await readConfigFile(path);
-  return { file, ...parseConfig(file) };
+  return { file, ...parseConfig(file, options) };
 }
 
 /** A file the configuration names, where it names it, and how large it may be. */
@@ -179,26 +190,20 @@ export interface ReferencedFile {
   limit: FileLimit;
 }
 
-/** Files a configuration depends on besides itself (list files, LDAP password files). */
+/** Files a configuration depends on besides itself (list files, LDAP password files): its source types say which. */
 export function referencedFileEntries(config: Config): ReferencedFile[] {
   const folder = dirname(config.file.path);
   const files: ReferencedFile[] = [];
   for (const source of config.sources.values()) {
-    const at = (key: string) => config.offsetOf(["sources", source.name, key]);
-    if (source.type === "list" && source.file !== undefined) {
-      const path = resolve(folder, source.file);
+    const spec = config.sourceTypes.get(source.type);
+    for (const file of spec?.files?.(source) ?? []) {
       files.push({
-        path,
-        offset: at("file"),
+        path: resolve(folder, file.path),
+        offset: config.offsetOf(["sources", source.name, file.key]),
         source: source.name,
-        label: "list file",
-        limit: LIST_FILE_LIMIT,
+        label: file.label,
+        limit: file.limit,
       });
-    }
-    if (source.type === "ldap" && source.passwordFile !== undefined) {
-      const path = resolve(folder, source.passwordFile);
-      const limit = PASSWORD_FILE_LIMIT;
-      files.push({ path, offset: at("password_file"), source: source.name, label: "password_file", limit });
     }
   }
   return files;

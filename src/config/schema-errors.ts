@@ -9,7 +9,6 @@ import { STAGES } from "../common/stages.js";
 import { suggest, suggested } from "../common/suggest.js";
 import { locateScalar, splitWords } from "./located-text.js";
 import type { CompiledSchema } from "./schema.js";
-import { SOURCE_TYPES } from "./types.js";
 import { containerOffset, keyOffset, locate, type PathSegment, valueOffset } from "./yaml-positions.js";
 
 /** Beyond this many, the rest are summed up in one diagnostic. */
@@ -120,8 +119,6 @@ const VALUE_MESSAGES: Record<string, (what: string, path: readonly PathSegment[]
   "#/definitions/recipientDelimiter": (what) =>
     `${what} must be one to eight characters other than spaces, '@' and '"', like "+"`,
   "#/definitions/pathTemplate": (what) => `${what} must be a path like /var/mail/{user}`,
-  "#/definitions/dnsblCode": (what) =>
-    `${what} must be an answer inside 127.0.0.0/8 like 127.0.0.2, or a range like 127.0.0.2-127.0.0.11`,
   "#/definitions/ruleText": (what) => `${what} is empty`,
   "#/definitions/ruleShorthand/additionalProperties": (_what, path) =>
     `${label(path.slice(0, 2))}: nothing follows '${path[2]}:'`,
@@ -131,16 +128,6 @@ const VALUE_MESSAGES: Record<string, (what: string, path: readonly PathSegment[]
   "#/properties/defaults/properties/error_reply": (what) =>
     `${what} must be a 4xx reply like "451 4.3.0 Temporary lookup failure, try again later"`,
   "#/properties/quota_server/properties/listen": (what) => `${what} must be HOST:PORT like 127.0.0.1:8025`,
-  "#/definitions/httpSource/properties/url": (what) =>
-    `${what} must be an http:// or https:// URL like http://10.0.0.5:8025/quota?u={user}`,
-  "#/definitions/ldapSource/properties/url": (what) =>
-    `${what} must be an ldap:// or ldaps:// URL like ldap://127.0.0.1:389`,
-  "#/definitions/ldapSource/properties/password_env": (what) =>
-    `${what} must be the name of an environment variable, like LDAP_PASSWORD`,
-  "#/definitions/ldapSource/properties/result_attribute": (what) => `${what} must be an LDAP attribute name`,
-  "#/definitions/ldapSource/properties/tables/additionalProperties": (what) =>
-    `${what} must be an LDAP filter in parentheses, like (mailLocalAddress={key})`,
-  "#/definitions/dnsblSource/properties/zone": (what) => `${what} must be a DNS zone like zen.spamhaus.org`,
   "#/definitions/ruleMapping/properties/name": (what) =>
     `${what} must be one line of text of at most 100 characters`,
   "#/definitions/ruleMapping/properties/if": (what) => `${what} is empty; it must be a condition`,
@@ -189,11 +176,17 @@ function enumIssue(error: ErrorObject, pointer: string, what: string, value: unk
     : { message: `${what} must be ${list}`, hint: guess };
 }
 
-const BRANCH = /^#\/definitions\/(maildir|mbox|http|ldap|dnsbl|list)Source$/;
+/** The message for a value that does not fit the schema object at `pointer`, if it has its own. */
+function valueMessage(
+  context: Context,
+  pointer: string,
+): ((what: string, path: readonly PathSegment[]) => string) | undefined {
+  return VALUE_MESSAGES[pointer] ?? context.schema.messages.get(pointer);
+}
 
 /** Which source types accept a key, for "'quota' is an option of maildir and mbox sources". */
 function typesAccepting(schema: CompiledSchema, key: string): string[] {
-  return SOURCE_TYPES.filter((type) => {
+  return schema.sourceTypes.filter((type) => {
     const branch = schema.resolve(`#/definitions/${type}Source`);
     return branch?.properties !== undefined && key in (branch.properties as object);
   });
@@ -205,10 +198,10 @@ function unknownKey(context: Context, error: ErrorObject, path: PathSegment[], p
   const allowed = Object.keys((parent?.properties as object | undefined) ?? {}).filter((k) => k !== "type");
   const offset = keyOffset(context.doc, [...path, key]);
   let hint = suggest(key, allowed);
-  const branch = BRANCH.exec(pointer);
-  if (hint === undefined && branch !== null) {
+  const branch = context.schema.branchType(pointer);
+  if (hint === undefined && branch !== undefined) {
     const types = typesAccepting(context.schema, key);
-    if (types.length > 0) hint = `'${key}' is an option of ${types.join(" and ")} sources, not ${branch[1]}`;
+    if (types.length > 0) hint = `'${key}' is an option of ${types.join(" and ")} sources, not ${branch}`;
   }
   if (hint === undefined && path[0] === "rules" && /^\s*(shadow\s+)?on\s/.test(key)) {
     hint = "a text rule 'on STAGES: ...' must be alone in its list item";
@@ -221,12 +214,16 @@ function unknownKey(context: Context, error: ErrorObject, path: PathSegment[], p
 function missingKey(context: Context, error: ErrorObject, path: PathSegment[], pointer: string): Issue {
   const missing = String((error.params as { missingProperty: string }).missingProperty);
   const offset = containerOffset(context.doc, path);
-  const branch = BRANCH.exec(pointer);
-  if (branch !== null) {
-    return { offset, message: `${label(path)} of type ${branch[1]} needs '${missing}'` };
+  const branch = context.schema.branchType(pointer);
+  if (branch !== undefined) {
+    return { offset, message: `${label(path)} of type ${branch} needs '${missing}'` };
   }
   if (pointer === "#/definitions/source") {
-    return { offset, message: `${label(path)} needs 'type'`, hint: `one of ${SOURCE_TYPES.join(", ")}` };
+    return {
+      offset,
+      message: `${label(path)} needs 'type'`,
+      hint: `one of ${context.schema.sourceTypes.join(", ")}`,
+    };
   }
   if (pointer === "#/definitions/ruleMapping" && missing === "on") {
     return { offset, message: `${label(path)} needs 'on'`, hint: "the stages it runs at, e.g. on: rcpt" };
@@ -305,33 +302,38 @@ function dependencyIssue({ context, path, params, what }: Site): Issue {
   };
 }
 
-/** The keys of which a source may set only one. */
-const EXCLUSIVE_KEYS: Record<string, readonly string[]> = {
-  "#/definitions/ldapSource": ["password_file", "password_env"],
-  "#/definitions/listSource": ["items", "file"],
-};
-
+/** A source type's `not: {required: [a, b]}`: options that exclude each other. */
 function notIssue(site: Site): Issue {
-  const keys = EXCLUSIVE_KEYS[site.pointer];
-  if (keys === undefined) return { offset: site.at(), message: `${site.what} is not valid here` };
+  const keys = (site.error.parentSchema as AnySchemaObject | undefined)?.not?.required as
+    | string[]
+    | undefined;
+  if (site.context.schema.branchType(site.pointer) === undefined || keys === undefined)
+    return { offset: site.at(), message: `${site.what} is not valid here` };
   return {
     offset: laterKey(site.context, site.path, keys),
-    message: `${site.what} sets both '${keys[0]}' and '${keys[1]}'`,
+    message: `${site.what} sets both ${keys.map((k) => `'${k}'`).join(" and ")}`,
     hint: "keep only one",
   };
 }
 
+/** A source type's `anyOf: [{required: [a]}, {required: [b]}]`: one of these options is needed. */
 function anyOfIssue(site: Site): Issue {
-  if (site.pointer !== "#/definitions/listSource")
+  const branch = site.context.schema.branchType(site.pointer);
+  const options = (
+    (site.error.parentSchema as AnySchemaObject | undefined)?.anyOf as AnySchemaObject[] | undefined
+  )
+    ?.map((s) => (s.required as string[] | undefined)?.[0])
+    .filter((k): k is string => k !== undefined);
+  if (branch === undefined || options === undefined || options.length === 0)
     return { offset: site.at(), message: `${site.what} is not valid here` };
   return {
     offset: containerOffset(site.context.doc, site.path),
-    message: `${site.what} of type list needs 'items' or 'file'`,
+    message: `${site.what} of type ${branch} needs ${options.map((k) => `'${k}'`).join(" or ")}`,
   };
 }
 
-function typeIssue({ at, what, path, pointer, value, params }: Site): Issue {
-  const special = TYPE_MESSAGES[pointer] ?? VALUE_MESSAGES[pointer];
+function typeIssue({ context, at, what, path, pointer, value, params }: Site): Issue {
+  const special = TYPE_MESSAGES[pointer] ?? valueMessage(context, pointer);
   if (special !== undefined) return { offset: at(), message: special(what, path, value) };
   const expected = typeWords(params.type);
   if (value === null) return { offset: at(), message: `${what} is empty; it must be ${expected}` };
@@ -341,7 +343,7 @@ function typeIssue({ at, what, path, pointer, value, params }: Site): Issue {
 function patternIssue(site: Site): Issue {
   const { at, what, path, pointer, value } = site;
   if (pointer === "#/definitions/ruleMapping/properties/on/else") return stageIssue(site.context, path, what);
-  const special = VALUE_MESSAGES[pointer];
+  const special = valueMessage(site.context, pointer);
   return { offset: at(), message: special ? special(what, path) : `${what}: '${show(value)}' is not valid` };
 }
 

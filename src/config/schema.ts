@@ -1,9 +1,13 @@
 /**
- * The JSON Schema of rules.yaml (schema/rules.schema.json), compiled once, with a way to tell
- * which part of it an ajv error came from.
+ * The JSON Schema of rules.yaml, assembled from the shared part (schema-base.ts) and each source
+ * type's fragment, compiled once per list of types, with a way to tell which part of it an ajv
+ * error came from. schema/rules.schema.json is this schema for the built-in types, written by
+ * `npm run schema` for editors (a test fails when it is out of date).
  */
-import { readFileSync } from "node:fs";
 import { Ajv, type AnySchemaObject, type ValidateFunction } from "ajv";
+import { either } from "../common/suggest.js";
+import { baseSchema, COMMON_SOURCE_PROPERTIES } from "./schema-base.js";
+import type { JsonSchema, SourceTypeSpec } from "./types.js";
 
 /** Same place relative to src/config/ and to dist/config/ (the package ships schema/). */
 export const SCHEMA_URL = new URL("../../schema/rules.schema.json", import.meta.url);
@@ -15,9 +19,66 @@ export interface CompiledSchema {
   pointers: Map<object, string>;
   /** The schema object at a pointer ("#/definitions/ldapSource"). */
   resolve(pointer: string): AnySchemaObject | undefined;
+  /** The source types, in their order. */
+  sourceTypes: readonly string[];
+  /** The source type whose branch (`#/definitions/NAMESource`) a pointer is, if any. */
+  branchType(pointer: string): string | undefined;
+  /** Messages the source types give for values that do not fit, by schema pointer. */
+  messages: ReadonlyMap<string, (what: string) => string>;
 }
 
-let compiled: CompiledSchema | undefined;
+/** `#/definitions/NAMESource`: the fragment with `type`, the common options and closed keys. */
+function branchOf(spec: SourceTypeSpec): JsonSchema {
+  const { properties, description, ...rest } = spec.schema.definition;
+  const own = Object.fromEntries(
+    Object.entries(properties).filter(([key]) => !(key in COMMON_SOURCE_PROPERTIES)),
+  );
+  const common = Object.fromEntries(
+    Object.entries(COMMON_SOURCE_PROPERTIES).map(([key, value]) => [key, properties[key] ?? value]),
+  );
+  return {
+    description,
+    type: "object",
+    additionalProperties: false,
+    ...rest,
+    properties: {
+      type: { description: spec.schema.typeDescription, const: spec.type },
+      ...own,
+      ...structuredClone(common),
+    },
+  };
+}
+
+/** The whole schema for these source types: what `npm run schema` writes, and what validates. */
+export function assembleSchema(specs: readonly SourceTypeSpec[]): JsonSchema {
+  const schema = baseSchema();
+  const definitions = schema.definitions as Record<string, JsonSchema>;
+  const types = specs.map((s) => s.type);
+  definitions.sourceType = {
+    description: `Kind of source: ${either(specs.map((s) => s.schema.summary))}.`,
+    enum: types,
+  };
+  const source = definitions.source as { properties: { type: JsonSchema }; allOf: JsonSchema[] };
+  source.properties.type.description = `Kind of source: ${either(types)}; it decides which other keys apply.`;
+  source.allOf = specs.map((spec) => ({
+    if: { type: "object", required: ["type"], properties: { type: { const: spec.type } } },
+    then: { $ref: `#/definitions/${spec.type}Source` },
+  }));
+  // Each type's branch right after `source`, where a reader of the file looks for it.
+  const ordered: Record<string, JsonSchema> = {};
+  for (const [name, definition] of Object.entries(definitions)) {
+    ordered[name] = definition;
+    if (name !== "source") continue;
+    for (const spec of specs) {
+      ordered[`${spec.type}Source`] = branchOf(spec);
+      for (const [extra, value] of Object.entries(spec.schema.definitions ?? {})) {
+        ordered[extra] = structuredClone(value);
+      }
+    }
+  }
+  schema.definitions = ordered;
+  return schema;
+}
 
 function indexPointers(node: unknown, pointer: string, into: Map<object, string>): void {
   if (node === null || typeof node !== "object") return;
@@ -33,9 +94,8 @@ function indexPointers(node: unknown, pointer: string, into: Map<object, string>
   }
 }
 
-export function rulesSchema(): CompiledSchema {
-  if (compiled !== undefined) return compiled;
-  const schema = JSON.parse(readFileSync(SCHEMA_URL, "utf8")) as AnySchemaObject;
+function compile(specs: readonly SourceTypeSpec[]): CompiledSchema {
+  const schema = assembleSchema(specs) as AnySchemaObject;
   const ajv = new Ajv({
     allErrors: true,
     verbose: true,
@@ -55,6 +115,28 @@ export function rulesSchema(): CompiledSchema {
     }
     return node as AnySchemaObject | undefined;
   };
-  compiled = { schema, validate, pointers, resolve };
-  return compiled;
+  const sourceTypes = specs.map((s) => s.type);
+  const branches = new Map(sourceTypes.map((type) => [`#/definitions/${type}Source`, type]));
+  const messages = new Map(specs.flatMap((s) => Object.entries(s.schema.messages ?? {})));
+  return {
+    schema,
+    validate,
+    pointers,
+    resolve,
+    sourceTypes,
+    branchType: (pointer) => branches.get(pointer),
+    messages,
+  };
+}
+
+/** Compiling takes a while: once per list of source types (the built-in list is one constant). */
+const compiled = new WeakMap<readonly SourceTypeSpec[], CompiledSchema>();
+
+export function rulesSchema(specs: readonly SourceTypeSpec[]): CompiledSchema {
+  let found = compiled.get(specs);
+  if (found === undefined) {
+    found = compile(specs);
+    compiled.set(specs, found);
+  }
+  return found;
 }

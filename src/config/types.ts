@@ -4,6 +4,8 @@
  */
 import type { LocalPartMode } from "../common/address.js";
 import type { SourceFile } from "../common/diagnostics.js";
+import type { FileLimit } from "./read.js";
+import type { PathSegment } from "./yaml-positions.js";
 
 /**
  * A YAML scalar's value with a map back to the file: `offsetAt(i)` is the file offset of the
@@ -16,8 +18,9 @@ export interface LocatedText {
 }
 
 export type OnError = "tempfail" | "continue";
-export type SourceType = "maildir" | "mbox" | "http" | "ldap" | "dnsbl" | "list";
-export const SOURCE_TYPES: readonly SourceType[] = ["maildir", "mbox", "http", "ldap", "dnsbl", "list"];
+
+/** What rules do with a source: `quota(ADDRESS, NAME)`; `NAME` (or `NAME.table`) as a table; `NAME` / `NAME.zone` as a DNSBL. */
+export type SourceKind = "quota" | "table" | "dnsbl";
 
 export interface QuotaLimit {
   /** 0 or absent: no byte limit. */
@@ -26,7 +29,11 @@ export interface QuotaLimit {
   messages?: number;
 }
 
-interface SourceBase {
+/** What every source's configuration has, whatever its type. */
+export interface SourceConfigBase {
+  /** The `type:` of rules.yaml; its SourceTypeSpec (Config.sourceTypes) built the rest. */
+  type: string;
+  kind: SourceKind;
   name: string;
   /** File offset of the source's key in `sources:`. */
   offset: number;
@@ -40,62 +47,27 @@ interface SourceBase {
   recipientDelimiter?: string;
   /** `defaults.local_part`: absent = insensitive (address keys' local parts are folded before a lookup). */
   localPart?: LocalPartMode;
+  /** A table source used through named tables (`NAME.table`); absent: `NAME` is the table. */
+  tables?: ReadonlyMap<string, unknown>;
 }
 
-export interface MaildirSourceConfig extends SourceBase {
-  type: "maildir";
-  path: string;
-  quota?: QuotaLimit;
-}
-export interface MboxSourceConfig extends SourceBase {
-  type: "mbox";
-  path: string;
-  quota?: QuotaLimit;
-}
-export interface HttpSourceConfig extends SourceBase {
-  type: "http";
-  url: string;
-}
-export interface LdapSourceConfig extends SourceBase {
-  type: "ldap";
-  url: string;
-  bindDn?: string;
-  passwordFile?: string;
-  passwordEnv?: string;
-  base: string;
-  startTls: boolean;
-  /** Attribute whose value `TABLE[key]` returns; default: the entry's DN. */
-  resultAttribute?: string;
-  /** Table name → filter template, with where the filter is in the file. */
-  tables: Map<string, LocatedText>;
-}
-export interface DnsblHealthConfig {
-  intervalMs: number;
-  window: number;
-  maxListedRatio: number;
-  requirePositiveProbe: boolean;
-}
-export interface DnsblSourceConfig extends SourceBase {
-  type: "dnsbl";
-  zone: string;
-  /** Answers that count as listed, e.g. ["127.0.0.2-127.0.0.11", "127.0.0.4"]; undefined = any in 127/8 but error codes. */
-  codes?: string[];
-  health: DnsblHealthConfig;
-}
-export interface ListSourceConfig extends SourceBase {
-  type: "list";
-  items?: string[];
-  /** One key per line; `#` comments and blank lines ignored. Resolved against the config file's folder. */
-  file?: string;
-}
+/**
+ * The configurations of the source types, by `type`. Empty here: each source type adds its own
+ * by declaration merging, next to its descriptor (src/sources/types/NAME.ts):
+ *
+ *   declare module "../../config/types.js" {
+ *     interface SourceConfigs { maildir: MaildirSourceConfig }
+ *   }
+ *
+ * so that code holding a SourceConfig may narrow it by `type`.
+ */
+// biome-ignore lint/suspicious/noEmptyInterface: filled by declaration merging, one entry per source type
+export interface SourceConfigs {}
 
-export type SourceConfig =
-  | MaildirSourceConfig
-  | MboxSourceConfig
-  | HttpSourceConfig
-  | LdapSourceConfig
-  | DnsblSourceConfig
-  | ListSourceConfig;
+export type SourceConfig = SourceConfigs[keyof SourceConfigs];
+
+/** Transitional, for src/cli/dnsbl-status.ts: import DnsblSourceConfig from src/sources/dnsbl.ts instead. */
+export type DnsblSourceConfig = Extract<SourceConfig, { type: "dnsbl" }>;
 
 /** One entry of `rules:`, not yet parsed as rule language. */
 export type RuleSource =
@@ -137,9 +109,98 @@ export interface Config {
     localPart: LocalPartMode;
   };
   dns: { servers?: string[] };
+  /** The source types this configuration was read with, by `type`: what built, caches and opens each source. */
+  sourceTypes: ReadonlyMap<string, SourceTypeSpec>;
   sources: Map<string, SourceConfig>;
   rules: RuleSource[];
   quotaServer?: { listen: string; source: string; offset: number };
   /** File offset of the YAML node at `path` (e.g. ["sources", "spool", "quota"]), or of the nearest existing parent. */
   offsetOf(path: readonly (string | number)[]): number;
+}
+
+// ---- Source types ------------------------------------------------------------------------
+//
+// What the configuration needs to know about a source type: its piece of the JSON Schema, how
+// its YAML mapping becomes a typed config (with diagnostics at the right place), its default
+// cache TTLs, the files it reads, and what rules do with it (its kind). The loader is handed the
+// list of types (src/sources/catalog.ts holds the built-in ones, each in src/sources/types/);
+// nothing in src/config/ names a source type.
+
+/** A JSON Schema object (draft-07), as plain data. */
+export type JsonSchema = Record<string, unknown>;
+
+/** A source type's part of the JSON Schema of rules.yaml. */
+export interface SourceSchemaFragment {
+  /** The type in the list of kinds: "maildir (Maildir++ quota)". */
+  summary: string;
+  /** The `type: NAME` key's description in this type's branch: "maildir: Maildir++ quota from maildirsize." */
+  typeDescription: string;
+  /**
+   * The definition `#/definitions/NAMESource`, without `type: object`, `additionalProperties`,
+   * the `type` key and the options every source has (timeout, on_error, cache, negative_cache,
+   * recipient_delimiter): the assembler adds those. A property given here replaces the common one.
+   */
+  definition: JsonSchema & { description: string; properties: Record<string, JsonSchema> };
+  /** More definitions this type's properties refer to (`#/definitions/dnsblCode`). */
+  definitions?: Record<string, JsonSchema>;
+  /**
+   * Messages for a value that does not fit, by the JSON pointer of the schema object it failed
+   * ("#/definitions/ldapSource/properties/url"); `what` names the value ("'url'").
+   */
+  messages?: Record<string, (what: string) => string>;
+}
+
+/** A file a source reads, named by one of its options. */
+export interface SourceFileRef {
+  /** The option naming the file, under the source ("password_file"), for the diagnostic's position. */
+  key: PathSegment;
+  /** The file; a relative name is resolved against the configuration's folder. */
+  path: string;
+  /** How errors call it: "list file". */
+  label: string;
+  limit: FileLimit;
+}
+
+/** What a source type's `build` is given: positions, diagnostics, and the checks types share. */
+export interface SourceBuildContext {
+  /** The source's name (its key in `sources:`). */
+  readonly name: string;
+  /** The rules file's path: relative file names resolve against its folder. */
+  readonly configPath: string;
+  /** Paths are under the source: ["tables", "addresses"] is `sources.NAME.tables.addresses`. */
+  error(at: readonly PathSegment[] | number, message: string, hint?: string): void;
+  warning(at: readonly PathSegment[] | number, message: string, hint?: string): void;
+  /** File offset of the value at `path` (or of its nearest existing parent). */
+  offsetOf(path: readonly PathSegment[]): number;
+  /** The scalar at `path` with its position in the file. */
+  located(path: readonly PathSegment[]): LocatedText;
+  /** The scalar at `path`, each unknown `{placeholder}` reported at its brace; `what` names it ("'path'"). */
+  placeholders(path: readonly PathSegment[], what: string): LocatedText;
+  /** A duration option (`value`, found at `path`) in ms, at least `minMs` (else an error there); `fallback` when absent. */
+  duration(value: unknown, path: readonly PathSegment[], minMs: number, fallback: number): number;
+  /** A quota option: a size, or {bytes, messages}. */
+  quota(raw: unknown): QuotaLimit | undefined;
+  /** A file name resolved against the configuration's folder. */
+  resolveFile(name: string): string;
+}
+
+/** One source type, as the configuration sees it. Methods, so a spec of a narrower config fits a list of specs. */
+export interface SourceTypeSpec<C extends SourceConfigBase = SourceConfigBase> {
+  /** The `type:` value in rules.yaml: letters, digits and '_'. */
+  readonly type: string;
+  /** What rules do with it: quota(ADDRESS, NAME); NAME (or NAME.table) as a table; NAME / NAME.zone as a DNSBL. */
+  readonly kind: SourceKind;
+  /** How messages name the type: "LDAP source 'directory' ...". */
+  readonly label: string;
+  readonly schema: SourceSchemaFragment;
+  /** Cache TTLs when the source sets no `cache` / `negative_cache`. */
+  readonly ttlMs: { positive: number; negative: number };
+  /** `on_error` when the source sets none, instead of `defaults.on_error`. */
+  readonly onError?: OnError;
+  /** Whether `filterctl quota-server` can answer from it (quota kinds that read mailboxes themselves). */
+  readonly servesQuota?: boolean;
+  /** The typed config from the schema-checked mapping; `base` holds the options every source has. */
+  build(raw: Record<string, unknown>, base: SourceConfigBase, ctx: SourceBuildContext): C;
+  /** The files it reads: checked by validate, watched for reload. */
+  files?(config: C): SourceFileRef[];
 }

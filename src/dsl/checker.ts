@@ -9,7 +9,7 @@
 
 import type { SourceFile } from "../common/diagnostics.js";
 import type { Stage } from "../common/stages.js";
-import type { SourceConfig } from "../config/types.js";
+import type { SourceConfig, SourceTypeSpec } from "../config/types.js";
 import type { Rule, Span } from "./ast.js";
 import { Actions, decides } from "./check/actions.js";
 import { type CheckResult, CheckSession, RuleScope } from "./check/scope.js";
@@ -24,6 +24,8 @@ export interface CheckOptions {
   reportUnused?: boolean;
   /** The words of the language; the standard ones unless a test adds its own. */
   registry?: Registry;
+  /** The source types the configuration was read with, for messages that name a type. */
+  sourceTypes?: ReadonlyMap<string, SourceTypeSpec>;
 }
 
 export function checkRules(
@@ -32,7 +34,7 @@ export function checkRules(
   file: SourceFile,
   options: CheckOptions = {},
 ): CheckResult {
-  const session = new CheckSession(file, sources, options.registry ?? REGISTRY);
+  const session = new CheckSession(file, sources, options.registry ?? REGISTRY, options.sourceTypes);
   checkRuleNames(session, rules);
   for (const rule of rules) checkStatements(new RuleScope(session, rule));
   checkReachable(session, rules);

@@ -34,6 +34,7 @@ export function compileConfig(config: Config, options: CompileConfigOptions = {}
   const checked = checkRules(rules, config.sources, config.file, {
     reportUnused: !hasErrors(diagnostics),
     registry,
+    sourceTypes: config.sourceTypes,
   });
   diagnostics.push(...checked.diagnostics);
   sortDiagnostics(diagnostics);

@@ -10,7 +10,7 @@ import { FUNCTIONS } from "./words/functions.js";
 import type { DryRunOption, FunctionWord, ValueWord } from "./words/types.js";
 import { VALUES } from "./words/values.js";
 
-export { DNSBL_ATTRIBUTES, QUOTA_SOURCE_TYPES } from "./source-kinds.js";
+export { DNSBL_ATTRIBUTES } from "./source-kinds.js";
 export type { FunctionWord, ValueType, ValueWord } from "./words/types.js";
 export { isNumeric, isTextual, QUOTA_MEMBERS } from "./words/types.js";
 

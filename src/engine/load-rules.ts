@@ -9,6 +9,8 @@ import type { Config } from "../config/types.js";
 import type { Rule } from "../dsl/ast.js";
 import { compileConfig } from "../dsl/compile.js";
 import type { Ruleset } from "../runtime/ruleset.js";
+import { SOURCE_CATALOG } from "../sources/catalog.js";
+import type { SourceDescriptor } from "../sources/descriptor.js";
 
 export type LoadOutcome =
   | { kind: "unreadable"; message: string }
@@ -21,8 +23,16 @@ export type LoadOutcome =
       diagnostics: Diagnostic[];
     };
 
-/** `mustRead`: the files the configuration names are about to be read (serve): missing is an error too. */
-export async function loadRules(path: string, mustRead = false): Promise<LoadOutcome> {
+/**
+ * `mustRead`: the files the configuration names are about to be read (serve): missing is an error
+ * too. `sourceTypes`: the source types rules.yaml may use; the loaded Config carries them on to
+ * whoever opens its sources.
+ */
+export async function loadRules(
+  path: string,
+  mustRead = false,
+  sourceTypes: readonly SourceDescriptor[] = SOURCE_CATALOG,
+): Promise<LoadOutcome> {
   let source: SourceFile;
   try {
     source = await readConfigFile(path);
@@ -30,7 +40,7 @@ export async function loadRules(path: string, mustRead = false): Promise<LoadOut
     if (error instanceof ConfigReadError) return { kind: "unreadable", message: error.message };
     throw error;
   }
-  const parsed = parseConfig(source);
+  const parsed = parseConfig(source, { sourceTypes });
   if (parsed.config === undefined || hasErrors(parsed.diagnostics)) {
     return { kind: "loaded", file: source, rules: [], diagnostics: sortDiagnostics([...parsed.diagnostics]) };
   }

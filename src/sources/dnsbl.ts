@@ -30,9 +30,23 @@ import { isIPv4, isIPv6 } from "node:net";
 import { domainToASCII } from "node:url";
 import { LRUCache } from "lru-cache";
 import { withDeadline } from "../common/deadline.js";
-import type { DnsblSourceConfig } from "../config/types.js";
+import type { SourceConfigBase } from "../config/types.js";
 import type { DnsblAnswer } from "../runtime/lookups.js";
 import type { DnsblHealth, DnsblSource, DnsblState, SourceContext } from "./types.js";
+
+export interface DnsblHealthConfig {
+  intervalMs: number;
+  window: number;
+  maxListedRatio: number;
+  requirePositiveProbe: boolean;
+}
+export interface DnsblSourceConfig extends SourceConfigBase {
+  type: "dnsbl";
+  zone: string;
+  /** Answers that count as listed, e.g. ["127.0.0.2-127.0.0.11", "127.0.0.4"]; undefined = any in 127/8 but error codes. */
+  codes?: string[];
+  health: DnsblHealthConfig;
+}
 
 export type KeyFamily = "ip4" | "ip6" | "domain";
 const FAMILIES: readonly KeyFamily[] = ["ip4", "ip6", "domain"];

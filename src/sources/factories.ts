@@ -1,24 +1,11 @@
 /**
- * The source types filterctl knows how to build (list sources are built by the registry itself).
+ * Transitional: the registry opens each source through its type's descriptor (the list the
+ * configuration was loaded with), so callers need not pass factories. src/engine/service.ts and
+ * src/cli/dry-run.ts still do; remove this file once they stop.
  */
-import type {
-  DnsblSourceConfig,
-  HttpSourceConfig,
-  LdapSourceConfig,
-  MaildirSourceConfig,
-  MboxSourceConfig,
-} from "../config/types.js";
-import { createDnsblSource } from "./dnsbl.js";
-import { createHttpSource } from "./http.js";
-import { createLdapSource } from "./ldap.js";
-import { createMaildirSource } from "./maildir.js";
-import { createMboxSource } from "./mbox.js";
-import type { SourceFactories } from "./registry.js";
+import { SOURCE_CATALOG } from "./catalog.js";
+import type { SourceFactories } from "./descriptor.js";
 
-export const defaultFactories: SourceFactories = {
-  maildir: (config, ctx) => createMaildirSource(config as MaildirSourceConfig, ctx),
-  mbox: (config, ctx) => createMboxSource(config as MboxSourceConfig, ctx),
-  http: (config, ctx) => createHttpSource(config as HttpSourceConfig, ctx),
-  ldap: (config, ctx) => createLdapSource(config as LdapSourceConfig, ctx),
-  dnsbl: (config, ctx) => createDnsblSource(config as DnsblSourceConfig, ctx),
-};
+export const defaultFactories: SourceFactories = Object.fromEntries(
+  SOURCE_CATALOG.map((descriptor) => [descriptor.type, descriptor.create]),
+);

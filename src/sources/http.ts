@@ -4,12 +4,17 @@
  * 5xx, timeouts, oversized or malformed answers are lookup errors (the rule's on_error applies).
  */
 import { Agent, request } from "undici";
-import type { HttpSourceConfig } from "../config/types.js";
+import type { SourceConfigBase } from "../config/types.js";
 import type { QuotaStatus } from "../runtime/lookups.js";
 import { urlFiller, valuesFor } from "./placeholders.js";
 import type { QuotaSource, SourceContext } from "./types.js";
 
 /** A quota answer is one short line; anything longer is not one. */
+export interface HttpSourceConfig extends SourceConfigBase {
+  type: "http";
+  url: string;
+}
+
 export const MAX_RESPONSE_BYTES = 4096;
 
 const TEXT_ANSWER = /^(OK|OVERQUOTA) (\S{1,255}) (\d{1,16}) (\d{1,16}) (\d{1,16}) (\d{1,16})$/;

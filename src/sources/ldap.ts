@@ -35,11 +35,25 @@ import {
 } from "ldapts";
 import { settlesWithin, withDeadline } from "../common/deadline.js";
 import { ConfigReadError, PASSWORD_FILE_LIMIT, readBoundedFile } from "../config/read.js";
-import type { LdapSourceConfig } from "../config/types.js";
+import type { LocatedText, SourceConfigBase } from "../config/types.js";
 import { fillLdapFilter, valuesFor } from "./placeholders.js";
 import type { SourceContext, TableSource } from "./types.js";
 
 /** A failed LDAP lookup (connection, bind or search); the message never contains the password. */
+export interface LdapSourceConfig extends SourceConfigBase {
+  type: "ldap";
+  url: string;
+  bindDn?: string;
+  passwordFile?: string;
+  passwordEnv?: string;
+  base: string;
+  startTls: boolean;
+  /** Attribute whose value `TABLE[key]` returns; default: the entry's DN. */
+  resultAttribute?: string;
+  /** Table name → filter template, with where the filter is in the file. */
+  tables: Map<string, LocatedText>;
+}
+
 export class LdapLookupError extends Error {
   constructor(
     message: string,

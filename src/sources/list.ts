@@ -8,10 +8,17 @@ import { dirname, resolve } from "node:path";
 import type { LocalPartMode } from "../common/address.js";
 import { ListMatcher } from "../common/list-matcher.js";
 import { LIST_FILE_LIMIT, readBoundedFile } from "../config/read.js";
-import type { ListSourceConfig } from "../config/types.js";
+import type { SourceConfigBase } from "../config/types.js";
 
 /** Keys added between two turns of the event loop (a few milliseconds' work). */
 const LINES_PER_TURN = 5_000;
+
+export interface ListSourceConfig extends SourceConfigBase {
+  type: "list";
+  items?: string[];
+  /** One key per line; `#` comments and blank lines ignored. Resolved against the config file's folder. */
+  file?: string;
+}
 
 /** The matching itself is common/list-matcher's: rules' literal lists match the same way. */
 export class ListTable extends ListMatcher {

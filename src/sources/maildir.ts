@@ -30,7 +30,7 @@ import { type FileHandle, lstat, open, stat } from "node:fs/promises";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { LRUCache } from "lru-cache";
 import { abortAfter, withDeadline } from "../common/deadline.js";
-import type { MaildirSourceConfig, QuotaLimit } from "../config/types.js";
+import type { QuotaLimit, SourceConfigBase } from "../config/types.js";
 import type { QuotaStatus } from "../runtime/lookups.js";
 import {
   countMaildir,
@@ -47,6 +47,12 @@ import {
 } from "./maildirsize.js";
 import { fillPath, valuesFor } from "./placeholders.js";
 import type { QuotaSource, SourceContext } from "./types.js";
+
+export interface MaildirSourceConfig extends SourceConfigBase {
+  type: "maildir";
+  path: string;
+  quota?: QuotaLimit;
+}
 
 export interface MaildirSourceOptions {
   /** Most directory entries one count may read (default 100 000). */

@@ -21,10 +21,16 @@
 import { type BigIntStats, constants as fsConstants } from "node:fs";
 import { type FileHandle, lstat, open } from "node:fs/promises";
 import { LRUCache } from "lru-cache";
-import type { MboxSourceConfig } from "../config/types.js";
+import type { QuotaLimit, SourceConfigBase } from "../config/types.js";
 import type { QuotaStatus } from "../runtime/lookups.js";
 import { mailboxPath } from "./maildir.js";
 import type { QuotaSource, SourceContext } from "./types.js";
+
+export interface MboxSourceConfig extends SourceConfigBase {
+  type: "mbox";
+  path: string;
+  quota?: QuotaLimit;
+}
 
 export interface MboxSourceOptions {
   /** Largest spool whose messages are counted (default 1 GiB). */

@@ -2,10 +2,11 @@
  * Sources built from the configuration, answering the rules' lookups. Every lookup on a
  * network or file source goes through a CachedLookup (TTL cache, in-flight de-duplication,
  * deadline, counters); failures become LookupErrors naming the source, so the rule applies that
- * source's on_error. List sources answer from memory.
+ * source's on_error. Memory tables (list sources) answer at once. Each source is opened by its
+ * type's descriptor, from the list the configuration was loaded with (src/sources/catalog.ts).
  */
 import { normalizeAddress } from "../common/address.js";
-import type { Config, SourceConfig, SourceType } from "../config/types.js";
+import type { Config, SourceConfig, SourceTypeSpec } from "../config/types.js";
 import {
   type DnsblAnswer,
   LookupError,
@@ -14,7 +15,7 @@ import {
   type QuotaStatus,
 } from "../runtime/lookups.js";
 import { CachedLookup, emptyCounters, type LookupCounters, LookupTimeout } from "./cache.js";
-import { createListTable, type ListTable } from "./list.js";
+import { descriptorOf, type SourceFactories, type SourceFactory } from "./descriptor.js";
 import type {
   DnsblHealth,
   DnsblSource,
@@ -25,30 +26,21 @@ import type {
   TableSource,
 } from "./types.js";
 
-/** Builds one source of a type; the registry owns it and closes it. */
-export type SourceFactory = (config: SourceConfig, ctx: SourceContext) => Source | Promise<Source>;
-export type SourceFactories = Partial<Record<Exclude<SourceType, "list">, SourceFactory>>;
+export type { SourceFactories, SourceFactory } from "./descriptor.js";
 
-/** Cache TTLs when the source does not set `cache` / `negative_cache`. */
-export const DEFAULT_TTL_MS: Record<SourceType, { positive: number; negative: number }> = {
-  // Maildir and mbox sources re-validate their files cheaply themselves: no TTL by default.
-  maildir: { positive: 0, negative: 0 },
-  mbox: { positive: 0, negative: 0 },
-  http: { positive: 10_000, negative: 10_000 },
-  ldap: { positive: 60_000, negative: 60_000 },
-  dnsbl: { positive: 300_000, negative: 300_000 },
-  list: { positive: 0, negative: 0 },
-};
+/** TTLs of a source whose type is not known (a hand-made config): no caching. */
+const NO_TTL: SourceTypeSpec["ttlMs"] = { positive: 0, negative: 0 };
 const MAX_CACHE_ENTRIES = 100_000;
 
 const silent: SourceLogger = { info() {}, warn() {}, error() {} };
 
 interface Entry {
   config: SourceConfig;
+  /** Cache TTLs when the source sets none: its type's. */
+  ttlMs: SourceTypeSpec["ttlMs"];
   /** What identifies the source's configuration, positions left out: equal → reusable on reload. */
   fingerprint: string;
   source?: Source;
-  list?: ListTable;
   /** One cache per table (LDAP) or one for the source (key ""). */
   caches: Map<string, CachedLookup<unknown>>;
   /** Handed over to a newer registry by a reload: not closed with this one. */
@@ -61,6 +53,7 @@ interface Entry {
 }
 
 export interface RegistryOptions {
+  /** Replace the descriptors' factories for these types (tests' fake sources). */
   factories?: SourceFactories;
   logger?: SourceLogger;
   /** The registry being replaced by a reload: sources whose configuration did not change are taken over, caches and DNSBL health included. */
@@ -92,35 +85,22 @@ export class SourceRegistry implements Lookups {
   static async create(config: Config, options: RegistryOptions = {}): Promise<SourceRegistry> {
     const ctx: SourceContext = { configPath: config.file.path, logger: options.logger ?? silent };
     if (config.dns.servers !== undefined) ctx.dnsServers = config.dns.servers;
+    if (options.signal !== undefined) ctx.signal = options.signal;
     const entries = new Map<string, Entry>();
     const fresh: Entry[] = [];
     try {
       for (const source of config.sources.values()) {
         options.signal?.throwIfAborted();
-        const print = fingerprint(source);
-        if (source.type === "list") {
-          // Lists are rebuilt every time: their file may be what changed.
-          entries.set(source.name, {
-            config: source,
-            fingerprint: print,
-            caches: new Map(),
-            list: await createListTable(source, config.file.path, options.signal),
-          });
-          continue;
-        }
-        const reusable = options.previous?.entries.get(source.name);
-        if (
-          reusable !== undefined &&
-          reusable.fingerprint === print &&
-          reusable.source !== undefined &&
-          !reusable.transferred
-        ) {
+        const ttlMs = config.sourceTypes.get(source.type)?.ttlMs ?? NO_TTL;
+        const entry: Entry = { config: source, ttlMs, fingerprint: fingerprint(source), caches: new Map() };
+        const reusable = SourceRegistry.reusable(options.previous, entry);
+        if (reusable !== undefined) {
           entries.set(source.name, { ...reusable, config: source, transferred: false, takenFrom: reusable });
           continue;
         }
-        const entry: Entry = { config: source, fingerprint: print, caches: new Map() };
         entries.set(source.name, entry);
-        const factory = options.factories?.[source.type];
+        const factory: SourceFactory | undefined =
+          options.factories?.[source.type] ?? descriptorOf(config, source.type)?.create;
         if (factory !== undefined) {
           entry.source = await factory(source, ctx);
           fresh.push(entry);
@@ -132,18 +112,31 @@ export class SourceRegistry implements Lookups {
     }
     const registry = new SourceRegistry(entries);
     registry.onLookup = options.onLookup;
+    SourceRegistry.startDnsbls(fresh, options.onDnsblState);
+    return registry;
+  }
+
+  /**
+   * The previous registry's open source for this entry, if its configuration is unchanged.
+   * Memory tables are built anew every time: their file may be what changed.
+   */
+  private static reusable(previous: SourceRegistry | undefined, entry: Entry): Entry | undefined {
+    const old = previous?.entries.get(entry.config.name);
+    if (old === undefined || old.fingerprint !== entry.fingerprint || old.transferred) return undefined;
+    return old.source !== undefined && old.source.kind !== "memory" ? old : undefined;
+  }
+
+  private static startDnsbls(fresh: readonly Entry[], report: RegistryOptions["onDnsblState"]): void {
     for (const entry of fresh) {
       const source = entry.source;
       if (source?.kind !== "dnsbl") continue;
       const { name } = entry.config;
-      if (options.onDnsblState !== undefined) {
-        const report = options.onDnsblState;
+      if (report !== undefined) {
         source.onStateChange = (health) => report(name, source.zone, health);
         report(name, source.zone, source.health());
       }
       source.start();
     }
-    return registry;
   }
 
   /** The source object of a name (for health reports), if it was built. */
@@ -184,7 +177,7 @@ export class SourceRegistry implements Lookups {
   private cacheOf<V>(entry: Entry, table: string, isNegative: (v: V) => boolean): CachedLookup<V> {
     let cache = entry.caches.get(table) as CachedLookup<V> | undefined;
     if (cache === undefined) {
-      const defaults = DEFAULT_TTL_MS[entry.config.type];
+      const defaults = entry.ttlMs;
       cache = new CachedLookup<V>(
         {
           positiveTtlMs: entry.config.cacheMs ?? defaults.positive,
@@ -236,7 +229,7 @@ export class SourceRegistry implements Lookups {
 
   has(name: string, table: string | undefined, key: string): MaybePromise<boolean> {
     const entry = this.entry(name);
-    if (entry.list !== undefined) return entry.list.find(key) !== undefined;
+    if (entry.source?.kind === "memory") return entry.source.find(key) !== undefined;
     return this.cached<boolean>(
       name,
       table ?? "",
@@ -251,7 +244,7 @@ export class SourceRegistry implements Lookups {
 
   get(name: string, table: string | undefined, key: string): MaybePromise<string | undefined> {
     const entry = this.entry(name);
-    if (entry.list !== undefined) return entry.list.find(key);
+    if (entry.source?.kind === "memory") return entry.source.find(key);
     return this.cached<string | undefined>(
       name,
       `${table ?? ""}[]`,

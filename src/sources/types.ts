@@ -18,6 +18,10 @@ export interface SourceContext {
   /** `dns.servers` of the config ("127.0.0.1:5353"), undefined = the system resolver. */
   dnsServers?: readonly string[];
   logger: SourceLogger;
+  /** Aborted when whoever opens the sources gives up (a reload past its deadline): stop, and throw. */
+  signal?: AbortSignal;
+  /** Opened for `filterctl quota-server`: a mailbox without a limit is reported with its real usage. */
+  quotaService?: boolean;
 }
 
 /** A mailbox quota source (maildir, mbox, http). */
@@ -61,4 +65,15 @@ export interface DnsblSource {
   close(): Promise<void>;
 }
 
-export type Source = QuotaSource | TableSource | DnsblSource;
+/**
+ * A table held in memory (list): it answers at once, so the registry neither caches nor times
+ * its lookups, and it is built anew on every load (its file may be what changed).
+ */
+export interface MemoryTable {
+  kind: "memory";
+  /** The entry matching `key`, undefined when none does. */
+  find(key: string): string | undefined;
+  close(): Promise<void>;
+}
+
+export type Source = QuotaSource | TableSource | DnsblSource | MemoryTable;

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { type Diagnostic, SourceFile } from "../../src/common/diagnostics.js";
 import { parseConfig, readConfigFile } from "../../src/config/load.js";
+import { SOURCE_CATALOG } from "../../src/sources/catalog.js";
 
 const BROKEN = new URL("./broken/", import.meta.url);
 
@@ -151,7 +152,7 @@ describe("broken configurations", () => {
   it.each(Object.entries(EXPECTED))("%s", async (name, expected) => {
     const path = new URL(name, BROKEN).pathname;
     const file = await readConfigFile(path);
-    const result = parseConfig(file);
+    const result = parseConfig(file, { sourceTypes: SOURCE_CATALOG });
     expect(result.diagnostics.map(show)).toEqual(expected);
     expect(result.config).toBeUndefined();
     for (const d of result.diagnostics) {
@@ -172,7 +173,7 @@ describe("files too big to be configurations", () => {
     const file = await readConfigFile(path);
     // Only what is needed to know it is too big is read.
     expect(file.text.length).toBe(10 * 1024 * 1024 + 1);
-    const result = parseConfig(file);
+    const result = parseConfig(file, { sourceTypes: SOURCE_CATALOG });
     expect(result.diagnostics.map(show)).toEqual([
       "1:1: error: the file is too large (10.0 MiB; at most 10 MiB) (a configuration this big is surely a mistake)",
     ]);
@@ -180,14 +181,14 @@ describe("files too big to be configurations", () => {
 
   it("measures the limit in bytes, not characters", () => {
     const text = `rules: []\n# ${"é".repeat(5 * 1024 * 1024 + 10)}\n`;
-    const result = parseConfig(new SourceFile("utf8.yaml", text));
+    const result = parseConfig(new SourceFile("utf8.yaml", text), { sourceTypes: SOURCE_CATALOG });
     expect(result.diagnostics).toHaveLength(1);
     expect(result.diagnostics[0]?.message).toMatch(/too large/);
   });
 
   it("refuses deep block nesting as well as deep flow nesting", () => {
     const lines = Array.from({ length: 80 }, (_, i) => `${"  ".repeat(i)}k${i}:`).join("\n");
-    const result = parseConfig(new SourceFile("deep.yaml", `${lines} 1\n`));
+    const result = parseConfig(new SourceFile("deep.yaml", `${lines} 1\n`), { sourceTypes: SOURCE_CATALOG });
     expect(result.diagnostics.map(show)).toEqual([
       "65:129: error: the YAML is nested more than 64 levels deep",
     ]);
@@ -195,7 +196,9 @@ describe("files too big to be configurations", () => {
 
   it("sums up errors beyond the first 200", () => {
     const sources = Array.from({ length: 300 }, (_, i) => `  s${i}:\n    type: http\n    urll: x\n`).join("");
-    const result = parseConfig(new SourceFile("many.yaml", `sources:\n${sources}`));
+    const result = parseConfig(new SourceFile("many.yaml", `sources:\n${sources}`), {
+      sourceTypes: SOURCE_CATALOG,
+    });
     expect(result.diagnostics).toHaveLength(201);
     expect(show(result.diagnostics[0] as Diagnostic)).toBe(
       "4:5: error: unknown key 'urll' in source 's0' (did you mean 'url'?)",
@@ -210,7 +213,7 @@ describe("files too big to be configurations", () => {
       "\n",
     );
     const text = `sources:\n  nets:\n    type: list\n    items:\n${items}\n`;
-    const result = parseConfig(new SourceFile("big.yaml", text));
+    const result = parseConfig(new SourceFile("big.yaml", text), { sourceTypes: SOURCE_CATALOG });
     expect(result.diagnostics).toEqual([]);
     const nets = result.config?.sources.get("nets");
     expect(nets?.type === "list" && nets.items?.length).toBe(20000);

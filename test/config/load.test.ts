@@ -15,6 +15,7 @@ import {
   SCHEMA_URL,
 } from "../../src/config/load.js";
 import type { Config, LocatedText, RuleSource, SourceConfig } from "../../src/config/types.js";
+import { SOURCE_CATALOG } from "../../src/sources/catalog.js";
 
 const EXAMPLE = new URL("./fixtures/spec-example.yaml", import.meta.url).pathname;
 const BIN = new URL("../../bin/filterctl.js", import.meta.url).pathname;
@@ -24,7 +25,7 @@ function parse(
   path = "rules.yaml",
 ): { config?: Config; diagnostics: Diagnostic[]; file: SourceFile } {
   const file = new SourceFile(path, text);
-  return { file, ...parseConfig(file) };
+  return { file, ...parseConfig(file, { sourceTypes: SOURCE_CATALOG }) };
 }
 
 function valid(text: string): Config {
@@ -58,7 +59,7 @@ function pos(file: SourceFile, offset: number): string {
 
 describe("the specification's example", () => {
   const file = new SourceFile(EXAMPLE, readFileSync(EXAMPLE, "utf8"));
-  const { config, diagnostics } = parseConfig(file);
+  const { config, diagnostics } = parseConfig(file, { sourceTypes: SOURCE_CATALOG });
 
   it("is valid", () => {
     expect(diagnostics).toEqual([]);
@@ -590,7 +591,7 @@ describe("readConfigFile", () => {
     const file = await readConfigFile(join(dir, "ok.yaml"));
     expect(file.text).toBe("rules: []\n");
     expect(file.path).toBe(join(dir, "ok.yaml"));
-    const loaded = await loadConfig(join(dir, "ok.yaml"));
+    const loaded = await loadConfig(join(dir, "ok.yaml"), { sourceTypes: SOURCE_CATALOG });
     expect(loaded.config?.rules).toEqual([]);
     expect(loaded.diagnostics).toEqual([]);
   });

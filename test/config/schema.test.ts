@@ -3,11 +3,12 @@ import { Ajv } from "ajv";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { STAGES } from "../../src/common/stages.js";
-import { SCHEMA_URL } from "../../src/config/load.js";
-import { SOURCE_TYPES } from "../../src/config/types.js";
+import { assembleSchema, SCHEMA_URL } from "../../src/config/load.js";
+import { SOURCE_CATALOG } from "../../src/sources/catalog.js";
 
 const schema = JSON.parse(readFileSync(SCHEMA_URL, "utf8")) as Record<string, unknown>;
 const definitions = schema.definitions as Record<string, Record<string, unknown>>;
+const SOURCE_TYPES = SOURCE_CATALOG.map((t) => t.type);
 
 /** Every `properties` entry (and additionalProperties schema) of the schema, with its pointer. */
 function properties(node: unknown, pointer: string, out: [string, Record<string, unknown>][]): void {
@@ -30,6 +31,12 @@ function properties(node: unknown, pointer: string, out: [string, Record<string,
 }
 
 describe("schema/rules.schema.json", () => {
+  it("is the schema the source types assemble (else run `npm run schema`)", () => {
+    expect(schema, "schema/rules.schema.json is out of date: run `npm run schema`").toEqual(
+      assembleSchema(SOURCE_CATALOG),
+    );
+  });
+
   it("compiles with ajv in strict mode", () => {
     const ajv = new Ajv({ strict: true, strictRequired: false, allowUnionTypes: true });
     expect(() => ajv.compile(schema)).not.toThrow();

@@ -145,6 +145,7 @@ describe("checker errors", () => {
       {
         name: "spool",
         type: "mbox" as const,
+        kind: "quota" as const,
         path: "/var/mail/{user}",
         offset: 0,
         timeoutMs: 2000,

@@ -1,5 +1,6 @@
 import { SourceFile } from "../../src/common/diagnostics.js";
 import type { Config, LocatedText, RuleSource, SourceConfig } from "../../src/config/types.js";
+import { SOURCE_CATALOG } from "../../src/sources/catalog.js";
 
 /** A LocatedText for text that starts at `start` in a file where it appears verbatim. */
 export function located(text: string, start = 0): LocatedText {
@@ -9,11 +10,12 @@ export function located(text: string, start = 0): LocatedText {
 const base = { timeoutMs: 2000, onError: "tempfail" as const, offset: 0 };
 
 export const SAMPLE_SOURCES: SourceConfig[] = [
-  { ...base, name: "mailboxes", type: "maildir", path: "/var/mail/{user}/Maildir" },
+  { ...base, name: "mailboxes", type: "maildir", kind: "quota", path: "/var/mail/{user}/Maildir" },
   {
     ...base,
     name: "directory",
     type: "ldap",
+    kind: "table",
     url: "ldap://127.0.0.1",
     base: "dc=mail",
     startTls: false,
@@ -27,10 +29,17 @@ export const SAMPLE_SOURCES: SourceConfig[] = [
     onError: "continue",
     name: "spamhaus",
     type: "dnsbl",
+    kind: "dnsbl",
     zone: "zen.spamhaus.org",
     health: { intervalMs: 300_000, window: 50, maxListedRatio: 0.9, requirePositiveProbe: true },
   },
-  { ...base, name: "trusted", type: "list", items: ["192.0.2.0/24", "postmaster@example.org"] },
+  {
+    ...base,
+    name: "trusted",
+    type: "list",
+    kind: "table",
+    items: ["192.0.2.0/24", "postmaster@example.org"],
+  },
 ];
 
 /**
@@ -60,6 +69,7 @@ export function configOf(rules: string[], sources: SourceConfig[] = SAMPLE_SOURC
       localPart: "insensitive",
     },
     dns: {},
+    sourceTypes: new Map(SOURCE_CATALOG.map((t) => [t.type, t])),
     sources: new Map(sources.map((s) => [s.name, s])),
     rules: ruleSources,
     offsetOf: () => 0,

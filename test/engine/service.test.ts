@@ -3,8 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { describe, expect, it, vi } from "vitest";
-import type { HttpSourceConfig } from "../../src/config/types.js";
 import { RulesRuntime } from "../../src/engine/service.js";
+import type { HttpSourceConfig } from "../../src/sources/http.js";
 import type { SourceFactories } from "../../src/sources/registry.js";
 import type { QuotaSource } from "../../src/sources/types.js";
 

@@ -13,6 +13,7 @@ import { loadConfig } from "../../src/config/load.js";
 import { compileConfig } from "../../src/dsl/compile.js";
 import { dryRun } from "../../src/engine/dry-run.js";
 import type { Ruleset } from "../../src/runtime/ruleset.js";
+import { SOURCE_CATALOG } from "../../src/sources/catalog.js";
 import { defaultFactories } from "../../src/sources/factories.js";
 import { SourceRegistry } from "../../src/sources/registry.js";
 import { HAVE_MAILDROP, MaildirFixtures } from "../support/maildir-fixtures.js";
@@ -29,7 +30,7 @@ async function rulesAt(
     path,
     `${extra}sources:\n  mailboxes:\n    type: maildir\n    path: ${JSON.stringify(template)}\n    recipient_delimiter: "+"\nrules:\n  - ${JSON.stringify(RULE)}\n`,
   );
-  const loaded = await loadConfig(path);
+  const loaded = await loadConfig(path, { sourceTypes: SOURCE_CATALOG });
   if (loaded.config === undefined) throw new Error(JSON.stringify(loaded.diagnostics));
   const compiled = compileConfig(loaded.config);
   if (compiled.ruleset === undefined) throw new Error(JSON.stringify(compiled.diagnostics));
@@ -130,7 +131,7 @@ rules:
   - on rcpt: if quota(rcpt, backend) over then tempfail 452 4.2.2 "backend"
 `,
       );
-      const loaded = await loadConfig(path);
+      const loaded = await loadConfig(path, { sourceTypes: SOURCE_CATALOG });
       if (loaded.config === undefined) throw new Error(JSON.stringify(loaded.diagnostics));
       const ruleset = compileConfig(loaded.config).ruleset as Ruleset;
       const registry = await SourceRegistry.create(loaded.config, { factories: defaultFactories });

@@ -18,11 +18,12 @@ import {
 import type { Tracer } from "../../src/runtime/model.js";
 import type { Ruleset, StageOutcome } from "../../src/runtime/ruleset.js";
 import { newTransaction, type Transaction } from "../../src/runtime/transaction.js";
+import { SOURCE_CATALOG } from "../../src/sources/catalog.js";
 import { ListTable } from "../../src/sources/list.js";
 
 /** Compiles rules.yaml text; throws with the diagnostics when it is not valid. */
 export function rulesetOf(yaml: string): Ruleset {
-  const parsed = parseConfig(new SourceFile("rules.yaml", yaml));
+  const parsed = parseConfig(new SourceFile("rules.yaml", yaml), { sourceTypes: SOURCE_CATALOG });
   if (parsed.config === undefined) throw new Error(parsed.diagnostics.map(formatDiagnostic).join("\n"));
   const compiled = compileConfig(parsed.config);
   if (compiled.ruleset === undefined) throw new Error(compiled.diagnostics.map(formatDiagnostic).join("\n"));

@@ -6,7 +6,7 @@
  * rewritten under rbldnsd (SIGHUP) to make a healthy list start listing everything.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { DnsblSourceConfig } from "../../src/config/types.js";
+import type { DnsblSourceConfig } from "../../src/sources/dnsbl.js";
 import { createDnsblSource, type DnsblSourceOptions } from "../../src/sources/dnsbl.js";
 import type { DnsblHealth, DnsblSource, SourceLogger } from "../../src/sources/types.js";
 import {
@@ -52,6 +52,7 @@ function list(
   const config: DnsblSourceConfig = {
     name: zone.split(".")[0] as string,
     type: "dnsbl",
+    kind: "dnsbl",
     zone,
     offset: 0,
     timeoutMs: options.timeoutMs ?? 500,

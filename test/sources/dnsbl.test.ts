@@ -4,7 +4,7 @@
  * behaviour against a real rbldnsd is in dnsbl-rbldnsd.test.ts.
  */
 import { afterEach, describe, expect, it, vi } from "vitest";
-import type { DnsblSourceConfig } from "../../src/config/types.js";
+import type { DnsblSourceConfig } from "../../src/sources/dnsbl.js";
 import {
   classifyAnswer,
   cleanReason,
@@ -63,6 +63,7 @@ function config(
   return {
     name: "bl",
     type: "dnsbl",
+    kind: "dnsbl",
     zone: ZONE,
     offset: 0,
     timeoutMs: 200,

@@ -171,6 +171,7 @@ describe("what reaches a real HTTP server", () => {
         {
           name: "backend",
           type: "http",
+          kind: "quota",
           url: `${base}${path}`,
           timeoutMs: 1000,
           onError: "tempfail",
@@ -198,7 +199,7 @@ describe("what reaches a real HTTP server", () => {
   it("asks nothing for '..' and '.' and asks with the value encoded otherwise", async () => {
     const url = `${base}/q/{user}/{domain}`;
     const source = createHttpSource(
-      { name: "backend", type: "http", url, timeoutMs: 1000, onError: "tempfail", offset: 0 },
+      { name: "backend", type: "http", kind: "quota", url, timeoutMs: 1000, onError: "tempfail", offset: 0 },
       ctx,
     );
     for (const address of ["..@example.org", ".@example.org", "a/b@example.org", "%2e%2e@example.org"]) {

@@ -1,7 +1,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { HttpSourceConfig } from "../../src/config/types.js";
+import type { HttpSourceConfig } from "../../src/sources/http.js";
 import { createHttpSource, MAX_RESPONSE_BYTES, parseQuotaAnswer } from "../../src/sources/http.js";
 
 /** An independent quota service speaking the seed's protocol, plus misbehaving routes. */
@@ -59,6 +59,7 @@ function source(path: string, extra: Partial<HttpSourceConfig> = {}) {
     {
       name: "backend",
       type: "http",
+      kind: "quota",
       url: `${base}${path}`,
       timeoutMs: 300,
       onError: "tempfail",
@@ -135,6 +136,7 @@ describe("http quota source", () => {
       {
         name: "b",
         type: "http",
+        kind: "quota",
         url: "http://127.0.0.1:1/quota?u={user}",
         timeoutMs: 300,
         onError: "tempfail",

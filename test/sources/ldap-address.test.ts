@@ -12,6 +12,7 @@ import { loadConfig } from "../../src/config/load.js";
 import { compileConfig } from "../../src/dsl/compile.js";
 import { type DryRunReport, dryRun } from "../../src/engine/dry-run.js";
 import type { Ruleset } from "../../src/runtime/ruleset.js";
+import { SOURCE_CATALOG } from "../../src/sources/catalog.js";
 import { defaultFactories } from "../../src/sources/factories.js";
 import { SourceRegistry } from "../../src/sources/registry.js";
 import { BIND_DN, BIND_PASSWORD, Slapd } from "../support/slapd.js";
@@ -48,7 +49,7 @@ rules:
   - on rcpt: if rcpt not in directory.mailboxes then reject 550 5.1.1 "No such user {rcpt}"
 `,
     );
-    const loaded = await loadConfig(path);
+    const loaded = await loadConfig(path, { sourceTypes: SOURCE_CATALOG });
     if (loaded.config === undefined) throw new Error(JSON.stringify(loaded.diagnostics));
     const compiled = compileConfig(loaded.config);
     if (compiled.ruleset === undefined) throw new Error(JSON.stringify(compiled.diagnostics));

@@ -9,8 +9,9 @@ import { join } from "node:path";
 import { Client, EqualityFilter } from "ldapts";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { normalizeAddress } from "../../src/common/address.js";
-import type { LdapSourceConfig, LocatedText } from "../../src/config/types.js";
+import type { LocatedText } from "../../src/config/types.js";
 import { CachedLookup, LookupTimeout } from "../../src/sources/cache.js";
+import type { LdapSourceConfig } from "../../src/sources/ldap.js";
 import {
   createLdapSource,
   LdapLookupError,
@@ -57,6 +58,7 @@ function context(lines: LogLine[] = []): SourceContext {
 function config(url: string, overrides: Partial<LdapSourceConfig> = {}): LdapSourceConfig {
   return {
     type: "ldap",
+    kind: "table",
     name: "directory",
     offset: 0,
     timeoutMs: 2000,

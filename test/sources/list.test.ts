@@ -4,13 +4,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigReadError } from "../../src/config/read.js";
-import type { ListSourceConfig } from "../../src/config/types.js";
+import type { ListSourceConfig } from "../../src/sources/list.js";
 import { createListTable, ListTable } from "../../src/sources/list.js";
 
 const dir = mkdtempSync(join(tmpdir(), "filterctl-list-"));
 const source = (file: string): ListSourceConfig => ({
   name: "l",
   type: "list",
+  kind: "table",
   file,
   offset: 0,
   timeoutMs: 100,

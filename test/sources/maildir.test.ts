@@ -2,8 +2,9 @@ import { execFileSync, spawn } from "node:child_process";
 import { chmod, cp, mkdir, readdir, readFile, stat, symlink, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import type { MaildirSourceConfig, QuotaLimit } from "../../src/config/types.js";
+import type { QuotaLimit } from "../../src/config/types.js";
 import { isOverQuota, type QuotaStatus } from "../../src/runtime/lookups.js";
+import type { MaildirSourceConfig } from "../../src/sources/maildir.js";
 import {
   createMaildirSource,
   type MaildirQuotaSource,
@@ -37,6 +38,7 @@ function source(
   const config: MaildirSourceConfig = {
     name: "mailboxes",
     type: "maildir",
+    kind: "quota",
     offset: 0,
     timeoutMs: 5000,
     onError: "tempfail",
@@ -561,7 +563,7 @@ async function runAsNobody(template: string, address: string): Promise<{ status?
     const { createMaildirSource } = await import(${JSON.stringify(module)});
     const logger = { info() {}, warn() {}, error() {} };
     const source = createMaildirSource(
-      { name: "m", type: "maildir", offset: 0, timeoutMs: 2000, onError: "tempfail", path: ${JSON.stringify(template)} },
+      { name: "m", type: "maildir", kind: "quota", offset: 0, timeoutMs: 2000, onError: "tempfail", path: ${JSON.stringify(template)} },
       { configPath: "/nonexistent/rules.yaml", logger },
     );
     try {

@@ -4,8 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import type { MboxSourceConfig, QuotaLimit } from "../../src/config/types.js";
+import type { QuotaLimit } from "../../src/config/types.js";
 import { isOverQuota, type QuotaStatus } from "../../src/runtime/lookups.js";
+import type { MboxSourceConfig } from "../../src/sources/mbox.js";
 import {
   createMboxSource,
   FromLineCounter,
@@ -22,6 +23,7 @@ function source(
   const config: MboxSourceConfig = {
     name: "spool",
     type: "mbox",
+    kind: "quota",
     offset: 0,
     timeoutMs: 5000,
     onError: "tempfail",
@@ -204,7 +206,7 @@ async function runAsNobody(
     const { createMboxSource } = await import(${JSON.stringify(module)});
     const logger = { info() {}, warn() {}, error() {} };
     const source = createMboxSource(
-      { name: "s", type: "mbox", offset: 0, timeoutMs: 2000, onError: "tempfail", path: ${JSON.stringify(template)}, quota: ${JSON.stringify(quota)} },
+      { name: "s", type: "mbox", kind: "quota", offset: 0, timeoutMs: 2000, onError: "tempfail", path: ${JSON.stringify(template)}, quota: ${JSON.stringify(quota)} },
       { configPath: "/nonexistent/rules.yaml", logger },
     );
     try {

@@ -11,17 +11,19 @@ const sources: SourceConfig[] = [
     ...base,
     name: "backend",
     type: "http",
+    kind: "quota",
     url: "http://127.0.0.1:1/",
     timeoutMs: 100,
     cacheMs: 1000,
     negativeCacheMs: 1000,
   },
-  { ...base, name: "slow", type: "http", url: "http://127.0.0.1:1/", timeoutMs: 50 },
+  { ...base, name: "slow", type: "http", kind: "quota", url: "http://127.0.0.1:1/", timeoutMs: 50 },
   {
     ...base,
     onError: "continue",
     name: "bl",
     type: "dnsbl",
+    kind: "dnsbl",
     zone: "bl.test",
     timeoutMs: 100,
     health: { intervalMs: 60_000, window: 50, maxListedRatio: 0.9, requirePositiveProbe: true },
@@ -30,6 +32,7 @@ const sources: SourceConfig[] = [
     ...base,
     name: "allow",
     type: "list",
+    kind: "table",
     items: ["192.0.2.0/24", "Example.ORG", "Alice@Example.org"],
     timeoutMs: 100,
   },
@@ -37,6 +40,7 @@ const sources: SourceConfig[] = [
     ...base,
     name: "exact",
     type: "list",
+    kind: "table",
     items: ["Alice@Example.org"],
     timeoutMs: 100,
     localPart: "sensitive",
@@ -148,7 +152,8 @@ describe("SourceRegistry", () => {
   });
 
   it("fails a lookup on an unknown source or an unbuilt type with a LookupError", async () => {
-    const r = await SourceRegistry.create(configOf([], sources), {});
+    // Read without the source types: nothing can open its sources.
+    const r = await SourceRegistry.create({ ...configOf([], sources), sourceTypes: new Map() }, {});
     expect(() => r.quota("backend", "a@b")).toThrow(LookupError);
     expect(() => r.has("nope", undefined, "x")).toThrow("no source named 'nope'");
     await r.close();

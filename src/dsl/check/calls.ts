@@ -46,6 +46,7 @@ export class Calls {
       call,
       stages: scope.stages,
       sources: scope.sources,
+      quotaTypes: scope.session.quotaTypes(),
       report: (at, severity, message, hint) => scope.report(at, severity, message, hint),
       typeOf: this.typeOfArgument,
       lookUp: (source) => scope.lookUp(source),

@@ -3,7 +3,7 @@
  * table or attribute, or a mistake, reported with the nearest name that exists.
  */
 import { didYouMean } from "../../common/diagnostics.js";
-import type { LdapSourceConfig, SourceConfig } from "../../config/types.js";
+import type { SourceConfig } from "../../config/types.js";
 import type { Expr, Span } from "../ast.js";
 import { DNSBL_ATTRIBUTES } from "../source-kinds.js";
 import type { ValueType, ValueWord } from "../words/types.js";
@@ -33,26 +33,36 @@ export class Names {
     return word.type;
   }
 
+  /** A source by its kind: a DNSBL, a table (one, or named tables), or a quota source. */
   private source(expr: NameExpr, source: SourceConfig, rest: string[]): ValueType | undefined {
     this.scope.use(source.name);
-    switch (source.type) {
+    const kind = source.kind;
+    switch (kind) {
       case "dnsbl":
-        return this.dnsbl(expr, source.name, rest);
-      case "list":
-        return this.list(expr, source.name, rest);
-      case "ldap":
-        return this.ldap(expr, source, rest);
-      default:
+        return this.dnsbl(expr, source, rest);
+      case "table":
+        return source.tables === undefined ? this.table(expr, source, rest) : this.tables(expr, source, rest);
+      case "quota":
         this.scope.report(
           expr.span,
           "error",
           `'${source.name}' is a quota source: use quota(ADDRESS, ${source.name})`,
         );
         return undefined;
+      default: {
+        const unknown: never = kind;
+        this.scope.report(
+          expr.span,
+          "error",
+          `source '${source.name}' is of kind '${String(unknown)}', which rules cannot use`,
+        );
+        return undefined;
+      }
     }
   }
 
-  private dnsbl(expr: NameExpr, head: string, rest: string[]): ValueType | undefined {
+  private dnsbl(expr: NameExpr, source: SourceConfig, rest: string[]): ValueType | undefined {
+    const head = source.name;
     if (rest.length === 0) {
       this.scope.resolve(expr, { kind: "dnsbl", source: head });
       return "table";
@@ -69,18 +79,20 @@ export class Names {
     this.scope.report(
       expr.partSpans[1] as Span,
       "error",
-      `DNSBL source '${head}' has no '${rest.join(".")}'`,
+      `${this.scope.session.labelOf(source)} source '${head}' has no '${rest.join(".")}'`,
       didYouMean(attribute, DNSBL_ATTRIBUTES),
     );
     return undefined;
   }
 
-  private list(expr: NameExpr, head: string, rest: string[]): ValueType | undefined {
+  /** A source that is one table: `NAME`. */
+  private table(expr: NameExpr, source: SourceConfig, rest: string[]): ValueType | undefined {
+    const head = source.name;
     if (rest.length > 0) {
       this.scope.report(
         expr.partSpans[1] as Span,
         "error",
-        `list source '${head}' has no members: use '${head}' as a table`,
+        `${this.scope.session.labelOf(source)} source '${head}' has no members: use '${head}' as a table`,
       );
       return undefined;
     }
@@ -88,23 +100,25 @@ export class Names {
     return "table";
   }
 
-  private ldap(expr: NameExpr, source: LdapSourceConfig, rest: string[]): ValueType | undefined {
+  /** A source with named tables: `NAME.table`. */
+  private tables(expr: NameExpr, source: SourceConfig, rest: string[]): ValueType | undefined {
     const head = source.name;
-    const tables = [...source.tables.keys()];
+    const label = this.scope.session.labelOf(source);
+    const tables = [...(source.tables?.keys() ?? [])];
     if (rest.length !== 1) {
       this.scope.report(
         rest.length === 0 ? expr.span : (expr.partSpans[2] as Span),
         "error",
-        `LDAP source '${head}' is used through its tables: ${tables.map((t) => `${head}.${t}`).join(", ")}`,
+        `${label} source '${head}' is used through its tables: ${tables.map((t) => `${head}.${t}`).join(", ")}`,
       );
       return undefined;
     }
     const table = rest[0] as string;
-    if (!source.tables.has(table)) {
+    if (!tables.includes(table)) {
       this.scope.report(
         expr.partSpans[1] as Span,
         "error",
-        `unknown table '${table}' in LDAP source '${head}'`,
+        `unknown table '${table}' in ${label} source '${head}'`,
         didYouMean(table, tables) ?? `its tables are ${tables.join(", ")}`,
       );
       return undefined;
@@ -130,7 +144,7 @@ export class Names {
     }
     const candidates = [...valueNames, ...sources.keys()];
     for (const s of sources.values())
-      if (s.type === "ldap") for (const t of s.tables.keys()) candidates.push(`${s.name}.${t}`);
+      for (const t of s.tables?.keys() ?? []) candidates.push(`${s.name}.${t}`);
     this.scope.report(
       expr.span,
       "error",

@@ -6,7 +6,7 @@
 import type { Diagnostic, Severity, SourceFile } from "../../common/diagnostics.js";
 import type { Stage } from "../../common/stages.js";
 import { STAGE_ORDER } from "../../common/stages.js";
-import type { SourceConfig } from "../../config/types.js";
+import type { SourceConfig, SourceTypeSpec } from "../../config/types.js";
 import type { Expr, Rule, Span, Template } from "../ast.js";
 import type { CompiledRegex } from "../regex-offload.js";
 import type { Registry } from "../registry.js";
@@ -49,6 +49,7 @@ export class CheckSession {
     private readonly file: SourceFile,
     readonly sources: ReadonlyMap<string, SourceConfig>,
     readonly registry: Registry,
+    readonly sourceTypes: ReadonlyMap<string, SourceTypeSpec> = new Map(),
   ) {
     this.result = {
       diagnostics: [],
@@ -61,6 +62,16 @@ export class CheckSession {
       valuesUsed: new Set(),
       macrosUsed: [],
     };
+  }
+
+  /** How messages name a source's type ("LDAP source 'people'"). */
+  labelOf(source: SourceConfig): string {
+    return this.sourceTypes.get(source.type)?.label ?? source.type;
+  }
+
+  /** The types whose sources answer quota(), for "none is configured". */
+  quotaTypes(): string[] {
+    return [...this.sourceTypes.values()].filter((t) => t.kind === "quota").map((t) => t.type);
   }
 
   report(at: Span | number, severity: Severity, message: string, hint?: string): void {

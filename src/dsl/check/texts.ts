@@ -40,7 +40,7 @@ export class Texts {
     }
     const [head, attribute] = name.split(".");
     const source = head === undefined ? undefined : scope.sources.get(head);
-    if (source?.type === "dnsbl" && (attribute === "zone" || attribute === "reason")) {
+    if (source?.kind === "dnsbl" && (attribute === "zone" || attribute === "reason")) {
       scope.use(source.name);
       if (attribute === "reason" && !scope.dnsblsLookedUp.has(source.name))
         scope.report(at, "warning", `{${name}} is empty unless this rule looks '${source.name}' up`);
@@ -48,7 +48,7 @@ export class Texts {
     }
     const candidates = [...scope.registry.valueNames(), ...scope.registry.placeholderNames()];
     for (const s of scope.sources.values())
-      if (s.type === "dnsbl") candidates.push(`${s.name}.zone`, `${s.name}.reason`);
+      if (s.kind === "dnsbl") candidates.push(`${s.name}.zone`, `${s.name}.reason`);
     scope.report(at, "error", `unknown placeholder '{${name}}'`, didYouMean(name, candidates));
   }
 }

@@ -4,11 +4,11 @@
  * checked, its implementation. A new function is one entry here.
  */
 import { didYouMean } from "../../common/diagnostics.js";
+import { either } from "../../common/suggest.js";
 import { isOverQuota, type QuotaStatus, quotaPercent } from "../../runtime/lookups.js";
 import type { QuotaValue } from "../../runtime/model.js";
 import type { Expr } from "../ast.js";
 import { andThen, stringify, traced } from "../evaluation.js";
-import { QUOTA_SOURCE_TYPES } from "../source-kinds.js";
 import type { CallCheck, CheckedCall, FunctionWord } from "./types.js";
 import { isTextual } from "./types.js";
 import { HEADER_OPTION } from "./values.js";
@@ -75,16 +75,14 @@ function describeQuota(s: QuotaStatus | undefined): string {
 
 /** The quota source a call names, or the only one there is; undefined after reporting. */
 function quotaSourceOf(check: CallCheck, sourceArg: Expr | undefined): string | undefined {
-  const quotaSources = [...check.sources.values()]
-    .filter((s) => QUOTA_SOURCE_TYPES.has(s.type))
-    .map((s) => s.name);
+  const quotaSources = [...check.sources.values()].filter((s) => s.kind === "quota").map((s) => s.name);
   if (sourceArg === undefined) {
     if (quotaSources.length === 1) return quotaSources[0] as string;
     check.report(
       check.call.calleeSpan,
       "error",
       quotaSources.length === 0
-        ? "quota() needs a quota source (maildir, mbox or http) and none is configured"
+        ? `quota() needs a quota source${check.quotaTypes.length > 0 ? ` (${either(check.quotaTypes)})` : ""} and none is configured`
         : `quota() must name its source: there are several quota sources: ${quotaSources.join(", ")}`,
       quotaSources.length > 0 ? `e.g. quota(rcpt, ${quotaSources[0]})` : undefined,
     );
@@ -100,7 +98,7 @@ function quotaSourceOf(check: CallCheck, sourceArg: Expr | undefined): string | 
     check.report(sourceArg.span, "error", `unknown source '${name}'`, didYouMean(name, check.sources.keys()));
     return undefined;
   }
-  if (!QUOTA_SOURCE_TYPES.has(source.type)) {
+  if (source.kind !== "quota") {
     check.report(
       sourceArg.span,
       "error",

@@ -100,6 +100,8 @@ export interface CallCheck {
   /** The stages of the rule the call is in. */
   readonly stages: readonly Stage[];
   readonly sources: ReadonlyMap<string, SourceConfig>;
+  /** The source types that answer quota() (`maildir`, `mbox`, `http`), for messages. */
+  readonly quotaTypes: readonly string[];
   report(at: Span | number, severity: Severity, message: string, hint?: string): void;
   /** Checks an argument as an expression: its type, or undefined after reporting why it has none. */
   typeOf(expr: Expr): ValueType | undefined;

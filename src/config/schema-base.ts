@@ -1,0 +1,384 @@
+/**
+ * The JSON Schema of rules.yaml without the source types: the top-level keys, the shared
+ * definitions, and the options every source has. schema.ts adds each source type's fragment;
+ * `npm run schema` writes the whole to schema/rules.schema.json for editors.
+ */
+import type { JsonSchema } from "./types.js";
+
+/** The options every source has, in every type's branch (a type may replace one's description). */
+export const COMMON_SOURCE_PROPERTIES: Record<string, JsonSchema> = {
+  timeout: {
+    $ref: "#/definitions/timeout",
+    description: "Time allowed for one lookup.",
+  },
+  on_error: {
+    $ref: "#/definitions/sourceOnError",
+    description: "tempfail or continue when a lookup fails.",
+  },
+  cache: {
+    $ref: "#/definitions/cache",
+    description: "Positive cache TTL.",
+  },
+  negative_cache: {
+    $ref: "#/definitions/negativeCache",
+    description: '"Not found" cache TTL.',
+  },
+  recipient_delimiter: {
+    $ref: "#/definitions/recipientDelimiter",
+    description: 'Address extension delimiter, e.g. "+".',
+  },
+};
+
+const BASE: JsonSchema = {
+  $schema: "http://json-schema.org/draft-07/schema#",
+  $id: "https://filterctl.invalid/schema/rules.schema.json",
+  title: "filterctl rules.yaml",
+  description:
+    "Configuration of filterctl: where the milter listens, the data sources rules look things up in, and the rules themselves. Add `# yaml-language-server: $schema=<path to>/schema/rules.schema.json` as the first line of rules.yaml for completion and checks in your editor.",
+  type: "object",
+  additionalProperties: false,
+  patternProperties: {
+    "^x-": {
+      description:
+        "Ignored: a place for YAML anchors to reuse elsewhere, e.g. `x-common: &common {timeout: 3s}` then `<<: *common` in sources.",
+    },
+  },
+  properties: {
+    listen: {
+      description:
+        "Socket the milter listens on, in Postfix/Sendmail notation: inet:PORT@HOST, inet:HOST:PORT, inet6:PORT@HOST, inet6:[HOST]:PORT, unix:/path or local:/path. `filterctl serve --listen` overrides it.",
+      type: "string",
+      pattern: "^(inet6?|unix|local|INET6?|UNIX|LOCAL):\\S+$",
+      examples: ["inet:127.0.0.1:8890", "inet:8890@127.0.0.1", "unix:/run/filterctl/milter.sock"],
+    },
+    listen_mode: {
+      description:
+        'File mode of a unix socket, in octal; quote it ("0660") so YAML keeps the leading zero. Default "0660".',
+      type: ["string", "integer"],
+      pattern: "^(0o?)?[0-7]{3}$",
+      default: "0660",
+    },
+    max_connections: {
+      description: "Most concurrent milter connections accepted; further connections wait. Default 4096.",
+      type: "integer",
+      minimum: 1,
+      maximum: 1000000,
+      default: 4096,
+    },
+    max_buffered_input: {
+      $ref: "#/definitions/size",
+      description:
+        "MTA input held unprocessed across all milter connections (packets being received, commands waiting for a busy rule). A connection that would pass it is not read until others let go; one that cannot finish its packet is closed 30s after the packet's first byte. At least 1MiB. Default 64MiB.",
+    },
+    shutdown_timeout: {
+      $ref: "#/definitions/duration",
+      description:
+        "On SIGTERM, how long sessions in flight may take to finish before they are closed. Default 30s.",
+    },
+    event_timeout: {
+      $ref: "#/definitions/duration",
+      description:
+        "Deadline for the rules of one milter event (connect, rcpt, ...); past it the event takes `defaults.on_error`. Default 10s.",
+    },
+    defaults: {
+      description: "Defaults for every source.",
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        on_error: {
+          $ref: "#/definitions/onError",
+          description:
+            "What a rule does when one of its lookups fails or times out: tempfail (answer `error_reply`) or continue (the condition is false). Default tempfail; DNSBL sources default to continue.",
+        },
+        error_reply: {
+          description:
+            'Reply given when a lookup fails and on_error is tempfail: a 4xx code, an optional 4.x.x enhanced code and a text. Default "451 4.3.0 Temporary lookup failure, try again later".',
+          type: "string",
+          pattern: "^4[0-9][0-9]( 4\\.[0-9]{1,3}\\.[0-9]{1,3})?( [^\\r\\n]*)?$",
+          default: "451 4.3.0 Temporary lookup failure, try again later",
+        },
+        timeout: {
+          $ref: "#/definitions/duration",
+          description: "Time allowed for one lookup, for sources that do not set their own. Default 2s.",
+        },
+        local_part: {
+          description:
+            "How addresses' local parts compare: insensitive (default; Bob@example.org is bob@example.org, as in Postfix's tables) or sensitive (kept exact). Domains always compare case-insensitively, and a quoted local part that needs no quotes is the same unquoted either way. Rules, lists and the {user}, {address} and {key} placeholders all use this form.",
+          type: "string",
+          enum: ["insensitive", "sensitive"],
+          default: "insensitive",
+        },
+      },
+    },
+    dns: {
+      description: "DNS resolver settings, for DNSBL lookups.",
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        servers: {
+          description: "Name servers to ask, as IP or IP:PORT ([IPv6]:PORT). Default: the system resolver.",
+          type: "array",
+          minItems: 1,
+          items: {
+            $ref: "#/definitions/dnsServer",
+          },
+        },
+      },
+    },
+    sources: {
+      description:
+        "Data sources the rules look things up in, by name. The name is what rules use: `quota(rcpt, backend)`, `from in directory.addresses`.",
+      type: "object",
+      propertyNames: {
+        $ref: "#/definitions/sourceName",
+      },
+      additionalProperties: {
+        $ref: "#/definitions/source",
+      },
+    },
+    rules: {
+      description:
+        "The rules, in the order they run. Each is either text (`on rcpt: if ... then ...`) or a mapping with name, on, if, then, else and mode.",
+      type: "array",
+      items: {
+        $ref: "#/definitions/rule",
+      },
+    },
+    quota_server: {
+      description: "Settings of `filterctl quota-server`, the back-end quota HTTP service.",
+      type: "object",
+      additionalProperties: false,
+      required: ["source"],
+      properties: {
+        listen: {
+          description:
+            "HOST:PORT the quota service listens on. Default 127.0.0.1:8025; `filterctl quota-server --listen` overrides it.",
+          type: "string",
+          pattern: "^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9._-]+):[0-9]{1,5}$",
+          default: "127.0.0.1:8025",
+        },
+        source: {
+          $ref: "#/definitions/sourceName",
+          description: "Name of the maildir or mbox source whose quota the service reports.",
+        },
+      },
+    },
+  },
+  definitions: {
+    duration: {
+      description: "A duration: a number and a unit, ms, s, m, h or d (500ms, 2s, 5m, 1h).",
+      type: "string",
+      pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",
+    },
+    size: {
+      description:
+        "A size: a number of bytes, or a number and a unit (200MB = 200\u00b710\u2076 bytes, 200MiB = 200\u00b72\u00b2\u2070; B, KB, MB, GB, TB, KiB, MiB, GiB, TiB).",
+      type: ["string", "integer"],
+      minimum: 0,
+      pattern: "^([0-9]+|[0-9]+(\\.[0-9]+)?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB))$",
+    },
+    onError: {
+      description:
+        "tempfail: answer the error reply (the client retries later); continue: treat the condition as false.",
+      type: "string",
+      enum: ["tempfail", "continue"],
+    },
+    sourceName: {
+      description:
+        "A name: a letter, then letters, digits and '_', with single '-' between words (mail-boxes); at most 64 characters. Not a word of the rule language (from, rcpt, in, not, ...).",
+      type: "string",
+      pattern: "^[A-Za-z][A-Za-z0-9_]*(-[A-Za-z0-9_]+)*$",
+      maxLength: 64,
+    },
+    tableName: {
+      description:
+        "A table name: a letter, then letters, digits and '_', with single '-' between words; at most 64 characters.",
+      type: "string",
+      pattern: "^[A-Za-z][A-Za-z0-9_]*(-[A-Za-z0-9_]+)*$",
+      maxLength: 64,
+    },
+    dnsServer: {
+      description: "A name server: 127.0.0.1, 127.0.0.1:53, ::1 or [::1]:53.",
+      type: "string",
+      pattern:
+        "^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}(:[0-9]{1,5})?|\\[[0-9A-Fa-f:.]+\\](:[0-9]{1,5})?|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*)$",
+    },
+    quota: {
+      description: "The quota limit: a size (200MB), or {bytes: SIZE, messages: COUNT}; 0 means no limit.",
+      if: {
+        type: "object",
+      },
+      then: {
+        $ref: "#/definitions/quotaLimits",
+      },
+      else: {
+        $ref: "#/definitions/size",
+      },
+    },
+    quotaLimits: {
+      description: "Byte and message-count limits; 0 or absent means no limit.",
+      type: "object",
+      additionalProperties: false,
+      minProperties: 1,
+      properties: {
+        bytes: {
+          $ref: "#/definitions/size",
+          description: "Byte limit, e.g. 200MB.",
+        },
+        messages: {
+          description: "Message-count limit.",
+          type: "integer",
+          minimum: 0,
+        },
+      },
+    },
+    // The kinds of source, and a branch per kind: schema.ts fills them in from the source types.
+    sourceType: {},
+    timeout: {
+      $ref: "#/definitions/duration",
+      description: "Time allowed for one lookup in this source. Default: defaults.timeout.",
+    },
+    sourceOnError: {
+      $ref: "#/definitions/onError",
+      description:
+        "What a rule does when a lookup in this source fails: tempfail or continue. Default: defaults.on_error (continue for dnsbl sources).",
+    },
+    cache: {
+      $ref: "#/definitions/duration",
+      description: "How long a found answer is remembered (positive cache TTL); 0s disables it.",
+    },
+    negativeCache: {
+      $ref: "#/definitions/duration",
+      description: 'How long a "not found" answer is remembered; 0s disables it.',
+    },
+    recipientDelimiter: {
+      description:
+        'Address extension delimiter(s), e.g. "+": {user} is then the local part without its +detail.',
+      type: "string",
+      pattern: '^[^\\s@"]{1,8}$',
+    },
+    pathTemplate: {
+      description:
+        "Path of the mailbox; {user}, {domain}, {address} are replaced (a value with /, .., NUL or a leading dot is never used).",
+      type: "string",
+      pattern: "^\\S",
+    },
+    source: {
+      description: "A data source; `type` says which kind, and which other keys apply.",
+      type: "object",
+      required: ["type"],
+      properties: {
+        type: {
+          $ref: "#/definitions/sourceType",
+          description: "",
+        },
+      },
+      allOf: [],
+    },
+    stage: {
+      description: "An SMTP stage: connect, helo, mail, rcpt, data, header, eoh, body or eom.",
+      type: "string",
+      enum: ["connect", "helo", "mail", "rcpt", "data", "header", "eoh", "body", "eom"],
+    },
+    ruleText: {
+      description: "A rule in text form: `[shadow] on STAGES: if CONDITION then ACTION [else ACTION]`.",
+      type: "string",
+      pattern: "\\S",
+    },
+    ruleShorthand: {
+      description: "A one-line text rule that YAML reads as a mapping: `- on connect: if ... then ...`.",
+      type: "object",
+      additionalProperties: {
+        description: "The statement after `on STAGES:`.",
+        type: "string",
+        pattern: "\\S",
+      },
+    },
+    ruleMapping: {
+      description: "A rule in structured form.",
+      type: "object",
+      additionalProperties: false,
+      required: ["on", "then"],
+      properties: {
+        name: {
+          description: "Name shown in logs, metrics and dry-run; default rule-N.",
+          type: "string",
+          pattern: "^[^\\x00-\\x1f\\x7f]+$",
+          maxLength: 100,
+        },
+        on: {
+          description: 'Stage(s) the rule runs at: rcpt, "mail, rcpt" or [mail, rcpt].',
+          if: {
+            type: "array",
+          },
+          then: {
+            type: "array",
+            minItems: 1,
+            items: {
+              $ref: "#/definitions/stage",
+            },
+          },
+          else: {
+            type: "string",
+            pattern:
+              "^[\\s,]*(connect|helo|mail|rcpt|data|header|eoh|body|eom)([\\s,]+(connect|helo|mail|rcpt|data|header|eoh|body|eom))*[\\s,]*$",
+          },
+        },
+        if: {
+          description: "The condition, e.g. quota(rcpt, backend) over.",
+          type: "string",
+          pattern: "\\S",
+        },
+        then: {
+          description:
+            'Action when the condition holds (or always, without `if`), e.g. tempfail 452 4.2.2 "Quota exceeded".',
+          type: "string",
+          pattern: "\\S",
+        },
+        else: {
+          description: "Action when the condition does not hold.",
+          type: "string",
+          pattern: "\\S",
+        },
+        mode: {
+          description:
+            "enforce (default), or shadow: evaluated, logged and counted, but never changes what the MTA is told.",
+          type: "string",
+          enum: ["enforce", "shadow"],
+          default: "enforce",
+        },
+      },
+    },
+    rule: {
+      description:
+        "A rule: text (`on rcpt: if ... then ...`) or a mapping with on, if, then, else, name and mode.",
+      if: {
+        type: "string",
+      },
+      then: {
+        $ref: "#/definitions/ruleText",
+      },
+      else: {
+        if: {
+          type: "object",
+          minProperties: 1,
+          maxProperties: 1,
+          propertyNames: {
+            pattern: "^\\s*(shadow\\s+)?on\\s",
+          },
+        },
+        then: {
+          $ref: "#/definitions/ruleShorthand",
+        },
+        else: {
+          $ref: "#/definitions/ruleMapping",
+        },
+      },
+    },
+  },
+};
+
+/** A fresh copy: the assembler adds to it. */
+export function baseSchema(): JsonSchema {
+  return structuredClone(BASE);
+}
