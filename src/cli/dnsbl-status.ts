@@ -6,7 +6,7 @@
 
 import type { DnsblSourceConfig } from "../config/types.js";
 import { EXIT_OK, openRules } from "../engine/open-rules.js";
-import type { SourceRegistry } from "../sources/registry.js";
+import type { RegistryOptions, SourceRegistry } from "../sources/registry.js";
 import type { DnsblSource, DnsblState } from "../sources/types.js";
 import { reportOpenFailure } from "./diagnostics-output.js";
 
@@ -57,8 +57,12 @@ export function renderStatusTable(lines: readonly DnsblStatusLine[]): string {
   return `${text.join("\n")}\n`;
 }
 
-export async function dnsblStatusCommand(options: { config: string; json: boolean }): Promise<number> {
-  const opened = await openRules(options.config, { only: (source) => source.type === "dnsbl" });
+/** `registry`: how sources are built (tests); default the real ones. */
+export async function dnsblStatusCommand(
+  options: { config: string; json: boolean },
+  registry: RegistryOptions = {},
+): Promise<number> {
+  const opened = await openRules(options.config, { only: (source) => source.type === "dnsbl", registry });
   if (opened.kind !== "opened") return reportOpenFailure(opened);
   let lines: DnsblStatusLine[];
   try {
