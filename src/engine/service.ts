@@ -2,6 +2,9 @@
  * The running configuration of `filterctl serve`: the compiled rules and their sources, swapped
  * atomically on reload (file change or SIGHUP). An invalid change is logged with every
  * diagnostic and changes nothing; transactions already started finish with their rules.
+ * A reload applies the whole configuration (event_timeout, error_reply and shutdown_timeout
+ * included) except the restart settings (config/types.ts RestartSettings): a change to one of
+ * those is logged as a warning naming it, and the value serve started with stays.
  */
 import { type FSWatcher, watch } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
@@ -100,8 +103,7 @@ export class RulesRuntime implements RulesService {
     first: Active,
   ) {
     this.active = first;
-    const { listen, listenMode, maxConnections, maxBufferedInput } = first.config;
-    this.running = { listen, listenMode, maxConnections, maxBufferedInput };
+    this.running = first.config;
     this.metrics = options.metrics;
     this.metrics?.generation.set(first.generation);
   }
