@@ -4,6 +4,7 @@
  */
 import type { Diagnostic, SourceFile } from "../common/diagnostics.js";
 import { formatDiagnostic } from "../common/diagnostics.js";
+import { exitCodeOf, type OpenFailure } from "../engine/open-rules.js";
 
 export function renderDiagnostic(diagnostic: Diagnostic, file: SourceFile | undefined): string {
   const head = formatDiagnostic(diagnostic);
@@ -34,4 +35,24 @@ export function summary(diagnostics: readonly Diagnostic[]): string {
   const warnings = diagnostics.length - errors;
   const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
   return `${plural(errors, "error")}, ${plural(warnings, "warning")}`;
+}
+
+/**
+ * Prints why a rules file could not be opened (every diagnostic with its line, or the one
+ * message) and answers the exit code of that kind of failure.
+ */
+export function reportOpenFailure(failure: OpenFailure): number {
+  switch (failure.kind) {
+    case "unreadable":
+      process.stderr.write(`filterctl: ${failure.message}\n`);
+      break;
+    case "invalid":
+      for (const d of failure.diagnostics) process.stderr.write(`${renderDiagnostic(d, failure.file)}\n`);
+      process.stderr.write(`${failure.file.path}: invalid (${summary(failure.diagnostics)})\n`);
+      break;
+    case "sources":
+      process.stderr.write(`filterctl: ${failure.message}\n`);
+      break;
+  }
+  return exitCodeOf(failure);
 }

@@ -1,16 +1,13 @@
 /**
  * `filterctl dnsbl-status`: probes every configured DNSBL now (one round each, in parallel) and
  * prints its health. Exit 0 when every list is healthy, 3 when any is not (for monitoring);
- * 1 for an invalid configuration, 2 for an unreadable file.
+ * 1 for an invalid configuration (or a list that cannot be opened), 2 for an unreadable file.
  */
 
-import { hasErrors } from "../common/diagnostics.js";
-import type { DnsblSourceConfig } from "../config/types.js";
-import { loadRules } from "../engine/load-rules.js";
-import { createDnsblSource } from "../sources/dnsbl.js";
-import type { DnsblState, SourceContext, SourceLogger } from "../sources/types.js";
-import { renderDiagnostic, summary } from "./diagnostics-output.js";
-import { EXIT_INVALID, EXIT_OK, EXIT_USAGE } from "./validate.js";
+import { EXIT_OK, openRules } from "../engine/open-rules.js";
+import type { RegistryOptions, SourceRegistry } from "../sources/registry.js";
+import type { DnsblSource, DnsblState } from "../sources/types.js";
+import { reportOpenFailure } from "./diagnostics-output.js";
 
 export const EXIT_UNHEALTHY = 3;
 
@@ -21,22 +18,14 @@ export interface DnsblStatusLine {
   detail: string;
 }
 
-const silent: SourceLogger = { info() {}, warn() {}, error() {} };
-
-/** One probe round for each DNSBL of the configuration, in parallel. */
-export async function probeLists(
-  lists: readonly DnsblSourceConfig[],
-  ctx: SourceContext,
-): Promise<DnsblStatusLine[]> {
+/** One probe round for each DNSBL the registry opened, in parallel (serve's first round, waited for). */
+export async function probeLists(registry: SourceRegistry): Promise<DnsblStatusLine[]> {
+  const lists = registry.configs().filter((c) => c.kind === "dnsbl");
   return Promise.all(
     lists.map(async (config) => {
-      const source = createDnsblSource(config, ctx);
-      try {
-        const health = await source.probe();
-        return { source: config.name, zone: source.zone, state: health.state, detail: health.detail };
-      } finally {
-        await source.close();
-      }
+      const source = registry.source(config.name) as DnsblSource;
+      const health = await source.probe();
+      return { source: config.name, zone: source.zone, state: health.state, detail: health.detail };
     }),
   );
 }
@@ -67,22 +56,19 @@ export function renderStatusTable(lines: readonly DnsblStatusLine[]): string {
   return `${text.join("\n")}\n`;
 }
 
-export async function dnsblStatusCommand(options: { config: string; json: boolean }): Promise<number> {
-  const loaded = await loadRules(options.config);
-  if (loaded.kind === "unreadable") {
-    process.stderr.write(`filterctl: ${loaded.message}\n`);
-    return EXIT_USAGE;
+/** `registry`: how sources are built (tests); default the real ones. */
+export async function dnsblStatusCommand(
+  options: { config: string; json: boolean },
+  registry: RegistryOptions = {},
+): Promise<number> {
+  const opened = await openRules(options.config, { only: (source) => source.kind === "dnsbl", registry });
+  if (opened.kind !== "opened") return reportOpenFailure(opened);
+  let lines: DnsblStatusLine[];
+  try {
+    lines = await probeLists(opened.registry);
+  } finally {
+    await opened.registry.close();
   }
-  const config = loaded.config;
-  if (config === undefined || hasErrors(loaded.diagnostics)) {
-    for (const d of loaded.diagnostics) process.stderr.write(`${renderDiagnostic(d, loaded.file)}\n`);
-    process.stderr.write(`${loaded.file.path}: invalid (${summary(loaded.diagnostics)})\n`);
-    return EXIT_INVALID;
-  }
-  const lists = [...config.sources.values()].filter((s): s is DnsblSourceConfig => s.type === "dnsbl");
-  const ctx: SourceContext = { configPath: config.file.path, logger: silent };
-  if (config.dns.servers !== undefined) ctx.dnsServers = config.dns.servers;
-  const lines = await probeLists(lists, ctx);
   process.stdout.write(
     options.json ? `${JSON.stringify({ lists: lines }, null, 2)}\n` : renderStatusTable(lines),
   );

@@ -1,17 +1,14 @@
 /**
  * `filterctl dry-run`: one SMTP transaction through the rules with the live sources, printed
  * stage by stage (each rule, each lookup with its answer and time, each reply as the MTA would
- * send it). Exit 0 whatever the decision.
+ * send it). Exit 0 whatever the decision; 1 invalid rules or sources that cannot be opened; 2 a
+ * usage error or an unreadable file.
  */
 import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
-import { hasErrors } from "../common/diagnostics.js";
 import { type DryRunInput, type DryRunReport, dryRun, type StageReport } from "../engine/dry-run.js";
-import { loadRules } from "../engine/load-rules.js";
-import { defaultFactories } from "../sources/factories.js";
-import { SourceRegistry } from "../sources/registry.js";
-import { renderDiagnostic, summary } from "./diagnostics-output.js";
-import { EXIT_INVALID, EXIT_OK, EXIT_USAGE } from "./validate.js";
+import { EXIT_OK, EXIT_USAGE, openRules } from "../engine/open-rules.js";
+import { reportOpenFailure } from "./diagnostics-output.js";
 
 export interface DryRunOptions {
   config: string;
@@ -91,25 +88,9 @@ export async function dryRunCommand(options: DryRunOptions): Promise<number> {
     return EXIT_USAGE;
   }
 
-  const loaded = await loadRules(options.config);
-  if (loaded.kind === "unreadable") {
-    process.stderr.write(`filterctl: ${loaded.message}\n`);
-    return EXIT_USAGE;
-  }
-  if (loaded.ruleset === undefined || loaded.config === undefined || hasErrors(loaded.diagnostics)) {
-    for (const d of loaded.diagnostics) process.stderr.write(`${renderDiagnostic(d, loaded.file)}\n`);
-    process.stderr.write(`${loaded.file.path}: invalid (${summary(loaded.diagnostics)})\n`);
-    return EXIT_INVALID;
-  }
-  let sources: SourceRegistry;
-  try {
-    sources = await SourceRegistry.create(loaded.config, { factories: defaultFactories });
-  } catch (error) {
-    process.stderr.write(
-      `filterctl: cannot open the sources of ${loaded.file.path}: ${(error as Error).message}\n`,
-    );
-    return EXIT_USAGE;
-  }
+  const opened = await openRules(options.config);
+  if (opened.kind !== "opened") return reportOpenFailure(opened);
+  const sources = opened.registry;
   // DNSBLs are off until their first probe round: run it now, so the dry-run sees them as serve would.
   await sources.probeDnsbls();
   const input: DryRunInput = {
@@ -127,7 +108,7 @@ export async function dryRunCommand(options: DryRunOptions): Promise<number> {
     input.macros = { "{auth_authen}": options.auth };
   }
   try {
-    const report = await dryRun(loaded.ruleset, sources, input);
+    const report = await dryRun(opened.ruleset, sources, input);
     process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : renderReport(report));
   } finally {
     await sources.close();

@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { parseHostPort } from "../engine/metrics.js";
+import { EXIT_USAGE } from "../engine/open-rules.js";
 import { ConfigError } from "../engine/service.js";
 import { AddressError, ListenError, parseListenAddress } from "../milter/index.js";
 import { dnsblStatusCommand } from "./dnsbl-status.js";
@@ -13,8 +14,6 @@ import { createLogger, type LogFormat } from "./logging.js";
 import { quotaServerCommand } from "./quota-server.js";
 import { type ServeOptions, serve } from "./serve.js";
 import { validateCommand } from "./validate.js";
-
-export const EXIT_USAGE = 2;
 
 function packageVersion(): string {
   const text = readFileSync(new URL("../../package.json", import.meta.url), "utf8");
@@ -33,14 +32,19 @@ function positiveInteger(value: string): number {
   return Number(value);
 }
 
-export function buildProgram(): Command {
-  const program = new Command("filterctl")
-    .description("A declarative mail filter for postmasters, served over the Sendmail milter protocol")
-    .version(packageVersion(), "-V, --version", "print the version and exit")
-    .helpOption("-h, --help", "show help")
-    .exitOverride()
-    .configureOutput({ outputError: (text, write) => write(`filterctl: ${text.replace(/^error: /, "")}`) });
+const LOG_FORMAT = () =>
+  new Option("--log-format <format>", "log lines as").choices(["json", "pretty"]).default("json");
 
+interface ServeFlags {
+  config?: string;
+  listen?: string;
+  metrics?: string;
+  maxConnections?: number;
+  shutdownTimeout?: number;
+  logFormat: LogFormat;
+}
+
+function addServe(program: Command): void {
   program
     .command("serve")
     .description(
@@ -69,44 +73,35 @@ export function buildProgram(): Command {
         "how long SIGTERM waits for connections in flight (default: the file's shutdown_timeout, 30)",
       ).argParser(positiveInteger),
     )
-    .addOption(
-      new Option("--log-format <format>", "log lines as").choices(["json", "pretty"]).default("json"),
-    )
-    .action(
-      async (opts: {
-        config?: string;
-        listen?: string;
-        metrics?: string;
-        maxConnections?: number;
-        shutdownTimeout?: number;
-        logFormat: LogFormat;
-      }) => {
-        if (opts.metrics !== undefined && parseHostPort(opts.metrics) === undefined) {
-          process.stderr.write(
-            `filterctl: --metrics '${opts.metrics}': expected HOST:PORT, e.g. 127.0.0.1:9890\n`,
-          );
-          process.exit(EXIT_USAGE);
-        }
-        const logger = createLogger(opts.logFormat);
-        const options: ServeOptions = {};
-        if (opts.config !== undefined) options.config = opts.config;
-        if (opts.listen !== undefined) options.listen = opts.listen;
-        if (opts.metrics !== undefined) options.metrics = opts.metrics;
-        if (opts.maxConnections !== undefined) options.maxConnections = opts.maxConnections;
-        if (opts.shutdownTimeout !== undefined) options.shutdownTimeoutMs = opts.shutdownTimeout * 1000;
-        try {
-          await serve(options, logger);
-        } catch (error) {
-          if (error instanceof ListenError || error instanceof ConfigError) {
-            process.stderr.write(`filterctl: ${error.message}\n`);
-            logger.flush(() => process.exit(error instanceof ConfigError ? error.exitCode : EXIT_USAGE));
-            return;
-          }
-          throw error;
-        }
-      },
-    );
+    .addOption(LOG_FORMAT())
+    .action(serveAction);
+}
 
+async function serveAction(opts: ServeFlags): Promise<void> {
+  if (opts.metrics !== undefined && parseHostPort(opts.metrics) === undefined) {
+    process.stderr.write(`filterctl: --metrics '${opts.metrics}': expected HOST:PORT, e.g. 127.0.0.1:9890\n`);
+    process.exit(EXIT_USAGE);
+  }
+  const logger = createLogger(opts.logFormat);
+  const options: ServeOptions = {};
+  if (opts.config !== undefined) options.config = opts.config;
+  if (opts.listen !== undefined) options.listen = opts.listen;
+  if (opts.metrics !== undefined) options.metrics = opts.metrics;
+  if (opts.maxConnections !== undefined) options.maxConnections = opts.maxConnections;
+  if (opts.shutdownTimeout !== undefined) options.shutdownTimeoutMs = opts.shutdownTimeout * 1000;
+  try {
+    await serve(options, logger);
+  } catch (error) {
+    if (error instanceof ListenError || error instanceof ConfigError) {
+      process.stderr.write(`filterctl: ${error.message}\n`);
+      logger.flush(() => process.exit(error instanceof ConfigError ? error.exitCode : EXIT_USAGE));
+      return;
+    }
+    throw error;
+  }
+}
+
+function addValidate(program: Command): void {
   program
     .command("validate")
     .description(
@@ -117,13 +112,11 @@ export function buildProgram(): Command {
     .action(async (opts: { config: string; json: boolean }) => {
       process.exitCode = await validateCommand(opts);
     });
+}
 
-  program
-    .command("dry-run")
-    .description(
-      "run one SMTP transaction through the rules with the live sources and print each stage, rule, lookup and reply (exit 0 whatever the decision)",
-    )
-    .option("--config <file>", "rules file", "./rules.yaml")
+/** The options that fill the transaction dry-run runs: one block, in the order --help lists them. */
+function addDryRunInput(command: Command): Command {
+  return command
     .requiredOption("--client-ip <ip>", "the SMTP client's address")
     .option("--client-name <name>", "the client's host name")
     .option("--helo <name>", "HELO/EHLO argument")
@@ -132,12 +125,24 @@ export function buildProgram(): Command {
     .option("--header <'Name: value'>", "a header (repeatable)", collect, [])
     .option("--message <file.eml>", "headers and body from a message file")
     .option("--auth <user>", "SASL login of the client")
-    .addOption(new Option("--size <bytes>", "SIZE= announced at MAIL FROM").argParser(nonNegativeInteger))
+    .addOption(new Option("--size <bytes>", "SIZE= announced at MAIL FROM").argParser(nonNegativeInteger));
+}
+
+function addDryRun(program: Command): void {
+  const command = program
+    .command("dry-run")
+    .description(
+      "run one SMTP transaction through the rules with the live sources and print each stage, rule, lookup and reply (exit 0 whatever the decision)",
+    )
+    .option("--config <file>", "rules file", "./rules.yaml");
+  addDryRunInput(command)
     .option("--json", "print the report as JSON", false)
     .action(async (opts: DryRunOptions) => {
       process.exitCode = await dryRunCommand(opts);
     });
+}
 
+function addDnsblStatus(program: Command): void {
   program
     .command("dnsbl-status")
     .description(
@@ -148,7 +153,9 @@ export function buildProgram(): Command {
     .action(async (opts: { config: string; json: boolean }) => {
       process.exitCode = await dnsblStatusCommand(opts);
     });
+}
 
+function addQuotaServer(program: Command): void {
   program
     .command("quota-server")
     .description(
@@ -159,14 +166,25 @@ export function buildProgram(): Command {
       "--listen <host:port>",
       "address to listen on (default: quota_server.listen, else 127.0.0.1:8025)",
     )
-    .addOption(
-      new Option("--log-format <format>", "log lines as").choices(["json", "pretty"]).default("json"),
-    )
+    .addOption(LOG_FORMAT())
     .action(async (opts: { config: string; listen?: string; logFormat: LogFormat }) => {
       const code = await quotaServerCommand(opts);
       if (code !== undefined) process.exitCode = code;
     });
+}
 
+export function buildProgram(): Command {
+  const program = new Command("filterctl")
+    .description("A declarative mail filter for postmasters, served over the Sendmail milter protocol")
+    .version(packageVersion(), "-V, --version", "print the version and exit")
+    .helpOption("-h, --help", "show help")
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(`filterctl: ${text.replace(/^error: /, "")}`) });
+  addServe(program);
+  addValidate(program);
+  addDryRun(program);
+  addDnsblStatus(program);
+  addQuotaServer(program);
   return program;
 }
 

@@ -9,15 +9,20 @@
 import { createServer } from "node:http";
 import type { Logger } from "pino";
 import { withDeadline } from "../common/deadline.js";
-import { hasErrors } from "../common/diagnostics.js";
 import { DEFAULT_QUOTA_SERVER_LISTEN } from "../config/load.js";
-import { loadRules } from "../engine/load-rules.js";
+import type { SourceConfig } from "../config/types.js";
 import { parseHostPort } from "../engine/metrics.js";
-import { createMaildirSource } from "../sources/maildir.js";
-import { createMboxSource } from "../sources/mbox.js";
+import {
+  type CheckedRules,
+  checkRules,
+  EXIT_INVALID,
+  EXIT_USAGE,
+  openSources,
+} from "../engine/open-rules.js";
 import { createQuotaRequestHandler } from "../sources/quota-service.js";
+import type { SourceRegistry } from "../sources/registry.js";
 import type { QuotaSource } from "../sources/types.js";
-import { renderDiagnostic, summary } from "./diagnostics-output.js";
+import { reportOpenFailure } from "./diagnostics-output.js";
 import { createLogger, type LogFormat } from "./logging.js";
 
 export interface QuotaServerOptions {
@@ -29,55 +34,44 @@ export interface QuotaServerOptions {
 /** How long SIGTERM waits for requests in flight before closing their connections. */
 const DRAIN_MS = 5000;
 
+/** The source `quota_server.source` names (the configuration checked it is one the service can answer from). */
+function quotaSourceOf(checked: CheckedRules): SourceConfig | undefined {
+  const settings = checked.config.quotaServer;
+  if (settings === undefined) {
+    process.stderr.write(
+      `${checked.file.path}: error: no 'quota_server' section; add quota_server: {source: NAME} naming a maildir or mbox source\n`,
+    );
+    return undefined;
+  }
+  return checked.config.sources.get(settings.source);
+}
+
 /** Runs the service; resolves with an exit code when it cannot start, else once it listens (undefined). */
 export async function quotaServerCommand(options: QuotaServerOptions): Promise<number | undefined> {
   if (options.listen !== undefined && parseHostPort(options.listen) === undefined) {
     process.stderr.write(`filterctl: --listen '${options.listen}': expected HOST:PORT like 127.0.0.1:8025\n`);
-    return 2;
+    return EXIT_USAGE;
   }
-  const loaded = await loadRules(options.config);
-  if (loaded.kind === "unreadable") {
-    process.stderr.write(`filterctl: ${loaded.message}\n`);
-    return 2;
-  }
-  const config = loaded.config;
-  if (config === undefined || hasErrors(loaded.diagnostics)) {
-    for (const d of loaded.diagnostics) process.stderr.write(`${renderDiagnostic(d, loaded.file)}\n`);
-    process.stderr.write(`${loaded.file.path}: invalid (${summary(loaded.diagnostics)})\n`);
-    return 1;
-  }
-  const settings = config.quotaServer;
-  if (settings === undefined) {
-    process.stderr.write(
-      `${loaded.file.path}: error: no 'quota_server' section; add quota_server: {source: NAME} naming a maildir or mbox source\n`,
-    );
-    return 1;
-  }
-  const sourceConfig = config.sources.get(settings.source);
-  if (sourceConfig === undefined || (sourceConfig.type !== "maildir" && sourceConfig.type !== "mbox")) {
-    process.stderr.write(
-      `${loaded.file.path}: error: quota_server.source '${settings.source}' is not a maildir or mbox source\n`,
-    );
-    return 1;
-  }
-  const listen = options.listen ?? settings.listen ?? DEFAULT_QUOTA_SERVER_LISTEN;
+  const checked = await checkRules(options.config);
+  if (checked.kind !== "checked") return reportOpenFailure(checked);
+  const sourceConfig = quotaSourceOf(checked);
+  if (sourceConfig === undefined) return EXIT_INVALID;
+  const listen = options.listen ?? checked.config.quotaServer?.listen ?? DEFAULT_QUOTA_SERVER_LISTEN;
   const address = parseHostPort(listen);
   if (address === undefined) {
     process.stderr.write(`filterctl: listen '${listen}': expected HOST:PORT like 127.0.0.1:8025\n`);
-    return 2;
+    return EXIT_USAGE;
   }
 
   const logger = createLogger(options.logFormat);
-  const ctx = {
-    configPath: config.file.path,
-    logger,
-    ...(config.dns.servers ? { dnsServers: config.dns.servers } : {}),
-  };
-  const source: QuotaSource =
-    sourceConfig.type === "maildir"
-      ? // A mailbox without maildirsize or limit is reported with its real usage, not zeros.
-        createMaildirSource(sourceConfig, ctx, { measureWithoutLimit: true })
-      : createMboxSource(sourceConfig, ctx);
+  const opened = await openSources(checked, {
+    only: (source) => source === sourceConfig,
+    // A maildir without maildirsize or limit is reported with its real usage, not zeros.
+    registry: { logger, quotaService: true },
+  });
+  if (opened.kind !== "opened") return reportOpenFailure(opened);
+  const registry = opened.registry;
+  const source = registry.source(sourceConfig.name) as QuotaSource;
   const handler = createQuotaRequestHandler({
     source,
     sourceName: sourceConfig.name,
@@ -95,15 +89,15 @@ export async function quotaServerCommand(options: QuotaServerOptions): Promise<n
   const bound = await listenOn(server, address);
   if (bound !== undefined) {
     process.stderr.write(`filterctl: cannot listen on ${listen}: ${bound.code ?? bound.message}\n`);
-    await source.close();
-    return 2;
+    await registry.close();
+    return EXIT_USAGE;
   }
   server.on("error", (error) => logger.error({ err: error.message }, "quota server error"));
   logger.info(
-    { listen, source: sourceConfig.name, type: sourceConfig.type, path: sourceConfig.path, pid: process.pid },
+    { listen, source: sourceConfig.name, type: sourceConfig.type, pid: process.pid },
     "quota server listening",
   );
-  installStop(server, source, logger);
+  installStop(server, registry, logger);
   return undefined;
 }
 
@@ -121,7 +115,11 @@ function listenOn(
   });
 }
 
-function installStop(server: ReturnType<typeof createServer>, source: QuotaSource, logger: Logger): void {
+function installStop(
+  server: ReturnType<typeof createServer>,
+  registry: SourceRegistry,
+  logger: Logger,
+): void {
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
@@ -138,7 +136,7 @@ function installStop(server: ReturnType<typeof createServer>, source: QuotaSourc
       unref: true,
     });
     void drained.then(() =>
-      source.close().finally(() => {
+      registry.close().finally(() => {
         logger.info({}, "stopped");
         logger.flush(() => process.exit(0));
       }),

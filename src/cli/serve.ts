@@ -6,10 +6,11 @@
 import { existsSync } from "node:fs";
 import type { Server } from "node:http";
 import type { Logger } from "pino";
+import type { RestartSettings } from "../config/types.js";
 import { eventLoggerHandler } from "../engine/event-logger-handler.js";
 import { Metrics } from "../engine/metrics.js";
-import { errorReply, rulesHandler } from "../engine/milter-handler.js";
-import { RulesRuntime } from "../engine/service.js";
+import { rulesHandler } from "../engine/milter-handler.js";
+import { RulesRuntime, type RuntimeOptions } from "../engine/service.js";
 import { formatListenAddress, MilterServer, type MilterServerOptions } from "../milter/index.js";
 import { stopOnSignals } from "./shutdown.js";
 
@@ -24,30 +25,35 @@ export interface ServeOptions {
 
 const DEFAULT_LISTEN = "inet:127.0.0.1:8890";
 
+function runtimeOptions(options: ServeOptions, metrics: Metrics | undefined): RuntimeOptions {
+  const fixed: (keyof RestartSettings)[] = [];
+  if (options.listen !== undefined) fixed.push("listen");
+  if (options.maxConnections !== undefined) fixed.push("maxConnections");
+  return metrics === undefined ? { fixed } : { fixed, metrics };
+}
+
 export async function serve(options: ServeOptions, logger: Logger): Promise<MilterServer> {
   const metrics = options.metrics === undefined ? undefined : new Metrics();
   const configPath = options.config ?? (existsSync("rules.yaml") ? "rules.yaml" : undefined);
   let runtime: RulesRuntime | undefined;
   const serverOptions: MilterServerOptions = { logger };
   let listen = options.listen ?? DEFAULT_LISTEN;
-  let shutdownTimeoutMs = options.shutdownTimeoutMs ?? 30_000;
 
   if (configPath === undefined) {
     logger.warn({}, "no rules file (--config, or ./rules.yaml): every message passes, each event is logged");
   } else {
-    runtime = await RulesRuntime.start(configPath, logger, metrics === undefined ? {} : { metrics });
+    runtime = await RulesRuntime.start(configPath, logger, runtimeOptions(options, metrics));
+    // What only a restart applies is read here, once; the rules handler reads the rest (the
+    // event deadline, the error reply) from the rules each transaction uses.
     const config = runtime.config;
     listen = options.listen ?? config.listen ?? DEFAULT_LISTEN;
-    shutdownTimeoutMs = options.shutdownTimeoutMs ?? config.shutdownTimeoutMs;
-    serverOptions.maxConnections = options.maxConnections ?? config.maxConnections;
+    serverOptions.maxConnections = config.maxConnections;
     serverOptions.maxBufferedInput = config.maxBufferedInput;
     serverOptions.socketMode = config.listenMode;
-    // The rules handler answers at event_timeout itself (with the sources' on_error); the
-    // server's own deadline, a little later, only backs it up.
-    serverOptions.handlerTimeoutMs = config.eventTimeoutMs + 2000;
-    serverOptions.fallback = errorReply(config.defaults.errorReply);
   }
   if (options.maxConnections !== undefined) serverOptions.maxConnections = options.maxConnections;
+  // Read at SIGTERM: a reload may have changed it.
+  const shutdownTimeoutMs = () => options.shutdownTimeoutMs ?? runtime?.config.shutdownTimeoutMs ?? 30_000;
 
   const active = runtime;
   const server = new MilterServer(

@@ -81,17 +81,20 @@ export interface StopTarget {
   server: MilterServer;
   runtime: RulesRuntime | undefined;
   metricsServer: Server | undefined;
-  shutdownTimeoutMs: number;
+  /** A function is read at the signal (a reload may have changed the value). */
+  shutdownTimeoutMs: number | (() => number);
   logger: Logger;
 }
 
 /** Stops on SIGTERM and SIGINT: drain, close, exit 0 — within shutdown_timeout + 5 s whatever hangs. */
 export function stopOnSignals(target: StopTarget): void {
-  const { server, runtime, logger, shutdownTimeoutMs } = target;
+  const { server, runtime, logger } = target;
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
+    const timeout = target.shutdownTimeoutMs;
+    const shutdownTimeoutMs = typeof timeout === "function" ? timeout() : timeout;
     logger.info({ signal, connections: server.activeConnections }, "stopping: no new connections");
     const hardDeadline = Date.now() + shutdownTimeoutMs + HARD_DEADLINE_MARGIN_MS;
     const drained = (async () => {

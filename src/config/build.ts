@@ -17,6 +17,7 @@ import type {
   LocatedText,
   OnError,
   QuotaLimit,
+  RestartSettings,
   RuleSource,
   SourceBuildContext,
   SourceConfig,
@@ -318,6 +319,16 @@ class Builder {
     return { listen, source, offset };
   }
 
+  /** What only a restart applies (RestartSettings); the rest of build() is what a reload applies. */
+  restartSettings(raw: Raw, listenModeText: string | undefined): RestartSettings {
+    return {
+      listen: this.listen(raw),
+      listenMode: this.listenMode(listenModeText),
+      maxConnections: typeof raw.max_connections === "number" ? raw.max_connections : DEFAULTS.maxConnections,
+      maxBufferedInput: this.bufferedInput(raw.max_buffered_input),
+    };
+  }
+
   build(raw: Raw, listenModeText: string | undefined): Config {
     const rawDefaults = record(raw.defaults);
     const defaults: Config["defaults"] = {
@@ -334,10 +345,7 @@ class Builder {
     const doc = this.doc;
     const config: Config = {
       file: this.file,
-      listen: this.listen(raw),
-      listenMode: this.listenMode(listenModeText),
-      maxConnections: typeof raw.max_connections === "number" ? raw.max_connections : DEFAULTS.maxConnections,
-      maxBufferedInput: this.bufferedInput(raw.max_buffered_input),
+      ...this.restartSettings(raw, listenModeText),
       shutdownTimeoutMs: duration(raw.shutdown_timeout) ?? DEFAULTS.shutdownTimeoutMs,
       eventTimeoutMs: this.atLeast(raw.event_timeout, ["event_timeout"], 1, DEFAULTS.eventTimeoutMs),
       defaults,

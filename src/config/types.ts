@@ -66,9 +66,6 @@ export interface SourceConfigs {}
 
 export type SourceConfig = SourceConfigs[keyof SourceConfigs];
 
-/** Transitional, for src/cli/dnsbl-status.ts: import DnsblSourceConfig from src/sources/dnsbl.ts instead. */
-export type DnsblSourceConfig = Extract<SourceConfig, { type: "dnsbl" }>;
-
 /** One entry of `rules:`, not yet parsed as rule language. */
 export type RuleSource =
   | {
@@ -91,13 +88,29 @@ export type RuleSource =
       mode: "enforce" | "shadow";
     };
 
-export interface Config {
-  file: SourceFile;
+/**
+ * What a running `serve` applies once, at start: the socket and the process-wide limits. A reload
+ * that changes one of them keeps the running value and says so; everything else in Config is
+ * applied by a reload.
+ */
+export interface RestartSettings {
   listen?: string;
   listenMode: number;
   maxConnections: number;
   /** Unprocessed MTA input held across all milter connections, in bytes. */
   maxBufferedInput: number;
+}
+
+/** Each restart setting's name in rules.yaml (a new one is added here and in RestartSettings). */
+export const RESTART_SETTINGS: { readonly [K in keyof RestartSettings]-?: string } = {
+  listen: "listen",
+  listenMode: "listen_mode",
+  maxConnections: "max_connections",
+  maxBufferedInput: "max_buffered_input",
+};
+
+export interface Config extends RestartSettings {
+  file: SourceFile;
   shutdownTimeoutMs: number;
   /** Deadline for one milter event before `on_error` applies. */
   eventTimeoutMs: number;

@@ -1,15 +1,14 @@
 /**
  * One SMTP transaction run through the rules, stage by stage, with the live sources: what
- * `filterctl dry-run` shows. The milter runs the same ruleset evaluation; this walk mirrors
- * what the MTA would do with each answer.
+ * `filterctl dry-run` shows. It drives the same transaction engine as `serve`
+ * (transaction-engine.ts) from the command line's input; this walk mirrors what the MTA would
+ * do with each answer, and reports every stage.
  */
-import { bareAddress } from "../common/address.js";
 import type { Stage } from "../common/stages.js";
-import { AddedHeaders } from "../runtime/added-headers.js";
-import type { Lookups } from "../runtime/lookups.js";
-import type { Decision, DecisionAction, Effect, LookupRecord } from "../runtime/model.js";
-import type { Ruleset, RuleTrace, StageOutcome } from "../runtime/ruleset.js";
-import { declaredSize, newTransaction, resetMessage } from "../runtime/transaction.js";
+import type { Lookups, MaybePromise } from "../runtime/lookups.js";
+import type { Decision, DecisionAction, LookupRecord } from "../runtime/model.js";
+import type { Ruleset, RuleTrace } from "../runtime/ruleset.js";
+import { refuses, type StageRun, TransactionEngine } from "./transaction-engine.js";
 
 export interface DryRunInput {
   clientIp: string;
@@ -67,174 +66,185 @@ function verdictOf(decision: Decision | undefined): Verdict {
   return decision?.action ?? "continue";
 }
 
-function refuses(decision: Decision | undefined): boolean {
-  return decision?.action === "reject" || decision?.action === "tempfail";
+/** How the transaction ends. */
+type End =
+  | { kind: "refused"; decision: Decision }
+  | { kind: "accepted" }
+  | { kind: "discarded" }
+  /** Every recipient was refused. */
+  | { kind: "no-recipient" };
+
+/** What the MTA does after a stage's decision: go on (undefined), or end the transaction. */
+function endOf(decision: Decision | undefined, discardEnds: boolean): End | undefined {
+  if (decision === undefined) return undefined;
+  if (refuses(decision)) return { kind: "refused", decision };
+  if (decision.action === "accept") return { kind: "accepted" };
+  if (discardEnds && decision.action === "discard") return { kind: "discarded" };
+  return undefined;
 }
 
-export async function dryRun(ruleset: Ruleset, lookups: Lookups, input: DryRunInput): Promise<DryRunReport> {
-  const tx = newTransaction((name) => {
+/** The MTA's macros by name, `{name}` and `name` alike. */
+function macroLookup(macros: Record<string, string> | undefined): (name: string) => string | undefined {
+  return (name) => {
     const key = name.length === 3 && name.startsWith("{") ? (name[1] as string) : name;
-    return input.macros?.[name] ?? input.macros?.[key] ?? input.macros?.[`{${key}}`];
-  });
-  const added = new AddedHeaders();
-  const report: DryRunReport = {
+    return macros?.[name] ?? macros?.[key] ?? macros?.[`{${key}}`];
+  };
+}
+
+export function dryRun(ruleset: Ruleset, lookups: Lookups, input: DryRunInput): Promise<DryRunReport> {
+  return new DryRun(ruleset, lookups, input).run();
+}
+
+type StageExtra = { rcpt?: string; header?: string; detail?: string };
+
+class DryRun {
+  private readonly engine: TransactionEngine;
+  private readonly report: DryRunReport = {
     recipients: [],
     stages: [],
     result: { decision: "accept", reply: null },
-    headersAdded: added.kept,
+    headersAdded: [],
     logs: [],
   };
-  let quarantine: string | undefined;
 
-  const run = async (
-    stage: Stage,
-    extra: { rcpt?: string; header?: string; detail?: string } = {},
-  ): Promise<StageOutcome> => {
-    const lookupsSeen: LookupRecord[] = [];
-    const outcome = await ruleset.evaluate(stage, tx, lookups, {
-      lookup: (r) => lookupsSeen.push(r),
-      everyRule: true,
-    });
+  constructor(
+    ruleset: Ruleset,
+    lookups: Lookups,
+    private readonly input: DryRunInput,
+  ) {
+    this.engine = new TransactionEngine({ ruleset, lookups }, { everyRule: true });
+  }
+
+  async run(): Promise<DryRunReport> {
+    const end = (await this.envelope()) ?? (await this.recipients()) ?? (await this.content());
+    const added = this.engine.addedHeaders;
+    this.report.headersAdded = added.kept;
+    if (added.dropped > 0) this.report.headersDropped = { count: added.dropped, rules: [...added.droppedBy] };
+    return this.ended(end ?? { kind: "accepted" });
+  }
+
+  /** Runs one stage and reports it; answers its decision. */
+  private async stage(run: MaybePromise<StageRun>, extra: StageExtra = {}): Promise<Decision | undefined> {
+    const { stage, outcome, lookups } = await run;
     const entry: StageReport = {
       stage,
       ...extra,
       decision: verdictOf(outcome.decision),
       reply: replyOf(outcome.decision),
       rules: outcome.rules,
-      lookups: lookupsSeen,
+      lookups: [...lookups],
       shadow: outcome.shadowDecisions.map((d) => ({ rule: d.rule, decision: d.action, reply: replyOf(d) })),
     };
     if (outcome.decision) entry.rule = outcome.decision.rule;
-    report.stages.push(entry);
-    for (const effect of outcome.effects) collect(effect);
-    if (outcome.decision?.action === "quarantine") quarantine ??= outcome.decision.reason;
-    return outcome;
-  };
-  const collect = (effect: Effect) => {
-    if (effect.kind === "log") report.logs.push({ text: effect.text, rule: effect.rule });
-    else if (!added.add({ name: effect.name, value: effect.value, rule: effect.rule }))
-      report.headersDropped = { count: added.dropped, rules: [...added.droppedBy] };
-  };
-  /** Ends the transaction: every recipient not yet decided gets `verdict`. */
-  const finish = (decision: Verdict, reply: string | null, rule?: string) => {
-    const decided = new Set(report.recipients.map((r) => r.rcpt));
-    for (const rcpt of input.rcpts) {
+    this.report.stages.push(entry);
+    for (const effect of outcome.effects) {
+      if (effect.kind === "log") this.report.logs.push({ text: effect.text, rule: effect.rule });
+    }
+    return outcome.decision;
+  }
+
+  /** Connect, HELO and MAIL. */
+  private async envelope(): Promise<End | undefined> {
+    const { input, engine } = this;
+    const client = {
+      ip: input.clientIp,
+      name: input.clientName ?? `[${input.clientIp}]`,
+      port: input.clientPort ?? 0,
+    };
+    const connect = engine.connect(client, macroLookup(input.macros));
+    let end = endOf(await this.stage(connect, { detail: `${client.ip} ${client.name}` }), false);
+    if (end !== undefined) return end;
+    const helo = input.helo ?? input.clientName ?? "";
+    end = endOf(await this.stage(engine.helo(helo), { detail: helo }), false);
+    if (end !== undefined) return end;
+    const mail = engine.mail({
+      sender: input.from,
+      esmtpArgs: input.mailArgs ?? [],
+      authUser: input.authUser ?? "",
+    });
+    const tx = engine.transaction;
+    const detail = `<${tx.from}>${tx.authUser ? ` auth=${tx.authUser}` : ""}`;
+    return endOf(await this.stage(mail, { detail }), true);
+  }
+
+  /** RCPT, one by one; a refusal refuses that recipient only. */
+  private async recipients(): Promise<End | undefined> {
+    for (const raw of this.input.rcpts) {
+      const decision = await this.stage(this.engine.rcpt(raw), { rcpt: raw });
+      const entry = { rcpt: raw, decision: verdictOf(decision), reply: replyOf(decision) };
+      this.report.recipients.push(decision ? { ...entry, rule: decision.rule } : entry);
+      if (decision?.action === "accept") return { kind: "accepted" };
+      if (decision?.action === "discard") return { kind: "discarded" };
+    }
+    return this.engine.transaction.rcpts.length === 0 ? { kind: "no-recipient" } : undefined;
+  }
+
+  /** DATA, the headers, end of headers, the body, end of message. */
+  private async content(): Promise<End | undefined> {
+    const { engine, input } = this;
+    const steps: [() => MaybePromise<StageRun>, StageExtra?][] = [[() => engine.data()]];
+    for (const { name, value } of input.headers) {
+      steps.push([() => engine.header(name, value), { header: `${name}: ${value}` }]);
+    }
+    steps.push([() => engine.eoh()], [() => engine.body(input.body.length)], [() => engine.eom()]);
+    for (const [step, extra] of steps) {
+      const end = endOf(await this.stage(step(), extra), true);
+      if (end !== undefined) return end;
+    }
+    return undefined;
+  }
+
+  private ended(end: End): DryRunReport {
+    const report = this.report;
+    switch (end.kind) {
+      case "refused":
+        return this.refused(end.decision);
+      case "accepted": {
+        const quarantine = this.engine.quarantine;
+        report.result = { decision: quarantine !== undefined ? "quarantine" : "accept", reply: null };
+        if (quarantine !== undefined) report.quarantine = quarantine;
+        return this.undecided("continue", null);
+      }
+      case "discarded":
+        report.result = { decision: "discard", reply: null };
+        return this.undecided("continue", null);
+      case "no-recipient": {
+        // The transaction fails; a single temporary refusal makes it temporary.
+        const refusals = report.recipients.filter(
+          (r) => r.decision === "reject" || r.decision === "tempfail",
+        );
+        const chosen = refusals.find((r) => r.decision === "tempfail") ?? refusals[0];
+        report.result = {
+          decision: chosen?.decision === "tempfail" ? "tempfail" : "reject",
+          reply: chosen?.reply ?? null,
+        };
+        return report;
+      }
+    }
+  }
+
+  /** Every recipient not yet decided gets `decision`. */
+  private undecided(decision: Verdict, reply: string | null, rule?: string): DryRunReport {
+    const decided = new Set(this.report.recipients.map((r) => r.rcpt));
+    for (const rcpt of this.input.rcpts) {
       if (decided.has(rcpt)) continue;
-      report.recipients.push(
+      this.report.recipients.push(
         rule === undefined ? { rcpt, decision, reply } : { rcpt, decision, reply, rule },
       );
     }
-    return report;
-  };
-  const refused = (outcome: StageOutcome) => {
-    const decision = outcome.decision as Decision;
-    report.result = { decision: decision.action as "reject" | "tempfail", reply: replyOf(decision) };
-    // The whole transaction is refused: so is every recipient still undecided.
-    const decided = new Set(report.recipients.map((r) => r.rcpt));
+    return this.report;
+  }
+
+  /** The whole transaction is refused: so is every recipient it had let through, and every one left. */
+  private refused(decision: Decision): DryRunReport {
+    const report = this.report;
+    const reply = replyOf(decision);
+    report.result = { decision: decision.action as "reject" | "tempfail", reply };
     report.recipients = report.recipients.map((r) =>
       r.decision === "continue" || r.decision === "accept"
-        ? { ...r, decision: decision.action, reply: replyOf(decision), rule: decision.rule }
+        ? { ...r, decision: decision.action, reply, rule: decision.rule }
         : r,
     );
-    for (const rcpt of input.rcpts) {
-      if (!decided.has(rcpt))
-        report.recipients.push({
-          rcpt,
-          decision: decision.action,
-          reply: replyOf(decision),
-          rule: decision.rule,
-        });
-    }
-    return report;
-  };
-  const accepted = () => {
-    report.result = { decision: quarantine !== undefined ? "quarantine" : "accept", reply: null };
-    if (quarantine !== undefined) report.quarantine = quarantine;
-    return finish("continue", null);
-  };
-
-  // connect
-  tx.client = {
-    ip: input.clientIp,
-    name: input.clientName ?? `[${input.clientIp}]`,
-    port: input.clientPort ?? 0,
-  };
-  let outcome = await run("connect", { detail: `${tx.client.ip} ${tx.client.name}` });
-  if (refuses(outcome.decision)) return refused(outcome);
-  if (outcome.decision?.action === "accept") return accepted();
-
-  // helo
-  tx.helo = input.helo ?? input.clientName ?? "";
-  outcome = await run("helo", { detail: tx.helo });
-  if (refuses(outcome.decision)) return refused(outcome);
-  if (outcome.decision?.action === "accept") return accepted();
-
-  // mail
-  resetMessage(tx);
-  tx.from = bareAddress(input.from);
-  tx.authUser = input.authUser ?? "";
-  tx.declaredSize = declaredSize(input.mailArgs ?? []);
-  outcome = await run("mail", { detail: `<${tx.from}>${tx.authUser ? ` auth=${tx.authUser}` : ""}` });
-  if (refuses(outcome.decision)) return refused(outcome);
-  if (outcome.decision?.action === "accept") return accepted();
-  if (outcome.decision?.action === "discard") {
-    report.result = { decision: "discard", reply: null };
-    return finish("continue", null);
+    return this.undecided(decision.action, reply, decision.rule);
   }
-
-  // rcpt, one by one; a refusal refuses that recipient only
-  let messageDecided: Decision | undefined;
-  for (const raw of input.rcpts) {
-    if (messageDecided !== undefined) break;
-    tx.rcpt = bareAddress(raw);
-    outcome = await run("rcpt", { rcpt: raw });
-    const decision = outcome.decision;
-    const entry = { rcpt: raw, decision: verdictOf(decision), reply: replyOf(decision) };
-    report.recipients.push(decision ? { ...entry, rule: decision.rule } : entry);
-    if (!refuses(decision)) tx.rcpts.push(tx.rcpt);
-    if (decision?.action === "accept" || decision?.action === "discard") messageDecided = decision;
-  }
-  tx.rcpt = "";
-  if (messageDecided?.action === "accept") return accepted();
-  if (messageDecided?.action === "discard") {
-    report.result = { decision: "discard", reply: null };
-    return finish("continue", null);
-  }
-  if (tx.rcpts.length === 0) {
-    // Every recipient refused: the transaction fails; a single temporary refusal makes it temporary.
-    const refusals = report.recipients.filter((r) => r.decision === "reject" || r.decision === "tempfail");
-    const temporary = refusals.find((r) => r.decision === "tempfail");
-    const chosen = temporary ?? refusals[0];
-    report.result = {
-      decision: chosen?.decision === "tempfail" ? "tempfail" : "reject",
-      reply: chosen?.reply ?? null,
-    };
-    return report;
-  }
-
-  // data, headers, end of headers, body, end of message
-  const content: [Stage, () => void, { header?: string }?][] = [["data", () => {}]];
-  for (const header of input.headers) {
-    content.push([
-      "header",
-      () => {
-        tx.header = header;
-        const key = header.name.toLowerCase();
-        if (!tx.headers.has(key)) tx.headers.set(key, header.value);
-      },
-      { header: `${header.name}: ${header.value}` },
-    ]);
-  }
-  content.push(["eoh", () => {}], ["body", () => (tx.bodyBytes = input.body.length)], ["eom", () => {}]);
-  for (const [stage, prepare, extra] of content) {
-    prepare();
-    outcome = await run(stage, extra);
-    if (refuses(outcome.decision)) return refused(outcome);
-    if (outcome.decision?.action === "accept") return accepted();
-    if (outcome.decision?.action === "discard") {
-      report.result = { decision: "discard", reply: null };
-      return finish("continue", null);
-    }
-  }
-  return accepted();
 }

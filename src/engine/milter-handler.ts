@@ -1,10 +1,9 @@
 /**
- * The milter handler that runs the rules: one per MTA connection. It fills the transaction
- * stage by stage, evaluates the ruleset pinned at the start of each transaction, turns decisions
- * into milter replies, and collects `add header` / quarantine for end of message.
+ * The milter handler that runs the rules: one per MTA connection. It drives the transaction
+ * engine (transaction-engine.ts) from milter events, pins the rules at the start of each
+ * transaction, turns stage outcomes into milter replies, and adds the headers and the quarantine
+ * at end of message.
  */
-import { bareAddress } from "../common/address.js";
-import { withDeadline } from "../common/deadline.js";
 import { CONTEXT_STAGES, type Stage } from "../common/stages.js";
 import { parseReply } from "../dsl/compiler.js";
 import {
@@ -19,28 +18,26 @@ import {
   type SessionContext,
   type StageInterest,
 } from "../milter/index.js";
-import { AddedHeaders } from "../runtime/added-headers.js";
-import type { Lookups, MaybePromise } from "../runtime/lookups.js";
-import type { Decision, Effect, LookupRecord, Tracer } from "../runtime/model.js";
+import type { MaybePromise } from "../runtime/lookups.js";
+import type { Decision, LookupRecord } from "../runtime/model.js";
 import type { Ruleset, StageOutcome } from "../runtime/ruleset.js";
-import { declaredSize, newTransaction, resetMessage, type Transaction } from "../runtime/transaction.js";
+import { type EngineRules, type StageRun, TransactionEngine } from "./transaction-engine.js";
+
+/** One generation of the rules being served. */
+export interface ServedRules extends EngineRules {
+  generation: number;
+  /** The answer when the handler fails or hangs (`defaults.error_reply`); default the server's. */
+  fallback?: Reply;
+}
 
 /** What the handler needs from the running service: the current rules and where to report. */
 export interface RulesService {
   /** The ruleset and sources new transactions use. */
-  current(): {
-    ruleset: Ruleset;
-    lookups: Lookups;
-    generation: number;
-    /** Deadline of one milter event; past it the event is answered by `timeoutReply` and its lookups are abandoned. */
-    eventTimeoutMs?: number;
-    /** The answer when a stage's rules miss the deadline: what their sources' on_error says. */
-    timeoutReply?: (stage: Stage) => Reply | undefined;
-  };
+  current(): ServedRules;
   /** A connection starts using these rules (they and their sources stay open while used). */
-  retain?(rules: ReturnType<RulesService["current"]>): void;
+  retain?(rules: ServedRules): void;
   /** A connection stops using these rules. */
-  release?(rules: ReturnType<RulesService["current"]>): void;
+  release?(rules: ServedRules): void;
   /** A stage's rules missed the event deadline. */
   deadlinePassed?(conn: number, stage: Stage, timeoutMs: number, reply: Reply | undefined): void;
   /** Called once per stage evaluation that decided something or produced effects. */
@@ -50,6 +47,12 @@ export interface RulesService {
   /** A connection keeps older rules because the current ones need what it did not negotiate. */
   keptRules?(conn: number, generation: number, current: number): void;
 }
+
+/**
+ * The server's own deadline for one event, past the rules' event_timeout: the engine answers at
+ * event_timeout itself (with the sources' on_error); this only backs it up.
+ */
+export const BACKUP_DEADLINE_MARGIN_MS = 2000;
 
 export interface DecisionEvent {
   stage: Stage;
@@ -133,187 +136,170 @@ export function negotiatedFor(wishes: NegotiationWishes, ruleset: Ruleset): bool
   return true;
 }
 
-/** The answer at end of message: the reply, the headers to add and the quarantine. */
-function endOfMessage(
-  reply: Reply | undefined,
-  headers: AddedHeaders,
-  quarantine: string | undefined,
-  session: SessionContext,
-  service: RulesService,
-): EndOfMessageResult {
-  const modifications: Modification[] = headers.kept.map((h) => ({
-    type: "addHeader",
-    name: h.name,
-    value: h.value,
-  }));
-  if (quarantine !== undefined) modifications.push({ type: "quarantine", reason: quarantine });
-  if (headers.dropped > 0) {
-    const event: HeadersDroppedEvent = {
-      conn: session.id,
-      dropped: headers.dropped,
-      added: headers.kept.length,
-      rules: [...headers.droppedBy],
-    };
-    const queueId = session.macro("i");
-    if (queueId) event.queueId = queueId;
-    service.headersDropped?.(event);
+/** The rules handler of one MTA connection: milter events in, the engine's outcomes out as replies. */
+class RulesConnection implements MilterHandler {
+  readonly wishes: NegotiationWishes;
+  private pinned: ServedRules;
+  // Whether this connection holds `pinned` (QUIT_NC closes a session but keeps the socket).
+  private holding = true;
+  private keptNoted = 0;
+  private readonly engine: TransactionEngine;
+
+  constructor(
+    private readonly service: RulesService,
+    private readonly id: number,
+  ) {
+    this.pinned = service.current();
+    this.wishes = wishesFor(this.pinned.ruleset);
+    service.retain?.(this.pinned);
+    this.engine = new TransactionEngine(this.pinned);
   }
-  return { reply: reply ?? { action: "continue" }, modifications };
+
+  /** The session's own deadline for one event follows the rules this connection uses now. */
+  get handlerTimeoutMs(): number | undefined {
+    const ms = this.pinned.eventTimeoutMs;
+    return ms === undefined ? undefined : ms + BACKUP_DEADLINE_MARGIN_MS;
+  }
+
+  get fallback(): Reply | undefined {
+    return this.pinned.fallback;
+  }
+
+  /**
+   * The rules for what starts now: the current ones, unless a reload since this connection's
+   * negotiation needs stages, replies or macros it did not ask the MTA for (their decisions
+   * would be lost, or logged but never told to the MTA). Then the connection keeps the rules
+   * it has until the MTA opens a new one.
+   */
+  private repin(): void {
+    const current = this.service.current();
+    if (current === this.pinned) return;
+    if (negotiatedFor(this.wishes, current.ruleset)) {
+      this.service.retain?.(current);
+      this.service.release?.(this.pinned);
+      this.pinned = current;
+      this.engine.rules = current;
+    } else if (this.keptNoted !== current.generation) {
+      this.keptNoted = current.generation;
+      this.service.keptRules?.(this.id, this.pinned.generation, current.generation);
+    }
+  }
+
+  connect(client: ConnectInfo, session: SessionContext): MaybePromise<Reply | undefined> {
+    if (!this.holding) {
+      this.service.retain?.(this.pinned);
+      this.holding = true;
+    }
+    this.repin();
+    const input = { ip: client.address, name: client.hostname, port: client.port };
+    return this.answer(
+      this.engine.connect(input, (name) => session.macro(name)),
+      session,
+    );
+  }
+
+  helo(name: string, session: SessionContext): MaybePromise<Reply | undefined> {
+    return this.answer(this.engine.helo(name), session);
+  }
+
+  mail(sender: string, args: string[], session: SessionContext): MaybePromise<Reply | undefined> {
+    this.repin();
+    return this.answer(this.engine.mail({ sender, esmtpArgs: args }), session);
+  }
+
+  rcpt(recipient: string, _args: string[], session: SessionContext): MaybePromise<Reply | undefined> {
+    return this.answer(this.engine.rcpt(recipient), session);
+  }
+
+  data(session: SessionContext): MaybePromise<Reply | undefined> {
+    return this.answer(this.engine.data(), session);
+  }
+
+  header(name: string, value: string, session: SessionContext): MaybePromise<Reply | undefined> {
+    return this.answer(this.engine.header(name, value), session);
+  }
+
+  eoh(session: SessionContext): MaybePromise<Reply | undefined> {
+    return this.answer(this.engine.eoh(), session);
+  }
+
+  body(chunk: Buffer, session: SessionContext): MaybePromise<Reply | undefined> {
+    return this.answer(this.engine.body(chunk.length), session);
+  }
+
+  eom(session: SessionContext): MaybePromise<EndOfMessageResult> {
+    const run = this.engine.eom();
+    return run instanceof Promise
+      ? run.then((r) => this.endOfMessage(r, session))
+      : this.endOfMessage(run, session);
+  }
+
+  abort(): void {
+    this.engine.abort();
+  }
+
+  close(): void {
+    if (this.holding) this.service.release?.(this.pinned);
+    this.holding = false;
+  }
+
+  private answer(run: MaybePromise<StageRun>, session: SessionContext): MaybePromise<Reply | undefined> {
+    return run instanceof Promise ? run.then((r) => this.reply(r, session)) : this.reply(run, session);
+  }
+
+  /** The milter reply of a stage, reported to the service when the stage did something. */
+  private reply(run: StageRun, session: SessionContext): Reply | undefined {
+    const { stage, outcome } = run;
+    const reply = decisionReply(outcome.decision);
+    if (run.lateAfterMs !== undefined) {
+      this.service.deadlinePassed?.(session.id, stage, run.lateAfterMs, reply);
+      return reply;
+    }
+    if (outcome.decision !== undefined || outcome.effects.length > 0 || outcome.shadowDecisions.length > 0) {
+      const tx = this.engine.transaction;
+      const event: DecisionEvent = {
+        stage,
+        conn: session.id,
+        generation: this.pinned.generation,
+        client: tx.client.ip,
+        outcome,
+        lookups: [...run.lookups],
+      };
+      const queueId = session.macro("i");
+      if (queueId) event.queueId = queueId;
+      if (stage !== "connect" && stage !== "helo") event.from = tx.from;
+      if (stage === "rcpt") event.rcpt = tx.rcpt;
+      this.service.report(event);
+    }
+    return reply;
+  }
+
+  /** The answer at end of message: the reply, the headers to add and the quarantine. */
+  private endOfMessage(run: StageRun, session: SessionContext): EndOfMessageResult {
+    const reply = this.reply(run, session);
+    const headers = this.engine.addedHeaders;
+    const modifications: Modification[] = headers.kept.map((h) => ({
+      type: "addHeader",
+      name: h.name,
+      value: h.value,
+    }));
+    const quarantine = this.engine.quarantine;
+    if (quarantine !== undefined) modifications.push({ type: "quarantine", reason: quarantine });
+    if (headers.dropped > 0) {
+      const event: HeadersDroppedEvent = {
+        conn: session.id,
+        dropped: headers.dropped,
+        added: headers.kept.length,
+        rules: [...headers.droppedBy],
+      };
+      const queueId = session.macro("i");
+      if (queueId) event.queueId = queueId;
+      this.service.headersDropped?.(event);
+    }
+    return { reply: reply ?? { action: "continue" }, modifications };
+  }
 }
 
 export function rulesHandler(service: RulesService): (info: { id: number }) => MilterHandler {
-  return (info) => {
-    const connectionRules = service.current();
-    const wishes = wishesFor(connectionRules.ruleset);
-    let pinned = connectionRules;
-    // Whether this connection holds `pinned` (QUIT_NC closes a session but keeps the socket).
-    let holding = true;
-    service.retain?.(pinned);
-    let keptNoted = 0;
-    /**
-     * The rules for what starts now: the current ones, unless a reload since this connection's
-     * negotiation needs stages, replies or macros it did not ask the MTA for (their decisions
-     * would be lost, or logged but never told to the MTA). Then the connection keeps the rules
-     * it has until the MTA opens a new one.
-     */
-    const repin = () => {
-      const current = service.current();
-      if (current === pinned) return;
-      if (negotiatedFor(wishes, current.ruleset)) {
-        service.retain?.(current);
-        service.release?.(pinned);
-        pinned = current;
-      } else if (keptNoted !== current.generation) {
-        keptNoted = current.generation;
-        service.keptRules?.(info.id, pinned.generation, current.generation);
-      }
-    };
-    let tx: Transaction = newTransaction();
-    let headersToAdd = new AddedHeaders();
-    let quarantine: string | undefined;
-
-    // One command at a time per connection: one list of the current stage's lookups is enough.
-    const lookupsSeen: LookupRecord[] = [];
-    const tracer: Tracer = { lookup: (record) => lookupsSeen.push(record) };
-    const evaluate = (
-      stage: Stage,
-      session: SessionContext,
-      extra: { rcpt?: string } = {},
-    ): MaybePromise<Reply | undefined> => {
-      lookupsSeen.length = 0;
-      const outcome = pinned.ruleset.evaluate(stage, tx, pinned.lookups, tracer);
-      const handle = (o: StageOutcome): Reply | undefined => {
-        for (const effect of o.effects) collect(effect);
-        if (o.decision?.action === "quarantine") quarantine ??= o.decision.reason;
-        if (o.decision !== undefined || o.effects.length > 0 || o.shadowDecisions.length > 0) {
-          const event: DecisionEvent = {
-            stage,
-            conn: session.id,
-            generation: pinned.generation,
-            client: tx.client.ip,
-            outcome: o,
-            lookups: [...lookupsSeen],
-          };
-          const queueId = session.macro("i");
-          if (queueId) event.queueId = queueId;
-          if (stage !== "connect" && stage !== "helo") event.from = tx.from;
-          if (extra.rcpt !== undefined) event.rcpt = extra.rcpt;
-          service.report(event);
-        }
-        return decisionReply(o.decision);
-      };
-      if (!(outcome instanceof Promise)) return handle(outcome);
-      const timeoutMs = pinned.eventTimeoutMs;
-      if (timeoutMs === undefined) return outcome.then(handle);
-      const rules = pinned;
-      let late = false;
-      return withDeadline(
-        outcome.then((o) => (late ? undefined : handle(o))),
-        {
-          ms: timeoutMs,
-          onTimeout: () => {
-            late = true;
-            // The lookups still running are abandoned (a cache keeps what they find for the next one).
-            const reply = rules.timeoutReply?.(stage);
-            service.deadlinePassed?.(session.id, stage, timeoutMs, reply);
-            return reply;
-          },
-        },
-      );
-    };
-    const collect = (effect: Effect) => {
-      if (effect.kind === "addHeader") headersToAdd.add(effect);
-    };
-    const startMessage = () => {
-      repin();
-      resetMessage(tx);
-      headersToAdd = new AddedHeaders();
-      quarantine = undefined;
-    };
-
-    return {
-      wishes,
-      connect(client: ConnectInfo, session) {
-        tx = newTransaction((name) => session.macro(name));
-        tx.client = { ip: client.address, name: client.hostname, port: client.port };
-        if (!holding) {
-          service.retain?.(pinned);
-          holding = true;
-        }
-        repin();
-        return evaluate("connect", session);
-      },
-      helo(name, session) {
-        tx.helo = name;
-        return evaluate("helo", session);
-      },
-      mail(sender, args, session) {
-        startMessage();
-        tx.from = bareAddress(sender);
-        tx.declaredSize = declaredSize(args);
-        tx.authUser = session.macro("{auth_authen}") ?? "";
-        return evaluate("mail", session);
-      },
-      rcpt(recipient, _args, session) {
-        tx.rcpt = bareAddress(recipient);
-        const result = evaluate("rcpt", session, { rcpt: tx.rcpt });
-        const accept = (reply: Reply | undefined) => {
-          if (reply?.action !== "reject" && reply?.action !== "tempfail") tx.rcpts.push(tx.rcpt);
-          return reply;
-        };
-        return result instanceof Promise ? result.then(accept) : accept(result);
-      },
-      data(session) {
-        return evaluate("data", session);
-      },
-      header(name, value, session) {
-        tx.header = { name, value };
-        const key = name.toLowerCase();
-        if (!tx.headers.has(key)) tx.headers.set(key, value);
-        return evaluate("header", session);
-      },
-      eoh(session) {
-        return evaluate("eoh", session);
-      },
-      body(chunk, session) {
-        tx.bodyBytes += chunk.length;
-        return evaluate("body", session);
-      },
-      eom(session): MaybePromise<EndOfMessageResult> {
-        const finish = (reply: Reply | undefined) =>
-          endOfMessage(reply, headersToAdd, quarantine, session, service);
-        const result = evaluate("eom", session);
-        return result instanceof Promise ? result.then(finish) : finish(result);
-      },
-      abort() {
-        resetMessage(tx);
-        headersToAdd = new AddedHeaders();
-        quarantine = undefined;
-      },
-      close() {
-        if (holding) service.release?.(pinned);
-        holding = false;
-      },
-    };
-  };
+  return (info) => new RulesConnection(service, info.id);
 }

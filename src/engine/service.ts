@@ -2,28 +2,31 @@
  * The running configuration of `filterctl serve`: the compiled rules and their sources, swapped
  * atomically on reload (file change or SIGHUP). An invalid change is logged with every
  * diagnostic and changes nothing; transactions already started finish with their rules.
+ * A reload applies the whole configuration (event_timeout, error_reply and shutdown_timeout
+ * included) except the restart settings (config/types.ts RestartSettings): a change to one of
+ * those is logged as a warning naming it, and the value serve started with stays.
  */
 import { type FSWatcher, watch } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import type { Logger } from "pino";
 import { withDeadline } from "../common/deadline.js";
-import { formatDiagnostic } from "../common/diagnostics.js";
-import { STAGES, type Stage } from "../common/stages.js";
+import { type Diagnostic, formatDiagnostic } from "../common/diagnostics.js";
+import type { Stage } from "../common/stages.js";
 import { referencedFiles } from "../config/load.js";
-import type { Config } from "../config/types.js";
+import { type Config, RESTART_SETTINGS, type RestartSettings } from "../config/types.js";
 import type { Reply } from "../milter/index.js";
 import type { Ruleset } from "../runtime/ruleset.js";
-import { defaultFactories } from "../sources/factories.js";
-import { type SourceFactories, SourceRegistry } from "../sources/registry.js";
+import type { RegistryOptions, SourceFactories, SourceRegistry } from "../sources/registry.js";
 import { replyOf } from "./dry-run.js";
-import { loadRules } from "./load-rules.js";
 import type { Metrics } from "./metrics.js";
 import {
   type DecisionEvent,
   errorReply,
   type HeadersDroppedEvent,
   type RulesService,
+  type ServedRules,
 } from "./milter-handler.js";
+import { deadlineDecisions, exitCodeOf, type OpenedRules, openRules } from "./open-rules.js";
 
 export class ConfigError extends Error {
   constructor(
@@ -35,31 +38,16 @@ export class ConfigError extends Error {
 }
 
 /** The rules being served (or still used by connections opened before a reload). */
-export interface Active {
+export interface Active extends ServedRules {
   config: Config;
   ruleset: Ruleset;
   lookups: SourceRegistry;
-  generation: number;
   eventTimeoutMs: number;
-  timeoutReply: (stage: Stage) => Reply | undefined;
+  fallback: Reply;
 }
 
-/**
- * What a stage answers when its rules miss the event deadline: continue when every source its
- * rules look up says on_error: continue, else the error reply (a tempfail, never a 5xx).
- */
-function timeoutReplies(config: Config, ruleset: Ruleset): (stage: Stage) => Reply | undefined {
-  const tempfail = errorReply(config.defaults.errorReply);
-  const byStage = new Map<Stage, Reply | undefined>();
-  for (const stage of STAGES) {
-    const sources = ruleset.rulesFor(stage).flatMap((rule) => rule.lookups);
-    const allContinue = sources.every(
-      (name) => (config.sources.get(name)?.onError ?? config.defaults.onError) === "continue",
-    );
-    byStage.set(stage, allContinue ? undefined : tempfail);
-  }
-  return (stage) => byStage.get(stage);
-}
+/** Opened rules, not yet served. */
+type Built = Pick<OpenedRules, "config" | "ruleset" | "registry">;
 
 /** Changes are picked up this long after the last write (editors write in several steps). */
 const DEBOUNCE_MS = 200;
@@ -75,6 +63,14 @@ export interface RuntimeOptions {
   reloadDeadlineMs?: number;
   /** Default: the real sources. */
   factories?: SourceFactories;
+  /** Restart settings the command line sets: the file's value is not used, so its changes are not reported. */
+  fixed?: readonly (keyof RestartSettings)[];
+}
+
+/** How a restart setting is shown in the warning: `listen_mode` in octal, the rest as written. */
+function shown(key: keyof RestartSettings, value: RestartSettings[keyof RestartSettings]): string {
+  if (value === undefined) return "(not set)";
+  return key === "listenMode" ? `0${(value as number).toString(8)}` : String(value);
 }
 
 /** One reload; `abandoned` once its deadline passed or the runtime closed. */
@@ -97,6 +93,8 @@ export class RulesRuntime implements RulesService {
   private attempt: Attempt | undefined;
   private closing = false;
   private readonly metrics: Metrics | undefined;
+  /** The restart settings of the file serve started with: what runs until a restart. */
+  private readonly running: RestartSettings;
 
   private constructor(
     private readonly path: string,
@@ -105,17 +103,18 @@ export class RulesRuntime implements RulesService {
     first: Active,
   ) {
     this.active = first;
+    this.running = first.config;
     this.metrics = options.metrics;
     this.metrics?.generation.set(first.generation);
   }
 
   /** Loads the configuration once; an invalid or unreadable file is a ConfigError (exit 1 / 2). */
   static async start(path: string, logger: Logger, options: RuntimeOptions = {}): Promise<RulesRuntime> {
-    const loaded = await RulesRuntime.build(path, logger, options, undefined);
-    if ("error" in loaded) throw loaded.error;
-    const runtime = new RulesRuntime(path, logger, options, RulesRuntime.activate(loaded, 1));
+    const built = await RulesRuntime.build(path, logger, options, undefined);
+    if ("error" in built) throw built.error;
+    const runtime = new RulesRuntime(path, logger, options, RulesRuntime.activate(built, 1));
     logger.info(
-      { generation: 1, rules: loaded.ruleset.rules.length, sources: loaded.config.sources.size },
+      { generation: 1, rules: built.ruleset.rules.length, sources: built.config.sources.size },
       "rules loaded",
     );
     return runtime;
@@ -124,54 +123,69 @@ export class RulesRuntime implements RulesService {
   private static async build(
     path: string,
     logger: Logger,
-    { metrics, factories = defaultFactories }: RuntimeOptions,
+    { metrics, factories }: RuntimeOptions,
     previous: SourceRegistry | undefined,
     signal?: AbortSignal,
-  ): Promise<Omit<Active, "generation" | "eventTimeoutMs" | "timeoutReply"> | { error: ConfigError }> {
-    const loaded = await loadRules(path, true);
-    if (loaded.kind === "unreadable") return { error: new ConfigError(loaded.message, 2) };
-    for (const d of loaded.diagnostics) {
-      const fields = { file: d.file, line: d.line, column: d.column, severity: d.severity };
-      if (d.severity === "warning") logger.warn(fields, formatDiagnostic(d));
-      else logger.error(fields, formatDiagnostic(d));
-    }
-    if (loaded.ruleset === undefined || loaded.config === undefined) {
-      const errors = loaded.diagnostics.filter((d) => d.severity === "error").length;
-      return { error: new ConfigError(`${path}: invalid (${errors} error${errors === 1 ? "" : "s"})`, 1) };
-    }
-    const options: Parameters<typeof SourceRegistry.create>[1] = {
-      factories,
+  ): Promise<Built | { error: ConfigError }> {
+    const registry: RegistryOptions = {
+      ...(factories !== undefined ? { factories } : {}),
       logger,
       onDnsblState: (source, zone, health) => {
         metrics?.setDnsblState(source, zone, health.state);
       },
     };
-    if (previous !== undefined) options.previous = previous;
-    if (signal !== undefined) options.signal = signal;
+    if (previous !== undefined) registry.previous = previous;
+    if (signal !== undefined) registry.signal = signal;
     if (metrics !== undefined) {
-      options.onLookup = (source, ms, outcome) => {
+      registry.onLookup = (source, ms, outcome) => {
         metrics.lookupSeconds.observe({ source, outcome }, ms / 1000);
         if (outcome !== "ok") metrics.lookupErrors.inc({ source });
       };
     }
-    try {
-      const lookups = await SourceRegistry.create(loaded.config, options);
-      return { config: loaded.config, ruleset: loaded.ruleset, lookups };
-    } catch (error) {
-      return { error: new ConfigError(`${path}: cannot open sources: ${(error as Error).message}`, 1) };
+    const opened = await openRules(path, { mustRead: true, registry });
+    if (opened.kind !== "unreadable") logDiagnostics(logger, opened.diagnostics);
+    switch (opened.kind) {
+      case "opened":
+        return opened;
+      case "unreadable":
+        return { error: new ConfigError(opened.message, exitCodeOf(opened)) };
+      case "invalid": {
+        const errors = opened.diagnostics.filter((d) => d.severity === "error").length;
+        const message = `${path}: invalid (${errors} error${errors === 1 ? "" : "s"})`;
+        return { error: new ConfigError(message, exitCodeOf(opened)) };
+      }
+      case "sources":
+        return { error: new ConfigError(opened.message, exitCodeOf(opened)) };
     }
   }
 
-  private static activate(
-    built: Omit<Active, "generation" | "eventTimeoutMs" | "timeoutReply">,
-    generation: number,
-  ): Active {
+  private static activate({ config, ruleset, registry }: Built, generation: number): Active {
     return {
-      ...built,
+      config,
+      ruleset,
+      lookups: registry,
       generation,
-      eventTimeoutMs: built.config.eventTimeoutMs,
-      timeoutReply: timeoutReplies(built.config, built.ruleset),
+      eventTimeoutMs: config.eventTimeoutMs,
+      deadlineDecision: deadlineDecisions(config, ruleset),
+      fallback: errorReply(config.defaults.errorReply),
     };
+  }
+
+  /**
+   * Restart settings the reloaded file changes: each is named in a warning, and the running
+   * value stays (the socket is bound, the limits are the server's).
+   */
+  private warnRestartSettings(next: Config, generation: number): void {
+    const fixed = this.options.fixed ?? [];
+    for (const [key, name] of Object.entries(RESTART_SETTINGS) as [keyof RestartSettings, string][]) {
+      if (fixed.includes(key) || next[key] === this.running[key]) continue;
+      const running = shown(key, this.running[key]);
+      const configured = shown(key, next[key]);
+      this.logger.warn(
+        { generation, setting: name, running, configured },
+        `'${name}' changed to ${configured}: it takes a restart; still running with ${running}`,
+      );
+    }
   }
 
   get generation(): number {
@@ -273,7 +287,7 @@ export class RulesRuntime implements RulesService {
     const signal = attempt.stop.signal;
     const built = await RulesRuntime.build(this.path, this.logger, this.options, old.lookups, signal);
     if (attempt.abandoned) {
-      if (!("error" in built)) await built.lookups.discard();
+      if (!("error" in built)) await built.registry.discard();
       if (!this.closing) {
         this.logger.warn(
           { generation: this.active.generation, reason },
@@ -290,8 +304,9 @@ export class RulesRuntime implements RulesService {
       );
       return false;
     }
-    built.lookups.takeOver();
+    built.registry.takeOver();
     this.active = RulesRuntime.activate(built, old.generation + 1);
+    this.warnRestartSettings(built.config, this.active.generation);
     this.metrics?.reloads.inc({ result: "success" });
     this.metrics?.generation.set(this.active.generation);
     this.logger.info(
@@ -448,5 +463,13 @@ export class RulesRuntime implements RulesService {
     clearTimeout(this.debounce);
     for (const w of this.watchers) w.close();
     await this.active.lookups.close();
+  }
+}
+
+function logDiagnostics(logger: Logger, diagnostics: readonly Diagnostic[]): void {
+  for (const d of diagnostics) {
+    const fields = { file: d.file, line: d.line, column: d.column, severity: d.severity };
+    if (d.severity === "warning") logger.warn(fields, formatDiagnostic(d));
+    else logger.error(fields, formatDiagnostic(d));
   }
 }

@@ -61,6 +61,10 @@ export interface NegotiationWishes {
 export interface MilterHandler {
   /** Read once per MTA connection, at negotiation. */
   readonly wishes?: NegotiationWishes;
+  /** This connection's deadline for one event, read at each event; default the server's handlerTimeoutMs. */
+  readonly handlerTimeoutMs?: number | undefined;
+  /** This connection's reply when the handler fails or hangs, read when needed; default the server's fallback. */
+  readonly fallback?: Reply | undefined;
   connect?(info: ConnectInfo, session: SessionContext): MaybePromise<StageResult>;
   helo?(name: string, session: SessionContext): MaybePromise<StageResult>;
   mail?(sender: string, esmtpArgs: string[], session: SessionContext): MaybePromise<StageResult>;

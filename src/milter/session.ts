@@ -516,6 +516,15 @@ export class Session implements SessionContext, BudgetWaiter {
 
   // --- Dispatch --------------------------------------------------------------------------
 
+  /** The handler may set its own deadline and fallback (they may change between its events). */
+  private get handlerTimeoutMs(): number {
+    return this.handler.handlerTimeoutMs ?? this.options.handlerTimeoutMs;
+  }
+
+  private get fallback(): Reply {
+    return this.handler.fallback ?? this.options.fallback;
+  }
+
   private dispatch(
     command: Exclude<MilterCommand, { type: "optneg" | "macro" | "abort" | "quit" | "quitNewConnection" }>,
   ) {
@@ -525,7 +534,7 @@ export class Session implements SessionContext, BudgetWaiter {
     const outOfOrder = this.admit(stage);
     if (outOfOrder !== undefined) {
       this.log("warn", { stage }, `command out of order: ${outOfOrder}; answering the fallback reply`);
-      if (answered) this.sendReply(stage, this.options.fallback);
+      if (answered) this.sendReply(stage, this.fallback);
       return undefined;
     }
     this.macros.enterStage(STAGE_WIRE[stage].command);
@@ -544,7 +553,7 @@ export class Session implements SessionContext, BudgetWaiter {
         if (answered) this.sendReply(stage, result ?? { action: "continue" });
       },
       () => {
-        if (answered) this.sendReply(stage, this.options.fallback);
+        if (answered) this.sendReply(stage, this.fallback);
       },
     );
   }
@@ -601,7 +610,7 @@ export class Session implements SessionContext, BudgetWaiter {
         finish();
       },
       () => {
-        this.sendReply("eom", this.options.fallback);
+        this.sendReply("eom", this.fallback);
         finish();
       },
     );
@@ -636,12 +645,12 @@ export class Session implements SessionContext, BudgetWaiter {
         settled = true;
         this.log(
           "error",
-          { stage, timeoutMs: this.options.handlerTimeoutMs },
+          { stage, timeoutMs: this.handlerTimeoutMs },
           "handler did not answer in time; answering the fallback reply",
         );
         if (!this.closed) onFailure();
         resolve();
-      }, this.options.handlerTimeoutMs);
+      }, this.handlerTimeoutMs);
       (result as Promise<T>).then(
         (value) => {
           if (settled) return;
@@ -680,7 +689,7 @@ export class Session implements SessionContext, BudgetWaiter {
         { stage, reply: value },
         `handler answered an invalid reply (${encoded.message}); using the fallback`,
       );
-      const fallback = encodeReply(this.options.fallback);
+      const fallback = encodeReply(this.fallback);
       this.write(fallback instanceof InvalidReply ? PACKET.tempfail : fallback);
       return;
     }

@@ -56,6 +56,8 @@ export interface RegistryOptions {
   /** Replace the descriptors' factories for these types (tests' fake sources). */
   factories?: SourceFactories;
   logger?: SourceLogger;
+  /** The sources answer `filterctl quota-server` (SourceContext.quotaService). */
+  quotaService?: boolean;
   /** The registry being replaced by a reload: sources whose configuration did not change are taken over, caches and DNSBL health included. */
   previous?: SourceRegistry;
   /** Aborted when the reload building this registry is given up: building stops, what was opened is closed. */
@@ -86,6 +88,7 @@ export class SourceRegistry implements Lookups {
     const ctx: SourceContext = { configPath: config.file.path, logger: options.logger ?? silent };
     if (config.dns.servers !== undefined) ctx.dnsServers = config.dns.servers;
     if (options.signal !== undefined) ctx.signal = options.signal;
+    if (options.quotaService === true) ctx.quotaService = true;
     const entries = new Map<string, Entry>();
     const fresh: Entry[] = [];
     try {
@@ -298,8 +301,8 @@ export class SourceRegistry implements Lookups {
   }
 
   zoneOf(name: string): string {
-    const config = this.entries.get(name)?.config;
-    return config?.type === "dnsbl" ? config.zone : "";
+    const source = this.entries.get(name)?.source;
+    return source?.kind === "dnsbl" ? source.zone : "";
   }
 
   /**

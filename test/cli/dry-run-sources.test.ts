@@ -21,7 +21,7 @@ describe("dry-run with real sources", () => {
     expect(runCli([...base, "--rcpt", "alice@example.org", "--size", "lots"]).status).toBe(2);
   });
 
-  it("says why sources cannot be opened, with exit 2, instead of a stack trace", () => {
+  it("says why sources cannot be opened, with exit 1 (invalid configuration), instead of a stack trace", () => {
     const dir = mkdtempSync(join(tmpdir(), "filterctl-dry-"));
     const config = join(dir, "rules.yaml");
     writeFileSync(
@@ -52,7 +52,7 @@ describe("dry-run with real sources", () => {
       "--rcpt",
       "d@e.f",
     ]);
-    expect(result.status).toBe(2);
+    expect(result.status).toBe(1);
     expect(result.stderr).toContain("cannot open the sources of");
     expect(result.stderr).toContain("FILTERCTL_TEST_UNSET_PASSWORD");
     expect(result.stderr).not.toContain("    at ");

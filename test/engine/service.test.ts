@@ -3,7 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { describe, expect, it, vi } from "vitest";
-import { RulesRuntime } from "../../src/engine/service.js";
+import { BACKUP_DEADLINE_MARGIN_MS, rulesHandler } from "../../src/engine/milter-handler.js";
+import { RulesRuntime, type RuntimeOptions } from "../../src/engine/service.js";
+import type { SessionContext } from "../../src/milter/index.js";
 import type { HttpSourceConfig } from "../../src/sources/http.js";
 import type { SourceFactories } from "../../src/sources/registry.js";
 import type { QuotaSource } from "../../src/sources/types.js";
@@ -136,5 +138,101 @@ rules:
     expect(byUrl("/b").map((c) => c.closed)).toEqual([false]);
     await runtime.close();
     expect(created.every((c) => c.closed)).toBe(true);
+  });
+});
+
+describe("reload or restart", () => {
+  const file = (settings: string) => `${settings}
+rules:
+  - on rcpt: if rcpt.local == "nobody" then reject 550 5.1.1 "no such user"
+`;
+  const START = `listen: "inet:127.0.0.1:8890"
+listen_mode: "0660"
+max_connections: 10
+max_buffered_input: 8MiB
+event_timeout: 300ms
+defaults:
+  error_reply: "451 4.3.0 first reply"`;
+  const CHANGED = `listen: "inet:127.0.0.1:8891"
+listen_mode: "0600"
+max_connections: 20
+max_buffered_input: 16MiB
+event_timeout: 1s
+defaults:
+  error_reply: "451 4.3.0 second reply"`;
+  const session: SessionContext = {
+    id: 1,
+    peer: "test",
+    negotiated: { version: 6, actions: 0, protocol: 0 },
+    macro: () => undefined,
+    macrosOf: () => ({}),
+  };
+
+  async function started(text: string, options: RuntimeOptions = {}) {
+    const dir = mkdtempSync(join(tmpdir(), "filterctl-restart-"));
+    const path = join(dir, "rules.yaml");
+    writeFileSync(path, file(text));
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const runtime = await RulesRuntime.start(path, logger, options);
+    const reload = async (next: string) => {
+      lines.length = 0;
+      writeFileSync(path, file(next));
+      expect(await runtime.reload("test")).toBe(true);
+    };
+    const warnings = () => lines.filter((l) => l.level === 40).map((l) => l.setting);
+    return { runtime, reload, warnings, lines };
+  }
+
+  it("applies event_timeout and error_reply to the transactions that start after a reload", async () => {
+    const { runtime, reload } = await started(START);
+    const handler = rulesHandler(runtime)({ id: 1 });
+    await handler.connect?.({ hostname: "c", family: "inet", port: 1, address: "192.0.2.1" }, session);
+    await handler.mail?.("<a@example.net>", [], session);
+    expect(handler.handlerTimeoutMs).toBe(300 + BACKUP_DEADLINE_MARGIN_MS);
+    expect(handler.fallback).toEqual({
+      action: "tempfail",
+      code: 451,
+      enhancedCode: "4.3.0",
+      text: "first reply",
+    });
+
+    await reload(CHANGED);
+    expect(runtime.current().eventTimeoutMs).toBe(1000);
+    expect(runtime.current().deadlineDecision?.("rcpt")).toBeUndefined(); // no source: on_error never applies
+    // The transaction under way keeps its rules; the next one takes the new ones.
+    expect(handler.handlerTimeoutMs).toBe(300 + BACKUP_DEADLINE_MARGIN_MS);
+    await handler.mail?.("<b@example.net>", [], session);
+    expect(handler.handlerTimeoutMs).toBe(1000 + BACKUP_DEADLINE_MARGIN_MS);
+    expect(handler.fallback).toMatchObject({ action: "tempfail", code: 451, text: "second reply" });
+    handler.close?.(session);
+    await runtime.close();
+  });
+
+  it("a reload that changes listen, listen_mode, max_connections or max_buffered_input says each needs a restart", async () => {
+    const { runtime, reload, warnings, lines } = await started(START);
+    await reload(CHANGED);
+    expect(warnings()).toEqual(["listen", "listen_mode", "max_connections", "max_buffered_input"]);
+    expect(lines.find((l) => l.setting === "listen")).toMatchObject({
+      running: "inet:127.0.0.1:8890",
+      configured: "inet:127.0.0.1:8891",
+      msg: "'listen' changed to inet:127.0.0.1:8891: it takes a restart; still running with inet:127.0.0.1:8890",
+    });
+    expect(lines.find((l) => l.setting === "listen_mode")).toMatchObject({
+      running: "0660",
+      configured: "0600",
+    });
+    // The running values are those serve started with: back to them, nothing to say.
+    await reload(START);
+    expect(warnings()).toEqual([]);
+    expect(runtime.generation).toBe(3);
+    await runtime.close();
+  });
+
+  it("a setting the command line fixes is not reported", async () => {
+    const { runtime, reload, warnings } = await started(START, { fixed: ["listen", "maxConnections"] });
+    await reload(CHANGED);
+    expect(warnings()).toEqual(["listen_mode", "max_buffered_input"]);
+    await runtime.close();
   });
 });

@@ -370,6 +370,34 @@ describe("handler failures", () => {
     client.destroy();
   });
 
+  it("a handler's own deadline and fallback, read at each event, win over the server's", async () => {
+    // The rules handler sets them from the rules the connection uses: a reload changes them.
+    const own = { handlerTimeoutMs: 50, fallback: reply.tempfail(451, "4.3.0", "first") };
+    const { connect } = await serve(
+      () => ({
+        get handlerTimeoutMs() {
+          return own.handlerTimeoutMs;
+        },
+        get fallback() {
+          return own.fallback;
+        },
+        rcpt: () => new Promise<undefined>(() => {}),
+      }),
+      { handlerTimeoutMs: 5_000 },
+    );
+    const client = await connect();
+    await client.negotiate();
+    let started = Date.now();
+    expect(await client.rcpt("<a@x>")).toEqual({ type: "replycode", text: "451 4.3.0 first" });
+    expect(Date.now() - started).toBeLessThan(2_000);
+    own.handlerTimeoutMs = 80;
+    own.fallback = reply.tempfail(451, "4.3.0", "second");
+    started = Date.now();
+    expect(await client.rcpt("<b@x>")).toEqual({ type: "replycode", text: "451 4.3.0 second" });
+    expect(Date.now() - started).toBeLessThan(2_000);
+    client.destroy();
+  });
+
   it("never sends an invalid reply: a 250 'reject' becomes the fallback", async () => {
     const { connect, entries } = await serve(() => ({
       rcpt: () => ({ action: "reject", code: 250, text: "nope" }) as const,

@@ -14,7 +14,6 @@ import { compileConfig } from "../../src/dsl/compile.js";
 import { dryRun } from "../../src/engine/dry-run.js";
 import type { Ruleset } from "../../src/runtime/ruleset.js";
 import { SOURCE_CATALOG } from "../../src/sources/catalog.js";
-import { defaultFactories } from "../../src/sources/factories.js";
 import { SourceRegistry } from "../../src/sources/registry.js";
 import { HAVE_MAILDROP, MaildirFixtures } from "../support/maildir-fixtures.js";
 
@@ -34,7 +33,7 @@ async function rulesAt(
   if (loaded.config === undefined) throw new Error(JSON.stringify(loaded.diagnostics));
   const compiled = compileConfig(loaded.config);
   if (compiled.ruleset === undefined) throw new Error(JSON.stringify(compiled.diagnostics));
-  const registry = await SourceRegistry.create(loaded.config, { factories: defaultFactories });
+  const registry = await SourceRegistry.create(loaded.config);
   return { ruleset: compiled.ruleset, registry };
 }
 
@@ -134,7 +133,7 @@ rules:
       const loaded = await loadConfig(path, { sourceTypes: SOURCE_CATALOG });
       if (loaded.config === undefined) throw new Error(JSON.stringify(loaded.diagnostics));
       const ruleset = compileConfig(loaded.config).ruleset as Ruleset;
-      const registry = await SourceRegistry.create(loaded.config, { factories: defaultFactories });
+      const registry = await SourceRegistry.create(loaded.config);
       opened.push(registry);
       const got = await decisions({ ruleset, registry }, [
         '"Carol"@Example.ORG',

@@ -13,7 +13,6 @@ import { compileConfig } from "../../src/dsl/compile.js";
 import { type DryRunReport, dryRun } from "../../src/engine/dry-run.js";
 import type { Ruleset } from "../../src/runtime/ruleset.js";
 import { SOURCE_CATALOG } from "../../src/sources/catalog.js";
-import { defaultFactories } from "../../src/sources/factories.js";
 import { SourceRegistry } from "../../src/sources/registry.js";
 import { BIND_DN, BIND_PASSWORD, Slapd } from "../support/slapd.js";
 
@@ -54,7 +53,7 @@ rules:
     const compiled = compileConfig(loaded.config);
     if (compiled.ruleset === undefined) throw new Error(JSON.stringify(compiled.diagnostics));
     ruleset = compiled.ruleset;
-    registry = await SourceRegistry.create(loaded.config, { factories: defaultFactories });
+    registry = await SourceRegistry.create(loaded.config);
   });
   afterAll(async () => {
     await registry?.close();

@@ -5,16 +5,11 @@
 import { record } from "../../config/build.js";
 import type { SourceBuildContext } from "../../config/types.js";
 import type { SourceDescriptor } from "../descriptor.js";
-import {
-  createDnsblSource,
-  type DnsblSourceConfig as DnsblConfig,
-  type DnsblHealthConfig,
-} from "../dnsbl.js";
+import { createDnsblSource, type DnsblHealthConfig, type DnsblSourceConfig } from "../dnsbl.js";
 
 declare module "../../config/types.js" {
   interface SourceConfigs {
-    // Named apart: inside this block `DnsblSourceConfig` is config/types.ts's transitional alias.
-    dnsbl: DnsblConfig;
+    dnsbl: DnsblSourceConfig;
   }
 }
 
@@ -52,7 +47,7 @@ function codes(raw: unknown, ctx: SourceBuildContext): string[] | undefined {
   return all;
 }
 
-export const dnsbl: SourceDescriptor<DnsblConfig> = {
+export const dnsbl: SourceDescriptor<DnsblSourceConfig> = {
   type: "dnsbl",
   kind: "dnsbl",
   label: "DNSBL",

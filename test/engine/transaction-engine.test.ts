@@ -1,0 +1,128 @@
+/**
+ * The transaction engine driven by plain data, as `serve`, `dry-run` (and later `test` and
+ * `replay`) drive it: what it fills in the transaction, which recipients it keeps, which effects
+ * the message gets, and the event deadline.
+ */
+import { describe, expect, it } from "vitest";
+import { type StageRun, TransactionEngine } from "../../src/engine/transaction-engine.js";
+import type { Lookups } from "../../src/runtime/lookups.js";
+import type { Decision } from "../../src/runtime/model.js";
+import { FakeLookups, rules, rulesetOf, SOURCES } from "../runtime/helpers.js";
+
+const CLIENT = { ip: "192.0.2.10", name: "mx.example.net", port: 25000 };
+
+function engineFor(yaml: string, lookups: Lookups = new FakeLookups()): TransactionEngine {
+  return new TransactionEngine({ ruleset: rulesetOf(yaml), lookups });
+}
+
+describe("the transaction engine", () => {
+  it("fills the transaction from plain input, event by event", async () => {
+    const engine = engineFor(rules('on rcpt: if rcpt.local == "nobody" then reject 550 5.1.1 "no"'));
+    const macros: Record<string, string> = { "{auth_authen}": "alice" };
+    await engine.connect(CLIENT, (name) => macros[name]);
+    await engine.helo("mx.example.net");
+    await engine.mail({ sender: "<Sender@Example.NET>", esmtpArgs: ["SIZE=1234", "BODY=8BITMIME"] });
+    expect((await engine.rcpt("<nobody@example.org>")).outcome.decision?.action).toBe("reject");
+    await engine.rcpt("<a@example.org>");
+    await engine.data();
+    await engine.header("Subject", "first");
+    await engine.header("subject", "second");
+    await engine.eoh();
+    await engine.body(100);
+    await engine.body(23);
+    const tx = engine.transaction;
+    expect(tx.client).toEqual(CLIENT);
+    expect(tx.helo).toBe("mx.example.net");
+    expect(tx.from).toBe("Sender@Example.NET");
+    expect(tx.declaredSize).toBe(1234);
+    expect(tx.authUser).toBe("alice");
+    // A refused recipient is not one of the message's.
+    expect(tx.rcpts).toEqual(["a@example.org"]);
+    expect(tx.header).toEqual({ name: "subject", value: "second" });
+    expect(tx.headers.get("subject")).toBe("first");
+    expect(tx.bodyBytes).toBe(123);
+
+    // The next MAIL starts a new message: the envelope and content are forgotten, the client is not.
+    await engine.mail({ sender: "", authUser: "" });
+    expect(engine.transaction).toMatchObject({
+      from: "",
+      rcpts: [],
+      bodyBytes: 0,
+      authUser: "",
+      helo: "mx.example.net",
+    });
+    expect(engine.transaction.headers.size).toBe(0);
+  });
+
+  it("headers and a quarantine decided at connect go with every message of the connection; a message's own do not", async () => {
+    const engine = engineFor(
+      rules(
+        'on connect: add header "X-Client" "{client.ip}"',
+        'on mail: add header "X-From" "{from}"',
+        'on rcpt: if rcpt.local == "suspect" then quarantine "looked at"',
+      ),
+    );
+    await engine.connect(CLIENT);
+    await engine.mail({ sender: "a@example.net" });
+    await engine.rcpt("suspect@example.org");
+    await engine.eom();
+    expect(engine.addedHeaders.kept.map((h) => `${h.name}: ${h.value}`)).toEqual([
+      "X-Client: 192.0.2.10",
+      "X-From: a@example.net",
+    ]);
+    expect(engine.quarantine).toBe("looked at");
+
+    await engine.mail({ sender: "b@example.net" });
+    await engine.rcpt("b@example.org");
+    await engine.eom();
+    expect(engine.addedHeaders.kept.map((h) => `${h.name}: ${h.value}`)).toEqual([
+      "X-Client: 192.0.2.10",
+      "X-From: b@example.net",
+    ]);
+    expect(engine.quarantine).toBeUndefined();
+  });
+
+  it("an event past the deadline ends with the deadline decision; the late outcome changes nothing", async () => {
+    // A quota source that never answers.
+    const lookups = new FakeLookups();
+    lookups.quota = () => new Promise(() => {});
+    const yaml = `${SOURCES}${rules('on rcpt: if quota(rcpt, mailboxes) over then reject 552 5.2.2 "full"')}`;
+    const tempfail: Decision = { action: "tempfail", code: 451, text: "later", rule: "", shadow: false };
+    let onError: Decision | undefined = tempfail;
+    const engine = new TransactionEngine({
+      ruleset: rulesetOf(yaml),
+      lookups,
+      eventTimeoutMs: 30,
+      deadlineDecision: (stage) => (stage === "rcpt" ? onError : undefined),
+    });
+    await engine.connect(CLIENT);
+    await engine.mail({ sender: "a@example.net" });
+    const run: StageRun = await engine.rcpt("a@example.org");
+    expect(run.lateAfterMs).toBe(30);
+    expect(run.outcome.decision).toBe(tempfail);
+    expect(engine.transaction.rcpts).toEqual([]);
+    // on_error: continue — the recipient goes on.
+    onError = undefined;
+    const next = await engine.rcpt("b@example.org");
+    expect(next.lateAfterMs).toBe(30);
+    expect(next.outcome.decision).toBeUndefined();
+    expect(engine.transaction.rcpts).toEqual(["b@example.org"]);
+  });
+
+  it("lists every rule evaluated when asked (dry-run), only those that did something otherwise", async () => {
+    const yaml = rules('on mail: if from == "x@example.net" then reject', 'on mail: log "seen"');
+    const quiet = engineFor(yaml);
+    const everyRule = new TransactionEngine(
+      { ruleset: rulesetOf(yaml), lookups: new FakeLookups() },
+      { everyRule: true },
+    );
+    for (const engine of [quiet, everyRule]) await engine.connect(CLIENT);
+    expect((await quiet.mail({ sender: "a@example.net" })).outcome.rules.map((r) => r.rule)).toEqual([
+      "rule-2",
+    ]);
+    expect((await everyRule.mail({ sender: "a@example.net" })).outcome.rules.map((r) => r.rule)).toEqual([
+      "rule-1",
+      "rule-2",
+    ]);
+  });
+});
