@@ -17,7 +17,7 @@ export interface DryRunOptions {
   helo?: string;
   from: string;
   rcpt: string[];
-  header: string[];
+  header?: string[];
   message?: string;
   auth?: string;
   /** SIZE= announced at MAIL FROM, in bytes. */
@@ -82,7 +82,7 @@ export async function dryRunCommand(options: DryRunOptions): Promise<number> {
     ({ headers, body } = parseMessage(raw));
   }
   try {
-    headers = [...headers, ...options.header.map(parseHeaderOption)];
+    headers = [...headers, ...(options.header ?? []).map(parseHeaderOption)];
   } catch (error) {
     process.stderr.write(`filterctl: ${(error as Error).message}\n`);
     return EXIT_USAGE;

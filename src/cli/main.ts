@@ -4,6 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { DRY_RUN_INPUTS } from "../dsl/registry.js";
 import { parseHostPort } from "../engine/metrics.js";
 import { EXIT_USAGE } from "../engine/open-rules.js";
 import { ConfigError } from "../engine/service.js";
@@ -115,17 +116,15 @@ function addValidate(program: Command): void {
 }
 
 /** The options that fill the transaction dry-run runs: one block, in the order --help lists them. */
+/** The transaction's options: one per value of the rule language that dry-run fills (the registry's), and --message. */
 function addDryRunInput(command: Command): Command {
-  return command
-    .requiredOption("--client-ip <ip>", "the SMTP client's address")
-    .option("--client-name <name>", "the client's host name")
-    .option("--helo <name>", "HELO/EHLO argument")
-    .requiredOption("--from <address>", "envelope sender; '' is the null sender <>")
-    .requiredOption("--rcpt <address>", "recipient (repeat for several)", collect, [])
-    .option("--header <'Name: value'>", "a header (repeatable)", collect, [])
-    .option("--message <file.eml>", "headers and body from a message file")
-    .option("--auth <user>", "SASL login of the client")
-    .addOption(new Option("--size <bytes>", "SIZE= announced at MAIL FROM").argParser(nonNegativeInteger));
+  for (const input of DRY_RUN_INPUTS) {
+    const option = new Option(input.flags, input.help).makeOptionMandatory(input.required === true);
+    if (input.repeatable === true) option.argParser(collect);
+    if (input.bytes === true) option.argParser(nonNegativeInteger);
+    command.addOption(option);
+  }
+  return command.option("--message <file.eml>", "headers and body from a message file");
 }
 
 function addDryRun(program: Command): void {
@@ -193,8 +192,8 @@ function nonNegativeInteger(value: string): number {
   return Number(value);
 }
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
 }
 
 export async function main(argv: string[]): Promise<void> {

@@ -95,7 +95,14 @@ export class SourceRegistry implements Lookups {
       for (const source of config.sources.values()) {
         options.signal?.throwIfAborted();
         const ttlMs = config.sourceTypes.get(source.type)?.ttlMs ?? NO_TTL;
-        const entry: Entry = { config: source, ttlMs, fingerprint: fingerprint(source), caches: new Map() };
+        // A DNSBL also depends on dns.servers: a reload that changes them opens it anew.
+        const servers = source.kind === "dnsbl" ? JSON.stringify(config.dns.servers ?? null) : "";
+        const entry: Entry = {
+          config: source,
+          ttlMs,
+          fingerprint: fingerprint(source) + servers,
+          caches: new Map(),
+        };
         const reusable = SourceRegistry.reusable(options.previous, entry);
         if (reusable !== undefined) {
           entries.set(source.name, { ...reusable, config: source, transferred: false, takenFrom: reusable });

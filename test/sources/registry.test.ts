@@ -159,3 +159,30 @@ describe("SourceRegistry", () => {
     await r.close();
   });
 });
+
+describe("reuse on reload", () => {
+  it("keeps a DNSBL whose configuration is unchanged, and opens it anew when dns.servers change", async () => {
+    let opened = 0;
+    const factories = {
+      dnsbl: () => {
+        opened++;
+        return fakeDnsbl("healthy", []);
+      },
+    };
+    const bl = sources.filter((s) => s.kind === "dnsbl");
+    const withServers = (servers?: string[]) => {
+      const config = configOf([], bl);
+      return { ...config, dns: { ...config.dns, servers } };
+    };
+    const first = await SourceRegistry.create(withServers(), { factories });
+    const same = await SourceRegistry.create(withServers(), { factories, previous: first });
+    expect(opened).toBe(1);
+    expect(same.source("bl")).toBe(first.source("bl"));
+    const moved = await SourceRegistry.create(withServers(["127.0.0.1:5353"]), { factories, previous: same });
+    expect(opened).toBe(2);
+    expect(moved.source("bl")).not.toBe(same.source("bl"));
+    await moved.close();
+    await same.close();
+    await first.close();
+  });
+});

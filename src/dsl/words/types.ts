@@ -63,6 +63,8 @@ export interface DryRunOption {
   help: string;
   required?: boolean;
   repeatable?: boolean;
+  /** The argument is a number of bytes (a non-negative integer). */
+  bytes?: boolean;
 }
 
 /** How a word is documented: the README's table of values shows `name`, the stage and `doc`. */

@@ -153,7 +153,7 @@ export const VALUES: readonly ValueWord[] = [
     needs: ["mail"],
     extraNeeds: { ifRuleAt: "eom", stages: ["body"] },
     doc: "`SIZE=` of MAIL FROM (0 if absent); at `eom`, the real size",
-    dryRun: { flag: "--size", argument: "<bytes>", help: "SIZE= announced at MAIL FROM" },
+    dryRun: { flag: "--size", argument: "<bytes>", help: "SIZE= announced at MAIL FROM", bytes: true },
     read: () => (env) => (env.tx.stage === "eom" ? env.tx.bodyBytes : env.tx.declaredSize),
   },
   ...addressValues("rcpt", RCPT_OPTION, {
