@@ -4,6 +4,9 @@
 # maildrop's Maildir++ tools, rbldnsd (private block lists for the DNSBL health tests), and
 # slapd, ldap-utils and openssl (a private OpenLDAP server, with TLS, for the LDAP source tests).
 # strace, to hold a process right after bind(2) (the unix socket is never born wider than listen_mode).
+# redis-server, for the Redis state tests: they start a private redis-server on a free port with a
+# temporary directory (test/support/redis.ts); whether Debian's own service runs (on 6379) or not
+# does not matter to them, and it is left as the package leaves it.
 # Also Sendmail for the Sendmail end-to-end test: Debian's sendmail-bin conflicts with postfix, so
 # it is not installed but downloaded and unpacked (with sendmail-cf, built with m4) into
 # $FILTERCTL_TEST_CACHE/sendmail (default /var/cache/filterctl-tests), once; its libraries are
@@ -22,6 +25,8 @@ declare -A wanted=(
   [ldap-utils]=/usr/bin/ldapsearch
   [openssl]=/usr/bin/openssl
   [rbldnsd]=/usr/sbin/rbldnsd
+  # A private redis-server per test file (rate() and greylist() with `state: redis`).
+  [redis-server]=/usr/bin/redis-server
   # Holds filterctl right after bind(2) in the socket-mode test.
   [strace]=/usr/bin/strace
   # For the unpacked Sendmail: m4 builds its .cf; the libraries sendmail-bin depends on.
