@@ -1,0 +1,161 @@
+/**
+ * A private redis-server for tests: a free port on 127.0.0.1, a temporary working directory, no
+ * persistence (`--save "" --appendonly no`), never the system's Redis (`scripts/install-test-deps.sh`
+ * installs the package; whether Debian's own service runs on 6379 does not matter here).
+ *
+ * redis-server runs in the foreground as our child, so its exit is observed and reaped; signals go
+ * to that child's PID, never by name. `kill()` + `start()` again gives a crash and a restart on the
+ * same port (what a store must survive without being recreated); `freeze()` a server that accepts
+ * connections but answers nothing.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { freePort } from "./slapd.js";
+
+export const REDIS_SERVER = "/usr/bin/redis-server";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Servers still running when the test process exits are killed (by their PID). */
+const running = new Set<RedisServer>();
+process.once("exit", () => {
+  for (const server of running) server.killNow();
+});
+
+/** Sends one inline command and answers the first reply line ("" when nothing came in `ms`). */
+export function ask(port: number, command: string, ms = 1000): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: "127.0.0.1", port });
+    let reply = "";
+    const done = (answer: string) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(answer);
+    };
+    const timer = setTimeout(() => done(""), ms);
+    socket.once("error", () => done(""));
+    socket.on("data", (chunk) => {
+      reply += chunk.toString("utf8");
+      const end = reply.indexOf("\r\n");
+      if (end >= 0) done(reply.slice(0, end));
+    });
+    socket.write(`${command}\r\n`);
+  });
+}
+
+export class RedisServer {
+  private child: ChildProcess | undefined;
+  private exited: Promise<void> = Promise.resolve();
+  private log = "";
+
+  private constructor(
+    readonly dir: string,
+    readonly port: number,
+  ) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  get isRunning(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** Starts on a free port, or on `port` (one attempt: a store may already be waiting for it). */
+  static async start(port?: number): Promise<RedisServer> {
+    if (!existsSync(REDIS_SERVER))
+      throw new Error(`${REDIS_SERVER} is missing: run scripts/install-test-deps.sh (as root)`);
+    const dir = await mkdtemp(join(tmpdir(), "filterctl-redis-"));
+    // A free port can be taken by someone else before redis-server binds it: try a few.
+    let lastError: unknown;
+    for (let attempt = 0; attempt < (port === undefined ? 5 : 1); attempt++) {
+      const server = new RedisServer(dir, port ?? (await freePort()));
+      try {
+        await server.launch();
+        return server;
+      } catch (error) {
+        lastError = error;
+        await server.kill();
+      }
+    }
+    await rm(dir, { recursive: true, force: true });
+    throw lastError;
+  }
+
+  /** Starts redis-server on this instance's port (again, after `kill`) and waits until it answers PING. */
+  async launch(): Promise<void> {
+    if (this.isRunning) throw new Error("redis-server is already running");
+    this.log = "";
+    const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir];
+    args.push("--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "");
+    const child = spawn(REDIS_SERVER, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const collect = (chunk: Buffer) => {
+      this.log = (this.log + chunk.toString("utf8")).slice(-4000);
+    };
+    child.stdout?.on("data", collect);
+    child.stderr?.on("data", collect);
+    child.once("error", () => {});
+    this.child = child;
+    this.exited = new Promise((resolveExit) => {
+      if (child.exitCode !== null || child.signalCode !== null) resolveExit();
+      else child.once("exit", () => resolveExit());
+    });
+    running.add(this);
+    child.once("exit", () => running.delete(this));
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (!this.isRunning) throw new Error(`redis-server exited at start:\n${this.log}`);
+      if ((await ask(this.port, "PING", 500)) === "+PONG") return;
+      if (Date.now() > deadline) throw new Error(`redis-server did not answer within 10 s:\n${this.log}`);
+      await sleep(20);
+    }
+  }
+
+  /** Sends one command to the server (inline syntax: no spaces inside arguments). */
+  command(command: string): Promise<string> {
+    return ask(this.port, command);
+  }
+
+  private signal(signal: NodeJS.Signals): void {
+    if (this.isRunning) this.child?.kill(signal);
+  }
+
+  /** SIGKILL (a crash), and wait until it is gone. */
+  async kill(): Promise<void> {
+    if (!this.isRunning) return;
+    this.signal("SIGCONT");
+    this.signal("SIGKILL");
+    await this.exited;
+  }
+
+  /** SIGSTOP: connections stay open (the kernel still accepts new ones) but nothing answers. */
+  freeze(): void {
+    this.signal("SIGSTOP");
+  }
+
+  thaw(): void {
+    this.signal("SIGCONT");
+  }
+
+  /** Synchronous last resort (process exit). */
+  killNow(): void {
+    try {
+      this.signal("SIGKILL");
+    } catch {}
+  }
+
+  /** Everything redis-server printed lately. */
+  output(): string {
+    return this.log;
+  }
+
+  /** Stops redis-server and removes its directory. */
+  async destroy(): Promise<void> {
+    await this.kill();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
