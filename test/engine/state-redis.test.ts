@@ -281,9 +281,9 @@ describe("faults", () => {
     const store = open({ urls: [own.url], timeoutMs: 200 }, logger);
     try {
       expect(await whenReady(async () => store.rate("k", 60_000, RECORD))).toBe(1);
-      const inFlight = Array.from({ length: 50 }, () => store.rate("k", 60_000, RECORD));
+      const inFlight = Promise.allSettled(Array.from({ length: 50 }, () => store.rate("k", 60_000, RECORD)));
       await own.kill();
-      const settled = await Promise.allSettled(inFlight);
+      const settled = await inFlight;
       for (const result of settled) {
         if (result.status === "rejected") expect(result.reason).toBeInstanceOf(StateError);
       }
@@ -328,6 +328,13 @@ describe("faults", () => {
       own.thaw();
       await own.destroy();
     }
+  });
+
+  it("a call made while the first connection is being made waits for it", async () => {
+    const store = open({ keyPrefix: "first:" });
+    expect(await Promise.all([store.rate("k", 60_000, RECORD), store.rate("k", 60_000, RECORD)])).toEqual([
+      1, 2,
+    ]);
   });
 
   it("a server that is not there yet: calls fail fast; once it starts, the store uses it", async () => {

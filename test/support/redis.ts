@@ -61,6 +61,11 @@ export class RedisServer {
     return `redis://127.0.0.1:${this.port}`;
   }
 
+  /** redis-server's PID while it runs, else 0. */
+  get pid(): number {
+    return this.isRunning ? (this.child?.pid ?? 0) : 0;
+  }
+
   get isRunning(): boolean {
     return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }

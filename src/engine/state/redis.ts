@@ -207,14 +207,25 @@ function describe(config: RedisStateConfig): object {
   return { redis: where, mode, ...(config.sentinel !== undefined ? { sentinel: config.sentinel } : {}) };
 }
 
+interface Health {
+  /** Settles when the first connection attempt has succeeded or failed. */
+  firstOutcome: Promise<void>;
+  stop(): void;
+}
+
 /**
  * Logs "down" once when the connection is lost or cannot be made, and "connected" once when it
  * is (back); the client's error events are swallowed here (they would otherwise be thrown).
  */
-function watchHealth(client: Client, config: RedisStateConfig, logger: StateLogger): () => void {
+function watchHealth(client: Client, config: RedisStateConfig, logger: StateLogger): Health {
   let health: "starting" | "up" | "down" | "closed" = "starting";
+  let settleFirst = () => {};
+  const firstOutcome = new Promise<void>((resolve) => {
+    settleFirst = resolve;
+  });
   const where = describe(config);
   const down = (reason: string) => {
+    settleFirst();
     if (health === "down" || health === "closed") return;
     health = "down";
     logger.warn({ ...where, reason }, "redis state is down: rate() and greylist() take state.on_error");
@@ -222,13 +233,18 @@ function watchHealth(client: Client, config: RedisStateConfig, logger: StateLogg
   client.on("error", (error: Error) => down(error.message));
   client.on("close", () => down("connection closed"));
   client.on("ready", () => {
+    settleFirst();
     if (health === "up" || health === "closed") return;
     const back = health === "down";
     health = "up";
     logger.info(where, back ? "redis state is back" : "redis state connected");
   });
-  return () => {
-    health = "closed";
+  return {
+    firstOutcome,
+    stop: () => {
+      health = "closed";
+      settleFirst();
+    },
   };
 }
 
@@ -239,7 +255,7 @@ export function createRedisStore(
 ): StateStore {
   const client = openClient(redisClientPlan(config));
   const scripts = client as unknown as ScriptCommands;
-  const stopWatching = watchHealth(client, config, logger);
+  const health = watchHealth(client, config, logger);
   const cap = Math.max(1, tuning.maxEventsPerKey ?? DEFAULT_MAX_EVENTS_PER_KEY);
   // Members must be unique across hosts and calls: a random id per store, then a counter.
   const instance = randomBytes(8).toString("hex");
@@ -249,7 +265,9 @@ export function createRedisStore(
 
   function call<T>(what: string, options: StateCallOptions, work: () => Promise<T>): Promise<T> {
     if (closed) return Promise.reject(new StateError("redis state: the store is closed"));
-    const running = (async () => work())().catch((error: unknown) => {
+    // A call while the first connection is being made waits for it (within the deadline); after
+    // that, a call while the server is away fails at once (no offline queue).
+    const running = health.firstOutcome.then(work).catch((error: unknown) => {
       throw new StateError(`redis state: ${what} failed: ${messageOf(error)}`, { cause: error });
     });
     return withDeadline(running, {
@@ -282,7 +300,7 @@ export function createRedisStore(
     async close() {
       if (closed) return;
       closed = true;
-      stopWatching();
+      health.stop();
       await closeClient(client);
     },
   };
