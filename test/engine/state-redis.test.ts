@@ -344,7 +344,7 @@ describe("faults", () => {
     const started = Date.now();
     await expect(store.rate("k", 60_000, RECORD)).rejects.toBeInstanceOf(StateError);
     expect(Date.now() - started).toBeLessThan(300);
-    const own = await RedisServer.start(port);
+    const own = await RedisServer.start({ port });
     try {
       expect(await whenReady(async () => store.rate("k", 60_000, RECORD), RECONNECT_CAP_MS * 3)).toBe(1);
       expect(logger.messages()).toEqual([
@@ -379,6 +379,42 @@ describe("faults", () => {
     });
     expect(error).toBeInstanceOf(StateError);
     expect((error as Error).message).toMatch(/WRONGTYPE/);
+  });
+});
+
+describe("Sentinel and Cluster, against real servers", () => {
+  it("sentinel: NAME finds the master through a Sentinel and counts there", async () => {
+    const sentinel = await RedisServer.start({ sentinelOf: { name: "filterctl-test", port: server.port } });
+    try {
+      const store = open({ urls: [sentinel.url], sentinel: "filterctl-test", keyPrefix: "via-sentinel:" });
+      expect(await whenReady(async () => store.rate("k", 60_000, RECORD))).toBe(1);
+      expect(await store.greylist("t", LONG_GREYLIST, RECORD)).toBe(true);
+      expect(await admin.zcard("via-sentinel:rate:k")).toBe(1);
+      await store.close();
+    } finally {
+      await sentinel.destroy();
+    }
+  });
+
+  it("cluster: true counts on a (one-node) cluster, keys with braces included", async () => {
+    const node = await RedisServer.start({ cluster: true });
+    const nodeAdmin = new Redis({ port: node.port, host: "127.0.0.1" });
+    try {
+      await nodeAdmin.call("CLUSTER", "ADDSLOTSRANGE", "0", "16383");
+      await whenReady(async () => {
+        const info = String(await nodeAdmin.call("CLUSTER", "INFO"));
+        if (!info.includes("cluster_state:ok")) throw new Error(info);
+      });
+      const store = open({ urls: [node.url], cluster: true, keyPrefix: "cl:" });
+      expect(await whenReady(async () => store.rate("{a}b", 60_000, RECORD))).toBe(1);
+      expect(await store.rate("{a}b", 60_000, RECORD)).toBe(2);
+      expect(await store.greylist("t", LONG_GREYLIST, RECORD)).toBe(true);
+      expect(await nodeAdmin.zcard("cl:rate:{a}b")).toBe(2);
+      await store.close();
+    } finally {
+      nodeAdmin.disconnect();
+      await node.destroy();
+    }
   });
 });
 

@@ -10,7 +10,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -47,6 +47,15 @@ export function ask(port: number, command: string, ms = 1000): Promise<string> {
   });
 }
 
+export interface RedisServerOptions {
+  /** The port (default: a free one). */
+  port?: number;
+  /** Run as a Sentinel watching this master. */
+  sentinelOf?: { name: string; port: number };
+  /** Cluster mode (the test assigns the slots: CLUSTER ADDSLOTSRANGE 0 16383 makes one node a cluster). */
+  cluster?: boolean;
+}
+
 export class RedisServer {
   private child: ChildProcess | undefined;
   private exited: Promise<void> = Promise.resolve();
@@ -55,6 +64,7 @@ export class RedisServer {
   private constructor(
     readonly dir: string,
     readonly port: number,
+    private readonly options: RedisServerOptions,
   ) {}
 
   get url(): string {
@@ -71,14 +81,15 @@ export class RedisServer {
   }
 
   /** Starts on a free port, or on `port` (one attempt: a store may already be waiting for it). */
-  static async start(port?: number): Promise<RedisServer> {
+  static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
+    const { port } = options;
     if (!existsSync(REDIS_SERVER))
       throw new Error(`${REDIS_SERVER} is missing: run scripts/install-test-deps.sh (as root)`);
     const dir = await mkdtemp(join(tmpdir(), "filterctl-redis-"));
     // A free port can be taken by someone else before redis-server binds it: try a few.
     let lastError: unknown;
     for (let attempt = 0; attempt < (port === undefined ? 5 : 1); attempt++) {
-      const server = new RedisServer(dir, port ?? (await freePort()));
+      const server = new RedisServer(dir, port ?? (await freePort()), options);
       try {
         await server.launch();
         return server;
@@ -95,8 +106,7 @@ export class RedisServer {
   async launch(): Promise<void> {
     if (this.isRunning) throw new Error("redis-server is already running");
     this.log = "";
-    const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir];
-    args.push("--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "");
+    const args = await this.arguments();
     const child = spawn(REDIS_SERVER, args, { stdio: ["ignore", "pipe", "pipe"] });
     const collect = (chunk: Buffer) => {
       this.log = (this.log + chunk.toString("utf8")).slice(-4000);
@@ -118,6 +128,30 @@ export class RedisServer {
       if (Date.now() > deadline) throw new Error(`redis-server did not answer within 10 s:\n${this.log}`);
       await sleep(20);
     }
+  }
+
+  /** A Sentinel reads (and rewrites) a configuration file; a data server takes everything as options. */
+  private async arguments(): Promise<string[]> {
+    const common = ["--port", String(this.port), "--bind", "127.0.0.1", "--daemonize", "no", "--logfile", ""];
+    const { sentinelOf } = this.options;
+    if (sentinelOf !== undefined) {
+      const conf = join(this.dir, `sentinel-${this.port}.conf`);
+      const monitor = `sentinel monitor ${sentinelOf.name} 127.0.0.1 ${sentinelOf.port} 1\n`;
+      await writeFile(conf, `dir ${this.dir}\n${monitor}`);
+      return [conf, "--sentinel", ...common];
+    }
+    const data = ["--dir", this.dir, "--save", "", "--appendonly", "no"];
+    if (this.options.cluster) {
+      data.push(
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        join(this.dir, `nodes-${this.port}.conf`),
+      );
+      // A node that never met another does not know its own address: CLUSTER SLOTS would say "".
+      data.push("--cluster-announce-ip", "127.0.0.1");
+    }
+    return [...common, ...data];
   }
 
   /** Sends one command to the server (inline syntax: no spaces inside arguments). */
