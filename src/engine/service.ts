@@ -66,6 +66,8 @@ export interface RuntimeOptions {
   reloadDeadlineMs?: number;
   /** Default: the real sources. */
   factories?: SourceFactories;
+  /** The memory state's clock (tests); default Date.now. */
+  stateClock?: () => number;
   /** Restart settings the command line sets: the file's value is not used, so its changes are not reported. */
   fixed?: readonly (keyof RestartSettings)[];
 }
@@ -127,7 +129,7 @@ export class RulesRuntime implements RulesService {
   private static async build(
     path: string,
     logger: Logger,
-    { metrics, factories }: RuntimeOptions,
+    { metrics, factories, stateClock }: RuntimeOptions,
     previous: Pick<Active, "lookups" | "state"> | undefined,
     signal?: AbortSignal,
   ): Promise<Built | { error: ConfigError }> {
@@ -150,7 +152,7 @@ export class RulesRuntime implements RulesService {
     if (opened.kind !== "unreadable") logDiagnostics(logger, opened.diagnostics);
     switch (opened.kind) {
       case "opened":
-        return RulesRuntime.withState(opened, logger, metrics, previous?.state);
+        return RulesRuntime.withState(opened, { logger, metrics, stateClock }, previous?.state);
       case "unreadable":
         return { error: new ConfigError(opened.message, exitCodeOf(opened)) };
       case "invalid": {
@@ -169,13 +171,16 @@ export class RulesRuntime implements RulesService {
    */
   private static async withState(
     opened: OpenedRules,
-    logger: Logger,
-    metrics: Metrics | undefined,
+    {
+      logger,
+      metrics,
+      stateClock,
+    }: { logger: Logger; metrics?: Metrics | undefined; stateClock?: (() => number) | undefined },
     previous: OpenState | undefined,
   ): Promise<Built | { error: ConfigError }> {
     let state: OpenState;
     try {
-      state = openState(opened.config.state, logger, previous);
+      state = openState(opened.config.state, logger, previous, stateClock);
     } catch (error) {
       await opened.registry.discard();
       const message = `cannot open the ${opened.config.state.type} state: ${(error as Error).message}`;

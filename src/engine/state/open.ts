@@ -26,10 +26,21 @@ export function sameState(a: StateConfig, b: StateConfig): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-/** The store `config` names: `previous` when it has the same settings, else a new one (which may throw). */
-export function openState(config: StateConfig, logger: StateLogger, previous?: OpenState): OpenState {
+/**
+ * The store `config` names: `previous` when it has the same settings, else a new one (which may
+ * throw). `now` is the memory store's clock (tests).
+ */
+export function openState(
+  config: StateConfig,
+  logger: StateLogger,
+  previous?: OpenState,
+  now?: () => number,
+): OpenState {
   if (previous !== undefined && sameState(previous.config, config)) return previous;
-  const store = config.type === "redis" ? createRedisStore(config, logger) : createMemoryStore();
+  const store =
+    config.type === "redis"
+      ? createRedisStore(config, logger)
+      : createMemoryStore(now === undefined ? {} : { now });
   return { config, store };
 }
 
