@@ -299,7 +299,7 @@ const rate: FunctionWord = {
   from: "connect",
   needs: [],
   returns: "number",
-  doc: "counts this event under the key made of the values KEY... and answers how many the key had in the sliding WINDOW (a duration, at most 30d), this one included (below)",
+  doc: "counts this event under the key KEY... and answers how many it had in the sliding WINDOW, this one included (below)",
   check: checkRate,
 };
 
@@ -328,7 +328,7 @@ const greylist: FunctionWord = {
   from: "connect",
   needs: [],
   returns: "bool",
-  doc: "true when the triplet KEY... (usually `client.net, from, rcpt`) must be deferred: never seen, or first seen less than `greylist.delay` ago (below)",
+  doc: "true when the triplet KEY... must be deferred: never seen, or first seen less than `greylist.delay` ago (below)",
   check: checkGreylist,
 };
 
