@@ -7,7 +7,14 @@
 import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { type DryRunInput, type DryRunReport, dryRun, type StageReport } from "../engine/dry-run.js";
-import { EXIT_OK, EXIT_USAGE, openRules } from "../engine/open-rules.js";
+import { EXIT_INVALID, EXIT_OK, EXIT_USAGE, type OpenedRules, openRules } from "../engine/open-rules.js";
+import {
+  closeState,
+  type OpenState,
+  openState,
+  type StateLogger,
+  stateLookups,
+} from "../engine/state/open.js";
 import { reportOpenFailure } from "./diagnostics-output.js";
 
 export interface DryRunOptions {
@@ -91,6 +98,8 @@ export async function dryRunCommand(options: DryRunOptions): Promise<number> {
   const opened = await openRules(options.config);
   if (opened.kind !== "opened") return reportOpenFailure(opened);
   const sources = opened.registry;
+  const state = await lookOnly(opened);
+  if (state === undefined) return EXIT_INVALID;
   // DNSBLs are off until their first probe round: run it now, so the dry-run sees them as serve would.
   await sources.probeDnsbls();
   const input: DryRunInput = {
@@ -112,8 +121,34 @@ export async function dryRunCommand(options: DryRunOptions): Promise<number> {
     process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : renderReport(report));
   } finally {
     await sources.close();
+    await closeState(state, STDERR_LOGGER);
   }
   return EXIT_OK;
+}
+
+/** The state's warnings (Redis down) on stderr; the report is on stdout. */
+const STDERR_LOGGER: StateLogger = {
+  warn: (_fields, message) => process.stderr.write(`filterctl: ${message}\n`),
+  info: () => {},
+};
+
+/**
+ * The state store, bound to look only: rate() answers the count it would be and greylist() its
+ * answer, and nothing is counted or recorded (a dry run never changes the state). Undefined after
+ * saying why it cannot be opened (the sources are closed).
+ */
+async function lookOnly(opened: OpenedRules): Promise<OpenState | undefined> {
+  try {
+    const state = openState(opened.config.state, STDERR_LOGGER);
+    opened.registry.state = stateLookups(state.store, opened.config.greylist, { record: false });
+    return state;
+  } catch (error) {
+    process.stderr.write(
+      `filterctl: cannot open the ${opened.config.state.type} state: ${(error as Error).message}\n`,
+    );
+    await opened.registry.close();
+    return undefined;
+  }
 }
 
 const STAGE_WIDTH = 8;

@@ -9,11 +9,12 @@ import { type Document, isMap, isPair, isScalar, isSeq, type Node } from "yaml";
 import type { LocalPartMode } from "../common/address.js";
 import type { Diagnostic, SourceFile } from "../common/diagnostics.js";
 import { suggest } from "../common/suggest.js";
-import { parseDuration, parseSize } from "../common/units.js";
+import { formatDuration, parseDuration, parseSize } from "../common/units.js";
 import { AddressError, parseListenAddress } from "../milter/address.js";
 import { locateScalar, MappedText, splitWords } from "./located-text.js";
 import type {
   Config,
+  GreylistConfig,
   LocatedText,
   OnError,
   QuotaLimit,
@@ -23,11 +24,23 @@ import type {
   SourceConfig,
   SourceConfigBase,
   SourceTypeSpec,
+  StateConfig,
 } from "./types.js";
 import { keyOffset, locate, nodeStart, type PathSegment, valueOffset } from "./yaml-positions.js";
 
 export const DEFAULT_ERROR_REPLY = "451 4.3.0 Temporary lookup failure, try again later";
 export const DEFAULT_QUOTA_SERVER_LISTEN = "127.0.0.1:8025";
+export const STATE_DEFAULTS = {
+  keyPrefix: "filterctl:",
+  timeoutMs: 200,
+  onError: "continue" as OnError,
+} as const;
+export const GREYLIST_DEFAULTS: GreylistConfig = {
+  delayMs: 5 * 60_000,
+  retryWindowMs: 48 * 3_600_000,
+  passTtlMs: 35 * 86_400_000,
+};
+
 export const DEFAULTS = {
   onError: "tempfail" as OnError,
   localPart: "insensitive" as LocalPartMode,
@@ -61,6 +74,21 @@ function duration(value: unknown): number | undefined {
 function size(value: unknown): number | undefined {
   if (typeof value === "number") return value;
   return typeof value === "string" ? parseSize(value) : undefined;
+}
+
+/** Why a Redis URL (the schema checked its scheme) cannot be used, or undefined. */
+function redisUrlProblem(url: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return "not a valid URL (redis://HOST[:PORT][/DB])";
+  }
+  if (parsed.hostname === "") return "the URL names no host";
+  const db = parsed.pathname.replace(/^\//, "");
+  if (db !== "" && !/^\d{1,2}$/.test(db)) return `'/${db}' is not a database number (redis://HOST:PORT/0)`;
+  if (parsed.search !== "" || parsed.hash !== "") return "a Redis URL takes no '?' or '#' part";
+  return undefined;
 }
 
 /** "0660", "660", "0o660" or the number YAML made of 0660 (given as its source text). */
@@ -319,6 +347,92 @@ class Builder {
     return { listen, source, offset };
   }
 
+  /** `state:`; the schema checked each key's form, this what they mean together. */
+  state(raw: unknown): StateConfig {
+    const state = record(raw);
+    const at = (key: string) => valueOffset(this.doc, ["state", key]);
+    const common = {
+      onError: (text(state.on_error) as OnError | undefined) ?? STATE_DEFAULTS.onError,
+      timeoutMs: this.atLeast(state.timeout, ["state", "timeout"], 1, STATE_DEFAULTS.timeoutMs),
+    };
+    const redisOnly = ["url", "urls", "sentinel", "cluster", "key_prefix"].filter((k) => k in state);
+    if (state.type !== "redis") {
+      for (const key of redisOnly) {
+        this.error(
+          keyOffset(this.doc, ["state", key]),
+          `'${key}' is an option of 'type: redis' state`,
+          "add 'type: redis' to keep the state on a Redis server",
+        );
+      }
+      return { type: "memory", ...common };
+    }
+    const urls = this.redisUrls(state);
+    if (state.sentinel !== undefined && state.cluster === true) {
+      this.error(
+        at("cluster"),
+        "state sets both 'sentinel' and 'cluster: true'",
+        "a Redis is reached through Sentinel or is a Cluster, not both",
+      );
+    } else if (urls.length > 1 && state.sentinel === undefined && state.cluster !== true) {
+      this.error(
+        keyOffset(this.doc, ["state", "urls"]),
+        `state lists ${urls.length} urls for one Redis server`,
+        "several urls are the Sentinels (with 'sentinel: NAME') or a Cluster's nodes (with 'cluster: true'); one server is 'url'",
+      );
+    }
+    const config: StateConfig = {
+      type: "redis",
+      urls: urls.map((u) => u.url),
+      keyPrefix: text(state.key_prefix) ?? STATE_DEFAULTS.keyPrefix,
+      ...common,
+    };
+    if (typeof state.sentinel === "string") config.sentinel = state.sentinel;
+    if (state.cluster === true) config.cluster = true;
+    return config;
+  }
+
+  /** `url` or `urls`, each with its offset; errors at the one that cannot be used. */
+  private redisUrls(state: Raw): { url: string; offset: number }[] {
+    const urls =
+      typeof state.url === "string"
+        ? [{ url: state.url, offset: valueOffset(this.doc, ["state", "url"]) }]
+        : (Array.isArray(state.urls) ? state.urls : []).map((url, i) => ({
+            url: String(url),
+            offset: valueOffset(this.doc, ["state", "urls", i]),
+          }));
+    if ("url" in state && "urls" in state) {
+      this.error(keyOffset(this.doc, ["state", "urls"]), "state sets both 'url' and 'urls'", "keep only one");
+    } else if (urls.length === 0) {
+      this.error(keyOffset(this.doc, ["state", "type"]), "'type: redis' state needs 'url' (or 'urls')");
+    }
+    for (const { url, offset } of urls) {
+      const problem = redisUrlProblem(url);
+      if (problem !== undefined) this.error(offset, `'${url}': ${problem}`);
+    }
+    return urls;
+  }
+
+  /** `greylist:`: a retry window no longer than the delay would never let a triplet pass. */
+  greylist(raw: unknown): GreylistConfig {
+    const greylist = record(raw);
+    const setting = (key: string, fallback: number) =>
+      this.atLeast(greylist[key], ["greylist", key], 1, fallback);
+    const settings: GreylistConfig = {
+      delayMs: setting("delay", GREYLIST_DEFAULTS.delayMs),
+      retryWindowMs: setting("retry_window", GREYLIST_DEFAULTS.retryWindowMs),
+      passTtlMs: setting("pass_ttl", GREYLIST_DEFAULTS.passTtlMs),
+    };
+    if (settings.retryWindowMs <= settings.delayMs) {
+      const key = "retry_window" in greylist ? "retry_window" : "delay";
+      this.error(
+        valueOffset(this.doc, ["greylist", key]),
+        `'retry_window' (${formatDuration(settings.retryWindowMs)}) must be longer than 'delay' (${formatDuration(settings.delayMs)})`,
+        "a retry must be able to come after the delay and within the window",
+      );
+    }
+    return settings;
+  }
+
   /** What only a restart applies (RestartSettings); the rest of build() is what a reload applies. */
   restartSettings(raw: Raw, listenModeText: string | undefined): RestartSettings {
     return {
@@ -354,6 +468,8 @@ class Builder {
       sources,
       rules: this.rules(raw.rules),
       quotaServer: this.quotaServer(raw.quota_server, sources),
+      state: this.state(raw.state),
+      greylist: this.greylist(raw.greylist),
       offsetOf: (path) => valueOffset(doc, path),
     };
     return config;

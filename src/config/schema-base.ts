@@ -144,6 +144,78 @@ const BASE: JsonSchema = {
         $ref: "#/definitions/rule",
       },
     },
+    state: {
+      description:
+        "Where rate() and greylist() keep their counts: `type: memory` (the default: in the process, lost on restart, not shared) or `type: redis` (a Redis 6+ / Valkey server every filterctl naming it shares).",
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        type: {
+          description: "memory (default) or redis.",
+          type: "string",
+          enum: ["memory", "redis"],
+          default: "memory",
+        },
+        url: {
+          $ref: "#/definitions/redisUrl",
+          description:
+            "The Redis server (type redis): redis://[:PASSWORD@]HOST[:PORT][/DB], rediss:// for TLS.",
+        },
+        urls: {
+          description:
+            "Several Redis URLs (type redis): the Sentinels with `sentinel`, or the Cluster's nodes with `cluster: true`.",
+          type: "array",
+          minItems: 1,
+          items: { $ref: "#/definitions/redisUrl" },
+        },
+        sentinel: {
+          description: "The Sentinel master's name; `url`/`urls` are then the Sentinels.",
+          type: "string",
+          pattern: "^\\S+$",
+        },
+        cluster: {
+          description: "`url`/`urls` are nodes of a Redis Cluster.",
+          type: "boolean",
+        },
+        key_prefix: {
+          description: 'Prefix of every key filterctl writes. Default "filterctl:".',
+          type: "string",
+          maxLength: 100,
+          default: "filterctl:",
+        },
+        timeout: {
+          $ref: "#/definitions/duration",
+          description:
+            "Time allowed for one rate() or greylist() call; past it the rule takes `on_error`. Default 200ms.",
+        },
+        on_error: {
+          $ref: "#/definitions/onError",
+          description:
+            "What a rule does when the state cannot answer (Redis down or slower than `timeout`): continue (default: the condition is false) or tempfail (`defaults.error_reply`).",
+          default: "continue",
+        },
+      },
+    },
+    greylist: {
+      description: "Greylisting settings, for greylist(KEY...).",
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        delay: {
+          $ref: "#/definitions/duration",
+          description: "A triplet first seen less than this ago is deferred. Default 5m.",
+        },
+        retry_window: {
+          $ref: "#/definitions/duration",
+          description:
+            "A retry after `delay` passes when it comes within this long of the first sight; later, it starts over. Default 48h.",
+        },
+        pass_ttl: {
+          $ref: "#/definitions/duration",
+          description: "A triplet that passed keeps passing this long after its last pass. Default 35d.",
+        },
+      },
+    },
     quota_server: {
       description: "Settings of `filterctl quota-server`, the back-end quota HTTP service.",
       type: "object",
@@ -176,6 +248,11 @@ const BASE: JsonSchema = {
       type: ["string", "integer"],
       minimum: 0,
       pattern: "^([0-9]+|[0-9]+(\\.[0-9]+)?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB))$",
+    },
+    redisUrl: {
+      description: "A Redis URL: redis://[USER:PASSWORD@]HOST[:PORT][/DB], rediss:// for TLS.",
+      type: "string",
+      pattern: "^rediss?://\\S+$",
     },
     onError: {
       description:

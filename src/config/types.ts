@@ -109,6 +109,43 @@ export const RESTART_SETTINGS: { readonly [K in keyof RestartSettings]-?: string
   maxBufferedInput: "max_buffered_input",
 };
 
+/** `state: memory` (the default): counts in the process, lost on restart, per process. */
+export interface MemoryStateConfig {
+  type: "memory";
+  /** What a rule does when the store cannot answer (never, in memory; kept for one shape). */
+  onError: OnError;
+  timeoutMs: number;
+}
+
+/**
+ * `state: redis`: a Redis 6+ / Valkey server (or Sentinel set, or Cluster) every filterctl naming
+ * it shares. The fields src/engine/state/redis.ts reads have its own RedisStateConfig's names.
+ */
+export interface RedisStateConfig {
+  type: "redis";
+  /** `url`, or `urls` (Sentinels with `sentinel`, Cluster nodes with `cluster`). */
+  urls: string[];
+  /** The Sentinel master name; `urls` are then the Sentinels. */
+  sentinel?: string;
+  /** `urls` are nodes of a Redis Cluster. */
+  cluster?: boolean;
+  /** Prefix of every key (default "filterctl:"). */
+  keyPrefix: string;
+  /** Deadline of one call (default 200ms); past it the rule takes `onError`. */
+  timeoutMs: number;
+  onError: OnError;
+}
+
+/** The top-level `state:`: where rate() and greylist() keep their counts. */
+export type StateConfig = MemoryStateConfig | RedisStateConfig;
+
+/** The top-level `greylist:` (runtime/state.ts GreylistSettings has the same shape). */
+export interface GreylistConfig {
+  delayMs: number;
+  retryWindowMs: number;
+  passTtlMs: number;
+}
+
 export interface Config extends RestartSettings {
   file: SourceFile;
   shutdownTimeoutMs: number;
@@ -127,6 +164,9 @@ export interface Config extends RestartSettings {
   sources: Map<string, SourceConfig>;
   rules: RuleSource[];
   quotaServer?: { listen: string; source: string; offset: number };
+  /** Where rate() and greylist() count; `type: memory` when the file has no `state:`. */
+  state: StateConfig;
+  greylist: GreylistConfig;
   /** File offset of the YAML node at `path` (e.g. ["sources", "spool", "quota"]), or of the nearest existing parent. */
   offsetOf(path: readonly (string | number)[]): number;
 }

@@ -45,6 +45,7 @@ export function compileConfig(config: Config, options: CompileConfigOptions = {}
     defaultOnError: config.defaults.onError,
     errorReply: config.defaults.errorReply,
     localPart: config.defaults.localPart,
+    stateOnError: config.state.onError,
   });
   const compiled = rules.map((rule) => compiler.rule(rule));
   return { ruleset: new Ruleset(compiled, needsOf(rules, compiled, checked)), rules, diagnostics };

@@ -15,6 +15,7 @@ import { ListMatcher } from "../common/list-matcher.js";
 import type { OnError, SourceConfig } from "../config/types.js";
 import { type DnsblAnswer, LookupError, type Lookups, type MaybePromise } from "../runtime/lookups.js";
 import type { CompiledRule, Decision, Effect, QuotaValue, RuleOutcome, Tracer } from "../runtime/model.js";
+import { StateError } from "../runtime/state.js";
 import type { Transaction } from "../runtime/transaction.js";
 import { type Action, type CompareOp, chainOperands, type Expr, type Rule, type Template } from "./ast.js";
 import type { CheckResult, Resolution } from "./checker.js";
@@ -43,6 +44,8 @@ export interface CompileOptions {
   errorReply: string;
   /** `defaults.local_part`: whether addresses' local parts compare case-insensitively (default). */
   localPart?: LocalPartMode;
+  /** `state.on_error`: what a rule does when rate() or greylist() cannot answer (default continue). */
+  stateOnError?: OnError;
 }
 
 const DEFAULT_TEXT = { reject: "Rejected by policy", tempfail: "Try again later" } as const;
@@ -430,19 +433,24 @@ export class RuleCompiler {
     const name = rule.name;
     const shadow = rule.shadow;
     const onErrorOf = (source: string) => this.onErrorOf(source);
+    const usesState = this.checked.stateRules.has(rule);
+    const stateOnError = this.options.stateOnError ?? "continue";
     const canDecide =
       rule.statements.some((s) =>
         s.kind === "action"
           ? decides(s.action)
           : decides(s.then) || (s.else !== undefined && decides(s.else)),
-      ) || lookups.some((source) => this.onErrorOf(source) === "tempfail");
+      ) ||
+      lookups.some((source) => this.onErrorOf(source) === "tempfail") ||
+      (usesState && stateOnError === "tempfail");
 
-    const runner = new RuleRunner(name, shadow, statements, errorReply, onErrorOf);
+    const runner = new RuleRunner(name, shadow, statements, errorReply, onErrorOf, stateOnError);
     return {
       name,
       stages: new Set(rule.stages.map((s) => s.stage)),
       shadow,
       lookups,
+      usesState,
       canDecide,
       run: (tx, lookupsImpl, trace) => runner.run(tx, lookupsImpl, trace),
     };
@@ -470,6 +478,7 @@ class RuleRunner {
     private readonly statements: readonly CompiledStatement[],
     private readonly errorReply: ReturnType<typeof parseReply>,
     private readonly onErrorOf: (source: string) => OnError,
+    private readonly stateOnError: OnError,
   ) {}
 
   run(tx: Transaction, lookups: Lookups, trace?: Tracer): MaybePromise<RuleOutcome> {
@@ -530,13 +539,18 @@ class RuleRunner {
     return false;
   }
 
-  /** A lookup failed: on_error continue treats the condition as false; tempfail decides. */
+  /**
+   * A lookup failed: on_error continue treats the condition as false; tempfail decides. The
+   * state (rate(), greylist()) is reported as source "state" and follows `state.on_error`.
+   */
   private failed(outcome: RuleOutcome, error: unknown): boolean {
-    const source = error instanceof LookupError ? error.source : "internal";
+    const state = error instanceof StateError;
+    const source = error instanceof LookupError ? error.source : state ? "state" : "internal";
     const message = error instanceof Error ? error.message : String(error);
     if (outcome.errors === NONE) outcome.errors = [];
     outcome.errors.push({ source, message });
-    if (source !== "internal" && this.onErrorOf(source) === "continue") return false;
+    const onError = state ? this.stateOnError : source === "internal" ? "tempfail" : this.onErrorOf(source);
+    if (onError === "continue") return false;
     const reply = this.errorReply;
     const decision: Decision = {
       action: "tempfail",

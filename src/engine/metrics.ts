@@ -53,6 +53,12 @@ export class Metrics {
     labelNames: ["source"],
     registers: [this.registry],
   });
+  readonly stateErrors = new Counter({
+    name: "filterctl_state_errors_total",
+    help: "rate() and greylist() calls the state could not answer (Redis down, slower than state.timeout), by store",
+    labelNames: ["store"],
+    registers: [this.registry],
+  });
   readonly dnsblState = new Gauge({
     name: "filterctl_dnsbl_state",
     help: "1 for the current health state of each DNSBL (unknown, healthy, lists-everything, dead, refused)",

@@ -97,7 +97,8 @@ export async function openRules(path: string, options: OpenOptions = {}): Promis
 
 /**
  * What a stage decides when its rules miss the event deadline: nothing (continue) when every
- * source its rules look up says on_error: continue, else `defaults.error_reply` (a tempfail,
+ * source its rules look up says on_error: continue (and `state.on_error` for rules calling rate()
+ * or greylist()), else `defaults.error_reply` (a tempfail,
  * never a 5xx).
  */
 export function deadlineDecisions(config: Config, ruleset: Ruleset): (stage: Stage) => Decision | undefined {
@@ -112,10 +113,13 @@ export function deadlineDecisions(config: Config, ruleset: Ruleset): (stage: Sta
   if (reply.enhancedCode !== undefined) tempfail.enhancedCode = reply.enhancedCode;
   const byStage = new Map<Stage, Decision | undefined>();
   for (const stage of STAGES) {
-    const sources = ruleset.rulesFor(stage).flatMap((rule) => rule.lookups);
-    const allContinue = sources.every(
-      (name) => (config.sources.get(name)?.onError ?? config.defaults.onError) === "continue",
-    );
+    const rules = ruleset.rulesFor(stage);
+    const sources = rules.flatMap((rule) => rule.lookups);
+    const allContinue =
+      sources.every(
+        (name) => (config.sources.get(name)?.onError ?? config.defaults.onError) === "continue",
+      ) &&
+      (config.state.onError === "continue" || !rules.some((rule) => rule.usesState));
     byStage.set(stage, allContinue ? undefined : tempfail);
   }
   return (stage) => byStage.get(stage);

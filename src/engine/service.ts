@@ -26,7 +26,8 @@ import {
   type RulesService,
   type ServedRules,
 } from "./milter-handler.js";
-import { deadlineDecisions, exitCodeOf, type OpenedRules, openRules } from "./open-rules.js";
+import { deadlineDecisions, EXIT_INVALID, exitCodeOf, type OpenedRules, openRules } from "./open-rules.js";
+import { closeState, type OpenState, openState, stateLookups } from "./state/open.js";
 
 export class ConfigError extends Error {
   constructor(
@@ -42,12 +43,14 @@ export interface Active extends ServedRules {
   config: Config;
   ruleset: Ruleset;
   lookups: SourceRegistry;
+  /** The rate/greylist store: the same object across reloads that leave `state:` as it was. */
+  state: OpenState;
   eventTimeoutMs: number;
   fallback: Reply;
 }
 
 /** Opened rules, not yet served. */
-type Built = Pick<OpenedRules, "config" | "ruleset" | "registry">;
+type Built = Pick<OpenedRules, "config" | "ruleset" | "registry"> & { state: OpenState };
 
 /** Changes are picked up this long after the last write (editors write in several steps). */
 const DEBOUNCE_MS = 200;
@@ -63,6 +66,8 @@ export interface RuntimeOptions {
   reloadDeadlineMs?: number;
   /** Default: the real sources. */
   factories?: SourceFactories;
+  /** The memory state's clock (tests); default Date.now. */
+  stateClock?: () => number;
   /** Restart settings the command line sets: the file's value is not used, so its changes are not reported. */
   fixed?: readonly (keyof RestartSettings)[];
 }
@@ -85,6 +90,7 @@ export class RulesRuntime implements RulesService {
   /** Connections using each generation's rules. */
   private readonly users = new Map<Active, number>();
   private readonly closed = new WeakSet<Active>();
+  private readonly closedStates = new WeakSet<OpenState>();
   private watchers: FSWatcher[] = [];
   private debounce: NodeJS.Timeout | undefined;
   private reloading: Promise<boolean> | undefined;
@@ -123,8 +129,8 @@ export class RulesRuntime implements RulesService {
   private static async build(
     path: string,
     logger: Logger,
-    { metrics, factories }: RuntimeOptions,
-    previous: SourceRegistry | undefined,
+    { metrics, factories, stateClock }: RuntimeOptions,
+    previous: Pick<Active, "lookups" | "state"> | undefined,
     signal?: AbortSignal,
   ): Promise<Built | { error: ConfigError }> {
     const registry: RegistryOptions = {
@@ -134,7 +140,7 @@ export class RulesRuntime implements RulesService {
         metrics?.setDnsblState(source, zone, health.state);
       },
     };
-    if (previous !== undefined) registry.previous = previous;
+    if (previous !== undefined) registry.previous = previous.lookups;
     if (signal !== undefined) registry.signal = signal;
     if (metrics !== undefined) {
       registry.onLookup = (source, ms, outcome) => {
@@ -146,7 +152,7 @@ export class RulesRuntime implements RulesService {
     if (opened.kind !== "unreadable") logDiagnostics(logger, opened.diagnostics);
     switch (opened.kind) {
       case "opened":
-        return opened;
+        return RulesRuntime.withState(opened, { logger, metrics, stateClock }, previous?.state);
       case "unreadable":
         return { error: new ConfigError(opened.message, exitCodeOf(opened)) };
       case "invalid": {
@@ -159,11 +165,42 @@ export class RulesRuntime implements RulesService {
     }
   }
 
-  private static activate({ config, ruleset, registry }: Built, generation: number): Active {
+  /**
+   * Opens the store `state:` names (the previous one when `state:` did not change: its counts
+   * survive the reload) and binds it to the new rules' lookups, with their `greylist:` settings.
+   */
+  private static async withState(
+    opened: OpenedRules,
+    {
+      logger,
+      metrics,
+      stateClock,
+    }: { logger: Logger; metrics?: Metrics | undefined; stateClock?: (() => number) | undefined },
+    previous: OpenState | undefined,
+  ): Promise<Built | { error: ConfigError }> {
+    let state: OpenState;
+    try {
+      state = openState(opened.config.state, logger, previous, stateClock);
+    } catch (error) {
+      await opened.registry.discard();
+      const message = `cannot open the ${opened.config.state.type} state: ${(error as Error).message}`;
+      // Like a source that cannot be opened: a configuration problem.
+      return { error: new ConfigError(message, EXIT_INVALID) };
+    }
+    const store = state.config.type;
+    opened.registry.state = stateLookups(state.store, opened.config.greylist, {
+      record: true,
+      failed: () => metrics?.stateErrors.inc({ store }),
+    });
+    return { ...opened, state };
+  }
+
+  private static activate({ config, ruleset, registry, state }: Built, generation: number): Active {
     return {
       config,
       ruleset,
       lookups: registry,
+      state,
       generation,
       eventTimeoutMs: config.eventTimeoutMs,
       deadlineDecision: deadlineDecisions(config, ruleset),
@@ -211,11 +248,19 @@ export class RulesRuntime implements RulesService {
     this.closeIfUnused(rules);
   }
 
-  /** Closes the sources of replaced rules nobody uses any more (those a reload took over stay open). */
+  /**
+   * Closes the sources of replaced rules nobody uses any more (those a reload took over stay
+   * open), and their state store when no rules in use share it (a changed `state:`).
+   */
   private closeIfUnused(rules: Active): void {
     if (rules === this.active || (this.users.get(rules) ?? 0) > 0 || this.closed.has(rules)) return;
     this.closed.add(rules);
     void rules.lookups.close();
+    const shared = [this.active, ...this.users.keys()].some((other) => other.state === rules.state);
+    if (!shared && !this.closedStates.has(rules.state)) {
+      this.closedStates.add(rules.state);
+      void closeState(rules.state, this.logger);
+    }
   }
 
   deadlinePassed(conn: number, stage: Stage, timeoutMs: number, reply: Reply | undefined): void {
@@ -285,9 +330,12 @@ export class RulesRuntime implements RulesService {
   private async doReload(reason: string, attempt: Attempt): Promise<boolean> {
     const old = this.active;
     const signal = attempt.stop.signal;
-    const built = await RulesRuntime.build(this.path, this.logger, this.options, old.lookups, signal);
+    const built = await RulesRuntime.build(this.path, this.logger, this.options, old, signal);
     if (attempt.abandoned) {
-      if (!("error" in built)) await built.registry.discard();
+      if (!("error" in built)) {
+        await built.registry.discard();
+        if (built.state !== old.state) await closeState(built.state, this.logger);
+      }
       if (!this.closing) {
         this.logger.warn(
           { generation: this.active.generation, reason },
@@ -463,6 +511,10 @@ export class RulesRuntime implements RulesService {
     clearTimeout(this.debounce);
     for (const w of this.watchers) w.close();
     await this.active.lookups.close();
+    if (!this.closedStates.has(this.active.state)) {
+      this.closedStates.add(this.active.state);
+      await closeState(this.active.state, this.logger);
+    }
   }
 }
 

@@ -27,6 +27,16 @@ export interface DnsblAnswer {
   off?: string;
 }
 
+/**
+ * What rate() and greylist() ask of the state (runtime/state.ts), bound by the engine to its store
+ * with the `greylist:` settings and whether calls count (serve) or only look (dry-run). A store
+ * that cannot answer throws (or rejects with) a StateError: the rule takes `state.on_error`.
+ */
+export interface StateLookups {
+  rate(key: string, windowMs: number): MaybePromise<number>;
+  greylist(key: string): MaybePromise<boolean>;
+}
+
 export interface Lookups {
   /** Is `key` in the table? (`table` is an LDAP source's table, undefined for list sources.) */
   has(source: string, table: string | undefined, key: string): MaybePromise<boolean>;
@@ -38,6 +48,8 @@ export interface Lookups {
   dnsbl(source: string, key: string): MaybePromise<DnsblAnswer>;
   /** Static facts about a source, for reply texts. */
   zoneOf(source: string): string;
+  /** The rate and greylist state; absent where none is open (a call then fails as the state would). */
+  state?: StateLookups;
 }
 
 export class LookupError extends Error {

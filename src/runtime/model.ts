@@ -68,6 +68,8 @@ export interface CompiledRule {
   shadow: boolean;
   /** Sources the rule looks up. */
   lookups: readonly string[];
+  /** Whether the rule calls rate() or greylist() (a failed call takes `state.on_error`). */
+  usesState: boolean;
   /** Whether the rule can end a stage (it has a deciding action, or a lookup that can tempfail). */
   canDecide: boolean;
   run(tx: Transaction, lookups: Lookups, trace?: Tracer): MaybePromise<RuleOutcome>;

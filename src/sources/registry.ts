@@ -13,6 +13,7 @@ import {
   type Lookups,
   type MaybePromise,
   type QuotaStatus,
+  type StateLookups,
 } from "../runtime/lookups.js";
 import { CachedLookup, emptyCounters, type LookupCounters, LookupTimeout } from "./cache.js";
 import { descriptorOf, type SourceFactories, type SourceFactory } from "./descriptor.js";
@@ -83,6 +84,9 @@ export class SourceRegistry implements Lookups {
   private constructor(private readonly entries: ReadonlyMap<string, Entry>) {}
 
   private onLookup: RegistryOptions["onLookup"];
+
+  /** rate() and greylist(): the engine binds its state store here (the sources know nothing of it). */
+  state?: StateLookups;
 
   static async create(config: Config, options: RegistryOptions = {}): Promise<SourceRegistry> {
     const ctx: SourceContext = { configPath: config.file.path, logger: options.logger ?? silent };

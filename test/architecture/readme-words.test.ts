@@ -85,6 +85,7 @@ describe("what else comes from the registry", () => {
           "false",
         ],
         ...["client", "helo", "auth", "from", "size", "rcpt", "rcpts", "header", "macro", "quota"],
+        ...["rate", "greylist"],
       ].sort(),
     );
   });

@@ -101,6 +101,35 @@ const EXPECTED: Record<string, string[]> = {
   "source-not-mapping.yaml": [
     "3:10: error: source 'spool' must be a mapping with 'type:' and the source's options",
   ],
+  "greylist-bad-duration.yaml": [
+    "3:10: error: 'delay' must be a duration like 500ms, 2s or 5m",
+    "4:3: error: unknown key 'retry_windw' in 'greylist' (did you mean 'retry_window'?)",
+  ],
+  "greylist-window-before-delay.yaml": [
+    "4:17: error: 'retry_window' (30m) must be longer than 'delay' (1h) (a retry must be able to come after the delay and within the window)",
+    "5:13: error: 'pass_ttl' must be at least 1ms",
+  ],
+  "state-bad-url.yaml": [
+    "4:10: error: 'redis://127.0.0.1:6379/zero': '/zero' is not a database number (redis://HOST:PORT/0)",
+    "4:41: error: 'redis://:secret@/0': not a valid URL (redis://HOST[:PORT][/DB])",
+  ],
+  "state-memory-with-url.yaml": [
+    "3:3: error: 'url' is an option of 'type: redis' state (add 'type: redis' to keep the state on a Redis server)",
+    "4:3: error: 'key_prefix' is an option of 'type: redis' state (add 'type: redis' to keep the state on a Redis server)",
+  ],
+  "state-redis-without-url.yaml": [
+    "3:3: error: 'type: redis' state needs 'url' (or 'urls')",
+    "4:12: error: 'timeout' must be at least 1ms",
+  ],
+  "state-sentinel-and-cluster.yaml": [
+    "5:3: error: state sets both 'url' and 'urls' (keep only one)",
+    "7:12: error: state sets both 'sentinel' and 'cluster: true' (a Redis is reached through Sentinel or is a Cluster, not both)",
+  ],
+  "state-unknown-key.yaml": ["4:3: error: unknown key 'on_eror' in 'state' (did you mean 'on_error'?)"],
+  "state-urls-without-mode.yaml": [
+    "4:3: error: state lists 2 urls for one Redis server (several urls are the Sentinels (with 'sentinel: NAME') or a Cluster's nodes (with 'cluster: true'); one server is 'url')",
+  ],
+  "state-url-scheme.yaml": ["4:8: error: 'url' must be a Redis URL like redis://127.0.0.1:6379/0"],
   "unknown-placeholder.yaml": ["5:40: error: unknown placeholder '{usr}' in 'url' (did you mean '{user}'?)"],
   "unknown-source-key.yaml": ["5:5: error: unknown key 'zon' in source 'spamhaus' (did you mean 'zone'?)"],
   "unknown-source-type.yaml": ["4:11: error: unknown source type 'ldpa' (did you mean 'ldap'?)"],

@@ -232,6 +232,40 @@ describe("defaults", () => {
     expect(c.sources.size).toBe(0);
     expect(c.rules).toEqual([]);
     expect(c.quotaServer).toBeUndefined();
+    expect(c.state).toEqual({ type: "memory", onError: "continue", timeoutMs: 200 });
+    expect(c.greylist).toEqual({ delayMs: 300_000, retryWindowMs: 172_800_000, passTtlMs: 3_024_000_000 });
+  });
+
+  it("state: redis with every option; greylist settings", () => {
+    const c = valid(
+      [
+        "state:",
+        "  type: redis",
+        '  urls: ["redis://10.0.0.1:26379", "rediss://user:pw@10.0.0.2:26379/2"]',
+        "  sentinel: mymaster",
+        '  key_prefix: "mx:"',
+        "  timeout: 50ms",
+        "  on_error: tempfail",
+        "greylist: {delay: 1m, retry_window: 4h, pass_ttl: 7d}",
+        "rules: []",
+        "",
+      ].join("\n"),
+    );
+    expect(c.state).toEqual({
+      type: "redis",
+      urls: ["redis://10.0.0.1:26379", "rediss://user:pw@10.0.0.2:26379/2"],
+      sentinel: "mymaster",
+      keyPrefix: "mx:",
+      timeoutMs: 50,
+      onError: "tempfail",
+    });
+    expect(c.greylist).toEqual({ delayMs: 60_000, retryWindowMs: 14_400_000, passTtlMs: 604_800_000 });
+    const cluster = valid('state: {type: redis, url: "redis://127.0.0.1:7000", cluster: true}\nrules: []\n');
+    expect(cluster.state).toMatchObject({
+      urls: ["redis://127.0.0.1:7000"],
+      cluster: true,
+      keyPrefix: "filterctl:",
+    });
   });
 
   it("a configuration of sources only (a back-end quota server) needs no rules", () => {

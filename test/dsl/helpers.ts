@@ -1,4 +1,5 @@
 import { SourceFile } from "../../src/common/diagnostics.js";
+import { GREYLIST_DEFAULTS } from "../../src/config/build.js";
 import type { Config, LocatedText, RuleSource, SourceConfig } from "../../src/config/types.js";
 import { SOURCE_CATALOG } from "../../src/sources/catalog.js";
 
@@ -72,6 +73,8 @@ export function configOf(rules: string[], sources: SourceConfig[] = SAMPLE_SOURC
     sourceTypes: new Map(SOURCE_CATALOG.map((t) => [t.type, t])),
     sources: new Map(sources.map((s) => [s.name, s])),
     rules: ruleSources,
+    state: { type: "memory", onError: "continue", timeoutMs: 200 },
+    greylist: { ...GREYLIST_DEFAULTS },
     offsetOf: () => 0,
   };
 }

@@ -14,6 +14,7 @@ import {
   type Lookups,
   type MaybePromise,
   type QuotaStatus,
+  type StateLookups,
 } from "../../src/runtime/lookups.js";
 import type { Tracer } from "../../src/runtime/model.js";
 import type { Ruleset, StageOutcome } from "../../src/runtime/ruleset.js";
@@ -78,6 +79,8 @@ export class FakeLookups implements Lookups {
   readonly failing = new Set<string>();
   /** Answer with promises (as network sources do) instead of plain values. */
   async = false;
+  /** rate() and greylist(), when a test binds a state. */
+  state?: StateLookups;
 
   table(name: string, entries: Record<string, string> | string[]): this {
     const map = new Map(Array.isArray(entries) ? entries.map((k) => [k, "yes"]) : Object.entries(entries));

@@ -50,6 +50,7 @@ export class Calls {
       report: (at, severity, message, hint) => scope.report(at, severity, message, hint),
       typeOf: this.typeOfArgument,
       lookUp: (source) => scope.lookUp(source),
+      useState: () => scope.session.result.stateRules.add(scope.rule),
       useMacro: (name) => scope.session.result.macrosUsed.push({ name, stages: scope.stages }),
     };
   }

@@ -32,6 +32,8 @@ export interface CheckResult {
   regexes: Map<Expr, CompiledRegex>;
   /** Sources each rule looks up. */
   lookupsByRule: Map<Rule, Set<string>>;
+  /** Rules that call rate() or greylist(). */
+  stateRules: Set<Rule>;
   /** The type of every expression that checked. */
   types: Map<Expr, ValueType>;
   /** Transaction values used anywhere (in conditions or in texts). */
@@ -58,6 +60,7 @@ export class CheckSession {
       templates: new Map(),
       regexes: new Map(),
       lookupsByRule: new Map(),
+      stateRules: new Set(),
       types: new Map(),
       valuesUsed: new Set(),
       macrosUsed: [],

@@ -3,12 +3,28 @@
  * (which reports what is wrong with a call, in the checker's words) and, bound to the call that
  * checked, its implementation. A new function is one entry here.
  */
+import { createHash } from "node:crypto";
 import { didYouMean } from "../../common/diagnostics.js";
 import { either } from "../../common/suggest.js";
-import { isOverQuota, type QuotaStatus, quotaPercent } from "../../runtime/lookups.js";
+import {
+  isOverQuota,
+  type MaybePromise,
+  type QuotaStatus,
+  quotaPercent,
+  type StateLookups,
+} from "../../runtime/lookups.js";
 import type { QuotaValue } from "../../runtime/model.js";
+import { StateError } from "../../runtime/state.js";
 import type { Expr } from "../ast.js";
-import { andThen, stringify, traced } from "../evaluation.js";
+import {
+  andThen,
+  type EvalEnv,
+  type Evaluator,
+  isPromise,
+  stringify,
+  traced,
+  type Value,
+} from "../evaluation.js";
 import type { CallCheck, CheckedCall, FunctionWord } from "./types.js";
 import { isTextual } from "./types.js";
 import { HEADER_OPTION } from "./values.js";
@@ -171,4 +187,149 @@ const quota: FunctionWord = {
   placeholders: QUOTA_PLACEHOLDERS,
 };
 
-export const FUNCTIONS: readonly FunctionWord[] = [quota, header, macro];
+/** Longer keys are hashed: a key an SMTP client writes (a header, a HELO) stays small in the state. */
+const MAX_KEY_LENGTH = 256;
+/** A rate() window is at most this long (the state keeps no event longer). */
+const MAX_WINDOW_MS = 30 * 86_400_000;
+
+/**
+ * The state key of a call's values: each escaped and joined with '|', so that no two lists of
+ * values share a key (`"a|b"` and `"a", "b"` differ). It holds the values only, never the rule:
+ * the same call in two rules counts in one place.
+ */
+function stateKey(values: readonly Value[]): string {
+  const key = values.map((v) => stringify(v).replace(/%/g, "%25").replace(/\|/g, "%7C")).join("|");
+  return key.length <= MAX_KEY_LENGTH ? key : `sha256:${createHash("sha256").update(key).digest("hex")}`;
+}
+
+/** Checks a state call's key arguments (one or more values); false after reporting. */
+function checkKeys(check: CallCheck, keys: readonly Expr[], example: string): boolean {
+  const name = check.call.callee;
+  if (keys.length === 0) {
+    check.report(check.call.span, "error", `${name}() needs at least one key: ${example}`);
+    return false;
+  }
+  for (const key of keys) {
+    const type = check.typeOf(key);
+    if (type === undefined) return false;
+    if (!isTextual(type) && type !== "number" && type !== "size") {
+      check.report(
+        key.span,
+        "error",
+        `${name}()'s keys are texts, addresses, IPs or numbers, not a value of type ${type}`,
+      );
+      return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * The key of a call from its compiled arguments, or undefined when every value is empty (no
+ * state is read or counted: `rate(auth.user, 1h)` without a login counts nothing).
+ */
+function keyOf(keys: readonly Evaluator<Value>[], env: EvalEnv): MaybePromise<string | undefined> {
+  const values: Value[] = [];
+  const from = (index: number): MaybePromise<string | undefined> => {
+    for (let i = index; i < keys.length; i++) {
+      const value = (keys[i] as Evaluator<Value>)(env);
+      if (isPromise(value))
+        return value.then((v) => {
+          values.push(v);
+          return from(i + 1);
+        });
+      values.push(value);
+    }
+    return values.every((v) => stringify(v) === "") ? undefined : stateKey(values);
+  };
+  return from(0);
+}
+
+function stateOf(env: EvalEnv): StateLookups {
+  if (env.lookups.state === undefined) throw new StateError("no state store is open");
+  return env.lookups.state;
+}
+
+function checkRate(check: CallCheck): CheckedCall | undefined {
+  const args = check.call.args;
+  const window = args.at(-1);
+  const example = "rate(auth.user, 1h)";
+  if (window === undefined || args.length < 2) {
+    check.report(check.call.span, "error", `rate() takes one or more keys and a window: ${example}`);
+    return undefined;
+  }
+  if (window.kind !== "duration") {
+    check.report(
+      window.span,
+      "error",
+      `rate()'s last argument is its window, a duration like 10m or 1h: ${example}`,
+    );
+    return undefined;
+  }
+  if (window.ms <= 0 || window.ms > MAX_WINDOW_MS) {
+    check.report(
+      window.span,
+      "error",
+      `rate()'s window must be longer than 0 and at most 30d, not ${window.text}`,
+    );
+    return undefined;
+  }
+  const keyArgs = args.slice(0, -1);
+  if (!checkKeys(check, keyArgs, example)) return undefined;
+  check.useState();
+  const windowMs = window.ms;
+  const what = `rate(${window.text})`;
+  return {
+    type: "number",
+    compile: (compiler) => {
+      const keys = keyArgs.map((arg) => compiler.value(arg));
+      return (env) =>
+        andThen(keyOf(keys, env), (key) =>
+          key === undefined
+            ? 0
+            : traced(env, "state", what, key, () => stateOf(env).rate(key, windowMs), String),
+        );
+    },
+  };
+}
+
+const rate: FunctionWord = {
+  name: "rate",
+  usage: "rate(KEY..., WINDOW)",
+  from: "connect",
+  needs: [],
+  returns: "number",
+  doc: "counts this event under the key KEY... and answers how many it had in the sliding WINDOW, this one included (below)",
+  check: checkRate,
+};
+
+function checkGreylist(check: CallCheck): CheckedCall | undefined {
+  const keyArgs = check.call.args;
+  if (!checkKeys(check, keyArgs, "greylist(client.net, from, rcpt)")) return undefined;
+  check.useState();
+  return {
+    type: "bool",
+    compile: (compiler) => {
+      const keys = keyArgs.map((arg) => compiler.value(arg));
+      const describe = (defer: boolean) => (defer ? "defer" : "pass");
+      return (env) =>
+        andThen(keyOf(keys, env), (key) =>
+          key === undefined
+            ? false
+            : traced(env, "state", "greylist", key, () => stateOf(env).greylist(key), describe),
+        );
+    },
+  };
+}
+
+const greylist: FunctionWord = {
+  name: "greylist",
+  usage: "greylist(KEY...)",
+  from: "connect",
+  needs: [],
+  returns: "bool",
+  doc: "true when the triplet KEY... must be deferred: never seen, or first seen less than `greylist.delay` ago (below)",
+  check: checkGreylist,
+};
+
+export const FUNCTIONS: readonly FunctionWord[] = [quota, header, macro, rate, greylist];

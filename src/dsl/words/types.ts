@@ -109,6 +109,8 @@ export interface CallCheck {
   typeOf(expr: Expr): ValueType | undefined;
   /** The call looks `source` up (it is used, and its failures follow its on_error). */
   lookUp(source: string): void;
+  /** The call reads or counts in the state (rate(), greylist()): its failures follow `state.on_error`. */
+  useState(): void;
   /** The call reads this macro: the MTA must send it at the rule's stages. */
   useMacro(name: string): void;
 }
