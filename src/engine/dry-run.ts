@@ -173,7 +173,7 @@ class DryRun {
       const decision = await this.stage(this.engine.rcpt(raw), { rcpt: raw });
       const entry = { rcpt: raw, decision: verdictOf(decision), reply: replyOf(decision) };
       this.report.recipients.push(decision ? { ...entry, rule: decision.rule } : entry);
-      if (decision?.action === "accept") return { kind: "accepted" };
+      // An accept here is this recipient's (acceptsRecipientOnly): the others and the message go on.
       if (decision?.action === "discard") return { kind: "discarded" };
     }
     return this.engine.transaction.rcpts.length === 0 ? { kind: "no-recipient" } : undefined;

@@ -66,6 +66,14 @@ export function refuses(decision: Decision | undefined): boolean {
   return decision?.action === "reject" || decision?.action === "tempfail";
 }
 
+/**
+ * `accept` at rcpt accepts that recipient only: the rest of its rules are skipped (the stage is
+ * decided), but the other recipients are still checked and the later stages still run.
+ */
+export function acceptsRecipientOnly(stage: Stage, decision: Decision | undefined): boolean {
+  return stage === "rcpt" && decision?.action === "accept";
+}
+
 const NO_MACROS = () => undefined;
 
 /**

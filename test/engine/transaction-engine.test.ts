@@ -4,7 +4,11 @@
  * the message gets, and the event deadline.
  */
 import { describe, expect, it } from "vitest";
-import { type StageRun, TransactionEngine } from "../../src/engine/transaction-engine.js";
+import {
+  acceptsRecipientOnly,
+  type StageRun,
+  TransactionEngine,
+} from "../../src/engine/transaction-engine.js";
 import type { Lookups } from "../../src/runtime/lookups.js";
 import type { Decision } from "../../src/runtime/model.js";
 import { FakeLookups, rules, rulesetOf, SOURCES } from "../runtime/helpers.js";
@@ -124,5 +128,29 @@ describe("the transaction engine", () => {
       "rule-1",
       "rule-2",
     ]);
+  });
+
+  it("accept at rcpt decides that recipient only: it joins rcpts, its later rules are skipped, the next recipient runs them", async () => {
+    const engine = engineFor(
+      rules(
+        'on rcpt: if rcpt.local == "postmaster" then accept',
+        'on rcpt: reject 550 5.7.1 "no"',
+        'on data: log "{rcpts}"',
+      ),
+    );
+    await engine.connect(CLIENT);
+    await engine.mail({ sender: "a@example.net" });
+    const accepted = await engine.rcpt("<postmaster@example.org>");
+    expect(accepted.outcome.decision).toMatchObject({ action: "accept", rule: "rule-1" });
+    expect(accepted.outcome.rules.map((r) => r.rule)).toEqual(["rule-1"]);
+    expect(acceptsRecipientOnly("rcpt", accepted.outcome.decision)).toBe(true);
+    expect((await engine.rcpt("<b@example.org>")).outcome.decision).toMatchObject({ action: "reject" });
+    expect(engine.transaction.rcpts).toEqual(["postmaster@example.org"]);
+    expect((await engine.data()).outcome.effects).toEqual([
+      { kind: "log", text: "postmaster@example.org", rule: "rule-3" },
+    ]);
+    // Elsewhere accept keeps its meaning: the connection (connect, helo) or the message.
+    for (const stage of ["connect", "helo", "mail", "data", "eom"] as const)
+      expect(acceptsRecipientOnly(stage, accepted.outcome.decision)).toBe(false);
   });
 });
