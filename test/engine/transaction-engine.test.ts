@@ -153,4 +153,24 @@ describe("the transaction engine", () => {
     for (const stage of ["connect", "helo", "mail", "data", "eom"] as const)
       expect(acceptsRecipientOnly(stage, accepted.outcome.decision)).toBe(false);
   });
+
+  it("client.net: the client's /24 or /64 from connect, in conditions and texts; none for a unix-socket client", async () => {
+    const engine = engineFor(
+      rules(
+        'on connect: if client.net == "192.0.2.0/24" then log "v4 {client.net}"',
+        'on connect: if client.net in ["2001:db8:1:2::/64"] then log "v6 {client.net}"',
+        'on connect: if client.net == "" then log "no network"',
+      ),
+    );
+    const logs = async (ip: string) =>
+      (await engine.connect({ ip, name: "x", port: 0 })).outcome.effects.map((e) =>
+        e.kind === "log" ? e.text : "",
+      );
+    expect(await logs("192.0.2.10")).toEqual(["v4 192.0.2.0/24"]);
+    expect(await logs("::ffff:192.0.2.200")).toEqual(["v4 192.0.2.0/24"]);
+    expect(await logs("2001:DB8:1:2:0:0:0:99")).toEqual(["v6 2001:db8:1:2::/64"]);
+    // A unix-socket client (milter family 'L' or 'U'): its address is a path or nothing.
+    expect(await logs("")).toEqual(["no network"]);
+    expect(await logs("/var/run/smtpd.sock")).toEqual(["no network"]);
+  });
 });

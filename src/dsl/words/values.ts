@@ -10,9 +10,16 @@ import {
   normalizeLocalContent,
   splitAddress,
 } from "../../common/address.js";
+import { networkOf } from "../../common/ip.js";
 import type { EvalEnv, Value } from "../evaluation.js";
 import type { DryRunOption, ValueWord } from "./types.js";
 
+const CLIENT_IP_OPTION: DryRunOption = {
+  flag: "--client-ip",
+  argument: "<ip>",
+  help: "the SMTP client's address",
+  required: true,
+};
 const FROM_OPTION: DryRunOption = {
   flag: "--from",
   argument: "<address>",
@@ -102,7 +109,7 @@ export const VALUES: readonly ValueWord[] = [
     from: "connect",
     needs: ["connect"],
     doc: "the SMTP client's IP address (in comparisons and tables, IPv6 in any spelling is the same address, and `::ffff:192.0.2.1` is `192.0.2.1`)",
-    dryRun: { flag: "--client-ip", argument: "<ip>", help: "the SMTP client's address", required: true },
+    dryRun: CLIENT_IP_OPTION,
     read: () => (env) => env.tx.client.ip,
   },
   {
@@ -121,6 +128,27 @@ export const VALUES: readonly ValueWord[] = [
     needs: ["connect"],
     doc: "the client's TCP port",
     read: () => (env) => env.tx.client.port,
+  },
+  {
+    name: "client.net",
+    type: "string",
+    from: "connect",
+    needs: ["connect"],
+    doc: 'the client\'s network as a CIDR text: the /24 of an IPv4 address (`192.0.2.0/24`), the /64 of an IPv6 one (`2001:db8:1:2::/64`); `""` for a client with no IP address (a unix socket)',
+    dryRun: CLIENT_IP_OPTION,
+    read: () => {
+      // Every rule of a connection reads the same client: the last answer is kept.
+      let lastIp = "";
+      let lastNet = "";
+      return (env) => {
+        const ip = env.tx.client.ip;
+        if (ip !== lastIp) {
+          lastNet = networkOf(ip);
+          lastIp = ip;
+        }
+        return lastNet;
+      };
+    },
   },
   {
     name: "helo",
