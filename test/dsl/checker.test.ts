@@ -104,7 +104,7 @@ describe("checker errors", () => {
     ],
     [
       'on rcpt: if client.adress == "x" then reject',
-      "rules.yaml:1:13: error: unknown name 'client.adress' ('client' has client.ip, client.name, client.port)",
+      "rules.yaml:1:13: error: unknown name 'client.adress' ('client' has client.ip, client.name, client.port, client.net)",
     ],
     [
       'on rcpt: if client.nmae == "x" then reject',
@@ -295,5 +295,26 @@ describe("what the ruleset asks of the MTA", () => {
       eom: "observe",
     });
     expect(ruleset?.needs.macros).toEqual({ mail: ["{auth_authen}"], eom: ["{daemon_name}"] });
+  });
+
+  it("the whole message's size at eom asks for the headers and the body; quota() elsewhere does not", () => {
+    const stages = (...rules: string[]) =>
+      Object.fromEntries(compileConfig(configOf(rules)).ruleset?.needs.stages ?? []);
+    expect(stages("on eom: if size > 10MB then reject")).toEqual({
+      mail: "observe",
+      header: "observe",
+      body: "observe",
+      eom: "decide",
+    });
+    expect(stages("on eom: if quota(from) over then tempfail")).toEqual({
+      mail: "observe",
+      header: "observe",
+      body: "observe",
+      eom: "decide",
+    });
+    expect(stages("on rcpt: if quota(rcpt) over then tempfail", 'on eom: log "x"')).toEqual({
+      rcpt: "decide",
+      eom: "observe",
+    });
   });
 });

@@ -270,7 +270,8 @@ describe("dry-run result", () => {
     );
     expect(report.headersAdded).toEqual([
       { name: "X-Rcpt", value: "a@example.org", rule: "rule-1" },
-      { name: "X-Size", value: "6", rule: "rule-2" },
+      // The whole message: "Subject: hello" and CRLF (16), the blank line (2), "body" and CRLF (6).
+      { name: "X-Size", value: "24", rule: "rule-2" },
     ]);
   });
 

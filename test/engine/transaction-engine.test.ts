@@ -173,4 +173,33 @@ describe("the transaction engine", () => {
     expect(await logs("")).toEqual(["no network"]);
     expect(await logs("/var/run/smtpd.sock")).toEqual(["no network"]);
   });
+
+  it("size at eom is the whole message: each header line as `Name: value` and CRLF, the blank line, the body", async () => {
+    const engine = engineFor(
+      rules('on mail, eom: log "{size}"', 'on eom: if size > 70 then reject 552 5.3.4 "too big: {size}"'),
+    );
+    const logged = (run: StageRun) => run.outcome.effects.map((e) => (e.kind === "log" ? e.text : ""));
+    await engine.connect(CLIENT);
+    expect(logged(await engine.mail({ sender: "a@example.net", esmtpArgs: ["SIZE=5000"] }))).toEqual([
+      "5000",
+    ]);
+    await engine.rcpt("b@example.org");
+    await engine.data();
+    await engine.header("Subject", "hi"); // "Subject: hi\r\n": 13
+    await engine.header("X-Folded", "one\n\ttwo"); // "X-Folded: one\r\n\ttwo\r\n": 21
+    await engine.header("X-Utf8", "é"); // "X-Utf8: é\r\n": 12 (é is two bytes)
+    await engine.eoh();
+    expect(engine.transaction.headerBytes).toBe(13 + 21 + 12);
+    await engine.body(20);
+    const eom = await engine.eom();
+    expect(logged(eom)).toEqual([String(13 + 21 + 12 + 2 + 20)]);
+    expect(eom.outcome.decision).toBeUndefined();
+    // The next message starts from nothing.
+    await engine.mail({ sender: "a@example.net" });
+    await engine.rcpt("b@example.org");
+    await engine.data();
+    await engine.header("Subject", "x".repeat(60)); // 71
+    await engine.eoh();
+    expect((await engine.eom()).outcome.decision).toMatchObject({ action: "reject", text: "too big: 73" });
+  });
 });

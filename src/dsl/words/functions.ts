@@ -7,6 +7,7 @@ import { didYouMean } from "../../common/diagnostics.js";
 import { either } from "../../common/suggest.js";
 import { isOverQuota, type QuotaStatus, quotaPercent } from "../../runtime/lookups.js";
 import type { QuotaValue } from "../../runtime/model.js";
+import { incomingSize } from "../../runtime/transaction.js";
 import type { Expr } from "../ast.js";
 import { andThen, stringify, traced } from "../evaluation.js";
 import type { CallCheck, CheckedCall, FunctionWord } from "./types.js";
@@ -143,8 +144,7 @@ function checkQuota(check: CallCheck): CheckedCall | undefined {
           }
           const status = traced(env, source, what, key, () => env.lookups.quota(source, key), describeQuota);
           return andThen(status, (s) => {
-            const incoming = env.tx.stage === "eom" ? env.tx.bodyBytes : env.tx.declaredSize;
-            env.state.quota = quotaValue(s, incoming);
+            env.state.quota = quotaValue(s, incomingSize(env.tx));
             return env.state.quota;
           });
         });
@@ -165,6 +165,8 @@ const quota: FunctionWord = {
   usage: "quota(ADDRESS[, SOURCE])",
   from: "mail",
   needs: [],
+  // At eom, "over" counts the whole message (incomingSize), as `size` does.
+  extraNeeds: { ifRuleAt: "eom", stages: ["header", "body"] },
   returns: "quota",
   doc: "a mailbox's quota status (below)",
   check: checkQuota,

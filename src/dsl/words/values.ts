@@ -11,6 +11,7 @@ import {
   splitAddress,
 } from "../../common/address.js";
 import { networkOf } from "../../common/ip.js";
+import { incomingSize } from "../../runtime/transaction.js";
 import type { EvalEnv, Value } from "../evaluation.js";
 import type { DryRunOption, ValueWord } from "./types.js";
 
@@ -179,10 +180,10 @@ export const VALUES: readonly ValueWord[] = [
     type: "size",
     from: "mail",
     needs: ["mail"],
-    extraNeeds: { ifRuleAt: "eom", stages: ["body"] },
-    doc: "`SIZE=` of MAIL FROM (0 if absent); at `eom`, the real size",
+    extraNeeds: { ifRuleAt: "eom", stages: ["header", "body"] },
+    doc: "`SIZE=` of MAIL FROM (0 if absent); at `eom`, the whole message: its header lines (`Name: value` and CRLF each), the blank line and the body",
     dryRun: { flag: "--size", argument: "<bytes>", help: "SIZE= announced at MAIL FROM", bytes: true },
-    read: () => (env) => (env.tx.stage === "eom" ? env.tx.bodyBytes : env.tx.declaredSize),
+    read: () => (env) => incomingSize(env.tx),
   },
   ...addressValues("rcpt", RCPT_OPTION, {
     address: "the recipient being decided",
