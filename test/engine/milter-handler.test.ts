@@ -211,3 +211,48 @@ rules:
     ]);
   });
 });
+
+describe("rules handler: size at eom", () => {
+  /** The sender's spool holds 900 of its 1000 bytes: a message of 100 bytes fits, 101 does not. */
+  const sizeRules = (spools: string) => `
+sources:
+  spool:
+    type: mbox
+    path: "${spools}/{user}"
+    quota: 1KB
+rules:
+  - on eom: add header "X-Size" "{size}"
+  - on eom: if quota(from, spool) over then tempfail 452 4.2.2 "{from} is full ({size} bytes)"
+`;
+
+  /** One message: "Subject: hi" (13 bytes with CRLF), the blank line (2), a body of `body` bytes. */
+  async function send(client: MilterClient, body: number) {
+    await client.mail("<sender@example.org>");
+    await client.rcpt("<b@example.org>");
+    await client.data();
+    await client.header("Subject", "hi"); // observed: no reply
+    await client.eoh();
+    await client.body(Buffer.from(`${"x".repeat(body - 2)}\r\n`));
+    return client.eom();
+  }
+
+  it("is the whole message, exactly, and quota() over at eom counts the same bytes", async () => {
+    const spools = join(dir, "spools");
+    mkdirSync(spools);
+    writeFileSync(join(spools, "sender"), "x".repeat(900));
+    writeFileSync(path, sizeRules(spools));
+    expect(await runtime.reload("test")).toBe(true);
+
+    const client = await open();
+    expect(client.sends("header") && client.sends("body")).toBe(true);
+    const fits = await send(client, 85);
+    expect(fits.reply).toEqual({ type: "continue" });
+    expect(fits.modifications).toContainEqual({ type: "addHeader", name: "X-Size", value: "100" });
+    const over = await send(client, 86);
+    expect(over.reply).toEqual({
+      type: "replycode",
+      text: "452 4.2.2 sender@example.org is full (101 bytes)",
+    });
+    client.quit();
+  });
+});
