@@ -154,7 +154,7 @@ describe("filterctl dry-run on examples/rules.yaml", () => {
     ]);
   });
 
-  it("an authenticated client skips the checks from MAIL FROM on", () => {
+  it("an authenticated client skips the sender check, not the quota check", () => {
     const report = dryRun([
       ...EXTERNAL,
       "--auth",
@@ -165,9 +165,43 @@ describe("filterctl dry-run on examples/rules.yaml", () => {
       "bob@example.org",
     ]);
     const mail = stage(report, "mail");
-    expect(mail.decision).toBe("accept");
-    expect(mail.rule).toBe("authenticated");
-    expect(report.result.decision).toBe("accept");
+    expect(mail.decision).toBe("continue");
+    expect(mail.lookups).toEqual([]);
+    expect(report.recipients).toEqual([
+      {
+        rcpt: "bob@example.org",
+        decision: "tempfail",
+        reply: "452 4.2.2 Mailbox of bob@example.org is full, try again later",
+        rule: "mailbox-full",
+      },
+    ]);
+  });
+
+  it("postmaster: accepted at RCPT for itself only; a full mailbox in the same message is still deferred", () => {
+    const report = dryRun([
+      ...EXTERNAL,
+      "--from",
+      "someone@example.com",
+      "--rcpt",
+      "postmaster@example.org",
+      "--rcpt",
+      "bob@example.org",
+      "--message",
+      MESSAGE,
+    ]);
+    expect(report.recipients).toEqual([
+      { rcpt: "postmaster@example.org", decision: "accept", reply: null, rule: "postmaster" },
+      {
+        rcpt: "bob@example.org",
+        decision: "tempfail",
+        reply: "452 4.2.2 Mailbox of bob@example.org is full, try again later",
+        rule: "mailbox-full",
+      },
+    ]);
+    // Its quota was not asked; the message went on to the end and got its header.
+    expect(report.stages.find((s) => s.stage === "rcpt")?.lookups).toEqual([]);
+    expect(report.headersAdded.map((h) => h.name)).toEqual(["X-Filterctl"]);
+    expect(report.result).toEqual({ decision: "accept", reply: null });
   });
 
   it("the shadow rule reports what it would do but changes nothing", () => {

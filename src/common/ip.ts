@@ -22,3 +22,25 @@ export function canonicalIp(ip: string): string {
   const low = Number.parseInt(mapped[2] as string, 16);
   return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
 }
+
+/**
+ * The network an address belongs to, as a CIDR text: the /24 of an IPv4 address
+ * (`192.0.2.0/24`), the /64 of an IPv6 one in its canonical form (`2001:db8:1:2::/64`), an
+ * IPv4-mapped IPv6 address as IPv4. A client that is no IP address (a unix socket, an unknown
+ * family) has none: "". Greylisting keys on it: a sender's pool of outgoing servers usually
+ * shares one, and an IPv6 host often changes its address inside its /64.
+ */
+export function networkOf(ip: string): string {
+  const zoneless = ip.includes("%") ? ip.slice(0, ip.indexOf("%")) : ip;
+  const address = canonicalIp(zoneless);
+  const family = isIP(address);
+  if (family === 4) return `${address.slice(0, address.lastIndexOf("."))}.0/24`;
+  if (family !== 6) return "";
+  const [head = "", tail = ""] = address.split("::");
+  const headGroups = head === "" ? [] : head.split(":");
+  const tailGroups = tail === "" ? [] : tail.split(":");
+  const groups = address.includes("::")
+    ? [...headGroups, ...Array<string>(8 - headGroups.length - tailGroups.length).fill("0"), ...tailGroups]
+    : headGroups;
+  return `${canonicalIp(`${groups.slice(0, 4).join(":")}::`)}/64`;
+}

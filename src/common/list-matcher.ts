@@ -36,6 +36,8 @@ export class ListMatcher {
   private readonly exact = new Map<string, string>();
   private readonly ranges = new BlockList();
   private readonly rangeItems: { text: string; family: Family; list: BlockList }[] = [];
+  /** A range's canonical text → the entry as written: a network as a key (client.net) is that entry. */
+  private readonly rangeTexts = new Map<string, string>();
   private readonly localPart: LocalPartMode;
   private readonly word: (text: string) => string;
 
@@ -65,6 +67,7 @@ export class ListMatcher {
         const single = new BlockList();
         single.addSubnet(item.slice(0, slash), prefix, family);
         this.rangeItems.push({ text: item, family, list: single });
+        this.rangeTexts.set(cidrText(item.slice(0, slash), prefix), item);
       } else {
         this.exact.set(this.normalize(item), item);
       }
@@ -85,7 +88,7 @@ export class ListMatcher {
   /** Whether `key` matches an entry (the per-message path: each test made once, no entry text looked for). */
   has(key: string): boolean {
     if (key.includes("@")) return this.exact.has(normalizeAddress(key, this.localPart));
-    if (isIP(key) === 0) return this.exact.has(this.word(key));
+    if (isIP(key) === 0) return this.exact.has(this.word(key)) || this.rangeTexts.has(this.asRange(key));
     const ip = canonicalIp(key.toLowerCase());
     if (this.exact.has(ip)) return true;
     return this.rangeItems.length > 0 && this.ranges.check(ip, isIP(ip) === 6 ? "ipv6" : "ipv4");
@@ -93,7 +96,7 @@ export class ListMatcher {
 
   /** The entry that matches `key`, as written, or undefined. */
   find(key: string): string | undefined {
-    const found = this.exact.get(this.normalize(key));
+    const found = this.exact.get(this.normalize(key)) ?? this.rangeTexts.get(this.asRange(key));
     if (found !== undefined || this.rangeItems.length === 0) return found;
     const range = this.inRange(key);
     if (range === undefined) return undefined;
@@ -101,9 +104,22 @@ export class ListMatcher {
       ?.text;
   }
 
+  /** A key written as a network (`2001:DB8:0::/64`) in the spelling of rangeTexts' keys, else "". */
+  private asRange(key: string): string {
+    if (this.rangeTexts.size === 0) return "";
+    const slash = key.indexOf("/");
+    return slash === -1 || isIP(key.slice(0, slash)) === 0
+      ? ""
+      : cidrText(key.slice(0, slash), Number(key.slice(slash + 1)));
+  }
+
   private inRange(key: string): { ip: string; family: Family } | undefined {
     const ip = canonicalIp(key);
     const family = familyOf(ip);
     return family !== undefined && this.ranges.check(ip, family) ? { ip, family } : undefined;
   }
+}
+
+function cidrText(ip: string, prefix: number): string {
+  return `${canonicalIp(ip.toLowerCase())}/${prefix}`;
 }

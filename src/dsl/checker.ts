@@ -11,6 +11,7 @@ import type { SourceFile } from "../common/diagnostics.js";
 import type { Stage } from "../common/stages.js";
 import type { SourceConfig, SourceTypeSpec } from "../config/types.js";
 import type { Rule, Span } from "./ast.js";
+import { checkAcceptAtMail } from "./check/accept-at-mail.js";
 import { Actions, decides } from "./check/actions.js";
 import { type CheckResult, CheckSession, RuleScope } from "./check/scope.js";
 import { Types } from "./check/types.js";
@@ -38,6 +39,7 @@ export function checkRules(
   checkRuleNames(session, rules);
   for (const rule of rules) checkStatements(new RuleScope(session, rule));
   checkReachable(session, rules);
+  checkAcceptAtMail(session, rules);
   if (options.reportUnused !== false) {
     for (const source of sources.values()) {
       if (!session.usedSources.has(source.name))

@@ -7,7 +7,7 @@ import { type Diagnostic, hasErrors, sortDiagnostics } from "../common/diagnosti
 import type { Stage } from "../common/stages.js";
 import type { Config } from "../config/types.js";
 import { type MacroStageName, Ruleset, type RulesetNeeds, type StageNeed } from "../runtime/ruleset.js";
-import type { Rule } from "./ast.js";
+import { childrenOf, type Expr, type Rule } from "./ast.js";
 import { type CheckResult, checkRules } from "./checker.js";
 import { RuleCompiler } from "./compiler.js";
 import { MACRO_STAGE_FOR, REGISTRY, type Registry } from "./registry.js";
@@ -77,16 +77,38 @@ function needsOf(
     const word = checked.registry.value(key);
     for (const stage of word?.needs ?? []) want(stage, "observe");
     for (const m of word?.macros ?? []) for (const name of m.names) macro(MACRO_STAGE_FOR[m.stage], name);
-    // E.g. the real size at end of message needs the body counted.
+    // E.g. the real size at end of message needs the headers and the body counted.
     const extra = word?.extraNeeds;
     if (extra !== undefined && rules.some((r) => r.stages.some((s) => s.stage === extra.ifRuleAt)))
       for (const stage of extra.stages) want(stage, "observe");
   }
   for (const resolution of checked.resolutions.values())
     if (resolution.kind === "call") for (const stage of resolution.word.needs) want(stage, "observe");
+  // A function's extra stages only for the rules that call it at that stage (quota() at eom
+  // counts the whole message; quota() at rcpt must not make the MTA send every body).
+  for (const rule of rules) {
+    const at = new Set(rule.stages.map((s) => s.stage));
+    for (const expr of expressionsOf(rule)) {
+      const resolution = checked.resolutions.get(expr);
+      const extra = resolution?.kind === "call" ? resolution.word.extraNeeds : undefined;
+      if (extra !== undefined && at.has(extra.ifRuleAt))
+        for (const stage of extra.stages) want(stage, "observe");
+    }
+  }
   for (const use of checked.macrosUsed)
     for (const stage of use.stages) macro(MACRO_STAGE_FOR[stage], use.name);
   const macroLists: RulesetNeeds["macros"] = {};
   for (const [stage, names] of macros) macroLists[stage] = [...names];
   return { stages, macros: macroLists };
+}
+
+/** Every expression of a rule's conditions, sub-expressions included. */
+function expressionsOf(rule: Rule): Expr[] {
+  const found: Expr[] = [];
+  const pending: Expr[] = rule.statements.flatMap((s) => (s.kind === "if" ? [s.condition] : []));
+  for (let expr = pending.pop(); expr !== undefined; expr = pending.pop()) {
+    found.push(expr);
+    pending.push(...childrenOf(expr));
+  }
+  return found;
 }

@@ -83,6 +83,18 @@ function endOf(decision: Decision | undefined, discardEnds: boolean): End | unde
   return undefined;
 }
 
+/**
+ * The body's length as the MTA sends it to a milter: every line ending a CRLF, so a message file
+ * saved with bare LFs has the size it has on the wire.
+ */
+export function crlfLength(body: Buffer): number {
+  let bareLf = 0;
+  for (let at = body.indexOf(10); at !== -1; at = body.indexOf(10, at + 1)) {
+    if (at === 0 || body[at - 1] !== 13) bareLf++;
+  }
+  return body.length + bareLf;
+}
+
 /** The MTA's macros by name, `{name}` and `name` alike. */
 function macroLookup(macros: Record<string, string> | undefined): (name: string) => string | undefined {
   return (name) => {
@@ -173,7 +185,7 @@ class DryRun {
       const decision = await this.stage(this.engine.rcpt(raw), { rcpt: raw });
       const entry = { rcpt: raw, decision: verdictOf(decision), reply: replyOf(decision) };
       this.report.recipients.push(decision ? { ...entry, rule: decision.rule } : entry);
-      if (decision?.action === "accept") return { kind: "accepted" };
+      // An accept here is this recipient's (acceptsRecipientOnly): the others and the message go on.
       if (decision?.action === "discard") return { kind: "discarded" };
     }
     return this.engine.transaction.rcpts.length === 0 ? { kind: "no-recipient" } : undefined;
@@ -186,7 +198,7 @@ class DryRun {
     for (const { name, value } of input.headers) {
       steps.push([() => engine.header(name, value), { header: `${name}: ${value}` }]);
     }
-    steps.push([() => engine.eoh()], [() => engine.body(input.body.length)], [() => engine.eom()]);
+    steps.push([() => engine.eoh()], [() => engine.body(crlfLength(input.body))], [() => engine.eom()]);
     for (const [step, extra] of steps) {
       const end = endOf(await this.stage(step(), extra), true);
       if (end !== undefined) return end;

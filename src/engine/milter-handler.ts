@@ -21,7 +21,12 @@ import {
 import type { MaybePromise } from "../runtime/lookups.js";
 import type { Decision, LookupRecord } from "../runtime/model.js";
 import type { Ruleset, StageOutcome } from "../runtime/ruleset.js";
-import { type EngineRules, type StageRun, TransactionEngine } from "./transaction-engine.js";
+import {
+  acceptsRecipientOnly,
+  type EngineRules,
+  type StageRun,
+  TransactionEngine,
+} from "./transaction-engine.js";
 
 /** One generation of the rules being served. */
 export interface ServedRules extends EngineRules {
@@ -86,7 +91,12 @@ export function errorReply(text: string): Reply {
   return reply;
 }
 
-export function decisionReply(decision: Decision | undefined): Reply | undefined {
+/**
+ * The milter reply for a stage's decision. `accept` at rcpt is that recipient's only
+ * (acceptsRecipientOnly): the MTA is told to continue, since SMFIR_ACCEPT there would accept the
+ * whole message and skip every later recipient and stage.
+ */
+export function decisionReply(decision: Decision | undefined, stage?: Stage): Reply | undefined {
   if (decision === undefined) return undefined;
   switch (decision.action) {
     case "reject":
@@ -98,7 +108,7 @@ export function decisionReply(decision: Decision | undefined): Reply | undefined
       return reply;
     }
     case "accept":
-      return { action: "accept" };
+      return stage !== undefined && acceptsRecipientOnly(stage, decision) ? undefined : { action: "accept" };
     case "discard":
       return { action: "discard" };
     case "quarantine":
@@ -250,7 +260,7 @@ class RulesConnection implements MilterHandler {
   /** The milter reply of a stage, reported to the service when the stage did something. */
   private reply(run: StageRun, session: SessionContext): Reply | undefined {
     const { stage, outcome } = run;
-    const reply = decisionReply(outcome.decision);
+    const reply = decisionReply(outcome.decision, stage);
     if (run.lateAfterMs !== undefined) {
       this.service.deadlinePassed?.(session.id, stage, run.lateAfterMs, reply);
       return reply;

@@ -16,7 +16,13 @@ import { type AddedHeader, AddedHeaders } from "../runtime/added-headers.js";
 import type { Lookups, MaybePromise } from "../runtime/lookups.js";
 import type { Decision, LookupRecord, Tracer } from "../runtime/model.js";
 import type { Ruleset, StageOutcome } from "../runtime/ruleset.js";
-import { declaredSize, newTransaction, resetMessage, type Transaction } from "../runtime/transaction.js";
+import {
+  declaredSize,
+  headerLineBytes,
+  newTransaction,
+  resetMessage,
+  type Transaction,
+} from "../runtime/transaction.js";
 
 /** The rules a transaction runs with: one generation of `serve`, or dry-run's only one. */
 export interface EngineRules {
@@ -64,6 +70,14 @@ export interface EngineOptions {
 /** A decision that refuses what it answers (the recipient, or the whole transaction). */
 export function refuses(decision: Decision | undefined): boolean {
   return decision?.action === "reject" || decision?.action === "tempfail";
+}
+
+/**
+ * `accept` at rcpt accepts that recipient only: the rest of its rules are skipped (the stage is
+ * decided), but the other recipients are still checked and the later stages still run.
+ */
+export function acceptsRecipientOnly(stage: Stage, decision: Decision | undefined): boolean {
+  return stage === "rcpt" && decision?.action === "accept";
 }
 
 const NO_MACROS = () => undefined;
@@ -157,6 +171,7 @@ export class TransactionEngine {
     tx.header = { name, value };
     const key = name.toLowerCase();
     if (!tx.headers.has(key)) tx.headers.set(key, value);
+    tx.headerBytes += headerLineBytes(name, value);
     return this.run("header");
   }
 
@@ -164,7 +179,7 @@ export class TransactionEngine {
     return this.run("eoh");
   }
 
-  /** A chunk of the body: `bytes` is its length. */
+  /** A chunk of the body: `bytes` is its length (lines ending in CRLF, as the MTA sends them). */
   body(bytes: number): MaybePromise<StageRun> {
     this.tx.bodyBytes += bytes;
     return this.run("body");
@@ -172,6 +187,9 @@ export class TransactionEngine {
 
   /** End of message: `addedHeaders` and `quarantine` are what the message gets. */
   eom(): MaybePromise<StageRun> {
+    const tx = this.tx;
+    // The header lines, the blank line after them, the body.
+    tx.messageBytes = tx.headerBytes + 2 + tx.bodyBytes;
     return this.run("eom");
   }
 

@@ -15,8 +15,12 @@ export interface Transaction {
   from: string;
   /** SIZE= of MAIL FROM, 0 when absent. */
   declaredSize: number;
-  /** Body bytes seen so far (the real size at eom). */
+  /** Bytes of the header lines seen so far, each as `Name: value` and CRLF. */
+  headerBytes: number;
+  /** Body bytes seen so far. */
   bodyBytes: number;
+  /** The whole message (header lines, the blank line, the body), known at eom; 0 before. */
+  messageBytes: number;
   /** The recipient being decided, as the client wrote it, without angle brackets. */
   rcpt: string;
   /** Recipients accepted so far, as written (rules see them normalised). */
@@ -35,7 +39,9 @@ export function newTransaction(macro: (name: string) => string | undefined = () 
     authUser: "",
     from: "",
     declaredSize: 0,
+    headerBytes: 0,
     bodyBytes: 0,
+    messageBytes: 0,
     rcpt: "",
     rcpts: [],
     header: { name: "", value: "" },
@@ -49,7 +55,9 @@ export function resetMessage(tx: Transaction): void {
   tx.authUser = "";
   tx.from = "";
   tx.declaredSize = 0;
+  tx.headerBytes = 0;
   tx.bodyBytes = 0;
+  tx.messageBytes = 0;
   tx.rcpt = "";
   tx.rcpts = [];
   tx.header = { name: "", value: "" };
@@ -63,4 +71,24 @@ export function declaredSize(esmtpArgs: readonly string[]): number {
     if (match) return Number(match[1]);
   }
   return 0;
+}
+
+/**
+ * The incoming message's size as rules and quota() see it: the SIZE= of MAIL FROM until the end
+ * of message, then the whole message.
+ */
+export function incomingSize(tx: Transaction): number {
+  return tx.stage === "eom" ? tx.messageBytes : tx.declaredSize;
+}
+
+/**
+ * A header line's bytes as the message carries it: `Name: value` and CRLF, each line break of a
+ * folded value a CRLF too (the MTA sends folded values with bare LFs).
+ */
+export function headerLineBytes(name: string, value: string): number {
+  let breaks = 0;
+  for (let at = value.indexOf("\n"); at !== -1; at = value.indexOf("\n", at + 1)) {
+    if (at === 0 || value.charCodeAt(at - 1) !== 13) breaks++;
+  }
+  return Buffer.byteLength(name) + 2 + Buffer.byteLength(value) + breaks + 2;
 }

@@ -92,7 +92,7 @@ describe("what else comes from the registry", () => {
 
   it("dry-run's options that fill values in, each with the words it feeds", () => {
     expect(DRY_RUN_INPUTS.map((o) => [o.flags, o.feeds.join(" ")])).toEqual([
-      ["--client-ip <ip>", "client.ip"],
+      ["--client-ip <ip>", "client.ip client.net"],
       ["--client-name <name>", "client.name"],
       ["--helo <name>", "helo"],
       ["--auth <user>", "auth.user"],

@@ -349,14 +349,15 @@ describe("filterctl dry-run --json", () => {
     expect(rejected.result).toEqual({ decision: "reject", reply: "554 5.7.1 extra header" });
   });
 
-  it("the body's real size is `size` at eom; a Subject header can quarantine", () => {
+  it("the whole message's size is `size` at eom; a Subject header can quarantine", () => {
     const big = join(dir, "big.eml");
     writeFileSync(big, `Subject: [SPAM] offer\r\n\r\n${"x".repeat(2000)}\r\n`);
     const report = json(
       dryRun("--from", "a@example.org", "--rcpt", "ok@example.org", "--message", big, "--json"),
     );
     // eoh quarantines, then eom refuses: refusal wins, as the MTA would refuse the message.
-    expect(report.result).toEqual({ decision: "reject", reply: "552 5.3.4 Message too big (2002 bytes)" });
+    // 2027 bytes: "Subject: [SPAM] offer" and CRLF (23), the blank line (2), the body (2002).
+    expect(report.result).toEqual({ decision: "reject", reply: "552 5.3.4 Message too big (2027 bytes)" });
     const small = join(dir, "small.eml");
     writeFileSync(small, "Subject: [SPAM] offer\r\n\r\nhi\r\n");
     const quarantined = json(

@@ -27,4 +27,16 @@ describe("ListMatcher", () => {
     expect(locals.has("Bob")).toBe(true);
     expect(new ListMatcher(['"Bob Smith"'], { words: "localpart" }).has("bob smith")).toBe(true);
   });
+
+  it("a network as a key (client.net) matches the range written as that network, in any spelling", () => {
+    const list = new ListMatcher(["192.0.2.0/24", "2001:DB8:1:2:0::/64"]);
+    expect(list.size).toBe(2);
+    expect(list.has("192.0.2.0/24")).toBe(true);
+    expect(list.has("2001:db8:1:2::/64")).toBe(true);
+    expect(list.find("2001:db8:1:2::/64")).toBe("2001:DB8:1:2:0::/64");
+    // Only the same network: a network inside a range is not that range (compare client.ip for that).
+    expect(list.has("192.0.2.0/25")).toBe(false);
+    expect(list.has("192.0.0.0/16")).toBe(false);
+    expect(new ListMatcher(["example.org"]).has("192.0.2.0/24")).toBe(false);
+  });
 });

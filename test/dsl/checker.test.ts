@@ -104,7 +104,7 @@ describe("checker errors", () => {
     ],
     [
       'on rcpt: if client.adress == "x" then reject',
-      "rules.yaml:1:13: error: unknown name 'client.adress' ('client' has client.ip, client.name, client.port)",
+      "rules.yaml:1:13: error: unknown name 'client.adress' ('client' has client.ip, client.name, client.port, client.net)",
     ],
     [
       'on rcpt: if client.nmae == "x" then reject',
@@ -225,7 +225,26 @@ describe("checker warnings", () => {
     // A shadow rule, a conditional rule, or a rule with other stages left does not hide the next one.
     expect(check("shadow on rcpt: reject", "on rcpt: accept")).toEqual([]);
     expect(check('on rcpt: if rcpt == "a" then reject', "on rcpt: accept")).toEqual([]);
-    expect(check("on rcpt: reject", "on rcpt, mail: accept")).toEqual([]);
+    expect(
+      check("on rcpt: reject", "on rcpt, mail: accept").filter((d) => d.includes("can never run")),
+    ).toEqual([]);
+  });
+
+  it("warns at an accept at mail that skips rules at rcpt and later stages, naming them", () => {
+    const warning = (at: string, skipped: string) =>
+      `rules.yaml:${at}: warning: accept at mail accepts the whole message, so ${skipped} for it (move it to 'on rcpt:' to accept one recipient, or add its condition to the rules it should skip)`;
+    expect(check('on mail: if from == "a@example.org" then accept', "on rcpt: reject")).toEqual([
+      warning("1:42", "rule 'rule-2' (rcpt) never runs"),
+    ]);
+    // Wherever the skipped rule is in the file: rcpt comes after mail in every message.
+    expect(check("on eom: reject", 'on connect: log "x"', "on mail, rcpt: accept")).toEqual([
+      warning("3:16", "rule 'rule-1' (eom) never runs"),
+    ]);
+    // No rule after mail, a shadow accept, accept at rcpt or connect: nothing is skipped that was meant to run.
+    expect(check("on mail: accept", 'on connect, helo, mail: log "x"')).toEqual([]);
+    expect(check("shadow on mail: accept", "on rcpt: reject")).toEqual([]);
+    expect(check('on rcpt: if rcpt.local == "postmaster" then accept', "on rcpt: reject")).toEqual([]);
+    expect(check("on connect: if client.ip == 192.0.2.1 then accept", "on rcpt: reject")).toEqual([]);
   });
 
   it("warns about unused sources", () => {
@@ -276,5 +295,26 @@ describe("what the ruleset asks of the MTA", () => {
       eom: "observe",
     });
     expect(ruleset?.needs.macros).toEqual({ mail: ["{auth_authen}"], eom: ["{daemon_name}"] });
+  });
+
+  it("the whole message's size at eom asks for the headers and the body; quota() elsewhere does not", () => {
+    const stages = (...rules: string[]) =>
+      Object.fromEntries(compileConfig(configOf(rules)).ruleset?.needs.stages ?? []);
+    expect(stages("on eom: if size > 10MB then reject")).toEqual({
+      mail: "observe",
+      header: "observe",
+      body: "observe",
+      eom: "decide",
+    });
+    expect(stages("on eom: if quota(from) over then tempfail")).toEqual({
+      mail: "observe",
+      header: "observe",
+      body: "observe",
+      eom: "decide",
+    });
+    expect(stages("on rcpt: if quota(rcpt) over then tempfail", 'on eom: log "x"')).toEqual({
+      rcpt: "decide",
+      eom: "observe",
+    });
   });
 });

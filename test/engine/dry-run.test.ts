@@ -127,6 +127,63 @@ describe("dry-run result", () => {
     expect(report.recipients.map((r) => r.decision)).toEqual(["continue", "continue"]);
   });
 
+  it("accept at rcpt accepts that recipient only: the others are still checked, later stages still run", async () => {
+    const ruleset = rulesetOf(
+      `${SOURCES}${rules(
+        'on rcpt: if rcpt.local == "postmaster" then accept',
+        'on rcpt: if quota(rcpt, mailboxes) over then tempfail 452 4.2.2 "Mailbox of {rcpt} is full"',
+        'on eom: add header "X-Checked" "yes"',
+      )}`,
+    );
+    const full = { usage: 100, limit: 100, count: 0, countLimit: 0 };
+    const fake = new FakeLookups()
+      .mailbox("mailboxes", "postmaster@example.org", full)
+      .mailbox("mailboxes", "a@example.org", full);
+    const report = await dryRun(
+      ruleset,
+      fake,
+      input({ rcpts: ["postmaster@example.org", "a@example.org", "b@example.org"] }),
+    );
+    expect(report.recipients).toEqual([
+      { rcpt: "postmaster@example.org", decision: "accept", reply: null, rule: "rule-1" },
+      {
+        rcpt: "a@example.org",
+        decision: "tempfail",
+        reply: "452 4.2.2 Mailbox of a@example.org is full",
+        rule: "rule-2",
+      },
+      { rcpt: "b@example.org", decision: "continue", reply: null },
+    ]);
+    // The accepted recipient's quota was never asked: the rest of its rules were skipped.
+    const rcpts = report.stages.filter((s) => s.stage === "rcpt");
+    expect(rcpts[0]?.rules.map((r) => [r.rule, r.decision?.action])).toEqual([["rule-1", "accept"]]);
+    expect(rcpts[0]?.lookups).toEqual([]);
+    expect(rcpts.map((s) => s.decision)).toEqual(["accept", "tempfail", "continue"]);
+    expect(stagesOf(report)).toContain("eom");
+    expect(report.headersAdded).toEqual([{ name: "X-Checked", value: "yes", rule: "rule-3" }]);
+    expect(report.result).toEqual({ decision: "accept", reply: null });
+  });
+
+  it("a recipient accepted at rcpt is refused with the message when a later stage refuses it", async () => {
+    const ruleset = rulesetOf(
+      rules('on rcpt: if rcpt.local == "postmaster" then accept', 'on eom: reject 554 5.7.1 "No"'),
+    );
+    const report = await dryRun(ruleset, new FakeLookups(), input({ rcpts: ["postmaster@example.org"] }));
+    expect(report.result).toEqual({ decision: "reject", reply: "554 5.7.1 No" });
+    expect(report.recipients).toEqual([
+      { rcpt: "postmaster@example.org", decision: "reject", reply: "554 5.7.1 No", rule: "rule-2" },
+    ]);
+  });
+
+  it("accept at mail and at data still accept the whole message", async () => {
+    for (const stage of ["mail", "data"]) {
+      const ruleset = rulesetOf(rules(`on ${stage}: accept`, "on header: reject", "on eom: reject"));
+      const report = await dryRun(ruleset, new FakeLookups(), input());
+      expect(report.result).toEqual({ decision: "accept", reply: null });
+      expect(stagesOf(report).at(-1)).toBe(stage);
+    }
+  });
+
   it("discard at rcpt discards the message", async () => {
     const ruleset = rulesetOf(rules('on rcpt: if rcpt.local == "spamtrap" then discard', "on eom: reject"));
     const report = await dryRun(
@@ -213,7 +270,8 @@ describe("dry-run result", () => {
     );
     expect(report.headersAdded).toEqual([
       { name: "X-Rcpt", value: "a@example.org", rule: "rule-1" },
-      { name: "X-Size", value: "6", rule: "rule-2" },
+      // The whole message: "Subject: hello" and CRLF (16), the blank line (2), "body" and CRLF (6).
+      { name: "X-Size", value: "24", rule: "rule-2" },
     ]);
   });
 

@@ -8,7 +8,7 @@
  * lands exactly there: no timing luck. Real pieces: RulesRuntime loads the rules file, the
  * MilterServer runs the handler, MilterClient speaks for the MTA over loopback.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
@@ -155,6 +155,104 @@ describe("rules handler: a reload inside a transaction", () => {
     await reloadTo("v3");
     await mail(client);
     expect(await finish(client, "v3")).toBe("v3");
+    client.quit();
+  });
+});
+
+describe("rules handler: accept at rcpt", () => {
+  /** postmaster@ is exempt at RCPT; every spool here is over its 1KB quota. */
+  const exemptRules = (spools: string) => `
+sources:
+  spool:
+    type: mbox
+    path: "${spools}/{user}"
+    quota: 1KB
+rules:
+  - name: postmaster
+    on: rcpt
+    if: rcpt.local == "postmaster"
+    then: accept
+  - name: mailbox-full
+    on: rcpt
+    if: quota(rcpt, spool) over
+    then: tempfail 452 4.2.2 "Mailbox of {rcpt} is full"
+  - on eom: add header "X-Checked" "yes"
+`;
+
+  it("accepts that recipient only: the MTA is told continue, a second over-quota recipient still gets its tempfail, the message goes on", async () => {
+    const spools = join(dir, "spools");
+    mkdirSync(spools);
+    for (const user of ["postmaster", "full"]) writeFileSync(join(spools, user), "x".repeat(2000));
+    writeFileSync(path, exemptRules(spools));
+    expect(await runtime.reload("test")).toBe(true);
+
+    const client = await open();
+    await client.mail("<sender@example.org>"); // no rule at MAIL: observed only
+    expect(await client.rcpt("<postmaster@example.org>")).toEqual({ type: "continue" });
+    expect(await client.rcpt("<full@example.org>")).toEqual({
+      type: "replycode",
+      text: "452 4.2.2 Mailbox of full@example.org is full",
+    });
+    await client.data();
+    await client.eoh();
+    await client.body(Buffer.from("body\r\n"));
+    const end = await client.eom();
+    expect(end.reply).toEqual({ type: "continue" });
+    expect(end.modifications).toContainEqual({ type: "addHeader", name: "X-Checked", value: "yes" });
+    client.quit();
+
+    // The decision log shows the recipient accepted by its rule.
+    const logged = logLines
+      .filter((l) => l.msg === "decision")
+      .map((l) => ({ stage: l.stage, rcpt: l.rcpt, decision: l.decision, rule: l.rule }));
+    expect(logged).toEqual([
+      { stage: "rcpt", rcpt: "postmaster@example.org", decision: "accept", rule: "postmaster" },
+      { stage: "rcpt", rcpt: "full@example.org", decision: "tempfail", rule: "mailbox-full" },
+    ]);
+  });
+});
+
+describe("rules handler: size at eom", () => {
+  /** The sender's spool holds 900 of its 1000 bytes: a message of 100 bytes fits, 101 does not. */
+  const sizeRules = (spools: string) => `
+sources:
+  spool:
+    type: mbox
+    path: "${spools}/{user}"
+    quota: 1KB
+rules:
+  - on eom: add header "X-Size" "{size}"
+  - on eom: if quota(from, spool) over then tempfail 452 4.2.2 "{from} is full ({size} bytes)"
+`;
+
+  /** One message: "Subject: hi" (13 bytes with CRLF), the blank line (2), a body of `body` bytes. */
+  async function send(client: MilterClient, body: number) {
+    await client.mail("<sender@example.org>");
+    await client.rcpt("<b@example.org>");
+    await client.data();
+    await client.header("Subject", "hi"); // observed: no reply
+    await client.eoh();
+    await client.body(Buffer.from(`${"x".repeat(body - 2)}\r\n`));
+    return client.eom();
+  }
+
+  it("is the whole message, exactly, and quota() over at eom counts the same bytes", async () => {
+    const spools = join(dir, "spools");
+    mkdirSync(spools);
+    writeFileSync(join(spools, "sender"), "x".repeat(900));
+    writeFileSync(path, sizeRules(spools));
+    expect(await runtime.reload("test")).toBe(true);
+
+    const client = await open();
+    expect(client.sends("header") && client.sends("body")).toBe(true);
+    const fits = await send(client, 85);
+    expect(fits.reply).toEqual({ type: "continue" });
+    expect(fits.modifications).toContainEqual({ type: "addHeader", name: "X-Size", value: "100" });
+    const over = await send(client, 86);
+    expect(over.reply).toEqual({
+      type: "replycode",
+      text: "452 4.2.2 sender@example.org is full (101 bytes)",
+    });
     client.quit();
   });
 });

@@ -4,7 +4,11 @@
  * the message gets, and the event deadline.
  */
 import { describe, expect, it } from "vitest";
-import { type StageRun, TransactionEngine } from "../../src/engine/transaction-engine.js";
+import {
+  acceptsRecipientOnly,
+  type StageRun,
+  TransactionEngine,
+} from "../../src/engine/transaction-engine.js";
 import type { Lookups } from "../../src/runtime/lookups.js";
 import type { Decision } from "../../src/runtime/model.js";
 import { FakeLookups, rules, rulesetOf, SOURCES } from "../runtime/helpers.js";
@@ -124,5 +128,78 @@ describe("the transaction engine", () => {
       "rule-1",
       "rule-2",
     ]);
+  });
+
+  it("accept at rcpt decides that recipient only: it joins rcpts, its later rules are skipped, the next recipient runs them", async () => {
+    const engine = engineFor(
+      rules(
+        'on rcpt: if rcpt.local == "postmaster" then accept',
+        'on rcpt: reject 550 5.7.1 "no"',
+        'on data: log "{rcpts}"',
+      ),
+    );
+    await engine.connect(CLIENT);
+    await engine.mail({ sender: "a@example.net" });
+    const accepted = await engine.rcpt("<postmaster@example.org>");
+    expect(accepted.outcome.decision).toMatchObject({ action: "accept", rule: "rule-1" });
+    expect(accepted.outcome.rules.map((r) => r.rule)).toEqual(["rule-1"]);
+    expect(acceptsRecipientOnly("rcpt", accepted.outcome.decision)).toBe(true);
+    expect((await engine.rcpt("<b@example.org>")).outcome.decision).toMatchObject({ action: "reject" });
+    expect(engine.transaction.rcpts).toEqual(["postmaster@example.org"]);
+    expect((await engine.data()).outcome.effects).toEqual([
+      { kind: "log", text: "postmaster@example.org", rule: "rule-3" },
+    ]);
+    // Elsewhere accept keeps its meaning: the connection (connect, helo) or the message.
+    for (const stage of ["connect", "helo", "mail", "data", "eom"] as const)
+      expect(acceptsRecipientOnly(stage, accepted.outcome.decision)).toBe(false);
+  });
+
+  it("client.net: the client's /24 or /64 from connect, in conditions and texts; none for a unix-socket client", async () => {
+    const engine = engineFor(
+      rules(
+        'on connect: if client.net == "192.0.2.0/24" then log "v4 {client.net}"',
+        'on connect: if client.net in ["2001:db8:1:2::/64"] then log "v6 {client.net}"',
+        'on connect: if client.net == "" then log "no network"',
+      ),
+    );
+    const logs = async (ip: string) =>
+      (await engine.connect({ ip, name: "x", port: 0 })).outcome.effects.map((e) =>
+        e.kind === "log" ? e.text : "",
+      );
+    expect(await logs("192.0.2.10")).toEqual(["v4 192.0.2.0/24"]);
+    expect(await logs("::ffff:192.0.2.200")).toEqual(["v4 192.0.2.0/24"]);
+    expect(await logs("2001:DB8:1:2:0:0:0:99")).toEqual(["v6 2001:db8:1:2::/64"]);
+    // A unix-socket client (milter family 'L' or 'U'): its address is a path or nothing.
+    expect(await logs("")).toEqual(["no network"]);
+    expect(await logs("/var/run/smtpd.sock")).toEqual(["no network"]);
+  });
+
+  it("size at eom is the whole message: each header line as `Name: value` and CRLF, the blank line, the body", async () => {
+    const engine = engineFor(
+      rules('on mail, eom: log "{size}"', 'on eom: if size > 70 then reject 552 5.3.4 "too big: {size}"'),
+    );
+    const logged = (run: StageRun) => run.outcome.effects.map((e) => (e.kind === "log" ? e.text : ""));
+    await engine.connect(CLIENT);
+    expect(logged(await engine.mail({ sender: "a@example.net", esmtpArgs: ["SIZE=5000"] }))).toEqual([
+      "5000",
+    ]);
+    await engine.rcpt("b@example.org");
+    await engine.data();
+    await engine.header("Subject", "hi"); // "Subject: hi\r\n": 13
+    await engine.header("X-Folded", "one\n\ttwo"); // "X-Folded: one\r\n\ttwo\r\n": 21
+    await engine.header("X-Utf8", "é"); // "X-Utf8: é\r\n": 12 (é is two bytes)
+    await engine.eoh();
+    expect(engine.transaction.headerBytes).toBe(13 + 21 + 12);
+    await engine.body(20);
+    const eom = await engine.eom();
+    expect(logged(eom)).toEqual([String(13 + 21 + 12 + 2 + 20)]);
+    expect(eom.outcome.decision).toBeUndefined();
+    // The next message starts from nothing.
+    await engine.mail({ sender: "a@example.net" });
+    await engine.rcpt("b@example.org");
+    await engine.data();
+    await engine.header("Subject", "x".repeat(60)); // 71
+    await engine.eoh();
+    expect((await engine.eom()).outcome.decision).toMatchObject({ action: "reject", text: "too big: 73" });
   });
 });

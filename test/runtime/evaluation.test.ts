@@ -75,7 +75,7 @@ describe("continue, add header and log do not decide", () => {
     const outcome = await evaluate(
       ruleset,
       "eom",
-      transaction({ from: "s@example.org", bodyBytes: 11 }),
+      transaction({ from: "s@example.org", messageBytes: 11 }),
       new FakeLookups(),
     );
     expect(outcome.decision).toMatchObject({ action: "quarantine", reason: "big 11", rule: "rule-4" });
@@ -570,11 +570,11 @@ describe("quota", () => {
     ]);
   });
 
-  it("at end of message the real body size is the incoming size", async () => {
+  it("at end of message the whole message's size is the incoming size", async () => {
     const fake = new FakeLookups().mailbox("mailboxes", "s@example.org", bytes(900, 1000));
-    const tx = transaction({ from: "s@example.org", declaredSize: 10, bodyBytes: 101 });
+    const tx = transaction({ from: "s@example.org", declaredSize: 10, messageBytes: 101 });
     expect(reply(await evaluate(ruleset, "eom", tx, fake))).toBe("452 4.2.2 900/1000");
-    tx.bodyBytes = 100;
+    tx.messageBytes = 100;
     expect((await evaluate(ruleset, "eom", tx, fake)).decision).toBeUndefined();
   });
 

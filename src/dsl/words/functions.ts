@@ -15,6 +15,7 @@ import {
 } from "../../runtime/lookups.js";
 import type { QuotaValue } from "../../runtime/model.js";
 import { StateError } from "../../runtime/state.js";
+import { incomingSize } from "../../runtime/transaction.js";
 import type { Expr } from "../ast.js";
 import {
   andThen,
@@ -159,8 +160,7 @@ function checkQuota(check: CallCheck): CheckedCall | undefined {
           }
           const status = traced(env, source, what, key, () => env.lookups.quota(source, key), describeQuota);
           return andThen(status, (s) => {
-            const incoming = env.tx.stage === "eom" ? env.tx.bodyBytes : env.tx.declaredSize;
-            env.state.quota = quotaValue(s, incoming);
+            env.state.quota = quotaValue(s, incomingSize(env.tx));
             return env.state.quota;
           });
         });
@@ -181,6 +181,8 @@ const quota: FunctionWord = {
   usage: "quota(ADDRESS[, SOURCE])",
   from: "mail",
   needs: [],
+  // At eom, "over" counts the whole message (incomingSize), as `size` does.
+  extraNeeds: { ifRuleAt: "eom", stages: ["header", "body"] },
   returns: "quota",
   doc: "a mailbox's quota status (below)",
   check: checkQuota,

@@ -73,6 +73,8 @@ interface WordDoc {
   from: Stage;
   /** Stages whose events must be seen for it to be filled. */
   needs: readonly Stage[];
+  /** More stages to see when any rule runs at `ifRuleAt` (the real size at eom needs the headers and body). */
+  extraNeeds?: { ifRuleAt: Stage; stages: readonly Stage[] };
   /** Markdown, one sentence or two: the README table's "meaning" column. */
   doc: string;
   dryRun?: DryRunOption;
@@ -85,8 +87,6 @@ export interface ValueWord extends WordDoc {
   only?: Stage;
   /** Macros the MTA must send for it, per stage. */
   macros?: readonly { stage: Stage; names: readonly string[] }[];
-  /** More stages to see when any rule runs at `ifRuleAt` (the real size at eom needs the body). */
-  extraNeeds?: { ifRuleAt: Stage; stages: readonly Stage[] };
   /**
    * How conditions and lookups read it from the transaction, made once per compilation (so the
    * local-part mode is read once): addresses normalised.

@@ -10,9 +10,17 @@ import {
   normalizeLocalContent,
   splitAddress,
 } from "../../common/address.js";
+import { networkOf } from "../../common/ip.js";
+import { incomingSize } from "../../runtime/transaction.js";
 import type { EvalEnv, Value } from "../evaluation.js";
 import type { DryRunOption, ValueWord } from "./types.js";
 
+const CLIENT_IP_OPTION: DryRunOption = {
+  flag: "--client-ip",
+  argument: "<ip>",
+  help: "the SMTP client's address",
+  required: true,
+};
 const FROM_OPTION: DryRunOption = {
   flag: "--from",
   argument: "<address>",
@@ -102,7 +110,7 @@ export const VALUES: readonly ValueWord[] = [
     from: "connect",
     needs: ["connect"],
     doc: "the SMTP client's IP address (in comparisons and tables, IPv6 in any spelling is the same address, and `::ffff:192.0.2.1` is `192.0.2.1`)",
-    dryRun: { flag: "--client-ip", argument: "<ip>", help: "the SMTP client's address", required: true },
+    dryRun: CLIENT_IP_OPTION,
     read: () => (env) => env.tx.client.ip,
   },
   {
@@ -121,6 +129,27 @@ export const VALUES: readonly ValueWord[] = [
     needs: ["connect"],
     doc: "the client's TCP port",
     read: () => (env) => env.tx.client.port,
+  },
+  {
+    name: "client.net",
+    type: "string",
+    from: "connect",
+    needs: ["connect"],
+    doc: 'the client\'s network as a CIDR text: the /24 of an IPv4 address (`192.0.2.0/24`), the /64 of an IPv6 one (`2001:db8:1:2::/64`); `""` for a client with no IP address (a unix socket)',
+    dryRun: CLIENT_IP_OPTION,
+    read: () => {
+      // Every rule of a connection reads the same client: the last answer is kept.
+      let lastIp = "";
+      let lastNet = "";
+      return (env) => {
+        const ip = env.tx.client.ip;
+        if (ip !== lastIp) {
+          lastNet = networkOf(ip);
+          lastIp = ip;
+        }
+        return lastNet;
+      };
+    },
   },
   {
     name: "helo",
@@ -151,10 +180,10 @@ export const VALUES: readonly ValueWord[] = [
     type: "size",
     from: "mail",
     needs: ["mail"],
-    extraNeeds: { ifRuleAt: "eom", stages: ["body"] },
-    doc: "`SIZE=` of MAIL FROM (0 if absent); at `eom`, the real size",
+    extraNeeds: { ifRuleAt: "eom", stages: ["header", "body"] },
+    doc: "`SIZE=` of MAIL FROM (0 if absent); at `eom`, the whole message: its header lines (`Name: value` and CRLF each), the blank line and the body",
     dryRun: { flag: "--size", argument: "<bytes>", help: "SIZE= announced at MAIL FROM", bytes: true },
-    read: () => (env) => (env.tx.stage === "eom" ? env.tx.bodyBytes : env.tx.declaredSize),
+    read: () => (env) => incomingSize(env.tx),
   },
   ...addressValues("rcpt", RCPT_OPTION, {
     address: "the recipient being decided",
