@@ -84,7 +84,21 @@ describe("what else comes from the registry", () => {
           "true",
           "false",
         ],
-        ...["client", "helo", "auth", "from", "size", "rcpt", "rcpts", "header", "macro", "quota"],
+        ...[
+          "client",
+          "helo",
+          "auth",
+          "from",
+          "size",
+          "rcpt",
+          "rcpts",
+          "header",
+          "macro",
+          "quota",
+          "lower",
+          "length",
+          "count",
+        ],
       ].sort(),
     );
   });
