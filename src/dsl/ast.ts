@@ -12,6 +12,7 @@ export interface Span {
 }
 
 export type CompareOp = "==" | "!=" | "<" | "<=" | ">" | ">=";
+export type ArithmeticOp = "+" | "-" | "*";
 
 export type Expr =
   | { kind: "string"; value: string; span: Span }
@@ -29,6 +30,8 @@ export type Expr =
   | { kind: "member"; object: Expr; property: string; propertySpan: Span; span: Span }
   /** `TABLE[X]`: the value the table holds for X. */
   | { kind: "index"; table: Expr; key: Expr; span: Span }
+  /** `size + quota(rcpt).usage`, `2 * size`: `*` binds tighter than `+` and `-`, all left to right. */
+  | { kind: "arith"; op: ArithmeticOp; left: Expr; right: Expr; opSpan: Span; span: Span }
   | { kind: "and" | "or"; left: Expr; right: Expr; span: Span }
   | { kind: "not"; operand: Expr; span: Span }
   | { kind: "compare"; op: CompareOp; left: Expr; right: Expr; span: Span }
@@ -148,6 +151,7 @@ export function childrenOf(expr: Expr): Expr[] {
     case "and":
     case "or":
     case "compare":
+    case "arith":
       return [expr.left, expr.right];
     case "not":
       return [expr.operand];

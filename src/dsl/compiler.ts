@@ -17,7 +17,15 @@ import { type DnsblAnswer, LookupError, type Lookups, type MaybePromise } from "
 import type { CompiledRule, Decision, Effect, QuotaValue, RuleOutcome, Tracer } from "../runtime/model.js";
 import { StateError } from "../runtime/state.js";
 import type { Transaction } from "../runtime/transaction.js";
-import { type Action, type CompareOp, chainOperands, type Expr, type Rule, type Template } from "./ast.js";
+import {
+  type Action,
+  type ArithmeticOp,
+  type CompareOp,
+  chainOperands,
+  type Expr,
+  type Rule,
+  type Template,
+} from "./ast.js";
 import type { CheckResult, Resolution } from "./checker.js";
 import { decides } from "./checker.js";
 import {
@@ -46,6 +54,22 @@ export interface CompileOptions {
   localPart?: LocalPartMode;
   /** `state.on_error`: what a rule does when rate() or greylist() cannot answer (default continue). */
   stateOnError?: OnError;
+}
+
+const ARITHMETIC: Record<ArithmeticOp, (a: number, b: number) => number> = {
+  "+": (a, b) => a + b,
+  "-": (a, b) => a - b,
+  "*": (a, b) => a * b,
+};
+
+/**
+ * Results beyond ±Number.MAX_SAFE_INTEGER (9 PB, 104 million days) are held there: a sum that
+ * large is "more than any limit" already, and comparisons stay exact instead of meeting Infinity.
+ */
+export function saturate(n: number): number {
+  if (n > Number.MAX_SAFE_INTEGER) return Number.MAX_SAFE_INTEGER;
+  if (n < -Number.MAX_SAFE_INTEGER) return -Number.MAX_SAFE_INTEGER;
+  return n;
 }
 
 const DEFAULT_TEXT = { reject: "Rejected by policy", tempfail: "Try again later" } as const;
@@ -152,16 +176,27 @@ export class RuleCompiler {
       }
       case "index":
         return this.index(expr);
+      case "arith":
+        return this.arith(expr);
       default:
         return this.condition(expr);
     }
   }
 
+  /** `+ - *` on numbers, sizes and durations (the checker made sure the units agree). */
+  private arith(expr: Extract<Expr, { kind: "arith" }>): Evaluator<Value> {
+    const left = this.value(expr.left);
+    const right = this.value(expr.right);
+    const apply = ARITHMETIC[expr.op];
+    return (env) =>
+      andThen(left(env), (a) => andThen(right(env), (b) => saturate(apply(Number(a), Number(b)))));
+  }
+
   /** `TABLE[X]`: the value the table holds for X. */
   private index(expr: Extract<Expr, { kind: "index" }>): Evaluator<Value> {
     const resolution = this.resolution(expr.table);
-    if (resolution.kind !== "table" && resolution.kind !== "dnsbl")
-      throw new Error("internal: index on non-table");
+    if (resolution.kind === "dnsbl") return this.dnsblCodes(resolution.source, expr.key);
+    if (resolution.kind !== "table") throw new Error("internal: index on non-table");
     const key = this.value(expr.key);
     const source = resolution.source;
     const table = resolution.kind === "table" ? resolution.table : undefined;
@@ -178,10 +213,30 @@ export class RuleCompiler {
       });
   }
 
+  /**
+   * `spamhaus[client.ip]`: the A records the list answered for X, empty when it does not list X,
+   * when X is empty (no query) or when the list is off. Fills `{NAME.reason}` and `{NAME.codes}`.
+   */
+  private dnsblCodes(source: string, keyExpr: Expr): Evaluator<Value> {
+    const key = this.value(keyExpr);
+    const what = `${source}[]`;
+    return (env) =>
+      andThen(key(env), (k) => {
+        const text = stringify(k);
+        if (text === "") return NO_CODES;
+        const answer = traced(env, source, what, text, () => env.lookups.dnsbl(source, text), describeDnsbl);
+        return andThen(answer, (a) => {
+          rememberListing(env, source, a);
+          return a.listed ? codesOf(a) : NO_CODES;
+        });
+      });
+  }
+
   private name(expr: Extract<Expr, { kind: "name" }>): Evaluator<Value> {
     const resolution = this.resolution(expr);
     if (resolution.kind === "sourceAttribute") {
       const { source, attribute } = resolution;
+      if (attribute === "codes") return (env) => env.state.codes?.get(source) ?? NO_CODES;
       return (env) =>
         attribute === "zone" ? env.lookups.zoneOf(source) : (env.state.reasons?.get(source) ?? "");
     }
@@ -302,6 +357,8 @@ export class RuleCompiler {
           return member(key) !== negated;
         });
     }
+    const tableType = this.typeOf(expr.table);
+    if (tableType === "address list" || tableType === "ip list") return this.inListValue(expr, tableType);
     const resolution = this.resolution(expr.table);
     if (resolution.kind === "dnsbl") {
       const source = resolution.source;
@@ -312,10 +369,7 @@ export class RuleCompiler {
           return andThen(
             traced(env, source, source, key, () => env.lookups.dnsbl(source, key), describeDnsbl),
             (answer) => {
-              if (answer.listed && answer.reason !== undefined) {
-                env.state.reasons ??= new Map();
-                env.state.reasons.set(source, answer.reason);
-              }
+              rememberListing(env, source, answer);
               return answer.listed !== negated;
             },
           );
@@ -341,6 +395,30 @@ export class RuleCompiler {
       });
   }
 
+  /**
+   * `X in rcpts`, `127.0.0.4 in spamhaus[client.ip]`: X compared with each item as its kind
+   * compares elsewhere (addresses normalised, IPs in one spelling). The items are already in that
+   * form (`rcpts` reads normalised, DNS answers are dotted quads), so only X is normalised.
+   */
+  private inListValue(
+    expr: Extract<Expr, { kind: "in" }>,
+    kind: "address list" | "ip list",
+  ): Evaluator<boolean> {
+    const subject = this.value(expr.subject);
+    const list = this.value(expr.table);
+    const negated = expr.negated;
+    const mode = this.localPart;
+    const normalize = kind === "address list" ? (t: string) => normalizeAddress(t, mode) : canonicalIp;
+    return (env) =>
+      andThen(subject(env), (s) => {
+        const key = stringify(s);
+        // As with tables: an empty X is in no list, and not "not in" one either.
+        if (key === "") return false;
+        const wanted = normalize(key);
+        return andThen(list(env), (items) => (items as readonly string[]).includes(wanted) !== negated);
+      });
+  }
+
   /** A text's `{NAME}`: a value as texts show it, a function's placeholder, or a DNSBL's attribute. */
   private placeholder(name: string): (env: EvalEnv) => string {
     const registry: Registry = this.checked.registry;
@@ -353,6 +431,8 @@ export class RuleCompiler {
     if (fromCall !== undefined) return fromCall.read;
     const [source, attribute] = name.split(".") as [string, string];
     if (attribute === "zone") return (env) => sanitize(env.lookups.zoneOf(source));
+    if (attribute === "codes")
+      return (env) => sanitize((env.state.codes?.get(source) ?? NO_CODES).join(", "));
     return (env) => sanitize(env.state.reasons?.get(source) ?? "");
   }
 
@@ -570,9 +650,28 @@ function describeFound(found: boolean): string {
   return found ? "found" : "not found";
 }
 
+const NO_CODES: readonly string[] = Object.freeze([]);
+
+/** The A records of a listing (a Lookups that gives only `code` gives one). */
+function codesOf(answer: DnsblAnswer): readonly string[] {
+  return answer.codes ?? (answer.code === undefined ? NO_CODES : [answer.code]);
+}
+
+/** A listing's TXT record and A records, for the rule's `{NAME.reason}` and `{NAME.codes}`. */
+function rememberListing(env: EvalEnv, source: string, answer: DnsblAnswer): void {
+  if (!answer.listed) return;
+  if (answer.reason !== undefined) {
+    env.state.reasons ??= new Map();
+    env.state.reasons.set(source, answer.reason);
+  }
+  env.state.codes ??= new Map();
+  env.state.codes.set(source, codesOf(answer));
+}
+
 function describeDnsbl(answer: DnsblAnswer): string {
   if (answer.off !== undefined) return `not listed (the list is off: ${answer.off})`;
+  const codes = codesOf(answer);
   return answer.listed
-    ? `listed${answer.code ? ` (${answer.code})` : ""}${answer.reason ? `: ${answer.reason}` : ""}`
+    ? `listed${codes.length > 0 ? ` (${codes.join(", ")})` : ""}${answer.reason ? `: ${answer.reason}` : ""}`
     : "not listed";
 }

@@ -14,6 +14,8 @@ export interface RuleState {
   quota?: QuotaValue;
   /** DNSBL TXT reasons by source, created on the first listing. */
   reasons?: Map<string, string>;
+  /** DNSBL A records (`{NAME.codes}`) by source, created on the first listing. */
+  codes?: Map<string, readonly string[]>;
 }
 
 export interface EvalEnv {

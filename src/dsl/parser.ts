@@ -15,7 +15,7 @@ import {
 import { type Diagnostic, didYouMean, type SourceFile } from "../common/diagnostics.js";
 import { parseDuration, parseSize } from "../common/units.js";
 import type { LocatedText } from "../config/types.js";
-import type { Action, CompareOp, Expr, Span, Statement, Template } from "./ast.js";
+import type { Action, ArithmeticOp, CompareOp, Expr, Span, Statement, Template } from "./ast.js";
 import { ACTION_VERBS, childrenOf } from "./ast.js";
 import * as T from "./tokens.js";
 
@@ -79,7 +79,9 @@ const messages: IParserErrorMessageProvider = {
       comparisonOp: "a comparison",
       actionArg: "an action argument",
     };
-    return `expected ${what[ruleName] ?? "something else"}, found ${describeToken(found)}`;
+    // No unary minus: `-` where a value should start is named as such, not "something else".
+    const wanted = found.tokenType === T.Minus ? "a value" : (what[ruleName] ?? "something else");
+    return `expected ${wanted}, found ${describeToken(found)}`;
   },
   buildEarlyExitMessage({ actual, ruleName }) {
     const found = actual[0] as IToken;
@@ -221,14 +223,14 @@ class RuleParser extends EmbeddedActionsParser {
   });
 
   predicate = this.RULE("predicate", (): Expr => {
-    const subject = this.SUBRULE(this.postfix);
+    const subject = this.SUBRULE(this.additive);
     let result = subject;
     this.OPTION(() => {
       this.OR([
         {
           ALT: () => {
             const op = this.SUBRULE(this.comparisonOp);
-            const right = this.SUBRULE2(this.postfix);
+            const right = this.SUBRULE2(this.additive);
             result = this.ACTION(() => ({
               kind: "compare" as const,
               op,
@@ -291,6 +293,31 @@ class RuleParser extends EmbeddedActionsParser {
     });
     return result;
   });
+
+  additive = this.RULE("additive", (): Expr => {
+    let left = this.SUBRULE(this.multiplicative);
+    this.MANY(() => {
+      const op = this.OR([{ ALT: () => this.CONSUME(T.Plus) }, { ALT: () => this.CONSUME(T.Minus) }]);
+      const right = this.SUBRULE2(this.multiplicative);
+      left = this.ACTION(() => this.arith(op, left, right));
+    });
+    return left;
+  });
+
+  multiplicative = this.RULE("multiplicative", (): Expr => {
+    let left = this.SUBRULE(this.postfix);
+    this.MANY(() => {
+      const op = this.CONSUME(T.Star);
+      const right = this.SUBRULE2(this.postfix);
+      left = this.ACTION(() => this.arith(op, left, right));
+    });
+    return left;
+  });
+
+  private arith(op: IToken, left: Expr, right: Expr): Expr {
+    const opSpan = this.tokenSpan(op);
+    return { kind: "arith", op: op.image as ArithmeticOp, left, right, opSpan, span: join(left, right) };
+  }
 
   comparisonOp = this.RULE("comparisonOp", (): CompareOp => {
     const token = this.OR([

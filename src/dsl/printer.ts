@@ -18,8 +18,10 @@ function precedence(expr: Expr): number {
     case "in":
     case "over":
       return 4;
+    case "arith":
+      return expr.op === "*" ? 6 : 5;
     default:
-      return 5;
+      return 7;
   }
 }
 
@@ -52,9 +54,14 @@ export function printExpr(expr: Expr): string {
     case "call":
       return `${expr.callee}(${expr.args.map(printExpr).join(", ")})`;
     case "member":
-      return `${wrap(expr.object, 5)}.${expr.property}`;
+      return `${wrap(expr.object, 7)}.${expr.property}`;
     case "index":
-      return `${wrap(expr.table, 5)}[${printExpr(expr.key)}]`;
+      return `${wrap(expr.table, 7)}[${printExpr(expr.key)}]`;
+    case "arith": {
+      // Left-associative: the right operand of the same strength needs parentheses.
+      const strength = precedence(expr);
+      return `${wrap(expr.left, strength)} ${expr.op} ${wrap(expr.right, strength + 1)}`;
+    }
     case "or":
       return `${wrap(expr.left, 1)} or ${wrap(expr.right, 2)}`;
     case "and":
@@ -66,7 +73,7 @@ export function printExpr(expr: Expr): string {
     case "matches":
       return `${wrap(expr.subject, 5)} matches /${expr.pattern}/${expr.flags}`;
     case "in":
-      return `${wrap(expr.subject, 5)} ${expr.negated ? "not in" : "in"} ${wrap(expr.table, 5)}`;
+      return `${wrap(expr.subject, 5)} ${expr.negated ? "not in" : "in"} ${wrap(expr.table, 7)}`;
     case "over":
       return `${wrap(expr.subject, 5)} over`;
   }

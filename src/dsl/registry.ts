@@ -12,7 +12,7 @@ import { VALUES } from "./words/values.js";
 
 export { DNSBL_ATTRIBUTES } from "./source-kinds.js";
 export type { FunctionWord, ValueType, ValueWord } from "./words/types.js";
-export { isNumeric, isTextual, QUOTA_MEMBERS } from "./words/types.js";
+export { isList, isNumeric, isTextual, QUOTA_MEMBERS } from "./words/types.js";
 
 /** A dry-run option and the words it fills in. */
 export interface DryRunInput extends DryRunOption {

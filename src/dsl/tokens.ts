@@ -77,6 +77,10 @@ export const RBracket = createToken({ name: "RBracket", pattern: /]/ });
 export const Comma = createToken({ name: "Comma", pattern: /,/ });
 export const Colon = createToken({ name: "Colon", pattern: /:/ });
 export const Dot = createToken({ name: "Dot", pattern: /\./ });
+export const Plus = createToken({ name: "Plus", pattern: /\+/ });
+// `-` inside a name belongs to the name (`my-list`): subtraction needs spaces around it there.
+export const Minus = createToken({ name: "Minus", pattern: /-/ });
+export const Star = createToken({ name: "Star", pattern: /\*/ });
 
 export const KEYWORDS = [Shadow, On, If, Then, Else, And, Or, Not, In, Matches, Over, True, False];
 export const KEYWORD_WORDS: readonly string[] = KEYWORDS.map((k) => k.name.toLowerCase());
@@ -109,6 +113,9 @@ export const ALL_TOKENS: TokenType[] = [
   Comma,
   Colon,
   Dot,
+  Plus,
+  Minus,
+  Star,
 ];
 
 export const RuleLexer = new Lexer(ALL_TOKENS, {

@@ -21,8 +21,13 @@ export interface DnsblAnswer {
   listed: boolean;
   /** The list's TXT record, when it gave one. */
   reason?: string;
-  /** The A record that counted as listed. */
+  /** The first A record that counted as listed (the lowest, as `codes` are sorted). */
   code?: string;
+  /**
+   * Every A record that counted as listed (inside `codes` when the source has them), sorted,
+   * each once: what `NAME[X]` and `{NAME.codes}` show. Absent when not listed.
+   */
+  codes?: readonly string[];
   /** Set when the list is switched off by its health check (its state): the answer is "not listed" without a query. */
   off?: string;
 }

@@ -287,6 +287,12 @@ export function classifyAnswer(
   return listed.length > 0 ? { kind: "listed", codes: listed, other } : { kind: "not-listed", other };
 }
 
+/** A records in numeric order, each once: DNS servers rotate them, a rule's `{NAME.codes}` should not. */
+export function sortedCodes(addresses: readonly string[]): string[] {
+  const unique = [...new Set(addresses)];
+  return unique.sort((a, b) => (ip4Number(a) ?? 0) - (ip4Number(b) ?? 0));
+}
+
 /** TXT records as one line fit for an SMTP reply: chunks joined, control characters and non-ASCII removed, ≤ 200 chars. */
 export function cleanReason(records: readonly (readonly string[])[]): string | undefined {
   const text = records
@@ -497,7 +503,8 @@ class DnsblList implements DnsblSource {
     if (this.current.state !== "healthy") return { listed: false };
     this.remember(query.name, answer.kind === "listed");
     if (answer.kind !== "listed") return { listed: false };
-    const result: DnsblAnswer = { listed: true, code: answer.codes[0] as string };
+    const codes = sortedCodes(answer.codes);
+    const result: DnsblAnswer = { listed: true, code: codes[0] as string, codes };
     try {
       const reason = cleanReason(
         await dnsWithin(this.resolver.resolveTxt(query.name), this.config.timeoutMs, signal),

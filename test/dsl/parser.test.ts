@@ -62,6 +62,40 @@ describe("the rule language parser", () => {
     expect(printRule(rule as never)).toContain("size > 200MiB and x < 5m and y matches /a\\/b/i");
   });
 
+  it("parses arithmetic: * over + and -, both over comparisons, left to right", () => {
+    const { rule, diagnostics } = parse(
+      "on mail: if size + 2 * quota(rcpt).usage - 1MB > 10MB * 3 then reject",
+    );
+    expect(diagnostics).toEqual([]);
+    const condition = rule?.statements[0]?.kind === "if" ? rule.statements[0].condition : undefined;
+    const shape = (e: Expr | undefined): unknown =>
+      e?.kind === "arith"
+        ? [shape(e.left), e.op, shape(e.right)]
+        : e?.kind === "compare"
+          ? [shape(e.left), e.op, shape(e.right)]
+          : (e?.kind ?? "?");
+    expect(shape(condition)).toEqual([
+      [["name", "+", ["number", "*", "member"]], "-", "size"],
+      ">",
+      ["size", "*", "number"],
+    ]);
+    expect(printExpr(condition as Expr)).toBe("size + 2 * quota(rcpt).usage - 1MB > 10MB * 3");
+  });
+
+  it("keeps parentheses that change the order when printing", () => {
+    const { rule } = parse("on mail: if (size + 1MB) * 2 > size - (1MB - 2MB) then reject");
+    const condition = rule?.statements[0]?.kind === "if" ? rule.statements[0].condition : undefined;
+    expect(printExpr(condition as Expr)).toBe("(size + 1MB) * 2 > size - (1MB - 2MB)");
+  });
+
+  it("gives an operator's span to the arithmetic node, for messages", () => {
+    const { rule } = parse("on mail: if size + 5 > 1 then reject");
+    const condition = rule?.statements[0]?.kind === "if" ? rule.statements[0].condition : undefined;
+    const left = condition?.kind === "compare" ? condition.left : undefined;
+    expect(left?.kind === "arith" && left.opSpan).toEqual({ start: 17, end: 18 });
+    expect(left?.span).toEqual({ start: 12, end: 20 });
+  });
+
   it("accepts over both as a postfix and as a member of a quota status", () => {
     const postfix = parse("on rcpt: if quota(rcpt) over then reject");
     const member = parse("on rcpt: if quota(rcpt).over then reject");
@@ -102,6 +136,9 @@ describe("the rule language parser", () => {
     ["on rcpt: accept 5", "1:17 'accept' takes no arguments"],
     ["on rcpt: if (a == 1 then reject", "1:21 expected ')', found 'then'"],
     ["on rcpt: if a in then reject", "1:18 expected a value, found 'then'"],
+    ["on mail: if size + > 1 then reject", "1:20 expected a value, found '>'"],
+    ["on mail: if size * then reject", "1:20 expected a value, found 'then'"],
+    ["on mail: if -size > 1 then reject", "1:13 expected a value, found '-'"],
   ])("reports %j at the right place", (text, expected) => {
     const { rule, diagnostics } = parse(text);
     expect(rule).toBeUndefined();
@@ -168,12 +205,32 @@ const atom: fc.Arbitrary<Expr> = fc.oneof(
     .tuple(identifier, fc.array(fc.oneof(name, literal), { maxLength: 2 }))
     .map(([callee, args]): Expr => ({ kind: "call", callee, calleeSpan: span, args, span })),
 );
-const { condition } = fc.letrec<{ condition: Expr }>((tie) => ({
+const { condition } = fc.letrec<{ condition: Expr; operand: Expr }>((tie) => ({
+  operand: fc.oneof(
+    { depthSize: "small", withCrossShrink: true },
+    atom,
+    fc.tuple(tie("operand"), fc.constantFrom("+", "-", "*" as const), tie("operand")).map(
+      ([left, op, right]): Expr => ({
+        kind: "arith",
+        op,
+        left: left as Expr,
+        right: right as Expr,
+        opSpan: span,
+        span,
+      }),
+    ),
+  ),
   condition: fc.oneof(
     { depthSize: "small", withCrossShrink: true },
-    fc
-      .tuple(atom, fc.constantFrom("==", "!=", "<", "<=", ">", ">=" as const), atom)
-      .map(([left, op, right]): Expr => ({ kind: "compare", op, left, right, span })),
+    fc.tuple(tie("operand"), fc.constantFrom("==", "!=", "<", "<=", ">", ">=" as const), tie("operand")).map(
+      ([left, op, right]): Expr => ({
+        kind: "compare",
+        op,
+        left: left as Expr,
+        right: right as Expr,
+        span,
+      }),
+    ),
     fc
       .tuple(
         atom,
@@ -271,6 +328,10 @@ describe("property: token soup never throws", () => {
     "!=",
     "<",
     ">=",
+    "+",
+    "-",
+    "*",
+    "a-b",
     '"str"',
     '"open',
     "/re/i",

@@ -24,37 +24,37 @@ const clientFamily: ValueWord = {
   read: () => (env) => (env.tx.client.ip.includes(":") ? "ipv6" : "ipv4"),
 };
 
-/** A new function: `lower(TEXT)`, its signature check and its implementation together. */
-const lower: FunctionWord = {
-  name: "lower",
-  usage: "lower(TEXT)",
+/** A new function: `upper(TEXT)`, its signature check and its implementation together. */
+const upper: FunctionWord = {
+  name: "upper",
+  usage: "upper(TEXT)",
   from: "connect",
   needs: [],
   returns: "string",
-  doc: "the text in lower case",
+  doc: "the text in upper case",
   check(call) {
     const [arg, ...extra] = call.call.args;
     if (arg === undefined || extra.length > 0) {
-      call.report(call.call.span, "error", "lower() takes one text: lower(helo)");
+      call.report(call.call.span, "error", "upper() takes one text: upper(helo)");
       return undefined;
     }
     const type = call.typeOf(arg);
     if (type === undefined) return undefined;
     if (!isTextual(type)) {
-      call.report(arg.span, "error", `lower() needs text, not a value of type ${type}`);
+      call.report(arg.span, "error", `upper() needs text, not a value of type ${type}`);
       return undefined;
     }
     return {
       type: "string",
       compile: (compiler) => {
         const text = compiler.value(arg);
-        return (env) => andThen(text(env), (t) => stringify(t).toLowerCase());
+        return (env) => andThen(text(env), (t) => stringify(t).toUpperCase());
       },
     };
   },
 };
 
-const registry = REGISTRY.withValue(clientFamily).withFunction(lower);
+const registry = REGISTRY.withValue(clientFamily).withFunction(upper);
 
 function compile(rules: string[], words = registry) {
   return compileConfig(configOf(rules, []), { registry: words });
@@ -63,7 +63,7 @@ function compile(rules: string[], words = registry) {
 describe("a value and a function added in one place", () => {
   it("are checked, compiled and run like the language's own words", async () => {
     const compiled = compile([
-      'on helo: if lower(helo) == "mx.example.org" and client.family == "ipv6" then reject 550 5.7.1 "{client.family} {helo}"',
+      'on helo: if upper(helo) == "MX.EXAMPLE.ORG" and client.family == "ipv6" then reject 550 5.7.1 "{client.family} {helo}"',
     ]);
     expect(compiled.diagnostics.map(formatDiagnostic)).toEqual([]);
     const ruleset = compiled.ruleset;
@@ -77,29 +77,29 @@ describe("a value and a function added in one place", () => {
 
   it("their mistakes are reported by the checker, with the registry's names", () => {
     const diagnostics = compile([
-      "on helo: if lower(size) then reject",
-      'on helo: if lowr(helo) == "" then reject',
+      "on helo: if upper(size) then reject",
+      'on helo: if uppr(helo) == "" then reject',
       'on helo: if client.famly == "" then reject',
     ]).diagnostics.map((d) => `${d.line}:${d.column} ${d.message}${d.hint ? ` (${d.hint})` : ""}`);
     expect(diagnostics).toEqual([
       "1:19 'size' is not known yet at stage 'helo': it is known from 'mail' on",
-      "2:13 unknown function 'lowr' (did you mean 'lower'?)",
+      "2:13 unknown function 'uppr' (did you mean 'upper'?)",
       "3:13 unknown name 'client.famly' (did you mean 'client.family'?)",
     ]);
   });
 
   it("do not exist for the standard registry, which knows only its own words", () => {
-    const messages = compile(['on helo: if lower(helo) == "" then reject'], REGISTRY).diagnostics.map(
+    const messages = compile(['on helo: if upper(helo) == "" then reject'], REGISTRY).diagnostics.map(
       (d) => d.message,
     );
-    expect(messages).toEqual(["unknown function 'lower'"]);
-    expect(REGISTRY.fn("lower")).toBeUndefined();
+    expect(messages).toEqual(["unknown function 'upper'"]);
+    expect(REGISTRY.fn("upper")).toBeUndefined();
   });
 
   it("are documented and reserved by the same entry", () => {
     expect(registry.value("client.family")?.doc).toBe('`"ipv4"` or `"ipv6"`');
-    expect(registry.fn("lower")?.usage).toBe("lower(TEXT)");
-    expect(reservedNames(registry)).toContain("lower");
-    expect(reservedNames(REGISTRY)).not.toContain("lower");
+    expect(registry.fn("upper")?.usage).toBe("upper(TEXT)");
+    expect(reservedNames(registry)).toContain("upper");
+    expect(reservedNames(REGISTRY)).not.toContain("upper");
   });
 });

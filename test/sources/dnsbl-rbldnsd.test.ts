@@ -146,13 +146,15 @@ describe("lookups on real lists", () => {
     expect(await source.lookup("127.0.0.5", signal())).toEqual({
       listed: true,
       code: "127.0.0.2",
+      codes: ["127.0.0.2"],
       reason: "Client 127.0.0.5 sent spam to our traps",
     });
     expect(await source.lookup("192.0.2.1", signal())).toEqual({ listed: false });
-    // Two datasets answer for 127.0.0.20: two A records and two TXT records.
+    // Two datasets answer for 127.0.0.20: two A records (both kept) and two TXT records.
     expect(await source.lookup("127.0.0.20", signal())).toEqual({
       listed: true,
       code: "127.0.0.4",
+      codes: ["127.0.0.4", "127.0.0.10"],
       reason: "Exploited host; Policy listing",
     });
     const long = await source.lookup("127.0.0.6", signal());
@@ -180,7 +182,11 @@ describe("lookups on real lists", () => {
     const { source } = list(ZONES.healthy, { codes: ["127.0.0.10-127.0.0.11"] });
     // Test points are judged without codes: 127.0.0.2 is listed, so the list is healthy.
     expect((await source.probe()).state).toBe("healthy");
-    expect(await source.lookup("127.0.0.20", signal())).toMatchObject({ listed: true, code: "127.0.0.10" });
+    expect(await source.lookup("127.0.0.20", signal())).toMatchObject({
+      listed: true,
+      code: "127.0.0.10",
+      codes: ["127.0.0.10"],
+    });
     expect(await source.lookup("127.0.0.5", signal())).toEqual({ listed: false });
     const xbl = list(ZONES.healthy, { codes: ["127.0.0.4"] });
     await xbl.source.probe();
@@ -201,7 +207,12 @@ describe("lookups on real lists", () => {
       await new Promise((resolve) => setTimeout(resolve, 20));
       answer = await source.lookup("2001:db8:1::5", signal());
     }
-    expect(answer).toEqual({ listed: true, code: "127.0.0.2", reason: "IPv6 client listed" });
+    expect(answer).toEqual({
+      listed: true,
+      code: "127.0.0.2",
+      codes: ["127.0.0.2"],
+      reason: "IPv6 client listed",
+    });
     expect(source.health().detail).toMatch(/::FFFF:7F00:2 listed/);
     expect(await source.lookup("2001:db8:1::6", signal())).toEqual({ listed: false });
   });
@@ -212,6 +223,7 @@ describe("lookups on real lists", () => {
     expect(await source.lookup("Spammer.EXAMPLE.", signal())).toEqual({
       listed: true,
       code: "127.0.0.2",
+      codes: ["127.0.0.2"],
       reason: "spammer.example sends spam",
     });
     expect(await source.lookup("x.bad.example", signal())).toMatchObject({ listed: true, code: "127.0.0.3" });

@@ -243,8 +243,10 @@ describe("answers", () => {
 });
 
 describe("lookups", () => {
-  it("answers listed with the code and the TXT reason, fetched only after a hit", async () => {
-    const r = new FakeResolver(healthyList({ [`5.2.0.192.${ZONE}`]: ["127.0.0.4", "127.0.0.10"] }));
+  it("answers listed with every A record (sorted, once each) and the TXT reason, fetched only after a hit", async () => {
+    const r = new FakeResolver(
+      healthyList({ [`5.2.0.192.${ZONE}`]: ["127.0.0.10", "127.0.0.4", "127.0.0.10", "127.0.0.9"] }),
+    );
     r.txt.set(`5.2.0.192.${ZONE}`, [["XBL: ", "exploited\r\nhost"]]);
     const { source } = makeList(r);
     await source.probe();
@@ -252,6 +254,7 @@ describe("lookups", () => {
     expect(await source.lookup("192.0.2.5", signal())).toEqual({
       listed: true,
       code: "127.0.0.4",
+      codes: ["127.0.0.4", "127.0.0.9", "127.0.0.10"],
       reason: "XBL: exploited host",
     });
     expect(await source.lookup("192.0.2.6", signal())).toEqual({ listed: false });
@@ -268,7 +271,12 @@ describe("lookups", () => {
     const { source } = makeList(r, config({ codes: ["127.0.0.2-127.0.0.9"] }));
     await source.probe();
     expect((await source.lookup("192.0.2.5", signal())).listed).toBe(false);
-    expect(await source.lookup("192.0.2.6", signal())).toMatchObject({ listed: true, code: "127.0.0.4" });
+    // The records outside `codes` are not part of the listing.
+    expect(await source.lookup("192.0.2.6", signal())).toMatchObject({
+      listed: true,
+      code: "127.0.0.4",
+      codes: ["127.0.0.4"],
+    });
   });
 
   it("makes no query for a key that cannot be asked", async () => {

@@ -54,7 +54,7 @@ function fakeDnsbl(state: DnsblHealth["state"], calls: string[]): DnsblSource {
     zone: "bl.test",
     lookup: async (key) => {
       calls.push(key);
-      return { listed: true, reason: "spam" };
+      return { listed: true, reason: "spam", code: "127.0.0.2", codes: ["127.0.0.2", "127.0.0.4"] };
     },
     health: () => health,
     probe: async () => health,
@@ -145,7 +145,11 @@ describe("SourceRegistry", () => {
     expect(off.dnsblCalls).toEqual([]);
     await off.r.close();
     const on = await registry("healthy");
-    expect(await on.r.dnsbl("bl", "192.0.2.1")).toEqual({ listed: true, reason: "spam" });
+    const listed = { listed: true, reason: "spam", code: "127.0.0.2", codes: ["127.0.0.2", "127.0.0.4"] };
+    expect(await on.r.dnsbl("bl", "192.0.2.1")).toEqual(listed);
+    expect(on.dnsblCalls).toEqual(["192.0.2.1"]);
+    // Cached as a whole: every A record, not only the first, comes back from the cache.
+    expect(on.r.dnsbl("bl", "192.0.2.1")).toEqual(listed);
     expect(on.dnsblCalls).toEqual(["192.0.2.1"]);
     expect(on.r.zoneOf("bl")).toBe("bl.test");
     await on.r.close();

@@ -5,7 +5,7 @@
 import { didYouMean } from "../../common/diagnostics.js";
 import type { SourceConfig } from "../../config/types.js";
 import type { Expr, Span } from "../ast.js";
-import { DNSBL_ATTRIBUTES } from "../source-kinds.js";
+import { DNSBL_ATTRIBUTES, type DnsblAttribute } from "../source-kinds.js";
 import type { ValueType, ValueWord } from "../words/types.js";
 import type { RuleScope } from "./scope.js";
 
@@ -72,9 +72,9 @@ export class Names {
       this.scope.resolve(expr, {
         kind: "sourceAttribute",
         source: head,
-        attribute: attribute as "zone" | "reason",
+        attribute: attribute as DnsblAttribute,
       });
-      return "string";
+      return attribute === "codes" ? "ip list" : "string";
     }
     this.scope.report(
       expr.partSpans[1] as Span,
@@ -130,6 +130,14 @@ export class Names {
   /** `from.domian`, `client.addr`, `helo.name`: a value's part, never a source; else the nearest name. */
   private unknown(expr: NameExpr, full: string, head: string, rest: string[]): void {
     const { registry, sources } = this.scope;
+    const subtraction = subtractionHint(
+      full,
+      (name) => registry.value(name) !== undefined || sources.has(name),
+    );
+    if (subtraction !== undefined) {
+      this.scope.report(expr.span, "error", `unknown name '${full}'`, subtraction);
+      return;
+    }
     const valueNames = registry.valueNames();
     const members = valueNames.filter((n) => n.startsWith(`${head}.`));
     if (members.length > 0 || valueNames.includes(head)) {
@@ -152,4 +160,16 @@ export class Names {
       rest.length > 0 ? didYouMean(head, sources.keys()) : didYouMean(full, candidates),
     );
   }
+}
+
+/**
+ * `size-1MB` is one name to the lexer (names may hold `-`, like `my-list`). When the part before a
+ * `-` is a value or a source, the rule meant a subtraction: say how to write it.
+ */
+function subtractionHint(full: string, known: (name: string) => boolean): string | undefined {
+  for (let at = full.indexOf("-"); at > 0; at = full.indexOf("-", at + 1)) {
+    const left = full.slice(0, at);
+    if (known(left)) return `to subtract, put spaces around '-': ${left} - ${full.slice(at + 1)}`;
+  }
+  return undefined;
 }

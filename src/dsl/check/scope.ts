@@ -3,6 +3,7 @@
  * what each name resolved to, so the compiler never has to guess), the session shared by every
  * rule, and the scope of one rule (its stages, lookups and calls).
  */
+
 import type { Diagnostic, Severity, SourceFile } from "../../common/diagnostics.js";
 import type { Stage } from "../../common/stages.js";
 import { STAGE_ORDER } from "../../common/stages.js";
@@ -10,6 +11,7 @@ import type { SourceConfig, SourceTypeSpec } from "../../config/types.js";
 import type { Expr, Rule, Span, Template } from "../ast.js";
 import type { CompiledRegex } from "../regex-offload.js";
 import type { Registry } from "../registry.js";
+import type { DnsblAttribute } from "../source-kinds.js";
 import type { TemplatePart } from "../template.js";
 import type { CheckedCall, FunctionWord, ValueType, ValueWord } from "../words/types.js";
 
@@ -18,7 +20,7 @@ export type Resolution =
   | { kind: "value"; word: ValueWord }
   | { kind: "table"; source: string; table?: string }
   | { kind: "dnsbl"; source: string }
-  | { kind: "sourceAttribute"; source: string; attribute: "zone" | "reason" }
+  | { kind: "sourceAttribute"; source: string; attribute: DnsblAttribute }
   | { kind: "call"; word: FunctionWord; checked: CheckedCall };
 
 export interface CheckResult {

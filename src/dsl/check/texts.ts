@@ -5,6 +5,7 @@
  */
 import { didYouMean } from "../../common/diagnostics.js";
 import type { Template } from "../ast.js";
+import { DNSBL_ATTRIBUTES } from "../source-kinds.js";
 import { parseTemplate } from "../template.js";
 import type { RuleScope } from "./scope.js";
 
@@ -40,15 +41,15 @@ export class Texts {
     }
     const [head, attribute] = name.split(".");
     const source = head === undefined ? undefined : scope.sources.get(head);
-    if (source?.kind === "dnsbl" && (attribute === "zone" || attribute === "reason")) {
+    if (source?.kind === "dnsbl" && (DNSBL_ATTRIBUTES as readonly string[]).includes(attribute ?? "")) {
       scope.use(source.name);
-      if (attribute === "reason" && !scope.dnsblsLookedUp.has(source.name))
+      if (attribute !== "zone" && !scope.dnsblsLookedUp.has(source.name))
         scope.report(at, "warning", `{${name}} is empty unless this rule looks '${source.name}' up`);
       return;
     }
     const candidates = [...scope.registry.valueNames(), ...scope.registry.placeholderNames()];
     for (const s of scope.sources.values())
-      if (s.kind === "dnsbl") candidates.push(`${s.name}.zone`, `${s.name}.reason`);
+      if (s.kind === "dnsbl") candidates.push(...DNSBL_ATTRIBUTES.map((a) => `${s.name}.${a}`));
     scope.report(at, "error", `unknown placeholder '{${name}}'`, didYouMean(name, candidates));
   }
 }

@@ -7,7 +7,8 @@ import { didYouMean } from "../../common/diagnostics.js";
 import { parseDuration, parseSize } from "../../common/units.js";
 import { chainOperands, type Expr } from "../ast.js";
 import { compileRegex } from "../regex.js";
-import { isNumeric, isTextual, QUOTA_MEMBERS, type ValueType } from "../words/types.js";
+import { isList, isNumeric, isTextual, QUOTA_MEMBERS, type ValueType } from "../words/types.js";
+import { arithmeticType } from "./arithmetic.js";
 import { Calls } from "./calls.js";
 import { Names } from "./names.js";
 import type { RuleScope } from "./scope.js";
@@ -76,6 +77,8 @@ export class Types {
         return this.logic([expr.operand]);
       case "compare":
         return this.compare(expr);
+      case "arith":
+        return this.arith(expr);
       case "matches":
         return this.matches(expr);
       case "in":
@@ -128,6 +131,7 @@ export class Types {
     return member;
   }
 
+  /** `TABLE[X]`: the table's value for X (text), or a DNSBL's answer for X (its A records). */
   private index(expr: Of<"index">): ValueType | undefined {
     const tableType = this.tableOf(expr.table, "[");
     const keyType = this.typeOf(expr.key);
@@ -140,7 +144,8 @@ export class Types {
       );
       return undefined;
     }
-    return "string";
+    const dnsbl = this.scope.session.result.resolutions.get(expr.table)?.kind === "dnsbl";
+    return dnsbl ? "ip list" : "string";
   }
 
   private matches(expr: Of<"matches">): ValueType | undefined {
@@ -208,6 +213,8 @@ export class Types {
     }
     const type = this.typeOf(expr);
     if (type === undefined) return undefined;
+    // A value that is a list (`rcpts`, `spamhaus[client.ip]`) is looked in, not looked up.
+    if (use === "in" && isList(type)) return type;
     const resolution = this.scope.session.result.resolutions.get(expr);
     if (type !== "table" || resolution === undefined) {
       const what = use === "in" ? "in" : "[...]";
@@ -215,21 +222,20 @@ export class Types {
       this.scope.report(expr.span, "error", message);
       return undefined;
     }
-    if (use === "[" && resolution.kind === "dnsbl") {
-      // A DNSBL answers "listed or not" (and a TXT reason), not a value per key.
-      this.scope.report(
-        expr.span,
-        "error",
-        `DNSBL source '${resolution.source}' has no values to look up with [...]`,
-        `test it with 'X in ${resolution.source}'; {${resolution.source}.reason} gives its TXT record`,
-      );
-      return undefined;
-    }
     if (resolution.kind === "table" || resolution.kind === "dnsbl") {
       this.scope.lookups.add(resolution.source);
       if (resolution.kind === "dnsbl") this.scope.dnsblsLookedUp.add(resolution.source);
     }
     return type;
+  }
+
+  private arith(expr: Of<"arith">): ValueType | undefined {
+    const left = this.typeOf(expr.left);
+    const right = this.typeOf(expr.right);
+    if (left === undefined || right === undefined) return undefined;
+    return arithmeticType(expr, left, right, (at, message, hint) =>
+      this.scope.report(at, "error", message, hint),
+    );
   }
 
   private compare(expr: Of<"compare">): ValueType | undefined {
@@ -255,7 +261,15 @@ export class Types {
       (isNumeric(left) && isNumeric(right)) ||
       (left === "bool" && right === "bool");
     if (compatible) return "bool";
-    this.scope.report(expr.span, "error", `cannot compare a value of type ${left} with one of type ${right}`);
+    const list = isList(left) ? expr.left : isList(right) ? expr.right : undefined;
+    this.scope.report(
+      expr.span,
+      "error",
+      `cannot compare a value of type ${left} with one of type ${right}`,
+      list === undefined
+        ? undefined
+        : "look in a list with 'in' (X in LIST), or count its items with count(LIST)",
+    );
     return undefined;
   }
 }

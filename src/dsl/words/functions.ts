@@ -27,7 +27,7 @@ import {
   type Value,
 } from "../evaluation.js";
 import type { CallCheck, CheckedCall, FunctionWord } from "./types.js";
-import { isTextual } from "./types.js";
+import { isList, isTextual } from "./types.js";
 import { HEADER_OPTION } from "./values.js";
 
 /** The one quoted argument of header("Subject") and macro("{auth_type}"), or undefined after reporting. */
@@ -334,4 +334,124 @@ const greylist: FunctionWord = {
   check: checkGreylist,
 };
 
-export const FUNCTIONS: readonly FunctionWord[] = [quota, header, macro, rate, greylist];
+/** The one argument of lower(), length() and count(), or undefined after reporting. */
+function oneArgument(check: CallCheck, takes: string): Expr | undefined {
+  const [arg, ...extra] = check.call.args;
+  if (arg === undefined || extra.length > 0) {
+    check.report(check.call.span, "error", `${check.call.callee}() takes ${takes}`);
+    return undefined;
+  }
+  return arg;
+}
+
+/** The text argument of lower() and length(): its expression, or undefined after reporting. */
+function textArgument(check: CallCheck, example: string): Expr | undefined {
+  const arg = oneArgument(check, `one text: ${example}`);
+  if (arg === undefined) return undefined;
+  const type = check.typeOf(arg);
+  if (type === undefined) return undefined;
+  if (!isTextual(type)) {
+    check.report(
+      arg.span,
+      "error",
+      `${check.call.callee}() needs text, not a value of type ${type}`,
+      isList(type) ? "count() counts the items of a list" : undefined,
+    );
+    return undefined;
+  }
+  return arg;
+}
+
+const lower: FunctionWord = {
+  name: "lower",
+  usage: "lower(TEXT)",
+  from: "connect",
+  needs: [],
+  returns: "string",
+  doc: 'the text in lower case: `lower(header("Subject")) matches /viagra/`',
+  check(check) {
+    const arg = textArgument(check, "lower(helo)");
+    if (arg === undefined) return undefined;
+    return {
+      type: "string",
+      compile: (compiler) => {
+        const text = compiler.value(arg);
+        return (env) => andThen(text(env), (t) => stringify(t).toLowerCase());
+      },
+    };
+  },
+};
+
+/** Characters as a postmaster counts them: code points, so "é" or an emoji is one. */
+function characters(text: string): number {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
+}
+
+const length: FunctionWord = {
+  name: "length",
+  usage: "length(TEXT)",
+  from: "connect",
+  needs: [],
+  returns: "number",
+  doc: "the number of characters of the text: `length(from.local) > 64`",
+  check(check) {
+    const arg = textArgument(check, "length(from.local)");
+    if (arg === undefined) return undefined;
+    return {
+      type: "number",
+      compile: (compiler) => {
+        const text = compiler.value(arg);
+        return (env) => andThen(text(env), (t) => characters(stringify(t)));
+      },
+    };
+  },
+};
+
+const count: FunctionWord = {
+  name: "count",
+  usage: "count(LIST)",
+  from: "connect",
+  needs: [],
+  returns: "number",
+  doc: "the number of items of a list: `count(rcpts) > 50`, `count(spamhaus[client.ip]) > 0`",
+  check(check) {
+    const arg = oneArgument(check, "one list: count(rcpts)");
+    if (arg === undefined) return undefined;
+    const type = check.typeOf(arg);
+    if (type === undefined) return undefined;
+    if (!isList(type)) {
+      check.report(
+        arg.span,
+        "error",
+        `count() needs a list, not a value of type ${type}`,
+        isTextual(type) ? "length() counts the characters of a text" : undefined,
+      );
+      return undefined;
+    }
+    // A literal list is only a list of literals: its count is known now.
+    if (arg.kind === "list") {
+      const items = arg.items.length;
+      return { type: "number", compile: () => () => items };
+    }
+    return {
+      type: "number",
+      compile: (compiler) => {
+        const list = compiler.value(arg);
+        return (env) => andThen(list(env), (l) => (Array.isArray(l) ? l.length : 0));
+      },
+    };
+  },
+};
+
+export const FUNCTIONS: readonly FunctionWord[] = [
+  quota,
+  header,
+  macro,
+  lower,
+  length,
+  count,
+  rate,
+  greylist,
+];

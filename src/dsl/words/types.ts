@@ -23,7 +23,12 @@ export type ValueType =
   | "size"
   | "duration"
   | "bool"
+  /** A literal list (`["a", "b"]`), used with `in` and count(). */
   | "list"
+  /** A list of addresses (`rcpts`): `in` compares as addresses do (case, quotes). */
+  | "address list"
+  /** A list of IP addresses (a DNSBL's answer, `spamhaus[client.ip]`). */
+  | "ip list"
   | "quota"
   | "table"
   | "any";
@@ -38,6 +43,11 @@ export function isTextual(type: ValueType): boolean {
     type === "ip" ||
     type === "any"
   );
+}
+
+/** Types whose values are lists of items: `in` looks in them, count() counts them. */
+export function isList(type: ValueType): boolean {
+  return type === "list" || type === "address list" || type === "ip list";
 }
 
 export function isNumeric(type: ValueType): boolean {

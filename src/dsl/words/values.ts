@@ -192,10 +192,10 @@ export const VALUES: readonly ValueWord[] = [
   }),
   {
     name: "rcpts",
-    type: "list",
+    type: "address list",
     from: "data",
     needs: ["rcpt"],
-    doc: "the accepted recipients (a list; usable in texts, `{rcpts}`)",
+    doc: "the accepted recipients (a list: `X in rcpts`, `count(rcpts)`, `{rcpts}` in texts)",
     dryRun: RCPT_OPTION,
     read: (mode) => (env) => env.tx.rcpts.map((address) => normalizeAddress(address, mode)),
     show: () => (env) => env.tx.rcpts,
