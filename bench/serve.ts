@@ -13,11 +13,15 @@
  * The fixture's mailboxes are far from their limits (over: 250 kB of 200 kB; under: 50 kB), so
  * the product's semantics (SIZE= as the incoming bytes) and the C baseline's (one more byte)
  * give the same verdicts.
+ *
+ * `--rate` runs bench/serve-rate.ts instead (a rate() rule at RCPT, memory and Redis state, against
+ * the same C baseline); it reuses this file's fixture, servers, sessions and load loop.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { MilterClient } from "../src/milter/index.js";
 import { startRbldnsd, ZONES } from "../test/support/rbldnsd.js";
 import { BIND_DN, BIND_PASSWORD, Slapd } from "../test/support/slapd.js";
@@ -26,8 +30,8 @@ const repo = new URL("../..", import.meta.url).pathname;
 const C_SOURCE = join(repo, "bench", "baselines", "quota-milter.c");
 const C_BINARY = join(repo, "dist-bench", "quota-milter-c");
 const BIN = join(repo, "bin", "filterctl.js");
-const MAILBOXES = 1000;
-const OVER_TEXT = "452 4.2.2 Mailbox over quota";
+export const MAILBOXES = 1000;
+export const OVER_TEXT = "452 4.2.2 Mailbox over quota";
 const SENDER = "<alice@example.org>";
 const BODY = Buffer.from(`${"x".repeat(76)}\r\n`.repeat(26));
 const HEADERS: [string, string][] = [
@@ -41,33 +45,50 @@ const HEADERS: [string, string][] = [
   ["X-Mailer", "filterctl-bench"],
 ];
 
-interface Server {
+export interface Server {
   name: string;
   port: number;
   child: ChildProcess;
   output: () => string;
+  /** A process doing part of this server's work (redis-server): its CPU is measured too. */
+  helperPid?: number;
 }
 
-interface Result {
+export interface Result {
   name: string;
   concurrency: number;
   sessions: number;
   seconds: number;
   latencies: number[];
   cpuMs: number;
+  /** CPU of the server's helper process over the window (0 without one). */
+  helperCpuMs: number;
   mismatches: string[];
 }
 
-function user(i: number): string {
+/** What a session sends and the replies it must get. */
+export interface SessionPlan {
+  /** MAIL FROM of session n, with its angle brackets. */
+  sender(n: number): string;
+  /** The reply RCPT to mailbox i must get in session n: a reply code's text, or "continue". */
+  expect(n: number, mailbox: number): string;
+}
+
+export function user(i: number): string {
   return `user${String(i).padStart(4, "0")}`;
 }
 
-function isOver(i: number): boolean {
+export function isOver(i: number): boolean {
   return i % 10 === 0;
 }
 
+/** The three-policy and the C baseline's sessions: one sender, mailboxes over quota refused. */
+export function quotaPlan(overText: string): SessionPlan {
+  return { sender: () => SENDER, expect: (_n, i) => (isOver(i) ? overText : "continue") };
+}
+
 /** Maildir++ mailboxes: <root>/<user>/{cur,new,tmp} and a maildirsize with one size line. */
-function makeFixture(): string {
+export function makeFixture(): string {
   const root = mkdtempSync(join(tmpdir(), "filterctl-bench-serve-"));
   for (let i = 0; i < MAILBOXES; i++) {
     const dir = join(root, user(i));
@@ -141,7 +162,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function startServe(configPath: string): Promise<Server> {
+export async function startServe(configPath: string, name = "filterctl serve (3 policies)"): Promise<Server> {
   const port = await freePort();
   const child = spawn(
     process.execPath,
@@ -156,31 +177,39 @@ async function startServe(configPath: string): Promise<Server> {
     output += c.toString();
   });
   await waitForOutput(child, /"msg":"milter listening"/, "filterctl serve");
-  return { name: "filterctl serve (3 policies)", port, child, output: () => output };
+  return { name, port, child, output: () => output };
 }
 
-async function startC(root: string): Promise<Server> {
+/** Builds the C baseline when it is missing (or with --rebuild). */
+export function buildC(): void {
+  if (!existsSync(C_BINARY) || process.argv.includes("--rebuild")) {
+    mkdirSync(join(repo, "dist-bench"), { recursive: true });
+    execFileSync("gcc", ["-O2", "-o", C_BINARY, C_SOURCE, "-lmilter", "-lpthread"], { stdio: "inherit" });
+  }
+}
+
+export async function startC(root: string): Promise<Server> {
   const port = await freePort();
   const child = spawn(C_BINARY, [String(port), root], { stdio: ["ignore", "pipe", "inherit"] });
   await waitForOutput(child, /READY (\d+)/, "C baseline");
   return { name: "C libmilter (quota only)", port, child, output: () => "" };
 }
 
-function cpuMsOf(pid: number): number {
+export function cpuMsOf(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the command.
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
 }
 
-function rssMb(pid: number): number {
+export function rssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const match = /VmRSS:\s+(\d+) kB/.exec(status);
   return match ? Number(match[1]) / 1024 : Number.NaN;
 }
 
 /** One Postfix-style session; answers the mismatches it saw. */
-async function session(port: number, n: number, overText: string): Promise<string[]> {
+export async function session(port: number, n: number, plan: SessionPlan): Promise<string[]> {
   const problems: string[] = [];
   const client = await MilterClient.connect(`inet:${port}@127.0.0.1`, 10_000);
   try {
@@ -199,10 +228,10 @@ async function session(port: number, n: number, overText: string): Promise<strin
       }),
     );
     pass("helo", await client.helo("client.bench.test"));
-    pass("mail", await client.mail(SENDER, ["SIZE=2600"]));
+    pass("mail", await client.mail(plan.sender(n), ["SIZE=2600"]));
     for (const i of [(n * 2) % MAILBOXES, (n * 2 + 1) % MAILBOXES]) {
       const reply = await client.rcpt(`<${user(i)}@example.org>`);
-      const expected = isOver(i) ? overText : "continue";
+      const expected = plan.expect(n, i);
       const got =
         reply?.type === "replycode" ? (reply as { text: string }).text : (reply?.type ?? "continue");
       if (got !== expected) problems.push(`rcpt ${user(i)}: got ${got}, expected ${expected}`);
@@ -222,22 +251,25 @@ async function session(port: number, n: number, overText: string): Promise<strin
   return problems;
 }
 
-async function load(
+/** Session numbers, never reused in a run (a plan may give each session its own sender). */
+let nextSession = 0;
+
+export async function load(
   server: Server,
   concurrency: number,
   warmupMs: number,
   durationMs: number,
+  plan: SessionPlan = quotaPlan(OVER_TEXT),
 ): Promise<Result> {
   const latencies: number[] = [];
   const mismatches: string[] = [];
   let sessions = 0;
-  let n = 0;
   let measuring = false;
   let stop = false;
   const worker = async () => {
     while (!stop) {
       const started = performance.now();
-      const problems = await session(server.port, n++, OVER_TEXT);
+      const problems = await session(server.port, nextSession++, plan);
       if (measuring) {
         latencies.push(performance.now() - started);
         sessions++;
@@ -248,19 +280,22 @@ async function load(
   const workers = Array.from({ length: concurrency }, worker);
   await new Promise((r) => setTimeout(r, warmupMs));
   const pid = server.child.pid as number;
+  const helper = server.helperPid;
   const cpuBefore = cpuMsOf(pid);
+  const helperBefore = helper === undefined ? 0 : cpuMsOf(helper);
   const started = performance.now();
   measuring = true;
   await new Promise((r) => setTimeout(r, durationMs));
   measuring = false;
   const seconds = (performance.now() - started) / 1000;
   const cpuMs = cpuMsOf(pid) - cpuBefore;
+  const helperCpuMs = helper === undefined ? 0 : cpuMsOf(helper) - helperBefore;
   stop = true;
   await Promise.all(workers);
-  return { name: server.name, concurrency, sessions, seconds, latencies, cpuMs, mismatches };
+  return { name: server.name, concurrency, sessions, seconds, latencies, cpuMs, helperCpuMs, mismatches };
 }
 
-function percentile(values: number[], p: number): number {
+export function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
@@ -289,7 +324,7 @@ async function reloadLatency(
   const written = performance.now();
   write(newText);
   for (;;) {
-    const problems = await session(port, 0, newText);
+    const problems = await session(port, 0, quotaPlan(newText));
     if (problems.length === 0) return performance.now() - written;
     if (performance.now() - written > 10_000)
       throw new Error(`rules not reloaded within 10 s (${configPath})`);
@@ -301,10 +336,7 @@ async function main(): Promise<void> {
   const warmupMs = quick ? 500 : 1500;
   const durationMs = quick ? 2000 : 6000;
   const concurrencies = [8, 32];
-  if (!existsSync(C_BINARY) || process.argv.includes("--rebuild")) {
-    mkdirSync(join(repo, "dist-bench"), { recursive: true });
-    execFileSync("gcc", ["-O2", "-o", C_BINARY, C_SOURCE, "-lmilter", "-lpthread"], { stdio: "inherit" });
-  }
+  buildC();
   const root = makeFixture();
   const [slapd, rbl] = await Promise.all([Slapd.start(), startRbldnsd()]);
   const configPath = join(root, "rules.yaml");
@@ -317,7 +349,7 @@ async function main(): Promise<void> {
     const c = await startC(root);
     servers.push(serve, c);
     // The DNSBL's first probe round, and the caches, before anything is measured.
-    for (let i = 0; i < 50; i++) await session(serve.port, i, OVER_TEXT);
+    for (let i = 0; i < 50; i++) await session(serve.port, i, quotaPlan(OVER_TEXT));
 
     const results: Result[] = [];
     for (const concurrency of concurrencies) {
@@ -326,7 +358,7 @@ async function main(): Promise<void> {
     // Memory in a fresh process, as a server just started would hold 1000 idle connections.
     const fresh = await startServe(configPath);
     servers.push(fresh);
-    await session(fresh.port, 0, OVER_TEXT);
+    await session(fresh.port, 0, quotaPlan(OVER_TEXT));
     const memory = await idleMemory(fresh.port, fresh.child.pid as number);
     const reloadMs = await reloadLatency(serve.port, configPath, write);
 
@@ -373,4 +405,10 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const run = process.argv.includes("--rate") ? import("./serve-rate.js").then((m) => m.main()) : main();
+  run.catch((error: unknown) => {
+    console.error(error);
+    process.exitCode = 1;
+  });
+}

@@ -5,7 +5,8 @@
  * concurrent milter connections do). Keys cycle through 1000 values, as many senders would.
  *
  * Reported: calls/s, latency p50/p99 per call, and CPU ms per 1000 calls for this process and for
- * redis-server (from /proc). `measureRedisState()` is exported for bench/state.ts to add a column.
+ * redis-server (from /proc). `measureRedisState()` is exported; bench/state.ts times whole rule
+ * evaluations on the same store instead (the compiled rule, the key, the decision).
  *
  * Options: --quick (1 s per row, default 3 s), --help.
  */
