@@ -12,6 +12,7 @@ import { AddressError, ListenError, parseListenAddress } from "../milter/index.j
 import { dnsblStatusCommand } from "./dnsbl-status.js";
 import { type DryRunOptions, dryRunCommand } from "./dry-run.js";
 import { createLogger, type LogFormat } from "./logging.js";
+import { lookupCommand } from "./lookup.js";
 import { quotaServerCommand } from "./quota-server.js";
 import { type ServeOptions, serve } from "./serve.js";
 import { validateCommand } from "./validate.js";
@@ -154,6 +155,21 @@ function addDnsblStatus(program: Command): void {
     });
 }
 
+function addLookup(program: Command): void {
+  program
+    .command("lookup")
+    .description(
+      "ask one source, live, what a rule would (like postmap -q): a table's value, a mailbox's quota, a DNSBL's listing and health (exit 0 answered, found or not; 1 invalid config or unknown source/table; 3 the lookup failed; 2 usage error)",
+    )
+    .argument("<source>", "a source of the rules file, SOURCE.TABLE for an LDAP source's table")
+    .argument("<key>", "what a rule would look up: an address, a domain, an IP")
+    .option("--config <file>", "rules file", "./rules.yaml")
+    .option("--json", "print the answer as JSON", false)
+    .action(async (source: string, key: string, opts: { config: string; json: boolean }) => {
+      process.exitCode = await lookupCommand(source, key, opts);
+    });
+}
+
 function addQuotaServer(program: Command): void {
   program
     .command("quota-server")
@@ -183,6 +199,7 @@ export function buildProgram(): Command {
   addValidate(program);
   addDryRun(program);
   addDnsblStatus(program);
+  addLookup(program);
   addQuotaServer(program);
   return program;
 }
