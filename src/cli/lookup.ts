@@ -9,7 +9,7 @@
 import { suggest } from "../common/suggest.js";
 import type { SourceConfig } from "../config/types.js";
 import { checkRules, EXIT_INVALID, EXIT_OK, openSources } from "../engine/open-rules.js";
-import { type DnsblAnswer, type QuotaStatus, quotaPercent } from "../runtime/lookups.js";
+import { type DnsblAnswer, quotaPercent } from "../runtime/lookups.js";
 import type { RegistryOptions, SourceRegistry } from "../sources/registry.js";
 import type { DnsblHealth } from "../sources/types.js";
 import { reportOpenFailure } from "./diagnostics-output.js";
@@ -24,9 +24,18 @@ export interface LookupOptions {
 /** What the source answered, as printed with --json. */
 export type LookupAnswer =
   | { source: string; table?: string; key: string; kind: "table"; found: boolean; value?: string }
-  | ({ source: string; key: string; kind: "quota"; found: boolean } & Partial<QuotaStatus> & {
-        percent?: number;
-      })
+  | {
+      source: string;
+      key: string;
+      kind: "quota";
+      found: boolean;
+      usage?: number;
+      limit?: number;
+      count?: number;
+      /** snake_case, as the quota service's JSON and rules.yaml spell it. */
+      count_limit?: number;
+      percent?: number;
+    }
   | {
       source: string;
       key: string;
@@ -88,7 +97,10 @@ async function ask(registry: SourceRegistry, source: SourceConfig, table: string
         key,
         kind: "quota",
         found: true,
-        ...status,
+        usage: status.usage,
+        limit: status.limit,
+        count: status.count,
+        count_limit: status.countLimit,
         percent: quotaPercent(status),
       } as LookupAnswer;
     }
@@ -130,7 +142,7 @@ export function renderAnswer(answer: LookupAnswer): string {
       const limit = (n: number | undefined, unit: string) => (n ? `${n}${unit}` : "none");
       return (
         `${head} usage ${answer.usage} bytes (limit ${limit(answer.limit, " bytes")}), ` +
-        `${answer.count} messages (limit ${limit(answer.countLimit, "")}), ${answer.percent}%\n`
+        `${answer.count} messages (limit ${limit(answer.count_limit, "")}), ${answer.percent}%\n`
       );
     }
     case "dnsbl": {

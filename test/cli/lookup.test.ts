@@ -117,7 +117,7 @@ describe.skipIf(!HAVE_MAILDROP)("filterctl lookup: Maildir++ quotas made by mail
       usage: 3000,
       limit: 50000,
       count: 3,
-      countLimit: 100,
+      count_limit: 100,
       percent: 6,
     });
     const none = runCli(["lookup", "--config", config, "boxes", "zed@example.org"]);
@@ -247,7 +247,7 @@ describe("filterctl lookup: HTTP quota service, and failures", () => {
       usage: 1234,
       limit: 200000,
       count: 12,
-      countLimit: 100,
+      count_limit: 100,
       percent: 12,
     });
     const none = await runCliAsync(["lookup", "--config", config, "backend", "nobody@example.org"]);
