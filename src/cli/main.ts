@@ -1,6 +1,7 @@
 /**
  * The `filterctl` command line. Exit codes: 0 success, 1 invalid configuration or input,
- * 2 usage error or unreadable file.
+ * 2 usage error or unreadable file, 3 a DNSBL not healthy (dnsbl-status) or a lookup that failed
+ * (lookup).
  */
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
