@@ -3,7 +3,7 @@
  * the real `filterctl`, and examples/rules.yaml must do what its comments say when run
  * through `filterctl dry-run` over the sample data shipped with it.
  */
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { runCli } from "./cli/run.js";
@@ -70,6 +70,23 @@ describe("examples/*.yaml", () => {
     expect(output.diagnostics).toEqual([]);
     expect(output.ok).toBe(true);
     expect(status).toBe(0);
+  });
+});
+
+describe("examples/filterctl.service", () => {
+  /** `Key=value` settings of the unit, comments left out; a key set twice keeps every value. */
+  const settings = (text: string) =>
+    text
+      .split("\n")
+      .filter((line) => /^[A-Za-z]+=/.test(line))
+      .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)] as const);
+
+  it("lets serve read Maildirs under /home (ProtectHome=read-only, not true, which hides them)", () => {
+    const unit = settings(readFileSync(join(EXAMPLES, "filterctl.service"), "utf8"));
+    expect(unit.filter(([key]) => key === "ProtectHome")).toEqual([["ProtectHome", "read-only"]]);
+    // The rest of the sandbox stays: the system read-only, the socket's directory writable.
+    expect(unit).toContainEqual(["ProtectSystem", "strict"]);
+    expect(unit).toContainEqual(["ReadWritePaths", "/run/filterctl"]);
   });
 });
 

@@ -59,7 +59,8 @@ const BASE: JsonSchema = {
       default: "0660",
     },
     max_connections: {
-      description: "Most concurrent milter connections accepted; further connections wait. Default 4096.",
+      description:
+        "Most concurrent milter connections accepted; further connections are closed at once and the MTA applies its own failure policy (Postfix: milter_default_action). Default 4096.",
       type: "integer",
       minimum: 1,
       maximum: 1000000,

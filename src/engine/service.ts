@@ -47,10 +47,17 @@ export interface Active extends ServedRules {
   state: OpenState;
   eventTimeoutMs: number;
   fallback: Reply;
+  /** Its validation warnings, counted by warningKey: a reload logs only the ones not here. */
+  warnings: WarningCounts;
 }
 
 /** Opened rules, not yet served. */
-type Built = Pick<OpenedRules, "config" | "ruleset" | "registry"> & { state: OpenState };
+type Built = Pick<OpenedRules, "config" | "ruleset" | "registry"> & {
+  state: OpenState;
+  warnings: WarningCounts;
+};
+
+type WarningCounts = ReadonlyMap<string, number>;
 
 /** Changes are picked up this long after the last write (editors write in several steps). */
 const DEBOUNCE_MS = 200;
@@ -130,7 +137,7 @@ export class RulesRuntime implements RulesService {
     path: string,
     logger: Logger,
     { metrics, factories, stateClock }: RuntimeOptions,
-    previous: Pick<Active, "lookups" | "state"> | undefined,
+    previous: Pick<Active, "lookups" | "state" | "warnings"> | undefined,
     signal?: AbortSignal,
   ): Promise<Built | { error: ConfigError }> {
     const registry: RegistryOptions = {
@@ -149,10 +156,13 @@ export class RulesRuntime implements RulesService {
       };
     }
     const opened = await openRules(path, { mustRead: true, registry });
-    if (opened.kind !== "unreadable") logDiagnostics(logger, opened.diagnostics);
+    const warnings = opened.kind === "unreadable" ? new Map() : warningCounts(opened.diagnostics);
+    if (opened.kind !== "unreadable") logDiagnostics(logger, opened.diagnostics, previous?.warnings);
     switch (opened.kind) {
-      case "opened":
-        return RulesRuntime.withState(opened, { logger, metrics, stateClock }, previous?.state);
+      case "opened": {
+        const built = await RulesRuntime.withState(opened, { logger, metrics, stateClock }, previous?.state);
+        return "error" in built ? built : { ...built, warnings };
+      }
       case "unreadable":
         return { error: new ConfigError(opened.message, exitCodeOf(opened)) };
       case "invalid": {
@@ -177,7 +187,7 @@ export class RulesRuntime implements RulesService {
       stateClock,
     }: { logger: Logger; metrics?: Metrics | undefined; stateClock?: (() => number) | undefined },
     previous: OpenState | undefined,
-  ): Promise<Built | { error: ConfigError }> {
+  ): Promise<Omit<Built, "warnings"> | { error: ConfigError }> {
     let state: OpenState;
     try {
       state = openState(opened.config.state, logger, previous, stateClock);
@@ -195,8 +205,9 @@ export class RulesRuntime implements RulesService {
     return { ...opened, state };
   }
 
-  private static activate({ config, ruleset, registry, state }: Built, generation: number): Active {
+  private static activate({ config, ruleset, registry, state, warnings }: Built, generation: number): Active {
     return {
+      warnings,
       config,
       ruleset,
       lookups: registry,
@@ -518,10 +529,36 @@ export class RulesRuntime implements RulesService {
   }
 }
 
-function logDiagnostics(logger: Logger, diagnostics: readonly Diagnostic[]): void {
+/**
+ * A warning's identity across reloads, without its position: an edit above it moves it, and it
+ * is still the warning the postmaster has seen.
+ */
+function warningKey(d: Diagnostic): string {
+  return `${d.file}\0${d.message}\0${d.hint ?? ""}`;
+}
+
+function warningCounts(diagnostics: readonly Diagnostic[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const d of diagnostics) {
+    if (d.severity === "warning") counts.set(warningKey(d), (counts.get(warningKey(d)) ?? 0) + 1);
+  }
+  return counts;
+}
+
+/**
+ * Errors always (they refuse the reload); warnings only those the served generation did not
+ * have, so that every reload does not repeat the same ones (counted: a second copy is new).
+ */
+function logDiagnostics(logger: Logger, diagnostics: readonly Diagnostic[], served?: WarningCounts): void {
+  const seen = new Map(served);
   for (const d of diagnostics) {
     const fields = { file: d.file, line: d.line, column: d.column, severity: d.severity };
-    if (d.severity === "warning") logger.warn(fields, formatDiagnostic(d));
-    else logger.error(fields, formatDiagnostic(d));
+    if (d.severity !== "warning") {
+      logger.error(fields, formatDiagnostic(d));
+      continue;
+    }
+    const left = seen.get(warningKey(d)) ?? 0;
+    if (left > 0) seen.set(warningKey(d), left - 1);
+    else logger.warn(fields, formatDiagnostic(d));
   }
 }

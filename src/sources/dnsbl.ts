@@ -701,7 +701,7 @@ class DnsblList implements DnsblSource {
           fail(
             "dead",
             2,
-            `${z} does not list its test point ${spec.label} (RFC 5782): the list is empty, shut down, or not a${family === "domain" ? " domain" : family === "ip6" ? "n IPv6" : "n IP"} list. ${OFF} Remove it from rules.yaml if it was shut down, or set health.require_positive_probe: false if this list does not publish the test point.`,
+            `${z} does not list its test point ${spec.label} (RFC 5782), asking ${this.servers}: the resolver answers NXDOMAIN for it, or the list is empty, shut down, or not a${family === "domain" ? " domain" : family === "ip6" ? "n IPv6" : "n IP"} list. ${OFF} First check the resolver: dns.servers, and that it reaches the list's servers (a resolver that cannot, or that a list refuses, may answer NXDOMAIN for everything). Then remove the list from rules.yaml if it was shut down, or set health.require_positive_probe: false if it does not publish the test point.`,
           );
         }
       } else {

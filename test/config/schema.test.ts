@@ -37,6 +37,13 @@ describe("schema/rules.schema.json", () => {
     );
   });
 
+  it("says what happens to connections over max_connections: closed at once, as the server does", () => {
+    const properties = schema.properties as Record<string, { description: string }>;
+    const text = properties.max_connections?.description ?? "";
+    expect(text).toMatch(/closed at once/);
+    expect(text).not.toMatch(/wait/);
+  });
+
   it("compiles with ajv in strict mode", () => {
     const ajv = new Ajv({ strict: true, strictRequired: false, allowUnionTypes: true });
     expect(() => ajv.compile(schema)).not.toThrow();

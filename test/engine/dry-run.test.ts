@@ -288,4 +288,13 @@ describe("dry-run result", () => {
     ]);
     expect(lookups.every((l) => typeof l.ms === "number" && l.ms >= 0)).toBe(true);
   });
+
+  it("without a HELO name, uses the client name (the README's --helo default), else an empty one", async () => {
+    const ruleset = rulesetOf(rules('on helo: log "HELO <{helo}>"'));
+    const named = await dryRun(ruleset, new FakeLookups(), input({ helo: undefined }));
+    expect(named.stages.find((s) => s.stage === "helo")?.detail).toBe("mx.example.net");
+    expect(named.logs).toEqual([{ text: "HELO <mx.example.net>", rule: "rule-1" }]);
+    const bare = await dryRun(ruleset, new FakeLookups(), input({ helo: undefined, clientName: undefined }));
+    expect(bare.logs).toEqual([{ text: "HELO <>", rule: "rule-1" }]);
+  });
 });

@@ -236,3 +236,41 @@ defaults:
     await runtime.close();
   });
 });
+
+describe("validation warnings across reloads", () => {
+  const file = (unused: string[]) => `sources:
+  allow:
+    type: list
+    items: ["192.0.2.0/24"]
+${unused.map((name) => `  ${name}:\n    type: list\n    items: ["198.51.100.0/24"]\n`).join("")}rules:
+  - on connect: if client.ip in allow then accept
+`;
+
+  it("logs a warning once, and on a reload only those the served rules did not have", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "filterctl-warnings-"));
+    const path = join(dir, "rules.yaml");
+    writeFileSync(path, file(["spare"]));
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const warned = () => lines.filter((l) => l.severity === "warning").map((l) => l.msg);
+    const runtime = await RulesRuntime.start(path, logger);
+    expect(warned()).toEqual([expect.stringContaining("source 'spare' is not used by any rule")]);
+
+    const reload = async (unused: string[]) => {
+      lines.length = 0;
+      writeFileSync(path, file(unused));
+      expect(await runtime.reload("test")).toBe(true);
+    };
+    await reload(["spare"]);
+    expect(warned()).toEqual([]);
+    // Moved by an edit above it, it is still the same warning.
+    await reload(["other", "spare"]);
+    expect(warned()).toEqual([expect.stringContaining("source 'other' is not used by any rule")]);
+    // Gone, then back: new again compared with the generation before.
+    await reload([]);
+    expect(warned()).toEqual([]);
+    await reload(["spare"]);
+    expect(warned()).toEqual([expect.stringContaining("source 'spare' is not used by any rule")]);
+    await runtime.close();
+  });
+});

@@ -400,7 +400,7 @@ describe("health probes", () => {
       "is empty (SORBS 2024)",
       "dead",
       (): Answer => "ENOTFOUND",
-      /does not list its test point 127\.0\.0\.2 \(RFC 5782\).*require_positive_probe: false/,
+      /does not list its test point 127\.0\.0\.2 \(RFC 5782\), asking .*First check the resolver: dns\.servers.*Then remove the list from rules\.yaml.*require_positive_probe: false/,
     ],
     [
       "answers Spamhaus error codes",

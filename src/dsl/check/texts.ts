@@ -3,7 +3,7 @@
  * placeholders must name a value known at the rule's stages, a placeholder of a function the
  * rule calls (`{quota.usage}`), or a DNSBL source's zone or reason.
  */
-import { didYouMean } from "../../common/diagnostics.js";
+import { suggest } from "../../common/suggest.js";
 import type { Template } from "../ast.js";
 import { DNSBL_ATTRIBUTES } from "../source-kinds.js";
 import { parseTemplate } from "../template.js";
@@ -50,6 +50,41 @@ export class Texts {
     const candidates = [...scope.registry.valueNames(), ...scope.registry.placeholderNames()];
     for (const s of scope.sources.values())
       if (s.kind === "dnsbl") candidates.push(...DNSBL_ATTRIBUTES.map((a) => `${s.name}.${a}`));
-    scope.report(at, "error", `unknown placeholder '{${name}}'`, didYouMean(name, candidates));
+    scope.report(at, "error", `unknown placeholder '{${name}}'`, placeholderHint(name, candidates));
   }
+}
+
+/**
+ * Names other MTAs and milters use for what filterctl calls otherwise; a newcomer's first guess.
+ * Suggested only when the target is a candidate.
+ */
+const SYNONYMS: Readonly<Record<string, string>> = {
+  mail_from: "from",
+  sender: "from",
+  envelope_from: "from",
+  recipient: "rcpt",
+  envelope_to: "rcpt",
+  client_addr: "client.ip",
+  client_address: "client.ip",
+  hostname: "client.name",
+};
+
+/**
+ * The nearest placeholder. Plain edit distance misses the usual mistakes with placeholders: an
+ * underscore for the dot (`{client_ip}`), a word appended (`{rcpt_to}`), another MTA's name.
+ */
+function placeholderHint(name: string, candidates: readonly string[]): string | undefined {
+  const near = suggest(name, candidates);
+  if (near !== undefined) return near;
+  const byLower = new Map(candidates.map((c) => [c.toLowerCase(), c]));
+  const lower = name.toLowerCase();
+  const synonym = SYNONYMS[lower];
+  if (synonym !== undefined && byLower.has(synonym)) return `did you mean '${synonym}'?`;
+  const segments = lower.split(/[._-]/).filter((s) => s !== "");
+  // The longest run of leading words that names a placeholder: rcpt_to → rcpt, client_ip → client.ip.
+  for (let n = segments.length; n > 0; n--) {
+    const found = byLower.get(segments.slice(0, n).join("."));
+    if (found !== undefined) return `did you mean '${found}'?`;
+  }
+  return suggest(segments.join("."), candidates);
 }
