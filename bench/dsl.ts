@@ -18,7 +18,7 @@
  *
  * Options: --quick (fewer and shorter rounds), --rules N (default 10000), --rounds N.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -34,20 +34,11 @@ import { newTransaction, resetMessage, type Transaction } from "../src/runtime/t
 import { SOURCE_CATALOG } from "../src/sources/catalog.js";
 import { ListTable } from "../src/sources/list.js";
 import { generateRules } from "./dsl-rules.js";
+import { provideSchema } from "./in-process-schema.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** dist-bench/bench/dsl.js → the repository root. */
 const repo = resolve(here, "..", "..");
-
-/**
- * src/config/schema.ts finds the schema at ../../schema/ from its own module, which from
- * dist-bench/src/config/ is dist-bench/schema/: put a copy there.
- */
-function provideSchema(): void {
-  const target = join(repo, "dist-bench", "schema", "rules.schema.json");
-  mkdirSync(dirname(target), { recursive: true });
-  copyFileSync(join(repo, "schema", "rules.schema.json"), target);
-}
 
 interface Options {
   rules: number;

@@ -1,28 +1,4 @@
-/**
- * `npm run bench:state`: what rate() and greylist() cost, with `state: memory` and `state: redis`.
- *
- * Evaluations per second of one rule at RCPT, compiled as `serve` compiles it, on the same
- * transaction (client, sender and recipient cycle through 1000 triplets and 1000 senders, so the
- * store holds many keys, as in production):
- *
- *   plain     on rcpt: if rcpt.domain == "example.net" then reject        (no state)
- *   rate      on rcpt: if rate(from, 1h) > 3 then tempfail                (counts every call)
- *   greylist  on rcpt: if greylist(client.ip, from, rcpt) then tempfail   (a sight, then passes)
- *
- * Memory: one evaluation at a time (the store answers synchronously: the price of the key, the
- * store and its bookkeeping). Redis: a private redis-server (test/support/redis.ts, 127.0.0.1)
- * started by the bench, one evaluation at a time (the round trip) and 32 in flight (concurrent
- * milter connections), each evaluation one EVALSHA. Each measurement starts from an empty store.
- *
- * Every answer is checked: evaluation n (from 0) of the rate rule sees its sender for the
- * floor(n / 1000) + 1-th time, so it tempfails from the 4th sight on; the greylist delay is 0, so a
- * triplet's first sight is deferred and every later one passes. A wrong decision is printed and
- * the exit status is 1; speed never fails the run.
- *
- * Options: --quick (shorter rounds), --rounds N (default 5, quick 3), --no-redis.
- */
-import { copyFileSync, mkdirSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { formatDiagnostic, SourceFile } from "../src/common/diagnostics.js";
 import { parseConfig } from "../src/config/load.js";
@@ -36,16 +12,10 @@ import type { GreylistSettings, StateStore } from "../src/runtime/state.js";
 import { newTransaction, type Transaction } from "../src/runtime/transaction.js";
 import { SOURCE_CATALOG } from "../src/sources/catalog.js";
 import { RedisServer } from "../test/support/redis.js";
+import { provideSchema } from "./in-process-schema.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const repo = resolve(here, "..", "..");
-
-/** src/config/schema.ts reads ../../schema/ from its module: dist-bench/schema/. */
-function provideSchema(): void {
-  const target = join(repo, "dist-bench", "schema", "rules.schema.json");
-  mkdirSync(dirname(target), { recursive: true });
-  copyFileSync(join(repo, "schema", "rules.schema.json"), target);
-}
+const _repo = resolve(here, "..", "..");
 
 const RATE_LIMIT = 3;
 const RULES = {
