@@ -9,7 +9,7 @@ import { exitCodeOf, type OpenFailure } from "../engine/open-rules.js";
 export function renderDiagnostic(diagnostic: Diagnostic, file: SourceFile | undefined): string {
   const head = formatDiagnostic(diagnostic);
   if (file === undefined || diagnostic.file !== file.path) return head;
-  const line = file.text.split("\n")[diagnostic.line - 1];
+  const line = linesOf(file)[diagnostic.line - 1];
   if (line === undefined) return head;
   const number = String(diagnostic.line);
   const gutter = " ".repeat(number.length);
@@ -24,6 +24,18 @@ export function renderDiagnostic(diagnostic: Diagnostic, file: SourceFile | unde
   }
   const caret = `${" ".repeat(column)}^`;
   return `${head}\n ${number} | ${visible}\n ${gutter} | ${caret}`;
+}
+
+/** Split once per file: splitting per diagnostic made a file with thousands of warnings quadratic. */
+const splitFiles = new WeakMap<SourceFile, string[]>();
+
+function linesOf(file: SourceFile): string[] {
+  let lines = splitFiles.get(file);
+  if (lines === undefined) {
+    lines = file.text.split("\n");
+    splitFiles.set(file, lines);
+  }
+  return lines;
 }
 
 /** Longest part of a line shown under a diagnostic, and how much of it comes before the column. */

@@ -247,6 +247,14 @@ describe("checker warnings", () => {
     expect(check("on connect: if client.ip == 192.0.2.1 then accept", "on rcpt: reject")).toEqual([]);
   });
 
+  it("names the first five skipped rules and counts the rest, so thousands of rules give one readable line", () => {
+    const later = Array.from({ length: 7 }, (_, i) => `on rcpt: if rcpt == "u${i}" then reject`);
+    const [warning] = check('on mail: if from == "a" then accept', ...later);
+    expect(warning).toContain(
+      "so rules 'rule-2' (rcpt), 'rule-3' (rcpt), 'rule-4' (rcpt), 'rule-5' (rcpt), 'rule-6' (rcpt) and 2 more never run for it",
+    );
+  });
+
   it("warns about unused sources", () => {
     const diagnostics = compileConfig(
       configOf(["on connect: if client.ip in trusted then accept"]),

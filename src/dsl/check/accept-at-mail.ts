@@ -22,22 +22,51 @@ function skipped(rule: Rule): string | undefined {
   return after.length === 0 ? undefined : `'${rule.name}' (${after.join(", ")})`;
 }
 
+/** Beyond this many, a warning says "and N more": a file with thousands of rules gets a readable line. */
+const NAMED_AT_MOST = 5;
+
+interface Skipped {
+  /** The first few skipped rules, `'name' (stages)`. */
+  named: string[];
+  count: number;
+}
+
+function skippedText({ named, count }: Skipped): string {
+  if (count === 1) return `rule ${named[0]} never runs`;
+  const more = count - named.length;
+  return more > 0
+    ? `rules ${named.join(", ")} and ${more} more never run`
+    : `rules ${named.join(", ")} never run`;
+}
+
+/** The rules at later stages other than the one at `self`. */
+function skippedBesides(skips: readonly (string | undefined)[], later: number, self: number): Skipped {
+  const count = later - (skips[self] === undefined ? 0 : 1);
+  const named: string[] = [];
+  for (let i = 0; i < skips.length && named.length < NAMED_AT_MOST; i++) {
+    const text = skips[i];
+    if (i !== self && text !== undefined) named.push(text);
+  }
+  return { named, count };
+}
+
 export function checkAcceptAtMail(session: CheckSession, rules: readonly Rule[]): void {
-  for (const rule of rules) {
+  // Computed once: per accepting rule it would make the check quadratic in the number of rules.
+  const skips = rules.map((r) => skipped(r));
+  const later = skips.filter((s) => s !== undefined).length;
+  for (const [index, rule] of rules.entries()) {
     // A shadow rule's accept changes nothing the MTA is told.
     if (rule.shadow || !rule.stages.some((s) => s.stage === "mail")) continue;
     const accepts = acceptsOf(rule);
     if (accepts.length === 0) continue;
     // Every rule at a later stage is skipped, wherever the file has it: the stages come in SMTP order.
-    const others = rules.filter((r) => r !== rule).flatMap((r) => skipped(r) ?? []);
-    if (others.length === 0) continue;
-    const names =
-      others.length === 1 ? `rule ${others[0]} never runs` : `rules ${others.join(", ")} never run`;
+    const others = skippedBesides(skips, later, index);
+    if (others.count === 0) continue;
     for (const accept of accepts) {
       session.report(
         accept.span,
         "warning",
-        `accept at mail accepts the whole message, so ${names} for it`,
+        `accept at mail accepts the whole message, so ${skippedText(others)} for it`,
         "move it to 'on rcpt:' to accept one recipient, or add its condition to the rules it should skip",
       );
     }
