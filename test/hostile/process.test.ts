@@ -279,7 +279,7 @@ describe("--log-format pretty", () => {
     expect(decision).toContain("rule=refuse-evil");
     // The rule's log text (where templates already turn controls into spaces) holds an =: quoted.
     const note = lines.find((line) => line.includes("sender x"));
-    expect(note).toMatch(/ INFO {2}"sender x\s*forged line rule=allow-all.*@evil\.example" conn=1 /);
+    expect(note).toMatch(/ INFO {2}msg="sender x\s*forged line rule=allow-all.*@evil\.example" conn=1 /);
     expect(note).toMatch(/ rule=note-sender$/);
   });
 
