@@ -5,10 +5,12 @@
  * - a ```console block is a session: `$ COMMAND` lines (a line ending in `\` continues), each
  *   followed by what it prints (stdout and stderr, as a terminal shows them); a `…` line stands
  *   for any lines; `$ cat FILE` followed by text writes that text to FILE first (it shows a file);
+ * - a ```sh block is commands without their output: each line (not a comment) is run and must
+ *   exit 0;
  * - `<!-- readme-file: NAME -->` just before a ```yaml block writes that block to NAME for the
  *   sessions after it;
  * - `<!-- readme-test: skip REASON -->` just before a block leaves it out, with its reason
- *   (sessions that need a live server); any other block holding `$ ` lines is an error.
+ *   (sessions that start a server, or need one); any other block holding `$ ` lines is an error.
  * Sessions run in a temporary directory holding `examples` (the repository's), with `filterctl`
  * and `npx filterctl` running this checkout's bin/filterctl.js. Timings (`22.6 ms`) are compared
  * as `N ms`, and a public DNSBL's answer not at all (see normalise).
@@ -144,9 +146,18 @@ describe("README sessions", () => {
       });
       continue;
     }
-    if (block.lang !== "console") continue;
+    if (block.lang !== "console" && block.lang !== "sh") continue;
     if (block.marker?.kind === "skip") {
       it.todo(`README.md:${block.line} is not run: ${block.marker.value}`);
+      continue;
+    }
+    if (block.lang === "sh") {
+      it(`README.md:${block.line} runs`, () => {
+        for (const command of block.text.split("\n").filter((l) => l.trim() !== "" && !l.startsWith("#"))) {
+          const output = runStep({ command, expected: [] });
+          expect(lastStatus, `${command}\n${output.join("\n")}`).toBe(0);
+        }
+      }, 180_000);
       continue;
     }
     it(`README.md:${block.line} prints what it shows`, () => {
