@@ -1,8 +1,9 @@
 /**
  * Logs are JSON lines on stdout (one object per line, for log shippers), or a short human
- * format with `--log-format pretty`: `2025-05-01T12:00:00.000Z INFO  message key=value ...`,
+ * format with `--log-format pretty`: `2025-05-01T12:00:00.000Z INFO  msg="a message" key=value ...`,
  * where every value an SMTP peer may have chosen is escaped, so no byte it sends can start a
- * line, move the cursor or recolour a terminal, and values read back as logfmt.
+ * line, move the cursor or recolour a terminal, and the whole line reads back as logfmt (the
+ * date-time and the level are its first two keys, without values).
  */
 import { Writable } from "node:stream";
 import { type Logger, pino } from "pino";
@@ -29,8 +30,6 @@ const UNSAFE_CLASS =
 const UNSAFE = new RegExp(`[${UNSAFE_CLASS}]`, "g");
 /** A value with any of these is quoted (logfmt: a space, quote or = would end or fake a field). */
 const NEEDS_QUOTES = new RegExp(`[\\s"=\\\\${UNSAFE_CLASS}]`);
-/** A message may keep its spaces, but not what could fake a field or an escape. */
-const MESSAGE_NEEDS_QUOTES = new RegExp(`["=\\\\${UNSAFE_CLASS}]`);
 
 function escapeChar(char: string): string {
   if (char === "\n") return "\\n";
@@ -53,7 +52,7 @@ export function logfmtValue(text: string): string {
 
 /** Keys are ours, not a peer's; still, nothing but a key's usual characters gets through. */
 function logfmtKey(key: string): string {
-  return key.replace(/[^\w.@/:-]/g, "_");
+  return key === "" ? "_" : key.replace(/[^\w.@/:-]/g, "_");
 }
 
 function fieldText(value: unknown): string {
@@ -62,18 +61,17 @@ function fieldText(value: unknown): string {
   return logfmtValue(JSON.stringify(value) ?? String(value));
 }
 
-/** Renders one pino JSON line as `ISO-TIME LEVEL message key=value ...`, on one line whatever it holds. */
+/** Renders one pino JSON line as `ISO-TIME LEVEL msg=... key=value ...`, on one line whatever it holds. */
 export function prettyLine(json: string): string {
   let record: Record<string, unknown>;
   try {
     record = JSON.parse(json) as Record<string, unknown>;
   } catch {
-    return `${new Date().toISOString()} ?     ${quote(json.trimEnd())}\n`;
+    return `${new Date().toISOString()} ?     msg=${quote(json.trimEnd())}\n`;
   }
   const time = new Date(typeof record.time === "number" ? record.time : Date.now()).toISOString();
-  const level = LEVEL_NAMES[Number(record.level)] ?? logfmtValue(String(record.level));
-  const msg = String(record.msg ?? "");
-  const message = MESSAGE_NEEDS_QUOTES.test(msg) ? quote(msg) : msg;
+  const level = LEVEL_NAMES[Number(record.level)] ?? logfmtKey(String(record.level));
+  const message = `msg=${logfmtValue(String(record.msg ?? ""))}`;
   const fields = Object.entries(record)
     .filter(([key]) => !HIDDEN_KEYS.has(key))
     .map(([key, value]) => `${logfmtKey(key)}=${fieldText(value)}`)

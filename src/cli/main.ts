@@ -14,6 +14,7 @@ import { dnsblStatusCommand } from "./dnsbl-status.js";
 import { type DryRunOptions, dryRunCommand } from "./dry-run.js";
 import { createLogger, type LogFormat } from "./logging.js";
 import { lookupCommand } from "./lookup.js";
+import { renderMan } from "./man.js";
 import { quotaServerCommand } from "./quota-server.js";
 import { type ServeOptions, serve } from "./serve.js";
 import { validateCommand } from "./validate.js";
@@ -189,6 +190,16 @@ function addQuotaServer(program: Command): void {
     });
 }
 
+/** Hidden: prints filterctl(1) as roff from this very program (`npm run man` writes man/filterctl.1). */
+function addMan(program: Command): void {
+  program
+    .command("man", { hidden: true })
+    .description("print the man page filterctl(1) as roff")
+    .action(() => {
+      process.stdout.write(renderMan(program));
+    });
+}
+
 export function buildProgram(): Command {
   const program = new Command("filterctl")
     .description("A declarative mail filter for postmasters, served over the Sendmail milter protocol")
@@ -202,6 +213,7 @@ export function buildProgram(): Command {
   addDnsblStatus(program);
   addLookup(program);
   addQuotaServer(program);
+  addMan(program);
   return program;
 }
 

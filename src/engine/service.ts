@@ -108,6 +108,8 @@ export class RulesRuntime implements RulesService {
   private readonly metrics: Metrics | undefined;
   /** The restart settings of the file serve started with: what runs until a restart. */
   private readonly running: RestartSettings;
+  /** The value each restart setting was last warned about: a reload repeats no warning it already gave. */
+  private readonly warnedRestart = new Map<keyof RestartSettings, RestartSettings[keyof RestartSettings]>();
 
   private constructor(
     private readonly path: string,
@@ -221,12 +223,20 @@ export class RulesRuntime implements RulesService {
 
   /**
    * Restart settings the reloaded file changes: each is named in a warning, and the running
-   * value stays (the socket is bound, the limits are the server's).
+   * value stays (the socket is bound, the limits are the server's). A value already warned
+   * about is not warned about again by the next reloads (an edit of a rule says nothing new
+   * about `listen`); a different value, or a return to the running one and away again, is.
    */
   private warnRestartSettings(next: Config, generation: number): void {
     const fixed = this.options.fixed ?? [];
     for (const [key, name] of Object.entries(RESTART_SETTINGS) as [keyof RestartSettings, string][]) {
-      if (fixed.includes(key) || next[key] === this.running[key]) continue;
+      if (fixed.includes(key)) continue;
+      if (next[key] === this.running[key]) {
+        this.warnedRestart.delete(key);
+        continue;
+      }
+      if (this.warnedRestart.has(key) && this.warnedRestart.get(key) === next[key]) continue;
+      this.warnedRestart.set(key, next[key]);
       const running = shown(key, this.running[key]);
       const configured = shown(key, next[key]);
       this.logger.warn(

@@ -34,9 +34,38 @@ function parseFields(text: string): Record<string, string> {
   return fields;
 }
 
+/**
+ * A strict logfmt reader: the whole line is `key[=value]` pairs separated by spaces, keys and
+ * bare values without space, `=`, `"` or a control character, quoted values with only the
+ * escapes `\"` `\\` `\n` `\r` `\t` `\xHH` `\uHHHH`; anything else throws. Returns the pairs in order
+ * (a key without value is null).
+ */
+function readLogfmtStrict(line: string): [string, string | null][] {
+  if (!line.endsWith("\n") || line.slice(0, -1).includes("\n")) throw new Error("not one line");
+  const text = line.slice(0, -1);
+  const token = String.raw`[^\s="\x00-\x1f\x7f-\x9f\u2028\u2029]+`;
+  const quoted = String.raw`"(?:[^"\\\x00-\x1f\x7f-\x9f\u2028\u2029]|\\["\\nrt]|\\x[0-9a-f]{2}|\\u[0-9a-f]{4})*"`;
+  const pair = new RegExp(`(${token})(?:=(${quoted}|(?!")${token}))?(?: +|$)`, "y");
+  const pairs: [string, string | null][] = [];
+  while (pair.lastIndex < text.length) {
+    const at = pair.lastIndex;
+    const m = pair.exec(text);
+    if (m === null || m.index !== at) throw new Error(`not logfmt at ${at}: ${text.slice(at)}`);
+    const value = m[2];
+    pairs.push([
+      m[1] as string,
+      value === undefined ? null : value.startsWith('"') ? unescapeLogfmt(value.slice(1, -1)) : value,
+    ]);
+    if (pair.lastIndex === at) throw new Error("no progress");
+  }
+  const keys = pairs.map(([key]) => key);
+  if (new Set(keys).size !== keys.length) throw new Error(`a key twice: ${keys.join(" ")}`);
+  return pairs;
+}
+
 describe("prettyLine", () => {
   it("starts with an ISO date-time and the level", () => {
-    expect(prettyLine(record({ conn: 3 }))).toBe("2025-05-01T12:00:00.007Z INFO  decision conn=3\n");
+    expect(prettyLine(record({ conn: 3 }))).toBe("2025-05-01T12:00:00.007Z INFO  msg=decision conn=3\n");
   });
 
   it("escapes CR, LF, ESC, other C0 and C1 controls, DEL, line separators and bidi overrides", () => {
@@ -77,13 +106,44 @@ describe("prettyLine", () => {
     expect(line).toContain('n=1.5 ok=false none=null lookups="[{\\"key\\":\\"a b\\"}]"');
   });
 
-  it("quotes a message that holds = or a control character, and keeps a plain one readable", () => {
+  it("writes the message as msg=, quoted as values are when it holds a space, =, a quote or a control", () => {
     expect(prettyLine(JSON.stringify({ level: 40, time: 0, msg: "sender a\r\nb=c" }))).toBe(
-      '1970-01-01T00:00:00.000Z WARN  "sender a\\r\\nb=c"\n',
+      '1970-01-01T00:00:00.000Z WARN  msg="sender a\\r\\nb=c"\n',
     );
     expect(prettyLine(JSON.stringify({ level: 40, time: 0, msg: "milter listening" }))).toBe(
-      "1970-01-01T00:00:00.000Z WARN  milter listening\n",
+      '1970-01-01T00:00:00.000Z WARN  msg="milter listening"\n',
     );
+    expect(prettyLine(JSON.stringify({ level: 30, time: 0, msg: "reloaded" }))).toBe(
+      "1970-01-01T00:00:00.000Z INFO  msg=reloaded\n",
+    );
+  });
+
+  it("writes lines a strict logfmt reader reads back whole: the date-time, the level, msg and each field", () => {
+    const messages = [
+      "decision",
+      "'listen' changed to inet:127.0.0.1:8891: it takes a restart; still running with inet:127.0.0.1:8890",
+      'rule "a=b" said x=y',
+      "two\nlines\x1b[31m and \\ a backslash",
+      "",
+    ];
+    for (const msg of messages) {
+      const line = prettyLine(
+        JSON.stringify({ level: 40, time: 0, msg, from: 'x" rule=allow', n: 2, ok: true, list: [1, "a b"] }),
+      );
+      expect(readLogfmtStrict(line)).toEqual([
+        ["1970-01-01T00:00:00.000Z", null],
+        ["WARN", null],
+        ["msg", msg],
+        ["from", 'x" rule=allow'],
+        ["n", "2"],
+        ["ok", "true"],
+        ["list", '[1,"a b"]'],
+      ]);
+    }
+    expect(readLogfmtStrict(prettyLine("not json\r\nsecond\n")).slice(2)).toEqual([
+      ["msg", "not json\r\nsecond"],
+    ]);
+    expect(() => readLogfmtStrict('2025 INFO  a message with "quotes"\n')).toThrow();
   });
 
   it("keeps a line that is not JSON on one line", () => {

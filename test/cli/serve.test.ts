@@ -97,7 +97,7 @@ describe("filterctl serve", () => {
       await new Promise((r) => setTimeout(r, 20));
     }
     expect(running.stdout()).toMatch(
-      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO {2}milter listening listen=inet:\d+@127\.0\.0\.1/m,
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO {2}msg="milter listening" listen=inet:\d+@127\.0\.0\.1/m,
     );
     process.kill(running.child.pid as number, "SIGTERM");
     expect(await running.exit).toBe(0);

@@ -229,6 +229,24 @@ defaults:
     await runtime.close();
   });
 
+  it("a reload warns about a restart setting once per value, not again on each reload", async () => {
+    const { runtime, reload, warnings } = await started(START);
+    await reload(CHANGED);
+    expect(warnings()).toEqual(["listen", "listen_mode", "max_connections", "max_buffered_input"]);
+    // A rule edited, the restart settings as the last reload had them: nothing new to say.
+    await reload(`${CHANGED}\n# edited`);
+    expect(warnings()).toEqual([]);
+    // Another value of one of them: that one is named again.
+    await reload(CHANGED.replace("max_connections: 20", "max_connections: 30"));
+    expect(warnings()).toEqual(["max_connections"]);
+    // Back to the running values and away again: warned again.
+    await reload(START);
+    expect(warnings()).toEqual([]);
+    await reload(CHANGED);
+    expect(warnings()).toEqual(["listen", "listen_mode", "max_connections", "max_buffered_input"]);
+    await runtime.close();
+  });
+
   it("a setting the command line fixes is not reported", async () => {
     const { runtime, reload, warnings } = await started(START, { fixed: ["listen", "maxConnections"] });
     await reload(CHANGED);

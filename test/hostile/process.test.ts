@@ -274,12 +274,12 @@ describe("--log-format pretty", () => {
     for (const line of lines) expect(line).toMatch(ISO_LINE);
     expect(child.stdout.includes("\r") || child.stdout.includes("\x1b")).toBe(false);
     const escaped = 'x\\r\\nforged line rule=allow-all\\x1b[2J@evil.example"';
-    const decision = lines.find((line) => / decision /.test(line));
+    const decision = lines.find((line) => / msg=decision /.test(line));
     expect(decision).toContain(`from="${escaped}`);
     expect(decision).toContain("rule=refuse-evil");
     // The rule's log text (where templates already turn controls into spaces) holds an =: quoted.
     const note = lines.find((line) => line.includes("sender x"));
-    expect(note).toMatch(/ INFO {2}"sender x\s*forged line rule=allow-all.*@evil\.example" conn=1 /);
+    expect(note).toMatch(/ INFO {2}msg="sender x\s*forged line rule=allow-all.*@evil\.example" conn=1 /);
     expect(note).toMatch(/ rule=note-sender$/);
   });
 
