@@ -81,7 +81,7 @@ describe("schema/rules.schema.json", () => {
     // Resolvers merge the target of a $ref into the referring key (some overwriting its keys).
     for (const [name, definition] of Object.entries(definitions))
       expect(definition.markdownDescription, name).toBeUndefined();
-    const quota = definitions.quota as { then: Record<string, unknown>; else: Record<string, unknown> };
+    const quota = definitions.quota as { description: string; else: Record<string, unknown> };
     expect(quota.else.markdownDescription).toBe(quota.description);
   });
 
