@@ -49,6 +49,8 @@ const BASE: JsonSchema = {
         "Socket the milter listens on, in Postfix/Sendmail notation: inet:PORT@HOST, inet:HOST:PORT, inet6:PORT@HOST, inet6:[HOST]:PORT, unix:/path or local:/path. `filterctl serve --listen` overrides it.",
       type: "string",
       pattern: "^(inet6?|unix|local|INET6?|UNIX|LOCAL):\\S+$",
+      patternErrorMessage:
+        "A socket: inet:PORT@HOST, inet:HOST:PORT, inet6:PORT@HOST, inet6:[HOST]:PORT, unix:/path or local:/path.",
       examples: ["inet:127.0.0.1:8890", "inet:8890@127.0.0.1", "unix:/run/filterctl/milter.sock"],
     },
     listen_mode: {
@@ -56,6 +58,7 @@ const BASE: JsonSchema = {
         'File mode of a unix socket, in octal; quote it ("0660") so YAML keeps the leading zero. Default "0660".',
       type: ["string", "integer"],
       pattern: "^(0o?)?[0-7]{3}$",
+      patternErrorMessage: 'Three octal digits, quoted so YAML keeps the leading zero: "0660".',
       default: "0660",
     },
     max_connections: {
@@ -96,6 +99,8 @@ const BASE: JsonSchema = {
             'Reply given when a lookup fails and on_error is tempfail: a 4xx code, an optional 4.x.x enhanced code and a text. Default "451 4.3.0 Temporary lookup failure, try again later".',
           type: "string",
           pattern: "^4[0-9][0-9]( 4\\.[0-9]{1,3}\\.[0-9]{1,3})?( [^\\r\\n]*)?$",
+          patternErrorMessage:
+            'A 4xx reply code, an optional 4.x.x enhanced code and a text on one line: "451 4.3.0 Try again later".',
           default: "451 4.3.0 Temporary lookup failure, try again later",
         },
         timeout: {
@@ -173,6 +178,7 @@ const BASE: JsonSchema = {
           description: "The Sentinel master's name; `url`/`urls` are then the Sentinels.",
           type: "string",
           pattern: "^\\S+$",
+          patternErrorMessage: "The Sentinel master's name, without spaces.",
         },
         cluster: {
           description: "`url`/`urls` are nodes of a Redis Cluster.",
@@ -228,6 +234,7 @@ const BASE: JsonSchema = {
             "HOST:PORT the quota service listens on. Default 127.0.0.1:8025; `filterctl quota-server --listen` overrides it.",
           type: "string",
           pattern: "^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9._-]+):[0-9]{1,5}$",
+          patternErrorMessage: "HOST:PORT, e.g. 127.0.0.1:8025 or [::1]:8025.",
           default: "127.0.0.1:8025",
         },
         source: {
@@ -242,6 +249,7 @@ const BASE: JsonSchema = {
       description: "A duration: a number and a unit, ms, s, m, h or d (500ms, 2s, 5m, 1h).",
       type: "string",
       pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$",
+      patternErrorMessage: "A number and a unit, ms, s, m, h or d: 500ms, 2s, 5m, 1h, 7d.",
     },
     size: {
       description:
@@ -249,11 +257,14 @@ const BASE: JsonSchema = {
       type: ["string", "integer"],
       minimum: 0,
       pattern: "^([0-9]+|[0-9]+(\\.[0-9]+)?(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB))$",
+      patternErrorMessage:
+        "A number of bytes, or a number and a unit (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB): 200MB, 1.5GiB.",
     },
     redisUrl: {
       description: "A Redis URL: redis://[USER:PASSWORD@]HOST[:PORT][/DB], rediss:// for TLS.",
       type: "string",
       pattern: "^rediss?://\\S+$",
+      patternErrorMessage: "A Redis URL: redis://HOST:PORT/DB, rediss:// for TLS.",
     },
     onError: {
       description:
@@ -266,6 +277,8 @@ const BASE: JsonSchema = {
         "A name: a letter, then letters, digits and '_', with single '-' between words (mail-boxes); at most 64 characters. Not a word of the rule language (from, rcpt, in, not, ...).",
       type: "string",
       pattern: "^[A-Za-z][A-Za-z0-9_]*(-[A-Za-z0-9_]+)*$",
+      patternErrorMessage:
+        "A letter, then letters, digits and '_', with single '-' between words: backend, mail-boxes.",
       maxLength: 64,
     },
     tableName: {
@@ -273,6 +286,8 @@ const BASE: JsonSchema = {
         "A table name: a letter, then letters, digits and '_', with single '-' between words; at most 64 characters.",
       type: "string",
       pattern: "^[A-Za-z][A-Za-z0-9_]*(-[A-Za-z0-9_]+)*$",
+      patternErrorMessage:
+        "A letter, then letters, digits and '_', with single '-' between words: addresses, local-domains.",
       maxLength: 64,
     },
     dnsServer: {
@@ -280,6 +295,7 @@ const BASE: JsonSchema = {
       type: "string",
       pattern:
         "^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}(:[0-9]{1,5})?|\\[[0-9A-Fa-f:.]+\\](:[0-9]{1,5})?|[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*)$",
+      patternErrorMessage: "An IP address with an optional port: 127.0.0.1, 127.0.0.1:53, ::1 or [::1]:53.",
     },
     quota: {
       description: "The quota limit: a size (200MB), or {bytes: SIZE, messages: COUNT}; 0 means no limit.",
@@ -334,12 +350,14 @@ const BASE: JsonSchema = {
         'Address extension delimiter(s), e.g. "+": {user} is then the local part without its +detail.',
       type: "string",
       pattern: '^[^\\s@"]{1,8}$',
+      patternErrorMessage: 'One to eight characters, none of them a space, @ or ": "+" or "+-".',
     },
     pathTemplate: {
       description:
         "Path of the mailbox; {user}, {domain}, {address} are replaced (a value with /, .., NUL or a leading dot is never used).",
       type: "string",
       pattern: "^\\S",
+      patternErrorMessage: "A path that does not start with a space, e.g. /var/mail/{user}/Maildir.",
     },
     source: {
       description: "A data source; `type` says which kind, and which other keys apply.",
@@ -362,6 +380,7 @@ const BASE: JsonSchema = {
       description: "A rule in text form: `[shadow] on STAGES: if CONDITION then ACTION [else ACTION]`.",
       type: "string",
       pattern: "\\S",
+      patternErrorMessage: "A rule is not empty: on STAGES: if CONDITION then ACTION.",
     },
     ruleShorthand: {
       description: "A one-line text rule that YAML reads as a mapping: `- on connect: if ... then ...`.",
@@ -370,6 +389,7 @@ const BASE: JsonSchema = {
         description: "The statement after `on STAGES:`.",
         type: "string",
         pattern: "\\S",
+        patternErrorMessage: "The statement after on STAGES: is not empty: if CONDITION then ACTION.",
       },
     },
     ruleMapping: {
@@ -382,6 +402,7 @@ const BASE: JsonSchema = {
           description: "Name shown in logs, metrics and dry-run; default rule-N.",
           type: "string",
           pattern: "^[^\\x00-\\x1f\\x7f]+$",
+          patternErrorMessage: "A name on one line, without control characters.",
           maxLength: 100,
         },
         on: {
@@ -400,23 +421,28 @@ const BASE: JsonSchema = {
             type: "string",
             pattern:
               "^[\\s,]*(connect|helo|mail|rcpt|data|header|eoh|body|eom)([\\s,]+(connect|helo|mail|rcpt|data|header|eoh|body|eom))*[\\s,]*$",
+            patternErrorMessage:
+              'Stages separated by commas or spaces, among connect, helo, mail, rcpt, data, header, eoh, body and eom: "mail, rcpt".',
           },
         },
         if: {
           description: "The condition, e.g. quota(rcpt, backend) over.",
           type: "string",
           pattern: "\\S",
+          patternErrorMessage: "The condition is not empty, e.g. quota(rcpt, backend) over.",
         },
         then: {
           description:
             'Action when the condition holds (or always, without `if`), e.g. tempfail 452 4.2.2 "Quota exceeded".',
           type: "string",
           pattern: "\\S",
+          patternErrorMessage: 'The action is not empty, e.g. reject 550 5.7.1 "No".',
         },
         else: {
           description: "Action when the condition does not hold.",
           type: "string",
           pattern: "\\S",
+          patternErrorMessage: "The action is not empty, e.g. continue.",
         },
         mode: {
           description:
@@ -443,6 +469,7 @@ const BASE: JsonSchema = {
           maxProperties: 1,
           propertyNames: {
             pattern: "^\\s*(shadow\\s+)?on\\s",
+            patternErrorMessage: "A key starting with on: - on connect: if ... then ...",
           },
         },
         then: {

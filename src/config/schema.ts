@@ -7,6 +7,7 @@
 import { Ajv, type AnySchemaObject, type ValidateFunction } from "ajv";
 import { either } from "../common/suggest.js";
 import { baseSchema, COMMON_SOURCE_PROPERTIES } from "./schema-base.js";
+import { addEditorKeywords, EDITOR_KEYWORDS } from "./schema-editor.js";
 import type { JsonSchema, SourceTypeSpec } from "./types.js";
 
 /** Same place relative to src/config/ and to dist/config/ (the package ships schema/). */
@@ -77,7 +78,7 @@ export function assembleSchema(specs: readonly SourceTypeSpec[]): JsonSchema {
     }
   }
   schema.definitions = ordered;
-  return schema;
+  return addEditorKeywords(schema);
 }
 
 function indexPointers(node: unknown, pointer: string, into: Map<object, string>): void {
@@ -103,6 +104,7 @@ function compile(specs: readonly SourceTypeSpec[]): CompiledSchema {
     strictRequired: false,
     allowUnionTypes: true,
   });
+  for (const keyword of EDITOR_KEYWORDS) ajv.addKeyword(keyword);
   const validate = ajv.compile(schema);
   const pointers = new Map<object, string>();
   indexPointers(schema, "#", pointers);

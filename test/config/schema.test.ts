@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { STAGES } from "../../src/common/stages.js";
 import { assembleSchema, SCHEMA_URL } from "../../src/config/load.js";
+import { EDITOR_KEYWORDS } from "../../src/config/schema-editor.js";
 import { SOURCE_CATALOG } from "../../src/sources/catalog.js";
 
 const schema = JSON.parse(readFileSync(SCHEMA_URL, "utf8")) as Record<string, unknown>;
@@ -46,6 +47,7 @@ describe("schema/rules.schema.json", () => {
 
   it("compiles with ajv in strict mode", () => {
     const ajv = new Ajv({ strict: true, strictRequired: false, allowUnionTypes: true });
+    for (const keyword of EDITOR_KEYWORDS) ajv.addKeyword(keyword);
     expect(() => ajv.compile(schema)).not.toThrow();
   });
 
@@ -61,6 +63,42 @@ describe("schema/rules.schema.json", () => {
     for (const [name, definition] of Object.entries(definitions)) {
       expect(typeof definition.description, name).toBe("string");
     }
+  });
+
+  it("gives every key a markdownDescription, and no bare $ref", () => {
+    const all: [string, Record<string, unknown>][] = [];
+    properties(schema, "#", all);
+    const missing = all
+      .filter(([pointer]) => !/\/if\/properties\//.test(pointer))
+      .filter(([, p]) => typeof p.markdownDescription !== "string" || typeof p.description !== "string")
+      .map(([pointer]) => pointer);
+    expect(missing).toEqual([]);
+    const bare = all.filter(([, p]) => p.$ref !== undefined && p.markdownDescription === undefined);
+    expect(bare.map(([pointer]) => pointer)).toEqual([]);
+  });
+
+  it("keeps markdownDescription off definitions, so a $ref never overwrites the key's text", () => {
+    // Resolvers merge the target of a $ref into the referring key (some overwriting its keys).
+    for (const [name, definition] of Object.entries(definitions))
+      expect(definition.markdownDescription, name).toBeUndefined();
+    const quota = definitions.quota as { description: string; else: Record<string, unknown> };
+    expect(quota.else.markdownDescription).toBe(quota.description);
+  });
+
+  it("says in words what every pattern wants", () => {
+    const patterns: [string, Record<string, unknown>][] = [];
+    const walk = (node: unknown, pointer: string): void => {
+      if (node === null || typeof node !== "object") return;
+      const object = node as Record<string, unknown>;
+      if (typeof object.pattern === "string") patterns.push([pointer, object]);
+      for (const [key, value] of Object.entries(object)) walk(value, `${pointer}/${key}`);
+    };
+    walk(schema, "#");
+    expect(patterns.length).toBeGreaterThan(25);
+    const unexplained = patterns
+      .filter(([, s]) => typeof s.patternErrorMessage !== "string" || /[\\^$]/.test(s.patternErrorMessage))
+      .map(([pointer]) => pointer);
+    expect(unexplained).toEqual([]);
   });
 
   it("forbids unknown keys in every mapping", () => {
@@ -84,6 +122,8 @@ describe("schema/rules.schema.json", () => {
   it("accepts the specification's example as a plain editor would (no filterctl code)", () => {
     const text = readFileSync(new URL("./fixtures/spec-example.yaml", import.meta.url), "utf8");
     const ajv = new Ajv({ allErrors: true, allowUnionTypes: true, strictRequired: false });
+    // The editor keywords are VS Code's and yaml-language-server's: ajv's strict mode must be told.
+    for (const keyword of EDITOR_KEYWORDS) ajv.addKeyword(keyword);
     const validate = ajv.compile(schema);
     expect(validate(parse(text))).toBe(true);
     expect(validate({ rules: [{ on: "rcpt", then: "x", bogus: 1 }] })).toBe(false);

@@ -67,6 +67,8 @@ export const dnsbl: SourceDescriptor<DnsblSourceConfig> = {
           type: "string",
           pattern:
             "^([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\\.)+[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.?$",
+          patternErrorMessage:
+            "A DNS zone: labels of letters, digits, '-' and '_' joined by dots, e.g. zen.spamhaus.org.",
         },
         codes: {
           description:
@@ -121,6 +123,8 @@ export const dnsbl: SourceDescriptor<DnsblSourceConfig> = {
         type: "string",
         pattern:
           "^127(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}(-127(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3})?$",
+        patternErrorMessage:
+          "An address in 127.0.0.0/8 (127.0.0.2) or a range of them (127.0.0.2-127.0.0.11).",
       },
     },
     messages: {

@@ -50,6 +50,8 @@ export const http: SourceDescriptor<HttpSourceConfig> = {
           type: "string",
           pattern:
             "^([Hh][Tt][Tt][Pp][Ss]?|[^\\s:/?#]*\\{(user|domain|address|key)\\}[^\\s:/?#]*)://[^\\s/?#]+",
+          patternErrorMessage:
+            "An http:// or https:// URL with a host, e.g. http://10.0.0.5:8025/quota?u={user}.",
         },
       },
     },

@@ -37,6 +37,7 @@ export const ldap: SourceDescriptor<LdapSourceConfig> = {
           description: "Server URL, ldap://HOST[:PORT] or ldaps://HOST[:PORT].",
           type: "string",
           pattern: "^[Ll][Dd][Aa][Pp][Ss]?://[^\\s/?#]+/?$",
+          patternErrorMessage: "ldap://HOST[:PORT] or ldaps://HOST[:PORT], without a path or query.",
         },
         bind_dn: {
           description: "DN to bind as; absent: anonymous bind.",
@@ -52,6 +53,8 @@ export const ldap: SourceDescriptor<LdapSourceConfig> = {
           description: "Name of the environment variable holding the bind password.",
           type: "string",
           pattern: "^[A-Za-z_][A-Za-z0-9_]*$",
+          patternErrorMessage:
+            "An environment variable's name: letters, digits and '_', not starting with a digit.",
         },
         base: {
           description: "Search base DN, e.g. dc=mail.",
@@ -69,6 +72,7 @@ export const ldap: SourceDescriptor<LdapSourceConfig> = {
             description: "An LDAP search filter, e.g. (mailLocalAddress={key}).",
             type: "string",
             pattern: "^\\s*\\(.*\\)\\s*$",
+            patternErrorMessage: "An LDAP filter in parentheses, e.g. (mailLocalAddress={key}).",
           },
         },
         start_tls: {
@@ -80,6 +84,8 @@ export const ldap: SourceDescriptor<LdapSourceConfig> = {
           description: "Attribute whose value TABLE[key] returns; default: the entry's DN.",
           type: "string",
           pattern: "^[A-Za-z][A-Za-z0-9-]*$",
+          patternErrorMessage:
+            "An attribute name: a letter, then letters, digits and '-', e.g. mailRoutingAddress.",
         },
       },
     },

@@ -1,0 +1,129 @@
+/**
+ * The TextMate grammar editors colour the rule language with (editors/vscode/syntaxes/), made
+ * from the words the language knows so it never lists a word the checker does not: stages,
+ * keywords, actions, values and functions. `npm run grammar` writes it; a test fails when the
+ * file is out of date. It is an injection into YAML: its top-level patterns start on lines that
+ * hold a rule (`- on rcpt: ...`, `if:`, `then:`, `else:`, `on:` of a rule mapping).
+ */
+import { STAGES } from "../common/stages.js";
+import { ACTION_VERBS } from "./ast.js";
+import { REGISTRY, type Registry } from "./registry.js";
+import { KEYWORD_WORDS } from "./tokens.js";
+
+export const GRAMMAR_SCOPE = "filterctl.rules.injection";
+
+/** The words the grammar colours, each list in the order the grammar tries them. */
+export interface GrammarWords {
+  stages: readonly string[];
+  keywords: readonly string[];
+  actions: readonly string[];
+  values: readonly string[];
+  functions: readonly string[];
+}
+
+export function grammarWords(registry: Registry = REGISTRY): GrammarWords {
+  const byLength = (names: string[]): string[] =>
+    names.sort((a, b) => b.length - a.length || a.localeCompare(b));
+  return {
+    stages: [...STAGES],
+    keywords: [...KEYWORD_WORDS],
+    actions: byLength([...ACTION_VERBS]),
+    values: byLength(registry.valueNames()),
+    functions: byLength(registry.functionNames()),
+  };
+}
+
+const escapeWord = (word: string): string =>
+  word.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/ /g, "\\s+");
+const alternatives = (words: readonly string[]): string => words.map(escapeWord).join("|");
+/** Word edges of the rule language: names hold letters, digits, '_', '.', and '-' between words. */
+const word = (words: readonly string[]): string => `(?<![\\w.-])(?:${alternatives(words)})(?![\\w-]|\\.\\w)`;
+
+const OPERATOR_KEYWORDS = ["and", "or", "not", "in", "matches", "over"];
+const SIZE_UNITS = "KiB|MiB|GiB|TiB|KB|MB|GB|TB|B";
+const IPV4 = "(?:\\d{1,3}\\.){3}\\d{1,3}";
+
+function expression(words: GrammarWords): Record<string, unknown>[] {
+  const control = words.keywords.filter(
+    (k) => !OPERATOR_KEYWORDS.includes(k) && k !== "true" && k !== "false",
+  );
+  return [
+    { include: "#string" },
+    { name: "string.regexp.filterctl", match: "/(?:[^/\\\\\\s]|\\\\.)(?:[^/\\\\]|\\\\.)*/[a-z]*" },
+    { name: "constant.numeric.cidr.filterctl", match: `(?<![\\w.])${IPV4}(?:/\\d{1,3})?(?![\\w.])` },
+    {
+      name: "constant.numeric.size.filterctl",
+      match: `(?<![\\w.])\\d+(?:\\.\\d+)?(?:${SIZE_UNITS})(?![\\w.])`,
+    },
+    {
+      name: "constant.numeric.duration.filterctl",
+      match: "(?<![\\w.])\\d+(?:\\.\\d+)?(?:ms|s|m|h|d)(?![\\w.])",
+    },
+    { name: "constant.numeric.code.filterctl", match: "(?<![\\w.])[245]\\.\\d{1,3}\\.\\d{1,3}(?![\\w.])" },
+    { name: "constant.numeric.filterctl", match: "(?<![\\w.])\\d+(?:\\.\\d+)?(?![\\w.])" },
+    {
+      match: `(?<![\\w.-])(on)\\s+((?:${alternatives(words.stages)})(?:[\\s,]+(?:${alternatives(words.stages)}))*)\\s*(:)`,
+      captures: {
+        1: { name: "keyword.control.on.filterctl" },
+        2: { name: "entity.name.tag.stage.filterctl" },
+        3: { name: "punctuation.separator.filterctl" },
+      },
+    },
+    { name: "keyword.control.filterctl", match: word(control) },
+    { name: "keyword.operator.word.filterctl", match: word(OPERATOR_KEYWORDS) },
+    { name: "constant.language.boolean.filterctl", match: word(["true", "false"]) },
+    { name: "keyword.other.action.filterctl", match: word(words.actions) },
+    { name: "support.function.filterctl", match: `${word(words.functions)}(?=\\s*\\()` },
+    { name: "variable.language.value.filterctl", match: word(words.values) },
+    { name: "keyword.operator.comparison.filterctl", match: "==|!=|<=|>=|<|>" },
+    { name: "keyword.operator.arithmetic.filterctl", match: "[+*]|(?<=\\s)-(?=\\s)" },
+  ];
+}
+
+/** A line of a rule: the YAML before it is left to YAML's grammar, the rule is ours to its end. */
+function lines(): Record<string, unknown>[] {
+  return [
+    {
+      comment: "A rule in text form: - on rcpt: ..., - shadow on mail: ..., quoted or not.",
+      begin: "^(\\s*-\\s+)([\"']?)(?=(?:shadow\\s+)?on\\s)",
+      end: "$",
+      beginCaptures: {
+        1: { name: "punctuation.definition.block.sequence.item.yaml" },
+        2: { name: "punctuation.definition.string.begin.yaml" },
+      },
+      patterns: [{ include: "#expression" }],
+    },
+    {
+      comment: "A rule mapping's condition or action: if: ..., then: ..., else: ..., on: ...",
+      begin: "^(\\s*(?:-\\s+)?)(if|then|else|on)(:)(?=\\s)",
+      end: "$",
+      beginCaptures: {
+        2: { name: "entity.name.tag.yaml" },
+        3: { name: "punctuation.separator.key-value.mapping.yaml" },
+      },
+      patterns: [{ include: "#expression" }],
+    },
+  ];
+}
+
+/** The grammar, as the JSON file editors load. */
+export function ruleGrammar(words: GrammarWords = grammarWords()): Record<string, unknown> {
+  return {
+    $comment: "Generated by `npm run grammar` from src/dsl/textmate.ts: do not edit.",
+    scopeName: GRAMMAR_SCOPE,
+    injectionSelector: "L:source.yaml -comment",
+    patterns: lines(),
+    repository: {
+      expression: { patterns: expression(words) },
+      string: {
+        name: "string.quoted.double.filterctl",
+        begin: '(?<!\\w)\\\\?"',
+        end: '\\\\?"|$',
+        patterns: [
+          { name: "variable.other.placeholder.filterctl", match: "\\{[A-Za-z_][\\w.]*\\}" },
+          { name: "constant.character.escape.filterctl", match: "\\\\[\\\\nt]" },
+        ],
+      },
+    },
+  };
+}
