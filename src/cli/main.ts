@@ -16,6 +16,7 @@ import { createLogger, type LogFormat } from "./logging.js";
 import { lookupCommand } from "./lookup.js";
 import { quotaServerCommand } from "./quota-server.js";
 import { type ServeOptions, serve } from "./serve.js";
+import { testCommand } from "./test.js";
 import { validateCommand } from "./validate.js";
 
 function packageVersion(): string {
@@ -171,6 +172,24 @@ function addLookup(program: Command): void {
     });
 }
 
+function addTest(program: Command): void {
+  program
+    .command("test")
+    .description(
+      "run test files: cases (a transaction and what the rules must answer) against the rules file each names, with stubbed sources; prints ok/FAIL per case, then N passed, M failed (exit 0 all passed; 1 a case failed or a file is invalid; 2 usage error or unreadable file)",
+    )
+    .argument("<file...>", "test files (YAML: rules, sources, cases)")
+    .option("--junit <out.xml>", "also write the results as JUnit XML (for CI systems)")
+    .option(
+      "--offline",
+      "ask no live source: every source the rules look up must be stubbed (lists excepted)",
+      false,
+    )
+    .action(async (files: string[], opts: { junit?: string; offline: boolean }) => {
+      process.exitCode = await testCommand(files, opts);
+    });
+}
+
 function addQuotaServer(program: Command): void {
   program
     .command("quota-server")
@@ -201,6 +220,7 @@ export function buildProgram(): Command {
   addDryRun(program);
   addDnsblStatus(program);
   addLookup(program);
+  addTest(program);
   addQuotaServer(program);
   return program;
 }
