@@ -41,6 +41,8 @@ function sourceOf(reader: TestFileReader, config: Config, stub: StubEntry): Sour
   if (source === undefined) return unknown(`sources: the rules have no source '${sourceName}'`);
   if (dot === -1 && source.tables !== undefined)
     return unknown(`sources: '${stub.name}' has tables; stub each one as ${stub.name}.TABLE`);
+  if (dot !== -1 && source.tables === undefined)
+    return reader.error(stub.offset, `sources: '${sourceName}' has no tables; stub it as ${sourceName}`);
   if (dot !== -1 && !source.tables?.has(stub.name.slice(dot + 1)))
     return unknown(`sources: '${sourceName}' has no table '${stub.name.slice(dot + 1)}'`);
   return source;

@@ -250,7 +250,7 @@ function readExpect(
   const expect: CaseExpect = { stages: new Map(), rcpt: new Map() };
   const entries = reader.entries(node, "expect", EXPECT_KEYS);
   if (entries === undefined) return expect;
-  if (entries.size === 0)
+  if (isMap(node) && node.items.length === 0)
     reader.error(node, "expect: names nothing to check", `one of ${EXPECT_KEYS.join(", ")}`);
   for (const stage of REPLY_STAGES) {
     const entry = entries.get(stage);

@@ -16,6 +16,8 @@ export interface CaseResult {
   /** What differed: "rcpt bob@example.org: expected tempfail 452, got continue". */
   failures: string[];
   ms: number;
+  /** What the rules did, stage by stage (what dry-run --json prints). */
+  report?: DryRunReport;
 }
 
 /** The headers and body of the case's message file, read by whoever reads files. */
@@ -131,5 +133,5 @@ export async function runCase(
   for (const name of lookups.takeMissing())
     failures.push(`a rule asked '${name}', which the test file does not stub (--offline asks nothing live)`);
   const ms = performance.now() - started;
-  return { name: testCase.name, ok: failures.length === 0, failures, ms };
+  return { name: testCase.name, ok: failures.length === 0, failures, ms, report };
 }
