@@ -176,7 +176,7 @@ function addTest(program: Command): void {
   program
     .command("test")
     .description(
-      "run test files: cases (a transaction and what the rules must answer) against the rules file each names, with stubbed sources; prints ok/FAIL per case, then N passed, M failed (exit 0 all passed; 1 a case failed or a file is invalid; 2 usage error or unreadable file)",
+      "run test files: cases (a transaction and what the rules must answer) against the rules file each names, sources answering from the data the file stubs (the others asked live, unless --offline); prints ok/FAIL per case, then N passed, M failed (exit 0 all passed; 1 a case failed or a file is invalid; 2 usage error or unreadable file)",
     )
     .argument("<file...>", "test files (YAML: rules, sources, cases)")
     .option("--junit <out.xml>", "also write the results as JUnit XML (for CI systems)")

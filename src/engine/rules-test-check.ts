@@ -201,6 +201,20 @@ export function checkTestAgainstRules(
       suggest(decidedBy.value, rules) ?? `its rules: ${rules.join(", ")}`,
     );
   }
+  const shadows = ruleset.rules.filter((r) => r.shadow).map((r) => r.name);
+  for (const testCase of test.cases) {
+    for (const [rule, { offset }] of testCase.expect.shadow) {
+      if (shadows.includes(rule)) continue;
+      const what = rules.includes(rule)
+        ? `'${rule}' is not a shadow rule`
+        : `the rules have no rule '${rule}'`;
+      reader.error(
+        offset,
+        `expect.shadow: ${what}`,
+        suggest(rule, shadows) ?? `shadow rules: ${shadows.join(", ") || "none"}`,
+      );
+    }
+  }
   if (offline) checkOffline(reader, test, config, ruleset, stubs);
   return { stubs, diagnostics: reader.diagnostics };
 }

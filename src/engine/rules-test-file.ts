@@ -29,6 +29,8 @@ export interface CaseExpect {
   result?: At<ReplyPattern>;
   headersAdded?: At<string[]>;
   decidedBy?: At<string>;
+  /** By shadow rule: what it would have done (`continue`: nothing). `offset` is the rule name's. */
+  shadow: Map<string, At<ReplyPattern>>;
 }
 
 export interface TestCase {
@@ -77,7 +79,16 @@ const CASE_KEYS = [
   "expect",
 ] as const;
 const CLIENT_KEYS = ["ip", "name", "port"] as const;
-const EXPECT_KEYS = ["connect", "helo", "mail", "rcpt", "result", "headers_added", "decided_by"] as const;
+const EXPECT_KEYS = [
+  "connect",
+  "helo",
+  "mail",
+  "rcpt",
+  "result",
+  "headers_added",
+  "decided_by",
+  "shadow",
+] as const;
 
 /** A path the test file names, from the test file's folder (kept relative: diagnostics show it as typed). */
 function relativeTo(folder: string, path: string): string {
@@ -247,7 +258,7 @@ function readExpect(
   node: Node | null,
   testCase: Omit<TestCase, "expect">,
 ): CaseExpect {
-  const expect: CaseExpect = { stages: new Map(), rcpt: new Map() };
+  const expect: CaseExpect = { stages: new Map(), rcpt: new Map(), shadow: new Map() };
   const entries = reader.entries(node, "expect", EXPECT_KEYS);
   if (entries === undefined) return expect;
   if (isMap(node) && node.items.length === 0)
@@ -274,6 +285,13 @@ function readExpect(
     const list = reader.texts(headers.value, "expect.headers_added");
     if (list !== undefined)
       expect.headersAdded = { value: list.map((h) => h.value), offset: headers.key.range?.[0] ?? 0 };
+  }
+  const shadow = entries.get("shadow");
+  const shadowEntries =
+    shadow === undefined ? undefined : reader.entries(shadow.value, "expect.shadow", undefined);
+  for (const [rule, { key, value }] of shadowEntries ?? []) {
+    const pattern = reader.pattern(value, `expect.shadow ${rule}`);
+    if (pattern !== undefined) expect.shadow.set(rule, { value: pattern.value, offset: key.range?.[0] ?? 0 });
   }
   const decidedBy = entries.get("decided_by");
   if (decidedBy !== undefined) {

@@ -114,6 +114,12 @@ function checkMessage(testCase: TestCase, report: DryRunReport, failures: string
         `headers_added: expected ${JSON.stringify(headersAdded.value)}, got ${JSON.stringify(got)}`,
       );
   }
+  for (const [name, expected] of testCase.expect.shadow) {
+    const would = report.stages.flatMap((stage) => stage.shadow).find((d) => d.rule === name);
+    const answer = would === undefined ? "continue" : said(would.decision, would.reply);
+    if (!matchesReply(expected.value, answer))
+      failures.push(`shadow ${name}: expected ${expected.value.text}, got ${answer}`);
+  }
   if (rule !== undefined && rule.value !== decider)
     failures.push(`decided_by: expected ${rule.value}, got ${decider === undefined ? "no rule" : decider}`);
 }

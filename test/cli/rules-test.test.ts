@@ -136,6 +136,7 @@ cases:
       rcpt: { bob@example.org: continue, alice@example.org: continue }
       result: accept
       decided_by: mailbox-full
+      shadow: { helo-without-dot: reject }
   - name: alice is accepted
     client: { ip: 203.0.113.7 }
     from: someone@example.com
@@ -150,6 +151,7 @@ cases:
       [
         "FAIL bob is accepted",
         "  rcpt bob@example.org: expected continue, got tempfail 452 4.2.2 Mailbox of bob@example.org is full, try again later (rule mailbox-full)",
+        "  shadow helo-without-dot: expected reject, got continue",
         "  decided_by: expected mailbox-full, got no rule",
         "FAIL alice is accepted",
         '  headers_added: expected ["X-Filterctl: checked"], got ["X-Filterctl: checked, client 203.0.113.7"]',
