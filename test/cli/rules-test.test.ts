@@ -273,6 +273,52 @@ cases:
   });
 });
 
+describe("a case's envelope and content", () => {
+  const path = testFile(
+    "envelope.test.yaml",
+    `sources:
+  mailboxes: { alice@example.org: { usage: 2500, limit: 10KB } }
+  spamhaus: []
+cases:
+  - name: SIZE= counts in the quota check
+    client: { ip: 203.0.113.7, name: mx.example.net }
+    helo: mx.example.net
+    from: someone@example.com
+    size: 8KB
+    rcpt: alice@example.org
+    expect: { rcpt: { alice@example.org: tempfail 452 4.2.2 }, result: tempfail 452, decided_by: mailbox-full }
+  - name: without SIZE= the message fits
+    client: { ip: 203.0.113.7, name: mx.example.net }
+    from: someone@example.com
+    headers: ["Subject: hello"]
+    message: ${join(ROOT, "examples/message.eml")}
+    rcpt: alice@example.org
+    expect: { result: accept }
+  - name: a message file that cannot be read fails the case
+    client: { ip: 203.0.113.7 }
+    from: someone@example.com
+    message: nothere.eml
+    rcpt: alice@example.org
+    expect: { result: accept }
+`,
+  );
+
+  it("takes size:, headers: and message: as dry-run takes --size, --header and --message", () => {
+    const { status, stdout } = runCli(["test", path, "--offline"]);
+    expect(stdout).toBe(
+      [
+        "ok SIZE= counts in the quota check",
+        "ok without SIZE= the message fits",
+        "FAIL a message file that cannot be read fails the case",
+        `  cannot read message ${join(tmp, "nothere.eml")}: ENOENT`,
+        "2 passed, 1 failed",
+        "",
+      ].join("\n"),
+    );
+    expect(status).toBe(1);
+  });
+});
+
 describe("broken test files", () => {
   const files = readdirSync(BROKEN).filter((f) => f.endsWith(".yaml"));
   const argsOf = (text: string) => /^# args:(.*)$/m.exec(text)?.[1]?.trim().split(/\s+/) ?? [];
