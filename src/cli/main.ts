@@ -17,6 +17,7 @@ import { lookupCommand } from "./lookup.js";
 import { renderMan } from "./man.js";
 import { quotaServerCommand } from "./quota-server.js";
 import { type ServeOptions, serve } from "./serve.js";
+import { testCommand } from "./test.js";
 import { validateCommand } from "./validate.js";
 
 function packageVersion(): string {
@@ -172,6 +173,24 @@ function addLookup(program: Command): void {
     });
 }
 
+function addTest(program: Command): void {
+  program
+    .command("test")
+    .description(
+      "run test files: cases (a transaction and what the rules must answer) against the rules file each names, sources answering from the data the file stubs (the others asked live, unless --offline); prints ok/FAIL per case, then N passed, M failed (exit 0 all passed; 1 a case failed or a file is invalid; 2 usage error or unreadable file)",
+    )
+    .argument("<file...>", "test files (YAML: rules, sources, cases)")
+    .option("--junit <out.xml>", "also write the results as JUnit XML (for CI systems)")
+    .option(
+      "--offline",
+      "ask no live source: every source the rules look up must be stubbed (lists excepted)",
+      false,
+    )
+    .action(async (files: string[], opts: { junit?: string; offline: boolean }) => {
+      process.exitCode = await testCommand(files, opts);
+    });
+}
+
 function addQuotaServer(program: Command): void {
   program
     .command("quota-server")
@@ -212,6 +231,7 @@ export function buildProgram(): Command {
   addDryRun(program);
   addDnsblStatus(program);
   addLookup(program);
+  addTest(program);
   addQuotaServer(program);
   addMan(program);
   return program;
