@@ -65,6 +65,12 @@ export class Metrics {
     labelNames: ["source", "zone", "state"],
     registers: [this.registry],
   });
+  readonly ruleFused = new Gauge({
+    name: "filterctl_rule_fused",
+    help: "1 while the rule's reject-rate fuse holds it in shadow mode, 0 otherwise (rules with a fuse)",
+    labelNames: ["rule"],
+    registers: [this.registry],
+  });
   readonly reloads = new Counter({
     name: "filterctl_reloads_total",
     help: "Configuration reloads by result (success, failure)",
