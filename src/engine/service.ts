@@ -16,11 +16,12 @@ import { formatDuration } from "../common/units.js";
 import { referencedFiles } from "../config/load.js";
 import { type Config, RESTART_SETTINGS, type RestartSettings } from "../config/types.js";
 import type { Reply } from "../milter/index.js";
+import type { Decision } from "../runtime/model.js";
 import type { Ruleset } from "../runtime/ruleset.js";
 import type { RegistryOptions, SourceFactories, SourceRegistry } from "../sources/registry.js";
 import { replyOf } from "./dry-run.js";
 import { type Fuse, type FuseEvents, instrumentRules } from "./fuse.js";
-import type { Metrics } from "./metrics.js";
+import type { DecisionCause, Metrics } from "./metrics.js";
 import {
   type DecisionEvent,
   errorReply,
@@ -215,11 +216,29 @@ export class RulesRuntime implements RulesService {
     { config, ruleset: compiled, registry, state, warnings }: Built,
     generation: number,
   ): Active {
+    const metrics = this.metrics;
     const { ruleset, fuses } = instrumentRules(compiled, config, {
       events: this.fuseEvents(generation),
       ...(this.options.fuseClock !== undefined ? { now: this.options.fuseClock } : {}),
+      ...(metrics !== undefined
+        ? {
+            evaluated: (rule: string) => {
+              const counter = metrics.ruleEvaluations.labels({ rule });
+              return () => counter.inc();
+            },
+          }
+        : {}),
     });
-    for (const fuse of fuses) this.metrics?.ruleFused.set({ rule: fuse.rule }, 0);
+    for (const fuse of fuses) metrics?.ruleFused.set({ rule: fuse.rule }, 0);
+    metrics?.initialise({
+      rules: compiled.rules.map((r) => ({
+        name: r.name,
+        shadow: r.shadow,
+        canFail: r.lookups.length > 0 || r.usesState,
+      })),
+      sources: [...config.sources.keys()],
+      store: state.config.type,
+    });
     return {
       warnings,
       fuses,
@@ -493,9 +512,9 @@ export class RulesRuntime implements RulesService {
     }
     for (const shadow of outcome.shadowDecisions) {
       this.metrics?.decisions.inc({
-        stage: event.stage,
-        decision: shadow.action,
         rule: shadow.rule,
+        decision: shadow.action,
+        cause: causeOf(shadow),
         shadow: "true",
       });
       this.logger.info(
@@ -506,9 +525,9 @@ export class RulesRuntime implements RulesService {
     const decision = outcome.decision;
     if (decision !== undefined) {
       this.metrics?.decisions.inc({
-        stage: event.stage,
-        decision: decision.action,
         rule: decision.rule,
+        decision: decision.action,
+        cause: causeOf(decision),
         shadow: "false",
       });
       const lookups = event.lookups.map((l) => ({
@@ -558,8 +577,7 @@ export class RulesRuntime implements RulesService {
     // A fuse re-arms when it is next asked: ask now, so that the gauge shows a cooldown that passed.
     for (const fuse of this.active.fuses) void fuse.blown;
     for (const [source, counters] of this.active.lookups.counters()) {
-      this.metrics.lookups.set({ source }, counters.lookups);
-      this.metrics.cacheHits.set({ source }, counters.hits);
+      this.metrics.copySourceCounters(source, counters.lookups, counters.hits);
     }
   }
 
@@ -583,6 +601,12 @@ export class RulesRuntime implements RulesService {
       await closeState(this.active.state, this.logger);
     }
   }
+}
+
+/** The event deadline's decision is no rule's (open-rules.ts deadlineDecisions). */
+function causeOf(decision: Decision): DecisionCause {
+  if (decision.rule === "") return "deadline";
+  return decision.lookupError !== undefined ? "error" : "policy";
 }
 
 /**
