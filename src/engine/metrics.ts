@@ -14,7 +14,8 @@ export type DecisionCause = "policy" | "error" | "deadline";
 
 /** What `initialise` creates series for. */
 export interface SeriesNames {
-  rules: readonly { name: string; shadow: boolean; canFail: boolean }[];
+  /** `fused`: it has a reject-rate fuse (its decisions may come as shadow ones too). */
+  rules: readonly { name: string; shadow: boolean; canFail: boolean; fused: boolean }[];
   sources: readonly string[];
   store: string;
 }
@@ -122,6 +123,11 @@ export class Metrics {
   });
   /** The source counters as last copied: the counters grow by the difference. */
   private readonly copied = new Map<string, { lookups: number; hits: number }>();
+  /**
+   * Evaluations per rule, counted as plain numbers (a prom-client label lookup per evaluation
+   * would cost more than many rules) and copied into the counter before each scrape.
+   */
+  private readonly evaluations = new Map<string, { count: number; copied: number }>();
 
   constructor(options: MetricsOptions = {}) {
     this.buildInfo.set({ version: packageVersion() }, 1);
@@ -135,12 +141,14 @@ export class Metrics {
    */
   initialise(names: SeriesNames): void {
     for (const rule of names.rules) {
-      const shadow = String(rule.shadow);
       this.ruleEvaluations.inc({ rule: rule.name }, 0);
-      for (const decision of ACTIONS)
-        this.decisions.inc({ rule: rule.name, decision, cause: "policy", shadow }, 0);
-      if (rule.canFail)
-        this.decisions.inc({ rule: rule.name, decision: "tempfail", cause: "error", shadow }, 0);
+      const shadows = rule.fused ? ["false", "true"] : [String(rule.shadow)];
+      for (const shadow of shadows) {
+        for (const decision of ACTIONS)
+          this.decisions.inc({ rule: rule.name, decision, cause: "policy", shadow }, 0);
+        if (rule.canFail)
+          this.decisions.inc({ rule: rule.name, decision: "tempfail", cause: "error", shadow }, 0);
+      }
     }
     this.decisions.inc({ rule: "", decision: "tempfail", cause: "deadline", shadow: "false" }, 0);
     for (const source of names.sources) {
@@ -151,6 +159,25 @@ export class Metrics {
     this.stateErrors.inc({ store: names.store }, 0);
     for (const result of ["success", "failure"]) this.reloads.inc({ result }, 0);
     this.reloadSuccess.set(Date.now() / 1000);
+  }
+
+  /** A rule's evaluation count (the same across reloads): `count++` once per evaluation. */
+  evaluationCount(rule: string): { count: number } {
+    let entry = this.evaluations.get(rule);
+    if (entry === undefined) {
+      entry = { count: 0, copied: 0 };
+      this.evaluations.set(rule, entry);
+    }
+    return entry;
+  }
+
+  /** Copies the evaluation counts into filterctl_rule_evaluations_total. */
+  copyEvaluations(): void {
+    for (const [rule, entry] of this.evaluations) {
+      if (entry.count === entry.copied) continue;
+      this.ruleEvaluations.inc({ rule }, entry.count - entry.copied);
+      entry.copied = entry.count;
+    }
   }
 
   /**

@@ -223,8 +223,10 @@ export class RulesRuntime implements RulesService {
       ...(metrics !== undefined
         ? {
             evaluated: (rule: string) => {
-              const counter = metrics.ruleEvaluations.labels({ rule });
-              return () => counter.inc();
+              const counter = metrics.evaluationCount(rule);
+              return () => {
+                counter.count++;
+              };
             },
           }
         : {}),
@@ -235,6 +237,7 @@ export class RulesRuntime implements RulesService {
         name: r.name,
         shadow: r.shadow,
         canFail: r.lookups.length > 0 || r.usesState,
+        fused: fuses.some((fuse) => fuse.rule === r.name),
       })),
       sources: [...config.sources.keys()],
       store: state.config.type,
@@ -576,6 +579,7 @@ export class RulesRuntime implements RulesService {
     if (this.metrics === undefined) return;
     // A fuse re-arms when it is next asked: ask now, so that the gauge shows a cooldown that passed.
     for (const fuse of this.active.fuses) void fuse.blown;
+    this.metrics.copyEvaluations();
     for (const [source, counters] of this.active.lookups.counters()) {
       this.metrics.copySourceCounters(source, counters.lookups, counters.hits);
     }

@@ -95,6 +95,9 @@ describe("serve --metrics (metrics v2)", () => {
     }
     expect(sampleValue(before, "filterctl_decisions_total", { rule: "", cause: "deadline" })).toBe(0);
     expect(sampleValue(before, "filterctl_rule_fused", { rule: "everyone" })).toBe(0);
+    // A fused rule's decisions come as shadow ones: those series exist too.
+    const fusedShadow = { rule: "everyone", decision: "reject", cause: "policy", shadow: "true" };
+    expect(sampleValue(before, "filterctl_decisions_total", fusedShadow)).toBe(0);
     expect(sampleValue(before, "filterctl_state_errors_total", { store: "memory" })).toBe(0);
     expect(sampleValue(before, "filterctl_reloads_total", { result: "failure" })).toBe(0);
     expect(before.get("filterctl_build_info")?.samples).toEqual([
