@@ -169,7 +169,9 @@ function wrap(rule: CompiledRule, fuse: Fuse | undefined, evaluated: (() => void
 function settle(fuse: Fuse, outcome: RuleOutcome): RuleOutcome {
   const decision = outcome.decision;
   if (fuse.blown) {
-    return decision === undefined ? outcome : { ...outcome, decision: { ...decision, shadow: true } };
+    return decision === undefined
+      ? outcome
+      : { ...outcome, decision: { ...decision, shadow: true, fused: true } };
   }
   fuse.record(decision?.action === "reject" || decision?.action === "tempfail");
   return outcome;

@@ -521,7 +521,14 @@ export class RulesRuntime implements RulesService {
         shadow: "true",
       });
       this.logger.info(
-        { ...context, decision: shadow.action, rule: shadow.rule, reply: replyOf(shadow), shadow: true },
+        {
+          ...context,
+          decision: shadow.action,
+          rule: shadow.rule,
+          reply: replyOf(shadow),
+          shadow: true,
+          ...(shadow.fused ? { fused: true } : {}),
+        },
         "shadow decision",
       );
     }

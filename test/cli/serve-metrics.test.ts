@@ -124,7 +124,7 @@ describe("serve --metrics (metrics v2)", () => {
     const fused = await running.waitForLine((l) => String(l.msg).startsWith("rule 'everyone' fused"));
     expect(fused).toMatchObject({ level: 50, rule: "everyone", evaluations: 5, refused: 5, maxRate: 0.5 });
     const shadow = await running.waitForLine((l) => l.msg === "shadow decision" && l.rule === "everyone");
-    expect(shadow).toMatchObject({ decision: "reject", shadow: true, rcpt: "v@example.org" });
+    expect(shadow).toMatchObject({ decision: "reject", shadow: true, fused: true, rcpt: "v@example.org" });
 
     const after = await scrape(metricsPort);
     expect(sampleValue(after, "filterctl_rule_fused", { rule: "everyone" })).toBe(1);

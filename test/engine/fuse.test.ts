@@ -144,8 +144,8 @@ describe("the fuse in serve's runtime", () => {
       expect((await rcptDecision(runtime, `u${i}@example.org`)).decision?.action).toBe("reject");
     const after = await rcptDecision(runtime, "v@example.org");
     expect(after.decision).toBeUndefined();
-    expect(after.shadowDecisions.map((d) => [d.rule, d.action, d.shadow])).toEqual([
-      ["everyone", "reject", true],
+    expect(after.shadowDecisions.map((d) => [d.rule, d.action, d.shadow, d.fused])).toEqual([
+      ["everyone", "reject", true, true],
     ]);
     expect(await fusedGauge(metrics)).toEqual({ everyone: 1, "own-fuse": 0 });
     const error = lines.find((l) => l.level === 50 && String(l.msg).startsWith("rule 'everyone' fused"));
