@@ -33,7 +33,7 @@ function runtimeOptions(options: ServeOptions, metrics: Metrics | undefined): Ru
 }
 
 export async function serve(options: ServeOptions, logger: Logger): Promise<MilterServer> {
-  const metrics = options.metrics === undefined ? undefined : new Metrics();
+  const metrics = options.metrics === undefined ? undefined : new Metrics({ processMetrics: true });
   const configPath = options.config ?? (existsSync("rules.yaml") ? "rules.yaml" : undefined);
   let runtime: RulesRuntime | undefined;
   const serverOptions: MilterServerOptions = { logger };

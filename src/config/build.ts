@@ -14,6 +14,7 @@ import { AddressError, parseListenAddress } from "../milter/address.js";
 import { locateScalar, MappedText, splitWords } from "./located-text.js";
 import type {
   Config,
+  FuseConfig,
   GreylistConfig,
   LocatedText,
   OnError,
@@ -40,6 +41,9 @@ export const GREYLIST_DEFAULTS: GreylistConfig = {
   retryWindowMs: 48 * 3_600_000,
   passTtlMs: 35 * 86_400_000,
 };
+
+/** `fuse:` values a rule or `defaults` leaves out (`max_rate` is required). */
+export const FUSE_DEFAULTS = { windowMs: 10 * 60_000, minEvents: 200, cooldownMs: 60 * 60_000 };
 
 export const DEFAULTS = {
   onError: "tempfail" as OnError,
@@ -156,6 +160,26 @@ class Builder {
     return ms;
   }
 
+  /** `fuse:` (the schema checked its shape): a rate strictly between 0% and 100%, periods of 1s or more. */
+  fuse(raw: unknown, path: readonly PathSegment[]): FuseConfig | undefined {
+    const fuse = record(raw);
+    const rate = text(fuse.max_rate);
+    if (rate === undefined || !/^[0-9]+(\.[0-9]+)?%$/.test(rate)) return undefined;
+    const percent = Number(rate.slice(0, -1));
+    if (percent <= 0 || percent >= 100) {
+      this.error(
+        valueOffset(this.doc, [...path, "max_rate"]),
+        "'max_rate' must be more than 0% and less than 100%",
+      );
+    }
+    return {
+      maxRate: percent / 100,
+      windowMs: this.atLeast(fuse.window, [...path, "window"], 1000, FUSE_DEFAULTS.windowMs),
+      minEvents: typeof fuse.min_events === "number" ? fuse.min_events : FUSE_DEFAULTS.minEvents,
+      cooldownMs: this.atLeast(fuse.cooldown, [...path, "cooldown"], 1000, FUSE_DEFAULTS.cooldownMs),
+    };
+  }
+
   /** At least one packet of the largest size the milter accepts, or no connection could finish one. */
   bufferedInput(value: unknown): number {
     const bytes = size(value);
@@ -258,7 +282,7 @@ class Builder {
     return { form: "text", index, offset: nodeStart(node) ?? 0, body };
   }
 
-  rule(index: number): RuleSource {
+  rule(index: number, raw?: unknown): RuleSource {
     const path = ["rules", index];
     const node = this.node(path) ?? null;
     const offset = nodeStart(node) ?? valueOffset(this.doc, path);
@@ -288,12 +312,14 @@ class Builder {
     if (condition !== undefined) rule.if = condition;
     const otherwise = optional("else");
     if (otherwise !== undefined) rule.else = otherwise;
+    const fuse = this.fuse(record(raw).fuse, [...path, "fuse"]);
+    if (fuse !== undefined) rule.fuse = fuse;
     return rule;
   }
 
   rules(raw: unknown): RuleSource[] {
     if (!Array.isArray(raw)) return [];
-    const rules = raw.map((_, index) => this.rule(index));
+    const rules = raw.map((item, index) => this.rule(index, item));
     const names = new Map<string, number>();
     for (const rule of rules) {
       if (rule.form !== "structured" || rule.name === undefined) continue;
@@ -451,6 +477,8 @@ class Builder {
       timeoutMs: this.atLeast(rawDefaults.timeout, ["defaults", "timeout"], 1, DEFAULTS.timeoutMs),
       localPart: (text(rawDefaults.local_part) as LocalPartMode | undefined) ?? DEFAULTS.localPart,
     };
+    const fuse = this.fuse(rawDefaults.fuse, ["defaults", "fuse"]);
+    if (fuse !== undefined) defaults.fuse = fuse;
     const sources = new Map<string, SourceConfig>();
     for (const [name, value] of Object.entries(record(raw.sources))) {
       sources.set(name, this.source(name, record(value), defaults));

@@ -114,6 +114,10 @@ const BASE: JsonSchema = {
           enum: ["insensitive", "sensitive"],
           default: "insensitive",
         },
+        fuse: {
+          $ref: "#/definitions/fuse",
+          description: "The reject-rate fuse of every rule that sets none of its own. Default: off.",
+        },
       },
     },
     dns: {
@@ -245,6 +249,34 @@ const BASE: JsonSchema = {
     },
   },
   definitions: {
+    fuse: {
+      description:
+        "Reject-rate fuse: when, within `window`, at least `min_events` evaluations of the rule were made and more than `max_rate` of them rejected or tempfailed, the rule runs in shadow mode (logged at error level) until `cooldown` passed or the rules are reloaded.",
+      type: "object",
+      additionalProperties: false,
+      required: ["max_rate"],
+      properties: {
+        max_rate: {
+          description: "Share of evaluations that may reject or tempfail, as a percentage: 50%.",
+          type: "string",
+          pattern: "^[0-9]+(\\.[0-9]+)?%$",
+        },
+        window: {
+          $ref: "#/definitions/duration",
+          description: "The sliding window the rate is measured over. Default 10m.",
+        },
+        min_events: {
+          description: "Evaluations needed in the window before the fuse can trip. Default 200.",
+          type: "integer",
+          minimum: 1,
+          default: 200,
+        },
+        cooldown: {
+          $ref: "#/definitions/duration",
+          description: "How long a tripped rule stays in shadow mode before it is re-armed. Default 1h.",
+        },
+      },
+    },
     duration: {
       description: "A duration: a number and a unit, ms, s, m, h or d (500ms, 2s, 5m, 1h).",
       type: "string",
@@ -450,6 +482,10 @@ const BASE: JsonSchema = {
           type: "string",
           enum: ["enforce", "shadow"],
           default: "enforce",
+        },
+        fuse: {
+          $ref: "#/definitions/fuse",
+          description: "This rule's reject-rate fuse, instead of defaults.fuse.",
         },
       },
     },

@@ -127,6 +127,7 @@ const VALUE_MESSAGES: Record<string, (what: string, path: readonly PathSegment[]
   "#/properties/listen_mode": (what) => `${what} must be an octal file mode like "0660"`,
   "#/properties/defaults/properties/error_reply": (what) =>
     `${what} must be a 4xx reply like "451 4.3.0 Temporary lookup failure, try again later"`,
+  "#/definitions/fuse/properties/max_rate": (what) => `${what} must be a percentage like 50%`,
   "#/definitions/redisUrl": (what) => `${what} must be a Redis URL like redis://127.0.0.1:6379/0`,
   "#/properties/quota_server/properties/listen": (what) => `${what} must be HOST:PORT like 127.0.0.1:8025`,
   "#/definitions/ruleMapping/properties/name": (what) =>

@@ -86,7 +86,21 @@ export type RuleSource =
       then: LocatedText;
       else?: LocatedText;
       mode: "enforce" | "shadow";
+      /** Its own `fuse:`; absent: `defaults.fuse` (text rules always take that one). */
+      fuse?: FuseConfig;
     };
+
+/**
+ * `fuse:` of a rule or of `defaults`: past `minEvents` evaluations in the sliding `windowMs`, a
+ * rule refusing (reject, tempfail) more than `maxRate` of them runs in shadow mode for `cooldownMs`.
+ */
+export interface FuseConfig {
+  /** A share, more than 0 and less than 1 (`50%` is 0.5). */
+  maxRate: number;
+  windowMs: number;
+  minEvents: number;
+  cooldownMs: number;
+}
 
 /**
  * What a running `serve` applies once, at start: the socket and the process-wide limits. A reload
@@ -157,6 +171,8 @@ export interface Config extends RestartSettings {
     timeoutMs: number;
     /** Whether addresses' local parts compare case-insensitively (default) or exactly; domains always fold. */
     localPart: LocalPartMode;
+    /** The fuse of rules that set none; absent: off. */
+    fuse?: FuseConfig;
   };
   dns: { servers?: string[] };
   /** The source types this configuration was read with, by `type`: what built, caches and opens each source. */

@@ -1,9 +1,31 @@
 /**
- * Prometheus metrics, every name prefixed `filterctl_`, served at /metrics by `serve --metrics`.
+ * Prometheus metrics, every name prefixed `filterctl_` (Node's process metrics aside), served at
+ * /metrics by `serve --metrics`. Counters end in `_total`; the series of every rule and source are
+ * created at 0 when rules are loaded (`initialise`), so rates work from the first scrape.
  */
+import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { ListenError } from "../milter/index.js";
+import type { DecisionAction } from "../runtime/model.js";
+
+/** Why a decision was taken: the rule's own action, a lookup failure's error_reply, the event deadline. */
+export type DecisionCause = "policy" | "error" | "deadline";
+
+/** What `initialise` creates series for. */
+export interface SeriesNames {
+  /** `fused`: it has a reject-rate fuse (its decisions may come as shadow ones too). */
+  rules: readonly { name: string; shadow: boolean; canFail: boolean; fused: boolean }[];
+  sources: readonly string[];
+  store: string;
+}
+
+const ACTIONS: readonly DecisionAction[] = ["accept", "reject", "tempfail", "discard", "quarantine"];
+
+export interface MetricsOptions {
+  /** Node's process metrics (`process_*`, `nodejs_*`) in this registry; serve sets it. */
+  processMetrics?: boolean;
+}
 
 export class Metrics {
   readonly registry = new Registry();
@@ -24,8 +46,14 @@ export class Metrics {
   });
   readonly decisions = new Counter({
     name: "filterctl_decisions_total",
-    help: "Decisions other than continue, by stage, decision and rule; shadow decisions are labelled shadow=true",
-    labelNames: ["stage", "decision", "rule", "shadow"],
+    help: 'Decisions other than continue, by rule, decision and cause (policy, error, deadline: rule=""); shadow decisions (shadow rules, fused rules) are labelled shadow="true"',
+    labelNames: ["rule", "decision", "cause", "shadow"],
+    registers: [this.registry],
+  });
+  readonly ruleEvaluations = new Counter({
+    name: "filterctl_rule_evaluations_total",
+    help: "Evaluations of each rule (once per event of its stages; shadow rules included)",
+    labelNames: ["rule"],
     registers: [this.registry],
   });
   readonly lookupSeconds = new Histogram({
@@ -35,14 +63,14 @@ export class Metrics {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [this.registry],
   });
-  readonly lookups = new Gauge({
-    name: "filterctl_lookups",
-    help: "Lookups asked of each source since its creation (cache hits included)",
+  readonly lookups = new Counter({
+    name: "filterctl_lookups_total",
+    help: "Lookups asked of each source (cache hits and list sources included)",
     labelNames: ["source"],
     registers: [this.registry],
   });
-  readonly cacheHits = new Gauge({
-    name: "filterctl_cache_hits",
+  readonly cacheHits = new Counter({
+    name: "filterctl_cache_hits_total",
     help: "Lookups answered from the cache, by source",
     labelNames: ["source"],
     registers: [this.registry],
@@ -65,6 +93,12 @@ export class Metrics {
     labelNames: ["source", "zone", "state"],
     registers: [this.registry],
   });
+  readonly ruleFused = new Gauge({
+    name: "filterctl_rule_fused",
+    help: "1 while the rule's reject-rate fuse holds it in shadow mode, 0 otherwise (rules with a fuse)",
+    labelNames: ["rule"],
+    registers: [this.registry],
+  });
   readonly reloads = new Counter({
     name: "filterctl_reloads_total",
     help: "Configuration reloads by result (success, failure)",
@@ -76,6 +110,86 @@ export class Metrics {
     help: "Generation of the configuration being served (1 at start, +1 per successful reload)",
     registers: [this.registry],
   });
+  readonly reloadSuccess = new Gauge({
+    name: "filterctl_reload_last_success_timestamp_seconds",
+    help: "When the rules being served were loaded (start or last successful reload), in seconds since the epoch",
+    registers: [this.registry],
+  });
+  readonly buildInfo = new Gauge({
+    name: "filterctl_build_info",
+    help: "Always 1; the version of filterctl in its label",
+    labelNames: ["version"],
+    registers: [this.registry],
+  });
+  /** The source counters as last copied: the counters grow by the difference. */
+  private readonly copied = new Map<string, { lookups: number; hits: number }>();
+  /**
+   * Evaluations per rule, counted as plain numbers (a prom-client label lookup per evaluation
+   * would cost more than many rules) and copied into the counter before each scrape.
+   */
+  private readonly evaluations = new Map<string, { count: number; copied: number }>();
+
+  constructor(options: MetricsOptions = {}) {
+    this.buildInfo.set({ version: packageVersion() }, 1);
+    if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /**
+   * Creates at 0 the series of the rules and sources being loaded (and reloaded): decisions of
+   * every action of a rule with cause policy (and error when its lookups can fail), its
+   * evaluations, every source's lookups, hits and errors, the state's errors, the reloads.
+   */
+  initialise(names: SeriesNames): void {
+    for (const rule of names.rules) {
+      this.ruleEvaluations.inc({ rule: rule.name }, 0);
+      const shadows = rule.fused ? ["false", "true"] : [String(rule.shadow)];
+      for (const shadow of shadows) {
+        for (const decision of ACTIONS)
+          this.decisions.inc({ rule: rule.name, decision, cause: "policy", shadow }, 0);
+        if (rule.canFail)
+          this.decisions.inc({ rule: rule.name, decision: "tempfail", cause: "error", shadow }, 0);
+      }
+    }
+    this.decisions.inc({ rule: "", decision: "tempfail", cause: "deadline", shadow: "false" }, 0);
+    for (const source of names.sources) {
+      this.lookups.inc({ source }, 0);
+      this.cacheHits.inc({ source }, 0);
+      this.lookupErrors.inc({ source }, 0);
+    }
+    this.stateErrors.inc({ store: names.store }, 0);
+    for (const result of ["success", "failure"]) this.reloads.inc({ result }, 0);
+    this.reloadSuccess.set(Date.now() / 1000);
+  }
+
+  /** A rule's evaluation count (the same across reloads): `count++` once per evaluation. */
+  evaluationCount(rule: string): { count: number } {
+    let entry = this.evaluations.get(rule);
+    if (entry === undefined) {
+      entry = { count: 0, copied: 0 };
+      this.evaluations.set(rule, entry);
+    }
+    return entry;
+  }
+
+  /** Copies the evaluation counts into filterctl_rule_evaluations_total. */
+  copyEvaluations(): void {
+    for (const [rule, entry] of this.evaluations) {
+      if (entry.count === entry.copied) continue;
+      this.ruleEvaluations.inc({ rule }, entry.count - entry.copied);
+      entry.copied = entry.count;
+    }
+  }
+
+  /**
+   * Adds what a source's own counters (cumulative since its cache was made) grew by since the
+   * last copy; counters that went back (a reload made the cache anew) count from 0.
+   */
+  copySourceCounters(source: string, lookups: number, hits: number): void {
+    const last = this.copied.get(source) ?? { lookups: 0, hits: 0 };
+    this.lookups.inc({ source }, lookups >= last.lookups ? lookups - last.lookups : lookups);
+    this.cacheHits.inc({ source }, hits >= last.hits ? hits - last.hits : hits);
+    this.copied.set(source, { lookups, hits });
+  }
 
   /** Called before each scrape, to copy counters kept elsewhere. */
   beforeScrape: (() => void) | undefined;
@@ -112,6 +226,15 @@ export class Metrics {
     });
     if (failure !== undefined) throw new MetricsListenError(hostPort, failure);
     return server;
+  }
+}
+
+function packageVersion(): string {
+  try {
+    const text = readFileSync(new URL("../../package.json", import.meta.url), "utf8");
+    return (JSON.parse(text) as { version: string }).version;
+  } catch {
+    return "unknown";
   }
 }
 

@@ -12,13 +12,16 @@ import type { Logger } from "pino";
 import { withDeadline } from "../common/deadline.js";
 import { type Diagnostic, formatDiagnostic } from "../common/diagnostics.js";
 import type { Stage } from "../common/stages.js";
+import { formatDuration } from "../common/units.js";
 import { referencedFiles } from "../config/load.js";
 import { type Config, RESTART_SETTINGS, type RestartSettings } from "../config/types.js";
 import type { Reply } from "../milter/index.js";
+import type { Decision } from "../runtime/model.js";
 import type { Ruleset } from "../runtime/ruleset.js";
 import type { RegistryOptions, SourceFactories, SourceRegistry } from "../sources/registry.js";
 import { replyOf } from "./dry-run.js";
-import type { Metrics } from "./metrics.js";
+import { type Fuse, type FuseEvents, instrumentRules } from "./fuse.js";
+import type { DecisionCause, Metrics } from "./metrics.js";
 import {
   type DecisionEvent,
   errorReply,
@@ -49,6 +52,8 @@ export interface Active extends ServedRules {
   fallback: Reply;
   /** Its validation warnings, counted by warningKey: a reload logs only the ones not here. */
   warnings: WarningCounts;
+  /** Its rules' reject-rate fuses: new ones (armed) with each generation. */
+  fuses: Fuse[];
 }
 
 /** Opened rules, not yet served. */
@@ -75,6 +80,8 @@ export interface RuntimeOptions {
   factories?: SourceFactories;
   /** The memory state's clock (tests); default Date.now. */
   stateClock?: () => number;
+  /** The reject-rate fuses' clock (tests); default Date.now. */
+  fuseClock?: () => number;
   /** Restart settings the command line sets: the file's value is not used, so its changes are not reported. */
   fixed?: readonly (keyof RestartSettings)[];
 }
@@ -115,19 +122,19 @@ export class RulesRuntime implements RulesService {
     private readonly path: string,
     private readonly logger: Logger,
     private readonly options: RuntimeOptions,
-    first: Active,
+    first: Built,
   ) {
-    this.active = first;
-    this.running = first.config;
     this.metrics = options.metrics;
-    this.metrics?.generation.set(first.generation);
+    this.active = this.activate(first, 1);
+    this.running = first.config;
+    this.metrics?.generation.set(1);
   }
 
   /** Loads the configuration once; an invalid or unreadable file is a ConfigError (exit 1 / 2). */
   static async start(path: string, logger: Logger, options: RuntimeOptions = {}): Promise<RulesRuntime> {
     const built = await RulesRuntime.build(path, logger, options, undefined);
     if ("error" in built) throw built.error;
-    const runtime = new RulesRuntime(path, logger, options, RulesRuntime.activate(built, 1));
+    const runtime = new RulesRuntime(path, logger, options, built);
     logger.info(
       { generation: 1, rules: built.ruleset.rules.length, sources: built.config.sources.size },
       "rules loaded",
@@ -207,9 +214,39 @@ export class RulesRuntime implements RulesService {
     return { ...opened, state };
   }
 
-  private static activate({ config, ruleset, registry, state, warnings }: Built, generation: number): Active {
+  private activate(
+    { config, ruleset: compiled, registry, state, warnings }: Built,
+    generation: number,
+  ): Active {
+    const metrics = this.metrics;
+    const { ruleset, fuses } = instrumentRules(compiled, config, {
+      events: this.fuseEvents(generation),
+      ...(this.options.fuseClock !== undefined ? { now: this.options.fuseClock } : {}),
+      ...(metrics !== undefined
+        ? {
+            evaluated: (rule: string) => {
+              const counter = metrics.evaluationCount(rule);
+              return () => {
+                counter.count++;
+              };
+            },
+          }
+        : {}),
+    });
+    for (const fuse of fuses) metrics?.ruleFused.set({ rule: fuse.rule }, 0);
+    metrics?.initialise({
+      rules: compiled.rules.map((r) => ({
+        name: r.name,
+        shadow: r.shadow,
+        canFail: r.lookups.length > 0 || r.usesState,
+        fused: fuses.some((fuse) => fuse.rule === r.name),
+      })),
+      sources: [...config.sources.keys()],
+      store: state.config.type,
+    });
     return {
       warnings,
+      fuses,
       config,
       ruleset,
       lookups: registry,
@@ -218,6 +255,44 @@ export class RulesRuntime implements RulesService {
       eventTimeoutMs: config.eventTimeoutMs,
       deadlineDecision: deadlineDecisions(config, ruleset),
       fallback: errorReply(config.defaults.errorReply),
+    };
+  }
+
+  /**
+   * What a fuse of generation `generation` logs; the gauge follows the generation being served
+   * only (a connection still on older rules may trip an older fuse: logged, not shown).
+   */
+  private fuseEvents(generation: number): FuseEvents {
+    const shown = () => this.active === undefined || this.active.generation === generation;
+    return {
+      tripped: (rule, fuse, figures) => {
+        if (shown()) this.metrics?.ruleFused.set({ rule }, 1);
+        const window = formatDuration(fuse.windowMs);
+        const cooldown = formatDuration(fuse.cooldownMs);
+        const percent = (rate: number) => `${Math.round(rate * 1000) / 10}%`;
+        this.logger.error(
+          {
+            rule,
+            generation,
+            evaluations: figures.evaluations,
+            refused: figures.refused,
+            rate: Math.round(figures.rate * 1000) / 1000,
+            maxRate: fuse.maxRate,
+            window,
+            minEvents: fuse.minEvents,
+            cooldown,
+            until: new Date(figures.until).toISOString(),
+          },
+          `rule '${rule}' fused: ${figures.refused} of its ${figures.evaluations} evaluations in the last ${window} rejected or tempfailed (${percent(figures.rate)}, more than max_rate ${percent(fuse.maxRate)}); it runs in shadow mode for ${cooldown} or until the rules are reloaded`,
+        );
+      },
+      rearmed: (rule, fuse) => {
+        if (shown()) this.metrics?.ruleFused.set({ rule }, 0);
+        this.logger.warn(
+          { rule, generation, cooldown: formatDuration(fuse.cooldownMs) },
+          `rule '${rule}' re-armed: its ${formatDuration(fuse.cooldownMs)} cooldown passed, it enforces again`,
+        );
+      },
     };
   }
 
@@ -374,7 +449,8 @@ export class RulesRuntime implements RulesService {
       return false;
     }
     built.registry.takeOver();
-    this.active = RulesRuntime.activate(built, old.generation + 1);
+    this.metrics?.ruleFused.reset();
+    this.active = this.activate(built, old.generation + 1);
     this.warnRestartSettings(built.config, this.active.generation);
     this.metrics?.reloads.inc({ result: "success" });
     this.metrics?.generation.set(this.active.generation);
@@ -449,22 +525,29 @@ export class RulesRuntime implements RulesService {
     }
     for (const shadow of outcome.shadowDecisions) {
       this.metrics?.decisions.inc({
-        stage: event.stage,
-        decision: shadow.action,
         rule: shadow.rule,
+        decision: shadow.action,
+        cause: causeOf(shadow),
         shadow: "true",
       });
       this.logger.info(
-        { ...context, decision: shadow.action, rule: shadow.rule, reply: replyOf(shadow), shadow: true },
+        {
+          ...context,
+          decision: shadow.action,
+          rule: shadow.rule,
+          reply: replyOf(shadow),
+          shadow: true,
+          ...(shadow.fused ? { fused: true } : {}),
+        },
         "shadow decision",
       );
     }
     const decision = outcome.decision;
     if (decision !== undefined) {
       this.metrics?.decisions.inc({
-        stage: event.stage,
-        decision: decision.action,
         rule: decision.rule,
+        decision: decision.action,
+        cause: causeOf(decision),
         shadow: "false",
       });
       const lookups = event.lookups.map((l) => ({
@@ -511,9 +594,11 @@ export class RulesRuntime implements RulesService {
   /** Feeds the source counters into the metrics (called before each scrape). */
   collectCounters(): void {
     if (this.metrics === undefined) return;
+    // A fuse re-arms when it is next asked: ask now, so that the gauge shows a cooldown that passed.
+    for (const fuse of this.active.fuses) void fuse.blown;
+    this.metrics.copyEvaluations();
     for (const [source, counters] of this.active.lookups.counters()) {
-      this.metrics.lookups.set({ source }, counters.lookups);
-      this.metrics.cacheHits.set({ source }, counters.hits);
+      this.metrics.copySourceCounters(source, counters.lookups, counters.hits);
     }
   }
 
@@ -537,6 +622,12 @@ export class RulesRuntime implements RulesService {
       await closeState(this.active.state, this.logger);
     }
   }
+}
+
+/** The event deadline's decision is no rule's (open-rules.ts deadlineDecisions). */
+function causeOf(decision: Decision): DecisionCause {
+  if (decision.rule === "") return "deadline";
+  return decision.lookupError !== undefined ? "error" : "policy";
 }
 
 /**

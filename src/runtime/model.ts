@@ -49,6 +49,8 @@ export interface Decision {
   shadow: boolean;
   /** Set when the decision comes from a failed lookup (on_error: tempfail). */
   lookupError?: string;
+  /** Set on the shadow decision of a rule whose reject-rate fuse blew (engine/fuse.ts). */
+  fused?: true;
 }
 
 export type Effect =

@@ -102,11 +102,13 @@ function push<T>(list: T[], item: T): T[] {
 
 /** Adds one rule's result to the stage's outcome; answers true when the stage is decided. */
 function record(outcome: StageOutcome, rule: CompiledRule, result: RuleOutcome, everyRule: boolean): boolean {
+  // A rule whose reject-rate fuse blew (engine/fuse.ts) decides in shadow mode: its decision says so.
+  const shadow = rule.shadow || result.decision?.shadow === true;
   // Rules that did nothing are listed only when the tracer asks for every rule (dry-run).
   if (everyRule || result.decision !== undefined || result.effects.length > 0 || result.errors.length > 0) {
     const entry: RuleTrace = {
       rule: rule.name,
-      shadow: rule.shadow,
+      shadow,
       effects: result.effects,
       errors: result.errors,
     };
@@ -115,10 +117,10 @@ function record(outcome: StageOutcome, rule: CompiledRule, result: RuleOutcome, 
   }
   for (const effect of result.effects) {
     // A shadow rule never changes the message: its headers are not added, its logs are.
-    if (!rule.shadow || effect.kind === "log") outcome.effects = push(outcome.effects, effect);
+    if (!shadow || effect.kind === "log") outcome.effects = push(outcome.effects, effect);
   }
   if (result.decision === undefined) return false;
-  if (rule.shadow) {
+  if (shadow) {
     outcome.shadowDecisions = push(outcome.shadowDecisions, result.decision);
     return false;
   }

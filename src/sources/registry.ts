@@ -44,6 +44,8 @@ interface Entry {
   source?: Source;
   /** One cache per table (LDAP) or one for the source (key ""). */
   caches: Map<string, CachedLookup<unknown>>;
+  /** Lookups in a memory table (list sources: no cache); shared with the entry a reload takes over. */
+  memoryLookups: { count: number };
   /** Handed over to a newer registry by a reload: not closed with this one. */
   transferred?: boolean;
   /**
@@ -106,6 +108,7 @@ export class SourceRegistry implements Lookups {
           ttlMs,
           fingerprint: fingerprint(source) + servers,
           caches: new Map(),
+          memoryLookups: { count: 0 },
         };
         const reusable = SourceRegistry.reusable(options.previous, entry);
         if (reusable !== undefined) {
@@ -167,6 +170,7 @@ export class SourceRegistry implements Lookups {
     const out = new Map<string, LookupCounters>();
     for (const [name, entry] of this.entries) {
       const total = emptyCounters();
+      total.lookups = entry.memoryLookups.count;
       for (const cache of entry.caches.values()) {
         const c = cache.counters;
         total.lookups += c.lookups;
@@ -243,7 +247,10 @@ export class SourceRegistry implements Lookups {
 
   has(name: string, table: string | undefined, key: string): MaybePromise<boolean> {
     const entry = this.entry(name);
-    if (entry.source?.kind === "memory") return entry.source.find(key) !== undefined;
+    if (entry.source?.kind === "memory") {
+      entry.memoryLookups.count++;
+      return entry.source.find(key) !== undefined;
+    }
     return this.cached<boolean>(
       name,
       table ?? "",
@@ -258,7 +265,10 @@ export class SourceRegistry implements Lookups {
 
   get(name: string, table: string | undefined, key: string): MaybePromise<string | undefined> {
     const entry = this.entry(name);
-    if (entry.source?.kind === "memory") return entry.source.find(key);
+    if (entry.source?.kind === "memory") {
+      entry.memoryLookups.count++;
+      return entry.source.find(key);
+    }
     return this.cached<string | undefined>(
       name,
       `${table ?? ""}[]`,

@@ -101,6 +101,18 @@ const EXPECTED: Record<string, string[]> = {
   "source-not-mapping.yaml": [
     "3:10: error: source 'spool' must be a mapping with 'type:' and the source's options",
   ],
+  "fuse-bad-values.yaml": [
+    "3:51: error: 'min_events' must be at least 1",
+    "3:64: error: 'cooldown' must be a duration like 500ms, 2s or 5m",
+    "8:23: error: 'max_rate' must be a percentage like 50%",
+    "8:29: error: unknown key 'windw' in 'fuse' (did you mean 'window'?)",
+  ],
+  "fuse-out-of-range.yaml": [
+    "3:21: error: 'max_rate' must be more than 0% and less than 100%",
+    "3:35: error: 'window' must be at least 1s",
+    "3:49: error: 'cooldown' must be at least 1s",
+    "8:36: error: 'max_rate' must be more than 0% and less than 100%",
+  ],
   "greylist-bad-duration.yaml": [
     "3:10: error: 'delay' must be a duration like 500ms, 2s or 5m",
     "4:3: error: unknown key 'retry_windw' in 'greylist' (did you mean 'retry_window'?)",
