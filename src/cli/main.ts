@@ -44,6 +44,7 @@ interface ServeFlags {
   metrics?: string;
   maxConnections?: number;
   shutdownTimeout?: number;
+  journal?: string;
   logFormat: LogFormat;
 }
 
@@ -76,6 +77,10 @@ function addServe(program: Command): void {
         "how long SIGTERM waits for connections in flight (default: the file's shutdown_timeout, 30)",
       ).argParser(positiveInteger),
     )
+    .option(
+      "--journal <file>",
+      "append one JSON line per finished transaction, for `filterctl replay` (wins over the file's journal.path)",
+    )
     .addOption(LOG_FORMAT())
     .action(serveAction);
 }
@@ -92,6 +97,7 @@ async function serveAction(opts: ServeFlags): Promise<void> {
   if (opts.metrics !== undefined) options.metrics = opts.metrics;
   if (opts.maxConnections !== undefined) options.maxConnections = opts.maxConnections;
   if (opts.shutdownTimeout !== undefined) options.shutdownTimeoutMs = opts.shutdownTimeout * 1000;
+  if (opts.journal !== undefined) options.journal = opts.journal;
   try {
     await serve(options, logger);
   } catch (error) {
