@@ -15,6 +15,7 @@ import { type DryRunOptions, dryRunCommand } from "./dry-run.js";
 import { createLogger, type LogFormat } from "./logging.js";
 import { lookupCommand } from "./lookup.js";
 import { quotaServerCommand } from "./quota-server.js";
+import { replayCommand } from "./replay.js";
 import { type ServeOptions, serve } from "./serve.js";
 import { validateCommand } from "./validate.js";
 
@@ -177,6 +178,21 @@ function addLookup(program: Command): void {
     });
 }
 
+function addReplay(program: Command): void {
+  program
+    .command("replay")
+    .description(
+      "run journalled transactions (serve --journal) through candidate rules and print those whose outcome changes, grouped by change (exit 0 whatever changed, 1 invalid candidate, 2 unreadable journal)",
+    )
+    .argument("<journal...>", "journal files (FILE, FILE.1, ...)")
+    .option("--config <file>", "the candidate rules file", "./rules.yaml")
+    .option("--json", "print {groups, totals, skipped, askedLive} as JSON", false)
+    .option("--live", "ask every lookup of the live sources instead of the journal", false)
+    .action(async (journals: string[], opts: { config: string; json: boolean; live: boolean }) => {
+      process.exitCode = await replayCommand(journals, opts);
+    });
+}
+
 function addQuotaServer(program: Command): void {
   program
     .command("quota-server")
@@ -207,6 +223,7 @@ export function buildProgram(): Command {
   addDryRun(program);
   addDnsblStatus(program);
   addLookup(program);
+  addReplay(program);
   addQuotaServer(program);
   return program;
 }
