@@ -366,7 +366,7 @@ async function journalCost(
   const text = readFileSync(journal, "utf8");
   const lines = text.split("\n").length - 1;
   return [
-    "\njournal cost: serve --journal against the same serve without, same sessions (a noisy shared machine moves these by ±10%)\n",
+    "\njournal cost: serve --journal against the same serve without, same sessions (measured after the table above, minutes apart, on a shared machine: compare with care)\n",
     "| conc | sessions/s without | sessions/s with | ratio with / without | CPU ms/session without | CPU ms/session with |",
     "| ---: | ---: | ---: | ---: | ---: | ---: |",
     ...rows,

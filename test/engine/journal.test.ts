@@ -16,6 +16,7 @@ import { FakeLookups, rules, rulesetOf, SOURCES } from "../runtime/helpers.js";
 const CLIENT = { ip: "192.0.2.10", name: "mx.example.net", port: 25000 };
 
 const SERVED = `${SOURCES}${rules(
+  'on connect: if client.ip in trusted then log "trusted"',
   'on mail: if from.domain in directory.local_domains and from not in directory.addresses then reject 550 5.7.1 "no such sender"',
   'on rcpt: if quota(rcpt, mailboxes) over then tempfail 452 4.2.2 "full"',
   'shadow on rcpt: if rcpt.local == "postmaster" then reject 550 5.7.1 "shadow"',
@@ -86,6 +87,8 @@ describe("the journal of the transaction engine", () => {
       key: "example.org",
       answer: true,
     });
+    // The connection's lookups (connect, HELO) are in every message's record.
+    expect(record?.lookups[0]).toEqual({ kind: "has", source: "trusted", key: "192.0.2.10", answer: false });
     expect(record?.lookups).toContainEqual({
       kind: "quota",
       source: "mailboxes",
@@ -96,12 +99,12 @@ describe("the journal of the transaction engine", () => {
       {
         stage: "rcpt",
         rcpt: "bob@example.org",
-        decision: { action: "tempfail", reply: "452 4.2.2 full", rule: "rule-2" },
+        decision: { action: "tempfail", reply: "452 4.2.2 full", rule: "rule-3" },
       },
       {
         stage: "rcpt",
         rcpt: "postmaster@example.org",
-        shadow: [{ action: "reject", reply: "550 5.7.1 shadow", rule: "rule-3" }],
+        shadow: [{ action: "reject", reply: "550 5.7.1 shadow", rule: "rule-4" }],
       },
     ]);
   });
@@ -116,7 +119,7 @@ describe("the journal of the transaction engine", () => {
       await engine.connect(CLIENT);
     }, fake);
     expect(records.map((r) => r.end)).toEqual(["abort", "connection"]);
-    expect(records[0]?.lookups[0]).toMatchObject({
+    expect(records[0]?.lookups.find((l) => l.source === "directory")).toMatchObject({
       kind: "has",
       source: "directory",
       error: expect.any(String),
@@ -246,7 +249,7 @@ describe("replay", () => {
     const candidate = rulesetOf(SERVED.replace("quota(rcpt, mailboxes) over", 'rcpt.local == \\"nobody\\"'));
     const report = await replayJournal(candidate, lines);
     expect(report.groups.map((g) => [g.change, g.count])).toEqual([
-      ["tempfail 452 4.2.2 by rule rule-2 → continue (at rcpt)", 1],
+      ["tempfail 452 4.2.2 by rule rule-3 → continue (at rcpt)", 1],
     ]);
     expect(report.groups[0]?.examples[0]).toMatchObject({ from: "dave@example.com", at: "j.jsonl:2" });
   });

@@ -122,7 +122,9 @@ export class TransactionRecorder {
   private helo: string | undefined;
   private connectedAt = new Date();
   /** Lookups and events of connect and HELO: every message of the connection carries them. */
-  private connectionLookups: JournalLookup[] = [];
+  private connectLookups: JournalLookup[] = [];
+  /** The last HELO's (a new HELO replaces them). */
+  private heloLookups: JournalLookup[] | undefined;
   private connectionStages: JournalStage[] = [];
   private message: JournalRecord | undefined;
   private headerEvents = 0;
@@ -143,7 +145,7 @@ export class TransactionRecorder {
   }
 
   private lookup(lookup: JournalLookup): void {
-    const list = this.message?.lookups ?? this.connectionLookups;
+    const list = this.message?.lookups ?? this.heloLookups ?? this.connectLookups;
     if (list.length < MAX_LOOKUPS) list.push(lookup);
   }
 
@@ -153,7 +155,8 @@ export class TransactionRecorder {
     this.client = { ...client };
     this.helo = undefined;
     this.connectedAt = new Date();
-    this.connectionLookups = [];
+    this.connectLookups = [];
+    this.heloLookups = undefined;
     this.connectionStages = [];
     this.macros = {};
     this.rawMacro = macro;
@@ -167,7 +170,7 @@ export class TransactionRecorder {
 
   heloSeen(name: string): void {
     this.helo = name;
-    this.connectionLookups = [];
+    this.heloLookups = [];
     this.connectionStages = this.connectionStages.filter((s) => s.stage === "connect");
   }
 
@@ -249,7 +252,7 @@ export class TransactionRecorder {
 
   private write(record: JournalRecord): void {
     if (this.helo !== undefined) record.helo = this.helo;
-    record.lookups = [...this.connectionLookups, ...record.lookups];
+    record.lookups = [...this.connectLookups, ...(this.heloLookups ?? []), ...record.lookups];
     record.stages = [...this.connectionStages, ...record.stages];
     if (Object.keys(this.macros).length > 0) record.macros = { ...this.macros };
     const queueId = this.rawMacro("i");
