@@ -162,11 +162,15 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startServe(configPath: string, name = "filterctl serve (3 policies)"): Promise<Server> {
+export async function startServe(
+  configPath: string,
+  name = "filterctl serve (3 policies)",
+  args: string[] = [],
+): Promise<Server> {
   const port = await freePort();
   const child = spawn(
     process.execPath,
-    [BIN, "serve", "--config", configPath, "--listen", `inet:${port}@127.0.0.1`],
+    [BIN, "serve", "--config", configPath, "--listen", `inet:${port}@127.0.0.1`, ...args],
     {
       stdio: ["ignore", "pipe", "inherit"],
       env: { ...process.env, FILTERCTL_BENCH_LDAP_PASSWORD: BIND_PASSWORD },
@@ -331,6 +335,45 @@ async function reloadLatency(
   }
 }
 
+/**
+ * The journal's cost: the same load on a `serve --journal` (a fresh process, warmed up the same
+ * way), against the results without one; sessions/s, CPU per session, and the journal's bytes.
+ */
+async function journalCost(
+  configPath: string,
+  root: string,
+  without: Result[],
+  timing: { warmupMs: number; durationMs: number },
+  servers: Server[],
+): Promise<string> {
+  const journal = join(root, "journal.jsonl");
+  const journalled = await startServe(configPath, "filterctl serve --journal", ["--journal", journal]);
+  servers.push(journalled);
+  for (let i = 0; i < 50; i++) await session(journalled.port, i, quotaPlan(OVER_TEXT));
+  const rows: string[] = [];
+  for (const base of without) {
+    const r = await load(journalled, base.concurrency, timing.warmupMs, timing.durationMs);
+    if (r.mismatches.length > 0) throw new Error(`journalled serve: ${r.mismatches.slice(0, 3).join("; ")}`);
+    const rate = r.sessions / r.seconds;
+    const baseRate = base.sessions / base.seconds;
+    const cpu = (x: Result) => (x.cpuMs / Math.max(1, x.sessions)).toFixed(3);
+    rows.push(
+      `| ${base.concurrency} | ${baseRate.toFixed(0)} | ${rate.toFixed(0)} | ${(rate / baseRate).toFixed(2)} | ${cpu(base)} | ${cpu(r)} |`,
+    );
+  }
+  // Written asynchronously: give the last lines a moment to land before counting.
+  await new Promise((r) => setTimeout(r, 500));
+  const text = readFileSync(journal, "utf8");
+  const lines = text.split("\n").length - 1;
+  return [
+    "\njournal cost: serve --journal against the same serve without, same sessions (measured after the table above, minutes apart, on a shared machine: compare with care)\n",
+    "| conc | sessions/s without | sessions/s with | ratio with / without | CPU ms/session without | CPU ms/session with |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...rows,
+    `\njournal: ${lines} lines, ${(text.length / Math.max(1, lines)).toFixed(0)} bytes per transaction`,
+  ].join("\n");
+}
+
 async function main(): Promise<void> {
   const quick = process.argv.includes("--quick");
   const warmupMs = quick ? 500 : 1500;
@@ -355,6 +398,14 @@ async function main(): Promise<void> {
     for (const concurrency of concurrencies) {
       for (const server of [c, serve]) results.push(await load(server, concurrency, warmupMs, durationMs));
     }
+    const withoutJournal = results.filter((r) => r.name === serve.name);
+    const journalTable = await journalCost(
+      configPath,
+      root,
+      withoutJournal,
+      { warmupMs, durationMs },
+      servers,
+    );
     // Memory in a fresh process, as a server just started would hold 1000 idle connections.
     const fresh = await startServe(configPath);
     servers.push(fresh);
@@ -394,6 +445,7 @@ async function main(): Promise<void> {
     console.log(
       `reload: a write of the rules file served new transactions after ${reloadMs.toFixed(0)} ms (target < 2000 ms)`,
     );
+    console.log(journalTable);
     if (failed) {
       console.log("BENCHMARK FAILED: some replies did not match");
       process.exitCode = 1;

@@ -137,7 +137,7 @@ const STDERR_LOGGER: StateLogger = {
  * answer, and nothing is counted or recorded (a dry run never changes the state). Undefined after
  * saying why it cannot be opened (the sources are closed).
  */
-async function lookOnly(opened: OpenedRules): Promise<OpenState | undefined> {
+export async function lookOnly(opened: OpenedRules): Promise<OpenState | undefined> {
   try {
     const state = openState(opened.config.state, STDERR_LOGGER);
     opened.registry.state = stateLookups(state.store, opened.config.greylist, { record: false });

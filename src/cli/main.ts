@@ -16,6 +16,7 @@ import { createLogger, type LogFormat } from "./logging.js";
 import { lookupCommand } from "./lookup.js";
 import { renderMan } from "./man.js";
 import { quotaServerCommand } from "./quota-server.js";
+import { replayCommand } from "./replay.js";
 import { type ServeOptions, serve } from "./serve.js";
 import { testCommand } from "./test.js";
 import { validateCommand } from "./validate.js";
@@ -46,6 +47,7 @@ interface ServeFlags {
   metrics?: string;
   maxConnections?: number;
   shutdownTimeout?: number;
+  journal?: string;
   logFormat: LogFormat;
 }
 
@@ -78,6 +80,10 @@ function addServe(program: Command): void {
         "how long SIGTERM waits for connections in flight (default: the file's shutdown_timeout, 30)",
       ).argParser(positiveInteger),
     )
+    .option(
+      "--journal <file>",
+      "append one JSON line per finished transaction, for `filterctl replay` (wins over the file's journal.path)",
+    )
     .addOption(LOG_FORMAT())
     .action(serveAction);
 }
@@ -94,6 +100,7 @@ async function serveAction(opts: ServeFlags): Promise<void> {
   if (opts.metrics !== undefined) options.metrics = opts.metrics;
   if (opts.maxConnections !== undefined) options.maxConnections = opts.maxConnections;
   if (opts.shutdownTimeout !== undefined) options.shutdownTimeoutMs = opts.shutdownTimeout * 1000;
+  if (opts.journal !== undefined) options.journal = opts.journal;
   try {
     await serve(options, logger);
   } catch (error) {
@@ -191,6 +198,21 @@ function addTest(program: Command): void {
     });
 }
 
+function addReplay(program: Command): void {
+  program
+    .command("replay")
+    .description(
+      "run journalled transactions (serve --journal) through candidate rules and print those whose outcome changes, grouped by change (exit 0 whatever changed, 1 invalid candidate, 2 unreadable journal)",
+    )
+    .argument("<journal...>", "journal files (FILE, FILE.1, ...)")
+    .option("--config <file>", "the candidate rules file", "./rules.yaml")
+    .option("--json", "print {groups, totals, skipped, askedLive} as JSON", false)
+    .option("--live", "ask every lookup of the live sources instead of the journal", false)
+    .action(async (journals: string[], opts: { config: string; json: boolean; live: boolean }) => {
+      process.exitCode = await replayCommand(journals, opts);
+    });
+}
+
 function addQuotaServer(program: Command): void {
   program
     .command("quota-server")
@@ -232,6 +254,7 @@ export function buildProgram(): Command {
   addDnsblStatus(program);
   addLookup(program);
   addTest(program);
+  addReplay(program);
   addQuotaServer(program);
   addMan(program);
   return program;

@@ -8,6 +8,7 @@ import type { Server } from "node:http";
 import type { Logger } from "pino";
 import type { RestartSettings } from "../config/types.js";
 import { eventLoggerHandler } from "../engine/event-logger-handler.js";
+import { JOURNAL_DEFAULTS, JournalWriter } from "../engine/journal/writer.js";
 import { Metrics } from "../engine/metrics.js";
 import { rulesHandler } from "../engine/milter-handler.js";
 import { RulesRuntime, type RuntimeOptions } from "../engine/service.js";
@@ -21,6 +22,8 @@ export interface ServeOptions {
   metrics?: string;
   shutdownTimeoutMs?: number;
   maxConnections?: number;
+  /** The journal file; wins over the config's journal.path. */
+  journal?: string;
 }
 
 const DEFAULT_LISTEN = "inet:127.0.0.1:8890";
@@ -30,6 +33,43 @@ function runtimeOptions(options: ServeOptions, metrics: Metrics | undefined): Ru
   if (options.listen !== undefined) fixed.push("listen");
   if (options.maxConnections !== undefined) fixed.push("maxConnections");
   return metrics === undefined ? { fixed } : { fixed, metrics };
+}
+
+/**
+ * The journal --journal or the file's `journal:` names (read once: a reload does not change it).
+ * Records it cannot write are counted and logged; mail flows on.
+ */
+function openJournal(
+  options: ServeOptions,
+  runtime: RulesRuntime | undefined,
+  metrics: Metrics | undefined,
+  logger: Logger,
+): JournalWriter | undefined {
+  const configured = runtime?.config.journal;
+  const path = options.journal ?? configured?.path;
+  if (path === undefined) return undefined;
+  const writer = new JournalWriter(
+    {
+      path,
+      maxSizeBytes: configured?.maxSizeBytes ?? JOURNAL_DEFAULTS.maxSizeBytes,
+      keep: configured?.keep ?? JOURNAL_DEFAULTS.keep,
+    },
+    {
+      lost(records, error, log) {
+        metrics?.journalErrors.inc(Math.max(records, 1));
+        if (log)
+          logger.error(
+            { journal: path, err: error },
+            "cannot write the journal: mail flows on, unjournalled",
+          );
+      },
+    },
+  );
+  logger.info(
+    { journal: path, maxSize: writer.settings.maxSizeBytes, keep: writer.settings.keep },
+    "journal open",
+  );
+  return writer;
 }
 
 export async function serve(options: ServeOptions, logger: Logger): Promise<MilterServer> {
@@ -56,8 +96,11 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Milt
   const shutdownTimeoutMs = () => options.shutdownTimeoutMs ?? runtime?.config.shutdownTimeoutMs ?? 30_000;
 
   const active = runtime;
+  const journal = openJournal(options, runtime, metrics, logger);
   const server = new MilterServer(
-    active === undefined ? () => eventLoggerHandler(logger) : rulesHandler(active),
+    active === undefined
+      ? () => eventLoggerHandler(logger)
+      : rulesHandler(active, journal === undefined ? {} : { journal }),
     serverOptions,
   );
   if (metrics !== undefined) {
@@ -98,7 +141,7 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Milt
     );
   }
 
-  stopOnSignals({ server, runtime, metricsServer, shutdownTimeoutMs, logger });
+  stopOnSignals({ server, runtime, metricsServer, shutdownTimeoutMs, logger, ...(journal && { journal }) });
   process.on("SIGUSR1", () => logger.info({ signal: "SIGUSR1" }, "SIGUSR1 ignored: no debugger is opened"));
   process.on("SIGHUP", () => {
     if (runtime === undefined) logger.info({}, "SIGHUP: no rules file to reload");

@@ -84,6 +84,8 @@ export interface StopTarget {
   /** A function is read at the signal (a reload may have changed the value). */
   shutdownTimeoutMs: number | (() => number);
   logger: Logger;
+  /** Written out after the last connection closed (serve --journal). */
+  journal?: { close(): Promise<void> };
 }
 
 /** Stops on SIGTERM and SIGINT: drain, close, exit 0 — within shutdown_timeout + 5 s whatever hangs. */
@@ -102,6 +104,7 @@ export function stopOnSignals(target: StopTarget): void {
         const { cut } = await server.shutdown(shutdownTimeoutMs);
         target.metricsServer?.close();
         await runtime?.close();
+        await target.journal?.close();
         logger.info({ cut }, "stopped");
       } catch (error) {
         logger.error({ err: (error as Error).message }, "error while stopping");

@@ -16,6 +16,7 @@ import type {
   Config,
   FuseConfig,
   GreylistConfig,
+  JournalConfig,
   LocatedText,
   OnError,
   QuotaLimit,
@@ -500,7 +501,23 @@ class Builder {
       greylist: this.greylist(raw.greylist),
       offsetOf: (path) => valueOffset(doc, path),
     };
+    const journal = this.journal(raw.journal);
+    if (journal !== undefined) config.journal = journal;
     return config;
+  }
+
+  journal(raw: unknown): JournalConfig | undefined {
+    if (raw === undefined) return undefined;
+    const journal = record(raw);
+    const maxSize = size(journal.max_size) ?? 100 * 1000 * 1000;
+    if (maxSize < 1000) {
+      this.error(valueOffset(this.doc, ["journal", "max_size"]), "'max_size' must be at least 1KB");
+    }
+    return {
+      path: resolvePath(dirname(this.file.path), String(journal.path)),
+      maxSizeBytes: maxSize,
+      keep: typeof journal.keep === "number" ? journal.keep : 5,
+    };
   }
 }
 

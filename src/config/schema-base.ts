@@ -227,6 +227,32 @@ const BASE: JsonSchema = {
         },
       },
     },
+    journal: {
+      description:
+        "`filterctl serve` appends one JSON line per finished transaction to this file (envelope, headers rules read, lookups with their answers, decisions), for `filterctl replay`. `serve --journal FILE` overrides `path`. Only a restart applies a change.",
+      type: "object",
+      additionalProperties: false,
+      required: ["path"],
+      properties: {
+        path: {
+          description:
+            "The journal file, relative to this file's folder; old files are FILE.1 (newest) to FILE.keep.",
+          type: "string",
+          minLength: 1,
+        },
+        max_size: {
+          $ref: "#/definitions/size",
+          description: "The file is rotated before it would grow past this size. Default 100MB.",
+        },
+        keep: {
+          description: "Rotated files kept (FILE.1 … FILE.keep); 0 keeps none. Default 5.",
+          type: "integer",
+          minimum: 0,
+          maximum: 1000,
+          default: 5,
+        },
+      },
+    },
     quota_server: {
       description: "Settings of `filterctl quota-server`, the back-end quota HTTP service.",
       type: "object",

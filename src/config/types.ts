@@ -160,6 +160,14 @@ export interface GreylistConfig {
   passTtlMs: number;
 }
 
+/** The top-level `journal:` (serve --journal): read once, when serve starts. */
+export interface JournalConfig {
+  /** Absolute (resolved against the config file's folder). */
+  path: string;
+  maxSizeBytes: number;
+  keep: number;
+}
+
 export interface Config extends RestartSettings {
   file: SourceFile;
   shutdownTimeoutMs: number;
@@ -183,6 +191,7 @@ export interface Config extends RestartSettings {
   /** Where rate() and greylist() count; `type: memory` when the file has no `state:`. */
   state: StateConfig;
   greylist: GreylistConfig;
+  journal?: JournalConfig;
   /** File offset of the YAML node at `path` (e.g. ["sources", "spool", "quota"]), or of the nearest existing parent. */
   offsetOf(path: readonly (string | number)[]): number;
 }

@@ -87,6 +87,11 @@ export class Metrics {
     labelNames: ["store"],
     registers: [this.registry],
   });
+  readonly journalErrors = new Counter({
+    name: "filterctl_journal_errors_total",
+    help: "Transactions the journal (serve --journal) could not write, and failures to open or rotate it",
+    registers: [this.registry],
+  });
   readonly dnsblState = new Gauge({
     name: "filterctl_dnsbl_state",
     help: "1 for the current health state of each DNSBL (unknown, healthy, lists-everything, dead, refused)",

@@ -21,6 +21,7 @@ import {
 import type { MaybePromise } from "../runtime/lookups.js";
 import type { Decision, LookupRecord } from "../runtime/model.js";
 import type { Ruleset, StageOutcome } from "../runtime/ruleset.js";
+import type { JournalSink } from "./journal/record.js";
 import {
   acceptsRecipientOnly,
   type EngineRules,
@@ -158,11 +159,12 @@ class RulesConnection implements MilterHandler {
   constructor(
     private readonly service: RulesService,
     private readonly id: number,
+    journal: JournalSink | undefined,
   ) {
     this.pinned = service.current();
     this.wishes = wishesFor(this.pinned.ruleset);
     service.retain?.(this.pinned);
-    this.engine = new TransactionEngine(this.pinned);
+    this.engine = new TransactionEngine(this.pinned, journal === undefined ? {} : { journal });
   }
 
   /** The session's own deadline for one event follows the rules this connection uses now. */
@@ -249,6 +251,7 @@ class RulesConnection implements MilterHandler {
   }
 
   close(): void {
+    this.engine.close();
     if (this.holding) this.service.release?.(this.pinned);
     this.holding = false;
   }
@@ -310,6 +313,14 @@ class RulesConnection implements MilterHandler {
   }
 }
 
-export function rulesHandler(service: RulesService): (info: { id: number }) => MilterHandler {
-  return (info) => new RulesConnection(service, info.id);
+export interface RulesHandlerOptions {
+  /** Each finished transaction is written here (serve --journal). */
+  journal?: JournalSink;
+}
+
+export function rulesHandler(
+  service: RulesService,
+  options: RulesHandlerOptions = {},
+): (info: { id: number }) => MilterHandler {
+  return (info) => new RulesConnection(service, info.id, options.journal);
 }

@@ -23,6 +23,8 @@ import {
   resetMessage,
   type Transaction,
 } from "../runtime/transaction.js";
+import type { JournalSink } from "./journal/record.js";
+import { TransactionRecorder } from "./journal/recorder.js";
 
 /** The rules a transaction runs with: one generation of `serve`, or dry-run's only one. */
 export interface EngineRules {
@@ -65,6 +67,8 @@ export interface StageRun {
 export interface EngineOptions {
   /** List every rule evaluated in each outcome, also those that did nothing (dry-run). */
   everyRule?: boolean;
+  /** Write each finished transaction here (serve --journal); without it nothing is recorded. */
+  journal?: JournalSink;
 }
 
 /** A decision that refuses what it answers (the recipient, or the whole transaction). */
@@ -100,6 +104,8 @@ export class TransactionEngine {
   // One event at a time per connection: one list of the current stage's lookups is enough.
   private readonly seen: LookupRecord[] = [];
   private readonly tracer: Tracer;
+  // Only with a journal: without one, lookups are not wrapped and nothing is kept.
+  private readonly recorder: TransactionRecorder | undefined;
 
   constructor(
     /** The rules events use; change them (pin) only where a transaction starts: connect, MAIL. */
@@ -109,6 +115,7 @@ export class TransactionEngine {
     const seen = this.seen;
     this.tracer = { lookup: (record) => seen.push(record) };
     if (options.everyRule) this.tracer.everyRule = true;
+    this.recorder = options.journal === undefined ? undefined : new TransactionRecorder(options.journal);
   }
 
   /** The transaction as the rules see it now. */
@@ -131,7 +138,9 @@ export class TransactionEngine {
     client: ClientInput,
     macro: (name: string) => string | undefined = NO_MACROS,
   ): MaybePromise<StageRun> {
-    this.tx = newTransaction(macro);
+    const recorder = this.recorder;
+    if (recorder !== undefined) this.endMessage("abort");
+    this.tx = newTransaction(recorder === undefined ? macro : recorder.connect(client, macro));
     this.tx.client = { ip: client.ip, name: client.name, port: client.port };
     this.atConnect = { headers: [] };
     this.atHelo = { headers: [] };
@@ -141,6 +150,7 @@ export class TransactionEngine {
 
   helo(name: string): MaybePromise<StageRun> {
     this.tx.helo = name;
+    this.recorder?.heloSeen(name);
     this.atHelo = { headers: [] };
     return this.run("helo");
   }
@@ -152,12 +162,14 @@ export class TransactionEngine {
     tx.from = bareAddress(mail.sender);
     tx.declaredSize = declaredSize(mail.esmtpArgs ?? []);
     tx.authUser = mail.authUser ?? tx.macro("{auth_authen}") ?? "";
+    if (this.recorder !== undefined) tx.headers = this.recorder.mail(tx);
     return this.run("mail");
   }
 
   /** A recipient the rules do not refuse joins `rcpts`. */
   rcpt(recipient: string): MaybePromise<StageRun> {
     this.tx.rcpt = bareAddress(recipient);
+    this.recorder?.rcpt(this.tx.rcpt);
     const run = this.run("rcpt");
     return run instanceof Promise ? run.then(this.acceptRecipient) : this.acceptRecipient(run);
   }
@@ -172,6 +184,7 @@ export class TransactionEngine {
     const key = name.toLowerCase();
     if (!tx.headers.has(key)) tx.headers.set(key, value);
     tx.headerBytes += headerLineBytes(name, value);
+    this.recorder?.header(name, value);
     return this.run("header");
   }
 
@@ -195,8 +208,18 @@ export class TransactionEngine {
 
   /** The current message is abandoned (RSET, or a new MAIL). */
   abort(): void {
+    if (this.recorder !== undefined) this.endMessage("abort");
     resetMessage(this.tx);
     this.forgetMessage();
+  }
+
+  /** The connection ends (serve): the journal gets what it has not written yet. */
+  close(): void {
+    this.recorder?.close(this.tx, this.rules.ruleset.rulesFor("header").length > 0);
+  }
+
+  private endMessage(end: "eom" | "abort"): void {
+    this.recorder?.end(end, this.tx, this.rules.ruleset.rulesFor("header").length > 0);
   }
 
   private forgetMessage(): void {
@@ -214,7 +237,8 @@ export class TransactionEngine {
   private run(stage: Stage): MaybePromise<StageRun> {
     this.seen.length = 0;
     const rules = this.rules;
-    const outcome = rules.ruleset.evaluate(stage, this.tx, rules.lookups, this.tracer);
+    const lookups = this.recorder === undefined ? rules.lookups : this.recorder.lookups(rules.lookups);
+    const outcome = rules.ruleset.evaluate(stage, this.tx, lookups, this.tracer);
     if (!(outcome instanceof Promise)) return this.settle(stage, outcome);
     const timeoutMs = rules.eventTimeoutMs;
     if (timeoutMs === undefined) return outcome.then((o) => this.settle(stage, o));
@@ -246,13 +270,20 @@ export class TransactionEngine {
       this.quarantined ??= outcome.decision.reason;
       if (connection !== undefined) connection.quarantine ??= outcome.decision.reason;
     }
+    if (this.recorder !== undefined) this.recorded(stage, outcome);
     return { stage, outcome, lookups: this.seen };
+  }
+
+  private recorded(stage: Stage, outcome: StageOutcome, lateMs?: number): void {
+    this.recorder?.stage(stage, this.tx, outcome, lateMs);
+    if (stage === "eom") this.endMessage("eom");
   }
 
   private late(stage: Stage, rules: EngineRules, timeoutMs: number): StageRun {
     const decision = rules.deadlineDecision?.(stage);
     const outcome: StageOutcome = { shadowDecisions: [], effects: [], rules: [] };
     if (decision !== undefined) outcome.decision = decision;
+    if (this.recorder !== undefined) this.recorded(stage, outcome, timeoutMs);
     return { stage, outcome, lookups: this.seen, lateAfterMs: timeoutMs };
   }
 }

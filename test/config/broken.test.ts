@@ -113,6 +113,12 @@ const EXPECTED: Record<string, string[]> = {
     "3:49: error: 'cooldown' must be at least 1s",
     "8:36: error: 'max_rate' must be more than 0% and less than 100%",
   ],
+  "journal-bad-settings.yaml": [
+    "2:1: error: 'journal' needs 'path'",
+    "3:13: error: 'max_size' must be a size like 200MB or 1GiB, or a number of bytes",
+    "4:9: error: 'keep' must be at least 0",
+  ],
+  "journal-too-small.yaml": ["4:13: error: 'max_size' must be at least 1KB"],
   "greylist-bad-duration.yaml": [
     "3:10: error: 'delay' must be a duration like 500ms, 2s or 5m",
     "4:3: error: unknown key 'retry_windw' in 'greylist' (did you mean 'retry_window'?)",
