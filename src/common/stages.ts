@@ -16,7 +16,10 @@ export type MacroStage = "connect" | "helo" | "mail" | "rcpt" | "data" | "eoh" |
 interface StageFacts {
   /** Whose macro list the stage reads: its own, else the nearest earlier stage that has one. */
   macros: MacroStage;
-  /** Always asked of the MTA (observed), so the logs have the client, sender and recipient. */
+  /**
+   * The logs show its facts (client, sender, recipient): observed, or, when no rule needs the
+   * stage, read from the RCPT macros instead (engine/milter-handler.ts).
+   */
   context: boolean;
 }
 

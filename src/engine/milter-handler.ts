@@ -4,7 +4,7 @@
  * transaction, turns stage outcomes into milter replies, and adds the headers and the quarantine
  * at end of message.
  */
-import { CONTEXT_STAGES, type Stage } from "../common/stages.js";
+import type { Stage } from "../common/stages.js";
 import { parseReply } from "../dsl/compiler.js";
 import {
   ActionFlag,
@@ -118,15 +118,32 @@ export function decisionReply(decision: Decision | undefined, stage?: Stage): Re
   }
 }
 
+/**
+ * What the logs need when the rules need neither CONNECT nor MAIL: those events are not asked
+ * for, and the RCPT macros carry the client's address, the sender and the queue id instead
+ * (Postfix and Sendmail both set these at RCPT). One event fewer each, and no reply to wait for.
+ */
+export const CONTEXT_MACROS = { connect: ["{client_addr}"], mail: ["{mail_addr}", "i"] } as const;
+
 function wishesFor(ruleset: Ruleset): NegotiationWishes {
   const stages: Partial<Record<Stage, StageInterest>> = {};
-  for (const stage of CONTEXT_STAGES) stages[stage] = "observe";
+  // RCPT is always observed: the recipients are the logs' context, and where the skipped
+  // stages' facts arrive as macros.
+  stages.rcpt = "observe";
   for (const [stage, need] of ruleset.needs.stages) stages[stage] = need;
   // The end of message is where headers are added and quarantines applied: always asked for.
   stages.eom = "decide";
   const macros: NegotiationWishes["macros"] = { ...ruleset.needs.macros };
-  macros.eom = [...new Set([...(macros.eom ?? []), "i"])];
-  macros.mail = [...new Set([...(macros.mail ?? []), "i", "{auth_authen}"])];
+  const add = (stage: MacroStage, names: readonly string[]) => {
+    macros[stage] = [...new Set([...(macros[stage] ?? []), ...names])];
+  };
+  add("eom", ["i"]);
+  if (stages.mail !== undefined) add("mail", ["i", "{auth_authen}"]);
+  else add("rcpt", CONTEXT_MACROS.mail);
+  if (stages.connect === undefined) {
+    for (const stage of ["helo", "mail", "rcpt"] as const)
+      if (stages[stage] !== undefined) add(stage, CONTEXT_MACROS.connect);
+  }
   return { stages, macros, actions: ActionFlag.AddHeaders | ActionFlag.Quarantine };
 }
 
@@ -154,6 +171,10 @@ class RulesConnection implements MilterHandler {
   // Whether this connection holds `pinned` (QUIT_NC closes a session but keeps the socket).
   private holding = true;
   private keptNoted = 0;
+  /** The session's client is known: CONNECT came, or its macros were read (see `enter`). */
+  private connected = false;
+  /** A message is open: MAIL came, or its macros were read. */
+  private inMessage = false;
   private readonly engine: TransactionEngine;
 
   constructor(
@@ -197,12 +218,36 @@ class RulesConnection implements MilterHandler {
     }
   }
 
-  connect(client: ConnectInfo, session: SessionContext): MaybePromise<Reply | undefined> {
+  private startSession(): void {
     if (!this.holding) {
       this.service.retain?.(this.pinned);
       this.holding = true;
     }
     this.repin();
+    this.connected = true;
+  }
+
+  /**
+   * CONNECT or MAIL not asked of the MTA (no rule needs them): the client and the sender the
+   * logs show come from the macros asked for instead, at the first event of the session or
+   * message. No rule runs at a stage that was not asked for, so nothing is decided here.
+   */
+  private enter(session: SessionContext, message: boolean): void {
+    if (!this.connected) {
+      this.startSession();
+      const ip = session.macro("{client_addr}") ?? "";
+      this.engine.connect({ ip, name: ip === "" ? "" : `[${ip}]`, port: 0 }, (name) => session.macro(name));
+    }
+    if (message && !this.inMessage) {
+      this.inMessage = true;
+      if (this.wishes.stages?.mail !== undefined) return;
+      this.repin();
+      this.engine.mail({ sender: session.macro("{mail_addr}") ?? "" });
+    }
+  }
+
+  connect(client: ConnectInfo, session: SessionContext): MaybePromise<Reply | undefined> {
+    this.startSession();
     const input = { ip: client.address, name: client.hostname, port: client.port };
     return this.answer(
       this.engine.connect(input, (name) => session.macro(name)),
@@ -211,35 +256,45 @@ class RulesConnection implements MilterHandler {
   }
 
   helo(name: string, session: SessionContext): MaybePromise<Reply | undefined> {
+    this.enter(session, false);
     return this.answer(this.engine.helo(name), session);
   }
 
   mail(sender: string, args: string[], session: SessionContext): MaybePromise<Reply | undefined> {
+    this.enter(session, false);
     this.repin();
+    this.inMessage = true;
     return this.answer(this.engine.mail({ sender, esmtpArgs: args }), session);
   }
 
   rcpt(recipient: string, _args: string[], session: SessionContext): MaybePromise<Reply | undefined> {
+    this.enter(session, true);
     return this.answer(this.engine.rcpt(recipient), session);
   }
 
   data(session: SessionContext): MaybePromise<Reply | undefined> {
+    this.enter(session, true);
     return this.answer(this.engine.data(), session);
   }
 
   header(name: string, value: string, session: SessionContext): MaybePromise<Reply | undefined> {
+    this.enter(session, true);
     return this.answer(this.engine.header(name, value), session);
   }
 
   eoh(session: SessionContext): MaybePromise<Reply | undefined> {
+    this.enter(session, true);
     return this.answer(this.engine.eoh(), session);
   }
 
   body(chunk: Buffer, session: SessionContext): MaybePromise<Reply | undefined> {
+    this.enter(session, true);
     return this.answer(this.engine.body(chunk.length), session);
   }
 
   eom(session: SessionContext): MaybePromise<EndOfMessageResult> {
+    this.enter(session, true);
+    this.inMessage = false;
     const run = this.engine.eom();
     return run instanceof Promise
       ? run.then((r) => this.endOfMessage(r, session))
@@ -247,6 +302,7 @@ class RulesConnection implements MilterHandler {
   }
 
   abort(): void {
+    this.inMessage = false;
     this.engine.abort();
   }
 
@@ -254,6 +310,8 @@ class RulesConnection implements MilterHandler {
     this.engine.close();
     if (this.holding) this.service.release?.(this.pinned);
     this.holding = false;
+    this.connected = false;
+    this.inMessage = false;
   }
 
   private answer(run: MaybePromise<StageRun>, session: SessionContext): MaybePromise<Reply | undefined> {

@@ -1,7 +1,10 @@
 /**
  * The MTA side of the protocol: connects to a milter, negotiates, and sends the events of
  * SMTP transactions the way Postfix does, honouring what was negotiated (skipped stages are
- * not sent, stages without reply are not waited for).
+ * not sent, stages without reply are not waited for). Like Postfix, it sends before each command
+ * the macros the milter asked for that stage (SMFIF_SETSYMLIST) among those it knows: the client's
+ * address, name and port, `{mail_addr}`, `{rcpt_addr}` — unless the caller sent that stage's
+ * macros itself just before.
  */
 import { createConnection, type Socket } from "node:net";
 import { AddressError, type ListenAddress, parseListenAddress } from "./address.js";
@@ -14,7 +17,15 @@ import {
   type MilterResponse,
   ProtocolError,
 } from "./codec.js";
-import { ALL_ACTIONS, ALL_PROTOCOL_FLAGS, PROTOCOL_VERSION, STAGE_WIRE, type Stage } from "./constants.js";
+import {
+  ALL_ACTIONS,
+  ALL_PROTOCOL_FLAGS,
+  MACRO_STAGE_NUMBER,
+  type MacroStage,
+  PROTOCOL_VERSION,
+  STAGE_WIRE,
+  type Stage,
+} from "./constants.js";
 
 export type FinalResponse = Extract<
   MilterResponse,
@@ -52,6 +63,10 @@ export class MilterClient {
   private waiter: { resolve: () => void; reject: (error: Error) => void } | undefined;
   private failure: Error | undefined;
   private skipBody = false;
+  /** What this session told the milter so far, by macro name, for the macros it asks for. */
+  private readonly known = new Map<string, string>();
+  /** Commands whose macros the caller sent itself (macro()); no others are added for them. */
+  private readonly sentMacros = new Set<number>();
   /** What the filter agreed to; everything until negotiation. */
   negotiated: Offer & { macroLists: Map<number, string> } = {
     version: PROTOCOL_VERSION,
@@ -123,10 +138,14 @@ export class MilterClient {
 
   /** Sends macros for the stage of `command` (a Command byte). Never answered. */
   macro(command: number, macros: Record<string, string>): void {
+    this.sentMacros.add(command);
     this.send({ type: "macro", forCommand: command, macros: Object.entries(macros) });
   }
 
   connectInfo(info: ConnectInfo): Promise<FinalResponse | undefined> {
+    this.known.set("{client_addr}", info.address);
+    this.known.set("{client_name}", info.hostname);
+    this.known.set("{client_port}", String(info.port));
     return this.stage("connect", { type: "connect", ...info });
   }
 
@@ -135,10 +154,12 @@ export class MilterClient {
   }
 
   mail(sender: string, args: string[] = []): Promise<FinalResponse | undefined> {
+    this.known.set("{mail_addr}", bare(sender));
     return this.stage("mail", { type: "mail", sender, args });
   }
 
   rcpt(recipient: string, args: string[] = []): Promise<FinalResponse | undefined> {
+    this.known.set("{rcpt_addr}", bare(recipient));
     return this.stage("rcpt", { type: "rcpt", recipient, args });
   }
 
@@ -237,6 +258,7 @@ export class MilterClient {
 
   private async stage(stage: Stage, command: MilterCommand): Promise<FinalResponse | undefined> {
     if (!this.sends(stage)) return undefined;
+    this.sendAskedMacros(stage);
     this.send(command);
     if (!this.expectsReply(stage)) return undefined;
     for (;;) {
@@ -247,6 +269,21 @@ export class MilterClient {
       }
       return response as FinalResponse;
     }
+  }
+
+  /** The macros the milter asked for at this stage that the session knows, as Postfix sends them. */
+  private sendAskedMacros(stage: Stage): void {
+    const command = STAGE_WIRE[stage].command;
+    const explicit = this.sentMacros.delete(command);
+    if (explicit || !(stage in MACRO_STAGE_NUMBER)) return;
+    const asked = this.negotiated.macroLists.get(MACRO_STAGE_NUMBER[stage as MacroStage]);
+    if (asked === undefined) return;
+    const macros: [string, string][] = [];
+    for (const name of asked.split(" ")) {
+      const value = this.known.get(name);
+      if (value !== undefined) macros.push([name, value]);
+    }
+    if (macros.length > 0) this.send({ type: "macro", forCommand: command, macros });
   }
 
   private send(command: MilterCommand): void {
@@ -266,4 +303,9 @@ export class MilterClient {
     this.waiter = undefined;
     waiter?.reject(this.failure);
   }
+}
+
+/** An address as Postfix puts it in `{mail_addr}` and `{rcpt_addr}`: without the angle brackets. */
+function bare(address: string): string {
+  return address.startsWith("<") && address.endsWith(">") ? address.slice(1, -1) : address;
 }

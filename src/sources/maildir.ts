@@ -21,12 +21,13 @@
  * - Never writes anything.
  *
  * Caches (inside the source, apart from the registry's TTL cache): the parsed file, keyed on
- * (inode, size, mtime, ctime) and re-validated with one lstat per lookup; and a count, re-validated by
+ * (inode, size, mtime, ctime) and re-validated with one synchronous lstat of the path per lookup
+ * (see `statFile`); and a count, re-validated by
  * the mtimes of the directories it read (only kept when those were quiet for 2 s, so a change
  * within the file system's timestamp granularity cannot hide).
  */
-import { type BigIntStats, constants as fsConstants } from "node:fs";
-import { type FileHandle, lstat, open, stat } from "node:fs/promises";
+import { type BigIntStats, constants as fsConstants, lstatSync, statSync } from "node:fs";
+import { type FileHandle, open } from "node:fs/promises";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { LRUCache } from "lru-cache";
 import { abortAfter, withDeadline } from "../common/deadline.js";
@@ -94,6 +95,28 @@ export function mailboxPath(
   return isAbsolute(filled) ? filled : resolve(dirname(configPath), filled);
 }
 
+/**
+ * lstat of `maildirsize`, undefined when it (or its maildir) does not exist.
+ *
+ * Synchronous on purpose: this is the whole cost of a lookup answered from the parsed file, and
+ * an async lstat is a thread-pool round trip several times the syscall. It names the path rather
+ * than fstat-ing a kept descriptor so that every change is seen by the next lookup — an append
+ * (size, mtime), a recalculation renamed over the file (inode), chmod (ctime), and also the
+ * maildir itself removed or renamed away, which a kept descriptor would not notice — with no
+ * descriptors to budget. The price: a file system that hangs a stat (a dead NFS server) stalls
+ * the process instead of one lookup, as the C milters that read the file in their thread do.
+ */
+function statFile(path: string): BigIntStats | undefined {
+  let st: BigIntStats | undefined;
+  try {
+    st = lstatSync(path, { bigint: true, throwIfNoEntry: false });
+  } catch (error) {
+    if (code(error) === "ENOTDIR") return undefined;
+    throw new Error(`cannot read ${path}: ${describe(error)}`);
+  }
+  return st;
+}
+
 function code(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException | undefined)?.code;
 }
@@ -128,7 +151,7 @@ function hasLimit(quota: QuotaLimit | undefined): boolean {
 export interface MaildirSourceStats {
   /** maildirsize files opened and parsed. */
   fileReads: number;
-  /** Lookups answered from the parsed-file cache (one lstat). */
+  /** Lookups answered from the parsed-file cache (one synchronous lstat). */
   fileCacheHits: number;
   /** Maildirs counted from their directories. */
   counts: number;
@@ -216,13 +239,8 @@ export class MaildirQuotaSource implements QuotaSource {
   /** `maildirsize` of the maildir at `root`: parsed (from the cache when unchanged), missing, or no mailbox. */
   private async readFile(root: string): Promise<FileState> {
     const path = join(root, "maildirsize");
-    let st: BigIntStats;
-    try {
-      st = await lstat(path, { bigint: true });
-    } catch (error) {
-      if (code(error) === "ENOENT" || code(error) === "ENOTDIR") return this.withoutFile(root);
-      throw new Error(`cannot read ${path}: ${describe(error)}`);
-    }
+    const st = statFile(path);
+    if (st === undefined) return this.withoutFile(root);
     if (st.isSymbolicLink()) throw new Error(`${path} is a symbolic link; refusing to follow it`);
     if (!st.isFile()) throw new Error(`${path} is not a regular file`);
     const cached = this.files.get(root);
@@ -281,10 +299,11 @@ export class MaildirQuotaSource implements QuotaSource {
     }
   }
 
-  private async withoutFile(root: string): Promise<FileState> {
+  /** Synchronous for the reason `statFile` gives: a mailbox without the file is as common a lookup. */
+  private withoutFile(root: string): FileState {
     this.files.delete(root);
     try {
-      const st = await stat(root);
+      const st = statSync(root);
       if (!st.isDirectory()) throw new Error(`${root} is not a directory`);
       return { kind: "missing" };
     } catch (error) {

@@ -15,7 +15,7 @@ import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { rulesHandler } from "../../src/engine/milter-handler.js";
 import { RulesRuntime } from "../../src/engine/service.js";
-import type { MilterClient } from "../../src/milter/index.js";
+import { ActionFlag, MACRO_STAGE_NUMBER, type MilterClient, ProtocolFlag } from "../../src/milter/index.js";
 import { CLIENT, startServer, type TestServer } from "../milter/helpers.js";
 
 /**
@@ -254,5 +254,85 @@ rules:
       text: "452 4.2.2 sender@example.org is full (101 bytes)",
     });
     client.quit();
+  });
+});
+
+describe("rules handler: negotiates away the stages no rule needs", () => {
+  const useRules = async (rules: string) => {
+    writeFileSync(path, `rules:\n${rules}\n`);
+    expect(await runtime.reload("test")).toBe(true);
+  };
+  const logged = () =>
+    logLines
+      .filter((l) => l.msg === "decision")
+      .map((l) => ({ stage: l.stage, client: l.client, from: l.from, rcpt: l.rcpt, reply: l.reply }));
+
+  it("a rcpt-only ruleset: no CONNECT, HELO, MAIL, DATA or content; the logs' facts come as RCPT macros", async () => {
+    await useRules('  - on rcpt: if rcpt == "a@example.org" then reject 550 5.7.1 "no"');
+    const client = await server.connect();
+    const reply = await client.negotiate();
+    const skipped =
+      ProtocolFlag.NoConnect |
+      ProtocolFlag.NoHelo |
+      ProtocolFlag.NoMail |
+      ProtocolFlag.NoData |
+      ProtocolFlag.NoHeaders |
+      ProtocolFlag.NoEndOfHeaders |
+      ProtocolFlag.NoBody |
+      ProtocolFlag.NoUnknown;
+    expect(reply).toEqual({
+      type: "optneg",
+      version: 6,
+      actions: ActionFlag.AddHeaders | ActionFlag.Quarantine | ActionFlag.SetMacroList,
+      protocol: skipped,
+      macroLists: new Map([
+        [MACRO_STAGE_NUMBER.eom, "i"],
+        [MACRO_STAGE_NUMBER.rcpt, "{mail_addr} i {client_addr}"],
+      ]),
+    });
+    // The client sends neither CONNECT nor MAIL (skipped), only the macros asked at RCPT.
+    expect(await client.connectInfo(CLIENT)).toBeUndefined();
+    for (const sender of ["<sender@example.org>", "<other@example.org>"]) {
+      expect(await client.mail(sender)).toBeUndefined();
+      expect(await client.rcpt("<a@example.org>")).toEqual({ type: "replycode", text: "550 5.7.1 no" });
+      expect(await client.rcpt("<b@example.org>")).toEqual({ type: "continue" });
+      expect(await client.data()).toBeUndefined();
+      expect(await client.eom()).toEqual({ reply: { type: "continue" }, modifications: [] });
+      client.abort();
+    }
+    client.quit();
+    expect(logged()).toEqual([
+      {
+        stage: "rcpt",
+        client: "192.0.2.7",
+        from: "sender@example.org",
+        rcpt: "a@example.org",
+        reply: "550 5.7.1 no",
+      },
+      {
+        stage: "rcpt",
+        client: "192.0.2.7",
+        from: "other@example.org",
+        rcpt: "a@example.org",
+        reply: "550 5.7.1 no",
+      },
+    ]);
+  });
+
+  it("a ruleset deciding at HELO keeps HELO (and asks for the client's address with it)", async () => {
+    await useRules('  - on helo: if helo == "bad.example" then reject 550 5.7.1 "bad helo"');
+    const client = await server.connect();
+    const reply = await client.negotiate();
+    expect(reply.protocol & ProtocolFlag.NoHelo).toBe(0);
+    expect(reply.protocol & (ProtocolFlag.NoConnect | ProtocolFlag.NoMail)).toBe(
+      ProtocolFlag.NoConnect | ProtocolFlag.NoMail,
+    );
+    expect(reply.macroLists.get(MACRO_STAGE_NUMBER.helo)).toBe("{client_addr}");
+    await client.connectInfo(CLIENT);
+    expect(await client.helo("bad.example")).toEqual({ type: "replycode", text: "550 5.7.1 bad helo" });
+    client.quit();
+    expect(logged()).toEqual([
+      { stage: "helo", client: "192.0.2.7", from: undefined, rcpt: undefined, reply: "550 5.7.1 bad helo" },
+    ]);
   });
 });

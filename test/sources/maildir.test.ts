@@ -1,5 +1,18 @@
 import { execFileSync, spawn } from "node:child_process";
-import { chmod, cp, mkdir, readdir, readFile, stat, symlink, unlink, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  cp,
+  mkdir,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  symlink,
+  unlink,
+  utimes,
+  writeFile,
+} from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { QuotaLimit } from "../../src/config/types.js";
@@ -525,6 +538,69 @@ describe("caches inside the maildir source", () => {
     deliver(box.dir, 500, 9);
     expect(await lookup(src, "cached@x")).toMatchObject({ usage: 3500, count: 4 });
     expect(src.stats).toMatchObject({ fileReads: 2, fileCacheHits: 1 });
+  });
+
+  it("answers a known file without an event-loop turn (one synchronous lstat, no thread-pool trip)", async () => {
+    await fx.underQuota("sync-hit");
+    const { source: src } = source();
+    await lookup(src, "sync-hit@x");
+    let turned = false;
+    setImmediate(() => {
+      turned = true;
+    });
+    expect(await lookup(src, "sync-hit@x")).toMatchObject({ usage: 3000, count: 3 });
+    expect(turned).toBe(false);
+    expect(src.stats).toMatchObject({ fileReads: 1, fileCacheHits: 1 });
+  });
+
+  it("deliveries that fill the mailbox between two lookups: the second lookup says over", async () => {
+    const dir = fx.dirOf("fills");
+    await mkdir(join(fx.root, "fills"), { recursive: true });
+    maildirmake(dir);
+    maildirmake(dir, "1000000S,2C");
+    expect(deliver(dir, 500, 1)).toBe(0);
+    const { source: src } = source();
+    const first = (await lookup(src, "fills@x")) as QuotaStatus;
+    expect(first).toMatchObject({ count: 1, countLimit: 2 });
+    expect(isOverQuota(first, 1)).toBe(false);
+    expect(deliver(dir, 500, 2)).toBe(0);
+    const second = (await lookup(src, "fills@x")) as QuotaStatus;
+    expect(second).toMatchObject({ usage: 1000, count: 2, countLimit: 2 });
+    expect(isOverQuota(second, 1)).toBe(true);
+  });
+
+  it("a recalculation renamed over the file is seen, even with the same size and mtime", async () => {
+    const box = await fx.underQuota("renamed");
+    const { source: src } = source();
+    expect(await lookup(src, "renamed@x")).toMatchObject({ usage: 3000, limit: 50000 });
+    // maildirmake -q recounts into a new file renamed over maildirsize (a new inode).
+    const before = await stat(join(box.dir, "maildirsize"));
+    maildirmake(box.dir, "2000S");
+    expect((await stat(join(box.dir, "maildirsize"))).ino).not.toBe(before.ino);
+    const lowered = (await lookup(src, "renamed@x")) as QuotaStatus;
+    expect(lowered).toMatchObject({ usage: 3000, limit: 2000 });
+    expect(isOverQuota(lowered, 1)).toBe(true);
+    // Same length, same mtime, only the inode (and ctime) differ: still read again.
+    const file = join(box.dir, "maildirsize");
+    const old = await stat(file);
+    const replacement = `9000S\n${pad(3000, 3)}`;
+    expect(replacement.length).toBe(old.size);
+    await writeFile(join(box.dir, "tmp", "maildirsize.new"), replacement);
+    await utimes(join(box.dir, "tmp", "maildirsize.new"), old.atime, old.mtime);
+    await rename(join(box.dir, "tmp", "maildirsize.new"), file);
+    expect(await lookup(src, "renamed@x")).toMatchObject({ usage: 3000, limit: 9000 });
+  });
+
+  it("a mailbox removed, or its Maildir renamed away, after a lookup: no such mailbox", async () => {
+    const removed = await fx.underQuota("removed");
+    const moved = await fx.underQuota("moved");
+    const { source: src } = source();
+    expect(await lookup(src, "removed@x")).toMatchObject({ usage: 3000 });
+    expect(await lookup(src, "moved@x")).toMatchObject({ usage: 3000 });
+    await rm(removed.dir, { recursive: true });
+    await rename(moved.dir, `${moved.dir}.old`);
+    expect(await lookup(src, "removed@x")).toBeUndefined();
+    expect(await lookup(src, "moved@x")).toBeUndefined();
   });
 
   it("a count is reused while the directories it read are unchanged (and were quiet)", async () => {

@@ -15,7 +15,18 @@
  * logged once per transition; the client's own error events never reach the process.
  */
 import { randomBytes } from "node:crypto";
-import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
+import { createRequire } from "node:module";
+import type { Cluster, ClusterOptions, Redis, RedisOptions } from "ioredis";
+
+/**
+ * ioredis is loaded when a Redis store is opened, not with the program: most configurations use
+ * the memory store, and the client costs several MB of idle memory. It is CommonJS, so `require`
+ * loads it synchronously and opening a store stays synchronous.
+ */
+function ioredis(): typeof import("ioredis") {
+  return createRequire(import.meta.url)("ioredis") as typeof import("ioredis");
+}
+
 import { withDeadline } from "../../common/deadline.js";
 import {
   type GreylistSettings,
@@ -186,7 +197,9 @@ interface ScriptCommands {
 type Client = Redis | Cluster;
 
 function openClient(plan: RedisClientPlan): Client {
-  const client = plan.mode === "cluster" ? new Cluster(plan.nodes, plan.options) : new Redis(plan.options);
+  const { Cluster: ClusterClient, Redis: RedisClient } = ioredis();
+  const client =
+    plan.mode === "cluster" ? new ClusterClient(plan.nodes, plan.options) : new RedisClient(plan.options);
   client.defineCommand("filterctlRateRecord", { numberOfKeys: 1, lua: RATE_RECORD });
   client.defineCommand("filterctlRateRead", { numberOfKeys: 1, lua: RATE_READ });
   client.defineCommand("filterctlGreylist", { numberOfKeys: 1, lua: GREYLIST });

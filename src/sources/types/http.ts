@@ -5,7 +5,7 @@
 import type { LocatedText, SourceBuildContext } from "../../config/types.js";
 import { urlPartAt, VALUE_PARTS } from "../../config/url-template.js";
 import type { SourceDescriptor } from "../descriptor.js";
-import { createHttpSource, type HttpSourceConfig } from "../http.js";
+import type { HttpSourceConfig } from "../http.js";
 
 declare module "../../config/types.js" {
   interface SourceConfigs {
@@ -72,5 +72,6 @@ export const http: SourceDescriptor<HttpSourceConfig> = {
     }
     return { ...base, type: "http", url };
   },
-  create: (config, ctx) => createHttpSource(config, ctx),
+  // Loaded with the first source of this type: a configuration without one never loads undici.
+  create: async (config, ctx) => (await import("../http.js")).createHttpSource(config, ctx),
 };

@@ -6,7 +6,7 @@ import { record, text } from "../../config/build.js";
 import { PASSWORD_FILE_LIMIT } from "../../config/read.js";
 import type { LocatedText } from "../../config/types.js";
 import type { SourceDescriptor } from "../descriptor.js";
-import { createLdapSource, type LdapSourceConfig } from "../ldap.js";
+import type { LdapSourceConfig } from "../ldap.js";
 
 declare module "../../config/types.js" {
   interface SourceConfigs {
@@ -129,5 +129,6 @@ export const ldap: SourceDescriptor<LdapSourceConfig> = {
             limit: PASSWORD_FILE_LIMIT,
           },
         ],
-  create: (config, ctx) => createLdapSource(config, ctx),
+  // Loaded with the first source of this type: a configuration without one never loads ldapts.
+  create: async (config, ctx) => (await import("../ldap.js")).createLdapSource(config, ctx),
 };

@@ -1,0 +1,64 @@
+/**
+ * Idle memory: the clients a configuration may not use (LDAP, HTTP, Redis) are loaded when a
+ * source or store of theirs is opened, never with the program. A static import of one of them
+ * (or of the module that wraps it) anywhere else would load it for every configuration.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
+import { describe, expect, it } from "vitest";
+
+const SRC = join(import.meta.dirname, "../../src");
+
+function files(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+    entry.isDirectory()
+      ? files(join(dir, entry.name))
+      : entry.name.endsWith(".ts")
+        ? [join(dir, entry.name)]
+        : [],
+  );
+}
+
+/** Value imports (not `import type`) of each file: the module specifiers. */
+function valueImports(text: string): string[] {
+  const found: string[] = [];
+  for (const match of text.matchAll(/^import\s+(?!type\s)[^;]*?from\s+"([^"]+)";/gms))
+    found.push(match[1] as string);
+  return found;
+}
+
+/** A heavy package, and the one module allowed to import it (itself loaded lazily). */
+const LAZY = [
+  { pkg: "ldapts", wrapper: "sources/ldap.ts" },
+  { pkg: "undici", wrapper: "sources/http.ts" },
+  { pkg: "ioredis", wrapper: undefined },
+];
+
+describe("lazily loaded clients", () => {
+  const sources = files(SRC).map((path) => ({
+    path: relative(SRC, path),
+    imports: valueImports(readFileSync(path, "utf8")),
+  }));
+
+  it("ldapts, undici and ioredis are imported statically only by their wrapper (ioredis by none: required on use)", () => {
+    const offenders = sources.flatMap(({ path, imports }) =>
+      LAZY.filter(({ pkg, wrapper }) => imports.includes(pkg) && path !== wrapper).map(
+        ({ pkg }) => `${path}: ${pkg}`,
+      ),
+    );
+    expect(offenders).toEqual([]);
+  });
+
+  it("no module imports a wrapper statically (sources/types import it on the first source of its type)", () => {
+    const wrappers = LAZY.flatMap(({ wrapper }) => (wrapper === undefined ? [] : [wrapper]));
+    const offenders = sources.flatMap(({ path, imports }) =>
+      imports
+        .filter(
+          (spec) =>
+            spec.startsWith(".") && wrappers.includes(join(dirname(path), spec).replace(/\.js$/, ".ts")),
+        )
+        .map((spec) => `${path}: ${spec}`),
+    );
+    expect(offenders).toEqual([]);
+  });
+});
