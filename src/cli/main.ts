@@ -14,6 +14,7 @@ import { dnsblStatusCommand } from "./dnsbl-status.js";
 import { type DryRunOptions, dryRunCommand } from "./dry-run.js";
 import { createLogger, type LogFormat } from "./logging.js";
 import { lookupCommand } from "./lookup.js";
+import { lspCommand } from "./lsp.js";
 import { quotaServerCommand } from "./quota-server.js";
 import { type ServeOptions, serve } from "./serve.js";
 import { validateCommand } from "./validate.js";
@@ -189,6 +190,18 @@ function addQuotaServer(program: Command): void {
     });
 }
 
+function addLsp(program: Command): void {
+  program
+    .command("lsp")
+    .description(
+      "the language server for editors (LSP over stdin/stdout): validate's diagnostics as you type, completion, hover, go to definition of sources; no source is opened",
+    )
+    .option("--stdio", "talk over stdin/stdout (the only way; editors pass it)")
+    .action(() => {
+      lspCommand();
+    });
+}
+
 export function buildProgram(): Command {
   const program = new Command("filterctl")
     .description("A declarative mail filter for postmasters, served over the Sendmail milter protocol")
@@ -202,6 +215,7 @@ export function buildProgram(): Command {
   addDnsblStatus(program);
   addLookup(program);
   addQuotaServer(program);
+  addLsp(program);
   return program;
 }
 
