@@ -14,7 +14,6 @@ import { dnsblStatusCommand } from "./dnsbl-status.js";
 import { type DryRunOptions, dryRunCommand } from "./dry-run.js";
 import { createLogger, type LogFormat } from "./logging.js";
 import { lookupCommand } from "./lookup.js";
-import { lspCommand } from "./lsp.js";
 import { quotaServerCommand } from "./quota-server.js";
 import { type ServeOptions, serve } from "./serve.js";
 import { validateCommand } from "./validate.js";
@@ -197,7 +196,9 @@ function addLsp(program: Command): void {
       "the language server for editors (LSP over stdin/stdout): validate's diagnostics as you type, completion, hover, go to definition of sources; no source is opened",
     )
     .option("--stdio", "talk over stdin/stdout (the only way; editors pass it)")
-    .action(() => {
+    .action(async () => {
+      // Loaded only here: every other command starts without the language server's modules.
+      const { lspCommand } = await import("./lsp.js");
       lspCommand();
     });
 }
