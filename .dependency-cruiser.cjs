@@ -3,7 +3,7 @@
  * build. Layers, bottom to top; a folder may import its own layer and those below it.
  * src/milter/ is a standalone library: it imports nothing else of ours, anyone may import it.
  */
-const LAYERS = ["common", "config", "runtime", "sources", "dsl", "engine", "cli"];
+const LAYERS = ["common", "config", "runtime", "sources", "dsl", "engine", "lsp", "cli"];
 
 const upward = LAYERS.map((layer, i) => ({
   name: `${layer}-imports-upward`,
@@ -29,6 +29,20 @@ module.exports = {
       severity: "error",
       from: { path: "^src/", pathNot: "^src/cli/" },
       to: { path: "^src/cli/" },
+    },
+    {
+      name: "only-cli-lsp-imports-lsp",
+      comment: "src/lsp/ (the language server) is started by `filterctl lsp` only",
+      severity: "error",
+      from: { path: "^src/", pathNot: "^src/(lsp/|cli/lsp\\.ts$)" },
+      to: { path: "^src/lsp/" },
+    },
+    {
+      name: "lsp-uses-only-load-rules",
+      comment: "an editor must not open sources or serve: of src/engine/, src/lsp/ reads rules only",
+      severity: "error",
+      from: { path: "^src/lsp/" },
+      to: { path: "^src/engine/", pathNot: "^src/engine/load-rules\\.ts$" },
     },
     {
       name: "no-cycles",

@@ -231,6 +231,20 @@ function addQuotaServer(program: Command): void {
     });
 }
 
+function addLsp(program: Command): void {
+  program
+    .command("lsp")
+    .description(
+      "the language server for editors (LSP over stdin/stdout): validate's diagnostics as you type, completion, hover, go to definition of sources; no source is opened",
+    )
+    .option("--stdio", "talk over stdin/stdout (the only way; editors pass it)")
+    .action(async () => {
+      // Loaded only here: every other command starts without the language server's modules.
+      const { lspCommand } = await import("./lsp.js");
+      lspCommand();
+    });
+}
+
 /** Hidden: prints filterctl(1) as roff from this very program (`npm run man` writes man/filterctl.1). */
 function addMan(program: Command): void {
   program
@@ -256,6 +270,7 @@ export function buildProgram(): Command {
   addTest(program);
   addReplay(program);
   addQuotaServer(program);
+  addLsp(program);
   addMan(program);
   return program;
 }

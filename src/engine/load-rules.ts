@@ -40,6 +40,18 @@ export async function loadRules(
     if (error instanceof ConfigReadError) return { kind: "unreadable", message: error.message };
     throw error;
   }
+  return loadRulesText(source, mustRead, sourceTypes);
+}
+
+/**
+ * The same checks on text already in memory (the editor's unsaved buffer, `filterctl lsp`):
+ * one code path, so the editor shows exactly what `validate` prints.
+ */
+export async function loadRulesText(
+  source: SourceFile,
+  mustRead = false,
+  sourceTypes: readonly SourceDescriptor[] = SOURCE_CATALOG,
+): Promise<Extract<LoadOutcome, { kind: "loaded" }>> {
   const parsed = parseConfig(source, { sourceTypes });
   if (parsed.config === undefined || hasErrors(parsed.diagnostics)) {
     return { kind: "loaded", file: source, rules: [], diagnostics: sortDiagnostics([...parsed.diagnostics]) };

@@ -53,6 +53,9 @@ describe("layering", () => {
       "src/dsl/compile.ts": 'import { w } from "../config/load.js";\nexport const z = 1 + w;\n',
       "src/sources/list.ts": 'import { main } from "../cli/main.js";\nexport const l = main;\n',
       "src/cli/main.ts": "export const main = 1;\n",
+      "src/cli/serve.ts": 'import { s } from "../lsp/server.js";\nexport const t = s;\n',
+      "src/lsp/server.ts": 'import { r } from "../engine/service.js";\nexport const s = r;\n',
+      "src/engine/service.ts": "export const r = 1;\n",
     };
     for (const [path, text] of Object.entries(files)) {
       mkdirSync(join(dir, path, ".."), { recursive: true });
@@ -67,6 +70,8 @@ describe("layering", () => {
         "no-cycles src/config/load.ts",
         "sources-imports-upward src/sources/list.ts",
         "nothing-imports-cli src/sources/list.ts",
+        "only-cli-lsp-imports-lsp src/cli/serve.ts",
+        "lsp-uses-only-load-rules src/lsp/server.ts",
       ]),
     );
   });
