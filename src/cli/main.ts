@@ -44,6 +44,7 @@ interface ServeFlags {
   metrics?: string;
   maxConnections?: number;
   shutdownTimeout?: number;
+  workers?: number | "auto";
   logFormat: LogFormat;
 }
 
@@ -76,6 +77,12 @@ function addServe(program: Command): void {
         "how long SIGTERM waits for connections in flight (default: the file's shutdown_timeout, 30)",
       ).argParser(positiveInteger),
     )
+    .addOption(
+      new Option(
+        "--workers <n|auto>",
+        "processes serving the one socket; auto = one per core (default: the file's workers, 1)",
+      ).argParser((value: string) => (value === "auto" ? "auto" : positiveInteger(value))),
+    )
     .addOption(LOG_FORMAT())
     .action(serveAction);
 }
@@ -92,6 +99,7 @@ async function serveAction(opts: ServeFlags): Promise<void> {
   if (opts.metrics !== undefined) options.metrics = opts.metrics;
   if (opts.maxConnections !== undefined) options.maxConnections = opts.maxConnections;
   if (opts.shutdownTimeout !== undefined) options.shutdownTimeoutMs = opts.shutdownTimeout * 1000;
+  if (opts.workers !== undefined) options.workers = opts.workers;
   try {
     await serve(options, logger);
   } catch (error) {
