@@ -2,7 +2,7 @@
  * `serve --workers 2`, the real command: both workers answer sessions on the one socket, a rules
  * edit reaches both, /metrics sums them, a killed worker is replaced, SIGTERM exits 0.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -117,4 +117,20 @@ describe("filterctl serve --workers 2", () => {
     expect(await cli.exit).toBe(0);
     expect(Date.now() - stopAt).toBeLessThan(10_000);
   }, 120_000);
+
+  it("shares one unix socket the main process creates with listen_mode, and removes it at the end", async () => {
+    const config = join(dir, "unix.yaml");
+    writeFileSync(config, `listen_mode: "0660"\n${rules(["bad"])}`);
+    const socket = join(dir, "m.sock");
+    running = startCli(["serve", "--config", config, "--listen", `unix:${socket}`, "--workers", "2"]);
+    const cli = running;
+    await cli.waitForLine((l) => l.msg === "workers serving", 30_000);
+    expect(statSync(socket).mode & 0o777).toBe(0o660);
+    // Neither worker took the other's socket for a stale one.
+    expect(cli.lines().filter((l) => l.msg === "milter listening")).toHaveLength(2);
+    for (let i = 0; i < 4; i++) expect(await rcpt(`unix:${socket}`, "bad")).toEqual(REJECT);
+    process.kill(cli.child.pid as number, "SIGTERM");
+    expect(await cli.exit).toBe(0);
+    expect(existsSync(socket)).toBe(false);
+  }, 60_000);
 });
