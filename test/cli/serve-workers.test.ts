@@ -129,6 +129,20 @@ describe("filterctl serve --workers 2", () => {
     // Neither worker took the other's socket for a stale one.
     expect(cli.lines().filter((l) => l.msg === "milter listening")).toHaveLength(2);
     for (let i = 0; i < 4; i++) expect(await rcpt(`unix:${socket}`, "bad")).toEqual(REJECT);
+    // A replacement worker joins the live socket: it must not take it for another process's.
+    const victim = cli.lines().find((l) => l.msg === "worker serving")?.pid as number;
+    process.kill(victim, "SIGKILL");
+    await cli.waitForLine((l) => String(l.msg).startsWith(`worker ${victim} died`), 20_000);
+    await cli.waitForLine(
+      (l) =>
+        l.msg === "worker serving" &&
+        l.pid !== victim &&
+        cli.lines().filter((m) => m.msg === "worker serving").length === 3,
+      30_000,
+    );
+    expect(cli.lines().filter((l) => String(l.msg).startsWith("worker restart failed"))).toEqual([]);
+    expect(statSync(socket).mode & 0o777).toBe(0o660);
+    for (let i = 0; i < 4; i++) expect(await rcpt(`unix:${socket}`, "bad")).toEqual(REJECT);
     process.kill(cli.child.pid as number, "SIGTERM");
     expect(await cli.exit).toBe(0);
     expect(existsSync(socket)).toBe(false);
