@@ -180,7 +180,8 @@ export async function startServe(
   child.stdout?.on("data", (c: Buffer) => {
     output += c.toString();
   });
-  await waitForOutput(child, /"msg":"milter listening"/, "filterctl serve");
+  const ready = args.includes("--workers") ? /"msg":"workers serving"/ : /"msg":"milter listening"/;
+  await waitForOutput(child, ready, "filterctl serve");
   return { name, port, child, output: () => output };
 }
 
@@ -204,6 +205,17 @@ export function cpuMsOf(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the command.
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
+
+/** CPU of a process and its children alive now (serve --workers: the primary and its workers). */
+export function treeCpuMs(pid: number): number {
+  let children: string[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
+  } catch {
+    // No children file (older kernels): the process alone.
+  }
+  return cpuMsOf(pid) + children.reduce((sum, child) => sum + cpuMsOf(Number(child)), 0);
 }
 
 export function rssMb(pid: number): number {
@@ -285,14 +297,14 @@ export async function load(
   await new Promise((r) => setTimeout(r, warmupMs));
   const pid = server.child.pid as number;
   const helper = server.helperPid;
-  const cpuBefore = cpuMsOf(pid);
+  const cpuBefore = treeCpuMs(pid);
   const helperBefore = helper === undefined ? 0 : cpuMsOf(helper);
   const started = performance.now();
   measuring = true;
   await new Promise((r) => setTimeout(r, durationMs));
   measuring = false;
   const seconds = (performance.now() - started) / 1000;
-  const cpuMs = cpuMsOf(pid) - cpuBefore;
+  const cpuMs = treeCpuMs(pid) - cpuBefore;
   const helperCpuMs = helper === undefined ? 0 : cpuMsOf(helper) - helperBefore;
   stop = true;
   await Promise.all(workers);
@@ -389,14 +401,18 @@ async function main(): Promise<void> {
   const servers: Server[] = [];
   try {
     const serve = await startServe(configPath);
+    // Scaling: the same policy served by two worker processes (serve --workers 2).
+    const two = await startServe(configPath, "filterctl serve --workers 2 (3 policies)", ["--workers", "2"]);
     const c = await startC(root);
-    servers.push(serve, c);
+    servers.push(serve, two, c);
     // The DNSBL's first probe round, and the caches, before anything is measured.
     for (let i = 0; i < 50; i++) await session(serve.port, i, quotaPlan(OVER_TEXT));
+    for (let i = 0; i < 50; i++) await session(two.port, i, quotaPlan(OVER_TEXT));
 
     const results: Result[] = [];
     for (const concurrency of concurrencies) {
-      for (const server of [c, serve]) results.push(await load(server, concurrency, warmupMs, durationMs));
+      for (const server of [c, serve, two])
+        results.push(await load(server, concurrency, warmupMs, durationMs));
     }
     const withoutJournal = results.filter((r) => r.name === serve.name);
     const journalTable = await journalCost(

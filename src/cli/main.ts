@@ -48,6 +48,7 @@ interface ServeFlags {
   maxConnections?: number;
   shutdownTimeout?: number;
   journal?: string;
+  workers?: number | "auto";
   logFormat: LogFormat;
 }
 
@@ -84,6 +85,12 @@ function addServe(program: Command): void {
       "--journal <file>",
       "append one JSON line per finished transaction, for `filterctl replay` (wins over the file's journal.path)",
     )
+    .addOption(
+      new Option(
+        "--workers <n|auto>",
+        "processes serving the one socket; auto = one per core (default: the file's workers, 1)",
+      ).argParser((value: string) => (value === "auto" ? "auto" : positiveInteger(value))),
+    )
     .addOption(LOG_FORMAT())
     .action(serveAction);
 }
@@ -101,6 +108,7 @@ async function serveAction(opts: ServeFlags): Promise<void> {
   if (opts.maxConnections !== undefined) options.maxConnections = opts.maxConnections;
   if (opts.shutdownTimeout !== undefined) options.shutdownTimeoutMs = opts.shutdownTimeout * 1000;
   if (opts.journal !== undefined) options.journal = opts.journal;
+  if (opts.workers !== undefined) options.workers = opts.workers;
   try {
     await serve(options, logger);
   } catch (error) {

@@ -3,16 +3,20 @@
  * on SIGHUP; on SIGTERM/SIGINT stop accepting, let connections in flight finish, exit 0
  * (shutdown.ts).
  */
+import cluster from "node:cluster";
 import { existsSync } from "node:fs";
 import type { Server } from "node:http";
 import type { Logger } from "pino";
-import type { RestartSettings } from "../config/types.js";
+import { AggregatorRegistry } from "prom-client";
+import { RESTART_SETTINGS, type RestartSettings } from "../config/types.js";
 import { eventLoggerHandler } from "../engine/event-logger-handler.js";
 import { JOURNAL_DEFAULTS, JournalWriter } from "../engine/journal/writer.js";
 import { Metrics } from "../engine/metrics.js";
 import { rulesHandler } from "../engine/milter-handler.js";
-import { RulesRuntime, type RuntimeOptions } from "../engine/service.js";
+import { checkRules } from "../engine/open-rules.js";
+import { ConfigError, RulesRuntime, type RuntimeOptions } from "../engine/service.js";
 import { formatListenAddress, MilterServer, type MilterServerOptions } from "../milter/index.js";
+import { isWorkerMessage, ServePrimary, type WorkerMessage, workerCount } from "./serve-workers.js";
 import { stopOnSignals } from "./shutdown.js";
 
 export interface ServeOptions {
@@ -24,6 +28,8 @@ export interface ServeOptions {
   maxConnections?: number;
   /** The journal file; wins over the config's journal.path. */
   journal?: string;
+  /** Processes serving the socket; undefined = the file's `workers`, else 1. */
+  workers?: number | "auto";
 }
 
 const DEFAULT_LISTEN = "inet:127.0.0.1:8890";
@@ -32,6 +38,9 @@ function runtimeOptions(options: ServeOptions, metrics: Metrics | undefined): Ru
   const fixed: (keyof RestartSettings)[] = [];
   if (options.listen !== undefined) fixed.push("listen");
   if (options.maxConnections !== undefined) fixed.push("maxConnections");
+  if (options.workers !== undefined) fixed.push("workers");
+  // A worker's restart settings are the primary's: it reports their changes, once.
+  if (cluster.isWorker) fixed.push(...(Object.keys(RESTART_SETTINGS) as (keyof RestartSettings)[]));
   return metrics === undefined ? { fixed } : { fixed, metrics };
 }
 
@@ -72,11 +81,82 @@ function openJournal(
   return writer;
 }
 
-export async function serve(options: ServeOptions, logger: Logger): Promise<MilterServer> {
+/**
+ * With more than one worker this process becomes the cluster primary and serves nothing itself
+ * (answers true); with one (the default), serve runs here as it always did.
+ */
+async function servePrimary(
+  options: ServeOptions,
+  configPath: string | undefined,
+  logger: Logger,
+): Promise<boolean> {
+  const checked = configPath === undefined ? undefined : await checkRules(configPath, true);
+  // An invalid file is reported by the single-process path, as before.
+  const config = checked?.kind === "checked" ? checked.config : undefined;
+  if (checked !== undefined && config === undefined) return false;
+  const count = workerCount(options.workers ?? config?.workers ?? 1);
+  if (count <= 1) return false;
+  const fixed = runtimeOptions(options, undefined).fixed ?? [];
+  const primary = new ServePrimary(
+    {
+      count,
+      configPath,
+      config,
+      listen: options.listen ?? config?.listen ?? DEFAULT_LISTEN,
+      metrics: options.metrics,
+      fixed,
+      shutdownTimeoutMs: () => options.shutdownTimeoutMs ?? config?.shutdownTimeoutMs ?? 30_000,
+    },
+    logger,
+  );
+  await primary.start();
+  return true;
+}
+
+/** A worker: reloads and metrics scrapes come from the primary; a start failure is told to it. */
+function asWorker(runtime: RulesRuntime | undefined, metrics: Metrics | undefined, logger: Logger): void {
+  if (metrics !== undefined) {
+    // Constructing one installs the listener that answers the primary's requests for metrics.
+    new AggregatorRegistry();
+    AggregatorRegistry.setRegistries([metrics.registry]);
+  }
+  process.on("message", (message: unknown) => {
+    if (!isWorkerMessage(message)) return;
+    if (message.filterctl === "reload") void runtime?.reload(message.reason);
+    if (message.filterctl === "collect") metrics?.beforeScrape?.();
+  });
+  logger.info({}, "worker serving");
+  tellPrimary({ filterctl: "ready" });
+}
+
+function tellPrimary(message: WorkerMessage): void {
+  process.send?.(message);
+}
+
+export async function serve(options: ServeOptions, parent: Logger): Promise<MilterServer | undefined> {
+  // A worker's lines say which process wrote them.
+  const logger = cluster.isWorker ? parent.child({ worker: cluster.worker?.id, pid: process.pid }) : parent;
+  try {
+    const configPath = options.config ?? (existsSync("rules.yaml") ? "rules.yaml" : undefined);
+    if (cluster.isPrimary && (await servePrimary(options, configPath, logger))) return undefined;
+    return await serveHere(options, configPath, logger);
+  } catch (error) {
+    if (cluster.isWorker) {
+      const code = error instanceof ConfigError ? error.exitCode : 2;
+      tellPrimary({ filterctl: "failed", code, message: (error as Error).message });
+    }
+    throw error;
+  }
+}
+
+async function serveHere(
+  options: ServeOptions,
+  configPath: string | undefined,
+  logger: Logger,
+): Promise<MilterServer> {
   const metrics = options.metrics === undefined ? undefined : new Metrics({ processMetrics: true });
-  const configPath = options.config ?? (existsSync("rules.yaml") ? "rules.yaml" : undefined);
   let runtime: RulesRuntime | undefined;
-  const serverOptions: MilterServerOptions = { logger };
+  const serverOptions: MilterServerOptions = { logger, sharedSocket: cluster.isWorker };
   let listen = options.listen ?? DEFAULT_LISTEN;
 
   if (configPath === undefined) {
@@ -116,7 +196,7 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Milt
   // reach a milter that would then exit.
   let metricsServer: Server | undefined;
   try {
-    if (metrics !== undefined && options.metrics !== undefined) {
+    if (metrics !== undefined && options.metrics !== undefined && cluster.isPrimary) {
       metricsServer = await metrics.listen(options.metrics);
       metricsServer.on("error", (error) => logger.error({ err: error.message }, "metrics socket error"));
       logger.info({ metrics: `http://${options.metrics}/metrics` }, "metrics listening");
@@ -127,9 +207,10 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Milt
     await runtime?.close();
     throw error;
   }
-  runtime?.watchFiles();
+  if (cluster.isWorker) asWorker(runtime, metrics, logger);
+  else runtime?.watchFiles();
   const bound = server.address;
-  if (bound !== undefined) {
+  if (bound !== undefined && cluster.isPrimary) {
     const postfix = bound.kind === "unix" ? `unix:${bound.path}` : `inet:${bound.host}:${bound.port}`;
     logger.info(
       {
@@ -144,7 +225,8 @@ export async function serve(options: ServeOptions, logger: Logger): Promise<Milt
   stopOnSignals({ server, runtime, metricsServer, shutdownTimeoutMs, logger, ...(journal && { journal }) });
   process.on("SIGUSR1", () => logger.info({ signal: "SIGUSR1" }, "SIGUSR1 ignored: no debugger is opened"));
   process.on("SIGHUP", () => {
-    if (runtime === undefined) logger.info({}, "SIGHUP: no rules file to reload");
+    if (cluster.isWorker) logger.info({}, "SIGHUP to a worker ignored: send it to the main process");
+    else if (runtime === undefined) logger.info({}, "SIGHUP: no rules file to reload");
     else void runtime.reload("SIGHUP");
   });
   return server;

@@ -56,6 +56,7 @@ export const DEFAULTS = {
   maxBufferedInput: 64 * 1024 * 1024,
   shutdownTimeoutMs: 30_000,
   eventTimeoutMs: 10_000,
+  workers: 1,
 } as const;
 
 const MIN_BUFFERED_INPUT = 1024 * 1024;
@@ -467,7 +468,18 @@ class Builder {
       listenMode: this.listenMode(listenModeText),
       maxConnections: typeof raw.max_connections === "number" ? raw.max_connections : DEFAULTS.maxConnections,
       maxBufferedInput: this.bufferedInput(raw.max_buffered_input),
+      workers: typeof raw.workers === "number" || raw.workers === "auto" ? raw.workers : DEFAULTS.workers,
     };
+  }
+
+  /** Workers with `state: memory` each keep their own counts: a rate limit is then per worker. */
+  workersWithMemoryState(workers: number | "auto", state: StateConfig): void {
+    if (workers === 1 || state.type !== "memory") return;
+    this.warning(
+      valueOffset(this.doc, ["workers"]),
+      `with 'workers: ${workers}' and 'state: memory' each worker counts rate() and greylist() alone`,
+      "use 'state: redis' so that the workers share their counts",
+    );
   }
 
   build(raw: Raw, listenModeText: string | undefined): Config {
@@ -503,6 +515,7 @@ class Builder {
     };
     const journal = this.journal(raw.journal);
     if (journal !== undefined) config.journal = journal;
+    if ("workers" in raw) this.workersWithMemoryState(config.workers, config.state);
     return config;
   }
 

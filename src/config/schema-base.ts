@@ -61,6 +61,15 @@ const BASE: JsonSchema = {
       patternErrorMessage: 'Three octal digits, quoted so YAML keeps the leading zero: "0660".',
       default: "0660",
     },
+    workers: {
+      description:
+        "Processes serving the one listening socket (`serve --workers` overrides it): a number, or `auto` for one per core. Each worker has its own sources, cache and `state: memory`; use `state: redis` when rules count with rate() or greylist(). Default 1 (one process, no workers).",
+      type: ["integer", "string"],
+      minimum: 1,
+      maximum: 1024,
+      pattern: "^auto$",
+      default: 1,
+    },
     max_connections: {
       description:
         "Most concurrent milter connections accepted; further connections are closed at once and the MTA applies its own failure policy (Postfix: milter_default_action). Default 4096.",

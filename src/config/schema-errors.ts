@@ -124,6 +124,7 @@ const VALUE_MESSAGES: Record<string, (what: string, path: readonly PathSegment[]
     `${label(path.slice(0, 2))}: nothing follows '${path[2]}:'`,
   "#/properties/listen": (what) =>
     `${what} must be a socket like inet:127.0.0.1:8890, inet:8890@127.0.0.1 or unix:/path/to/socket`,
+  "#/properties/workers": (what) => `${what} must be a number of processes like 2, or auto (one per core)`,
   "#/properties/listen_mode": (what) => `${what} must be an octal file mode like "0660"`,
   "#/properties/defaults/properties/error_reply": (what) =>
     `${what} must be a 4xx reply like "451 4.3.0 Temporary lookup failure, try again later"`,

@@ -113,6 +113,8 @@ export interface RestartSettings {
   maxConnections: number;
   /** Unprocessed MTA input held across all milter connections, in bytes. */
   maxBufferedInput: number;
+  /** Processes serving the one socket (`serve --workers`): a count, or one per core. */
+  workers: number | "auto";
 }
 
 /** Each restart setting's name in rules.yaml (a new one is added here and in RestartSettings). */
@@ -121,6 +123,7 @@ export const RESTART_SETTINGS: { readonly [K in keyof RestartSettings]-?: string
   listenMode: "listen_mode",
   maxConnections: "max_connections",
   maxBufferedInput: "max_buffered_input",
+  workers: "workers",
 };
 
 /** `state: memory` (the default): counts in the process, lost on restart, per process. */

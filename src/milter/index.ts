@@ -50,5 +50,5 @@ export {
   reply,
   sanitizeReplyLine,
 } from "./reply.js";
-export { ListenError, MilterServer, type MilterServerOptions } from "./server.js";
+export { ListenError, MilterServer, type MilterServerOptions, removeStaleSocket } from "./server.js";
 export type { Session } from "./session.js";

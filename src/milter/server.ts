@@ -45,6 +45,11 @@ export interface MilterServerOptions {
   fallback?: Reply;
   /** Mode of a unix socket file. Default 0o660. */
   socketMode?: number;
+  /**
+   * A cluster worker's socket: the primary process prepares the path (a stale socket removed),
+   * binds it under its umask, sets its mode and removes it at the end; the worker only listens.
+   */
+  sharedSocket?: boolean;
   logger?: MilterLogger;
 }
 
@@ -131,7 +136,8 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
   async listen(spec: string | ListenAddress): Promise<ListenAddress> {
     const address = typeof spec === "string" ? parseListenAddress(spec) : spec;
     if (address instanceof AddressError) throw new ListenError(address.message);
-    if (address.kind === "unix") await removeStaleSocket(address.path);
+    const own = this.options.sharedSocket !== true;
+    if (address.kind === "unix" && own) await removeStaleSocket(address.path);
     const socketMode = this.options.socketMode ?? 0o660;
     await new Promise<void>((resolve, reject) => {
       const onError = (error: NodeJS.ErrnoException) => {
@@ -150,7 +156,7 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
     });
     this.listening = address;
     // Born with at most the mode; the umask may have masked bits the mode grants.
-    if (address.kind === "unix") await chmod(address.path, socketMode);
+    if (address.kind === "unix" && own) await chmod(address.path, socketMode);
     const bound = this.address as ListenAddress;
     this.logger.info({ listen: formatListenAddress(bound) }, "milter listening");
     return bound;
@@ -180,7 +186,8 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
     }
     const cut = this.sessions.size;
     for (const session of [...this.sessions]) session.close();
-    if (this.listening?.kind === "unix") await unlink(this.listening.path).catch(() => {});
+    if (this.listening?.kind === "unix" && this.options.sharedSocket !== true)
+      await unlink(this.listening.path).catch(() => {});
     return { cut };
   }
 
@@ -231,7 +238,7 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
 }
 
 /** A socket file left by a dead process is replaced; a live one, or any other file, is an error. */
-async function removeStaleSocket(path: string): Promise<void> {
+export async function removeStaleSocket(path: string): Promise<void> {
   let stats: Awaited<ReturnType<typeof lstat>>;
   try {
     stats = await lstat(path);

@@ -60,6 +60,7 @@ export function configOf(rules: string[], sources: SourceConfig[] = SAMPLE_SOURC
     file,
     listenMode: 0o660,
     maxConnections: 4096,
+    workers: 1,
     maxBufferedInput: 64 * 1024 * 1024,
     shutdownTimeoutMs: 30_000,
     eventTimeoutMs: 10_000,

@@ -1,0 +1,279 @@
+/**
+ * `filterctl serve --workers N` (N > 1): this process is the node:cluster primary. It forks N
+ * workers that serve the one listening socket (the primary holds it: cluster binds it on the
+ * first worker's request), watches the rules files and validates a change before telling every
+ * worker to reload, answers /metrics for all workers together, restarts a worker that dies,
+ * and on SIGTERM drains them all, then exits 0. It opens no source and runs no rule itself.
+ */
+import cluster, { type Worker } from "node:cluster";
+import { type FSWatcher, watch } from "node:fs";
+import { chmod, unlink } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import { availableParallelism } from "node:os";
+import { basename, dirname, resolve } from "node:path";
+import type { Logger } from "pino";
+import { AggregatorRegistry, Counter, Gauge, Registry } from "prom-client";
+import { formatDiagnostic } from "../common/diagnostics.js";
+import { referencedFiles } from "../config/load.js";
+import { type Config, RESTART_SETTINGS, type RestartSettings } from "../config/types.js";
+import { MetricsListenError } from "../engine/metrics.js";
+import { checkRules } from "../engine/open-rules.js";
+import { ConfigError } from "../engine/service.js";
+import { parseListenAddress, removeStaleSocket } from "../milter/index.js";
+import { HARD_DEADLINE_MARGIN_MS } from "./shutdown.js";
+
+/** What the primary and its workers say to each other (the `filterctl` field tells ours apart). */
+export type WorkerMessage =
+  | { filterctl: "ready" }
+  | { filterctl: "failed"; code: number; message: string }
+  | { filterctl: "reload"; reason: string }
+  | { filterctl: "collect" };
+
+export function isWorkerMessage(value: unknown): value is WorkerMessage {
+  return typeof value === "object" && value !== null && "filterctl" in value;
+}
+
+/** `auto` is one worker per core the process may use. */
+export function workerCount(workers: number | "auto"): number {
+  return workers === "auto" ? availableParallelism() : workers;
+}
+
+/** A worker that dies within this long of its start counts as a crash loop: the next start waits longer. */
+const STABLE_MS = 10_000;
+const FIRST_BACKOFF_MS = 100;
+const MAX_BACKOFF_MS = 30_000;
+const DEBOUNCE_MS = 200;
+
+export interface PrimaryOptions {
+  count: number;
+  configPath: string | undefined;
+  config: Config | undefined;
+  listen: string;
+  metrics: string | undefined;
+  /** Restart settings the command line sets: the file's changes to them are not reported. */
+  fixed: readonly (keyof RestartSettings)[];
+  shutdownTimeoutMs: () => number;
+}
+
+export class ServePrimary {
+  private readonly started = new Map<Worker, number>();
+  private failures = 0;
+  private restarts = 0;
+  private stopping = false;
+  private watchers: FSWatcher[] = [];
+  private debounce: NodeJS.Timeout | undefined;
+  private config: Config | undefined;
+  private metricsServer: Server | undefined;
+  private readonly unixPath: string | undefined;
+
+  constructor(
+    private readonly options: PrimaryOptions,
+    private readonly logger: Logger,
+  ) {
+    this.config = options.config;
+    const address = parseListenAddress(options.listen);
+    this.unixPath = "kind" in address && address.kind === "unix" ? address.path : undefined;
+  }
+
+  /** Forks the workers; resolves once each listens, or throws the first one's start failure. */
+  async start(): Promise<void> {
+    const mode = this.config?.listenMode ?? 0o660;
+    if (this.unixPath !== undefined) {
+      await removeStaleSocket(this.unixPath);
+      // cluster binds the socket in this process when the first worker asks: under this umask
+      // it is born with at most `mode`, never wider. The primary creates no other file.
+      const previous = process.umask(0o777);
+      process.umask(previous | (0o777 & ~mode));
+    }
+    if (this.options.metrics !== undefined)
+      this.metricsServer = await this.serveMetrics(this.options.metrics);
+    cluster.setupPrimary({ silent: false });
+    const ready = Array.from({ length: this.options.count }, () => this.fork());
+    try {
+      await Promise.all(ready);
+    } catch (error) {
+      this.stopping = true;
+      for (const worker of this.started.keys()) worker.process.kill("SIGKILL");
+      this.metricsServer?.close();
+      throw error;
+    }
+    if (this.unixPath !== undefined) await chmod(this.unixPath, mode);
+    cluster.on("exit", (worker, code, signal) => this.exited(worker, code, signal));
+    this.watchFiles();
+    process.on("SIGHUP", () => void this.reload("SIGHUP"));
+    process.on("SIGTERM", () => this.stop("SIGTERM"));
+    process.on("SIGINT", () => this.stop("SIGINT"));
+    this.logger.info({ workers: this.options.count, listen: this.options.listen }, "workers serving");
+  }
+
+  /** Resolves when the worker listens; rejects with its start failure (as the error serve exits with). */
+  private fork(): Promise<void> {
+    const worker = cluster.fork();
+    this.started.set(worker, Date.now());
+    return new Promise((resolveReady, reject) => {
+      worker.on("message", (message: unknown) => {
+        if (!isWorkerMessage(message)) return;
+        if (message.filterctl === "ready") resolveReady();
+        if (message.filterctl === "failed") reject(new WorkerStartError(message.message, message.code));
+      });
+      worker.once("exit", (code) => reject(new WorkerStartError(`a worker exited at start (${code})`, 1)));
+    });
+  }
+
+  private exited(worker: Worker, code: number | null, signal: string | null): void {
+    const startedAt = this.started.get(worker) ?? 0;
+    this.started.delete(worker);
+    if (this.stopping) {
+      if (this.started.size === 0) void this.end();
+      return;
+    }
+    this.failures = Date.now() - startedAt < STABLE_MS ? this.failures + 1 : 0;
+    const delayMs = this.failures === 0 ? 0 : Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** this.failures);
+    this.restarts++;
+    this.logger.error(
+      { worker: worker.id, pid: worker.process.pid, code, signal, restartInMs: delayMs },
+      `worker ${worker.process.pid} died (${signal ?? `exit code ${code}`}): starting another in ${delayMs} ms`,
+    );
+    setTimeout(() => {
+      if (!this.stopping)
+        this.fork().catch((error: Error) =>
+          this.logger.error({ err: error.message }, "worker restart failed"),
+        );
+    }, delayMs);
+  }
+
+  /** Validates the changed file here once; only a valid one is sent to the workers. */
+  async reload(reason: string): Promise<void> {
+    if (this.options.configPath === undefined || this.stopping) return;
+    const checked = await checkRules(this.options.configPath, true);
+    if (checked.kind !== "checked") {
+      if (checked.kind !== "unreadable") {
+        for (const d of checked.diagnostics) {
+          if (d.severity === "error")
+            this.logger.error({ file: d.file, line: d.line, column: d.column }, formatDiagnostic(d));
+        }
+      }
+      const why = checked.kind === "unreadable" ? checked.message : `${this.options.configPath}: invalid`;
+      this.logger.error({ reason }, `reload refused, no worker reloads: ${why}`);
+      return;
+    }
+    this.warnRestartSettings(checked.config);
+    this.config = checked.config;
+    for (const worker of this.started.keys()) this.send(worker, { filterctl: "reload", reason });
+    this.rewatch();
+  }
+
+  private warnRestartSettings(next: Config): void {
+    const running = this.options.config;
+    if (running === undefined) return;
+    for (const [key, name] of Object.entries(RESTART_SETTINGS) as [keyof RestartSettings, string][]) {
+      if (this.options.fixed.includes(key) || next[key] === running[key]) continue;
+      this.logger.warn(
+        { setting: name, running: running[key], configured: next[key] },
+        `'${name}' changed to ${String(next[key])}: it takes a restart; still running with ${String(running[key])}`,
+      );
+    }
+  }
+
+  private send(worker: Worker, message: WorkerMessage): void {
+    if (worker.isConnected()) worker.send(message);
+  }
+
+  private watchFiles(): void {
+    this.rewatch();
+  }
+
+  /** Watches the folders of the rules file and the files it names (editors replace files by rename). */
+  private rewatch(): void {
+    for (const w of this.watchers) w.close();
+    this.watchers = [];
+    const path = this.options.configPath;
+    if (path === undefined || this.config === undefined) return;
+    const configDir = dirname(resolve(path));
+    const files = [resolve(path), ...referencedFiles(this.config).map((f) => resolve(configDir, f))];
+    const byDir = new Map<string, Set<string>>();
+    for (const file of files)
+      byDir.set(dirname(file), (byDir.get(dirname(file)) ?? new Set()).add(basename(file)));
+    for (const [dir, names] of byDir) {
+      try {
+        const watcher = watch(dir, (_event, filename) => {
+          if (filename !== null && !names.has(filename.toString())) return;
+          clearTimeout(this.debounce);
+          this.debounce = setTimeout(() => void this.reload(`${filename ?? dir} changed`), DEBOUNCE_MS);
+        });
+        watcher.on("error", (error) => this.logger.warn({ dir, err: error.message }, "cannot watch folder"));
+        this.watchers.push(watcher);
+      } catch (error) {
+        this.logger.warn({ dir, err: (error as Error).message }, "cannot watch folder; reload with SIGHUP");
+      }
+    }
+  }
+
+  /** Every worker drains (each within shutdown_timeout); past that and the margin, they are killed. */
+  private stop(signal: NodeJS.Signals): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    clearTimeout(this.debounce);
+    for (const w of this.watchers) w.close();
+    this.logger.info({ signal, workers: this.started.size }, "stopping: every worker drains");
+    for (const worker of this.started.keys()) worker.process.kill("SIGTERM");
+    if (this.started.size === 0) void this.end();
+    setTimeout(() => {
+      this.logger.error(
+        { workers: this.started.size },
+        "workers still running after the shutdown deadline: killed",
+      );
+      for (const worker of this.started.keys()) worker.process.kill("SIGKILL");
+    }, this.options.shutdownTimeoutMs() + HARD_DEADLINE_MARGIN_MS).unref();
+  }
+
+  private async end(): Promise<void> {
+    this.metricsServer?.close();
+    if (this.unixPath !== undefined) await unlink(this.unixPath).catch(() => {});
+    this.logger.info({}, "stopped");
+    this.logger.flush(() => process.exit(0));
+  }
+
+  /** /metrics: the workers' metrics summed by prom-client's cluster aggregator, and the primary's own. */
+  private async serveMetrics(hostPort: string): Promise<Server> {
+    const aggregator = new AggregatorRegistry();
+    const own = new Registry();
+    const workersGauge = new Gauge({
+      name: "filterctl_workers",
+      help: "Worker processes running",
+      registers: [own],
+    });
+    const restarts = new Counter({
+      name: "filterctl_worker_restarts_total",
+      help: "Workers started again after dying",
+      registers: [own],
+    });
+    const server = createServer((req, res) => {
+      if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== "/metrics") {
+        res.writeHead(404, { "content-type": "text/plain" }).end("not found: try /metrics\n");
+        return;
+      }
+      // Ordered before the aggregator's request on each worker's channel: the worker copies its source counters first.
+      for (const worker of this.started.keys()) this.send(worker, { filterctl: "collect" });
+      workersGauge.set(this.started.size);
+      restarts.reset();
+      restarts.inc(this.restarts);
+      Promise.all([aggregator.clusterMetrics(), own.metrics()]).then(
+        ([workers, mine]) =>
+          res.writeHead(200, { "content-type": own.contentType }).end(`${workers}\n${mine}`),
+        (error: unknown) => res.writeHead(500).end(String(error)),
+      );
+    });
+    const colon = hostPort.lastIndexOf(":");
+    const host = hostPort.slice(0, colon).replace(/^\[|\]$/g, "") || "127.0.0.1";
+    const failure = await new Promise<NodeJS.ErrnoException | undefined>((done) => {
+      server.once("error", done);
+      server.listen(Number(hostPort.slice(colon + 1)), host, () => done(undefined));
+    });
+    if (failure !== undefined) throw new MetricsListenError(hostPort, failure);
+    return server;
+  }
+}
+
+/** A worker that could not start: serve exits with its code (2: the socket cannot be bound). */
+export class WorkerStartError extends ConfigError {}

@@ -1,0 +1,150 @@
+/**
+ * `serve --workers 2`, the real command: both workers answer sessions on the one socket, a rules
+ * edit reaches both, /metrics sums them, a killed worker is replaced, SIGTERM exits 0.
+ */
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { MilterClient } from "../../src/milter/index.js";
+import { freePort, type RunningCli, startCli } from "./run.js";
+
+const dir = mkdtempSync(join(tmpdir(), "filterctl-workers-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+let running: RunningCli | undefined;
+afterEach(() => {
+  if (running?.child.exitCode === null) process.kill(-(running.child.pid as number), "SIGKILL");
+  running = undefined;
+});
+
+function rules(locals: string[]): string {
+  const list = locals.map((l) => `"${l}"`).join(", ");
+  return `rules:\n  - name: blocked\n    on: rcpt\n    if: rcpt.local in [${list}]\n    then: reject 550 5.7.1 "blocked"\n`;
+}
+
+/** One session up to RCPT; answers the RCPT reply. */
+async function rcpt(listen: string, local: string): Promise<unknown> {
+  const client = await MilterClient.connect(listen);
+  await client.negotiate();
+  await client.connectInfo({ hostname: "c.example", family: "inet", port: 1, address: "192.0.2.9" });
+  await client.mail("<a@example.com>");
+  const reply = await client.rcpt(`<${local}@example.org>`);
+  client.quit();
+  return reply;
+}
+
+const REJECT = { type: "replycode", text: "550 5.7.1 blocked" };
+
+async function metricValue(metrics: string, name: string): Promise<number> {
+  const text = await (await fetch(`http://${metrics}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  return Number(line?.split(" ")[1]);
+}
+
+describe("filterctl serve --workers 2", () => {
+  it("serves through both workers, reloads both, aggregates metrics, replaces a dead worker, drains on SIGTERM", async () => {
+    const config = join(dir, "rules.yaml");
+    writeFileSync(config, rules(["bad"]));
+    const [port, metricsPort] = [await freePort(), await freePort()];
+    const listen = `inet:${port}@127.0.0.1`;
+    const metrics = `127.0.0.1:${metricsPort}`;
+    running = startCli([
+      "serve",
+      "--config",
+      config,
+      "--listen",
+      listen,
+      "--metrics",
+      metrics,
+      "--workers",
+      "2",
+    ]);
+    const cli = running;
+    await cli.waitForLine((l) => l.msg === "workers serving", 30_000);
+    const workerPids = () =>
+      new Set(
+        cli
+          .lines()
+          .filter((l) => l.msg === "decision")
+          .map((l) => l.pid),
+      );
+
+    let sent = 0;
+    for (let i = 0; i < 6; i++, sent++) expect(await rcpt(listen, "bad")).toEqual(REJECT);
+    await cli.waitForLine(() => workerPids().size === 2);
+
+    // An edit: the primary validates it once, then every worker serves the new rule.
+    writeFileSync(config, rules(["bad", "new"]));
+    await cli.waitForLine(
+      () =>
+        cli.lines().filter((l) => l.generation === 2 && String(l.msg).startsWith("reloaded")).length === 2,
+      20_000,
+    );
+    const before = workerPids().size;
+    for (let i = 0; i < 6; i++, sent++) expect(await rcpt(listen, "new")).toEqual(REJECT);
+    expect(
+      new Set(
+        cli
+          .lines()
+          .filter((l) => l.rule === "blocked" && l.generation === 2)
+          .map((l) => l.pid),
+      ).size,
+    ).toBe(2);
+    expect(before).toBe(2);
+
+    // An invalid edit is refused by the primary; no worker reloads.
+    writeFileSync(config, "rules:\n  - on rcpt: if nonsense then reject\n");
+    await cli.waitForLine((l) => String(l.msg).startsWith("reload refused, no worker reloads"), 20_000);
+    writeFileSync(config, rules(["bad", "new"]));
+
+    expect(await metricValue(metrics, "filterctl_sessions_total")).toBe(sent);
+    expect(await metricValue(metrics, "filterctl_workers")).toBe(2);
+
+    // kill -9 one worker: it is logged with its signal and replaced; service goes on.
+    const victim = [...workerPids()][0] as number;
+    process.kill(victim, "SIGKILL");
+    const died = await cli.waitForLine((l) => String(l.msg).startsWith(`worker ${victim} died`), 20_000);
+    expect(died).toMatchObject({ signal: "SIGKILL" });
+    await cli.waitForLine(
+      (l) => l.msg === "worker serving" && l.pid !== victim && (l.time as number) > (died.time as number),
+      30_000,
+    );
+    for (let i = 0; i < 4; i++) expect(await rcpt(listen, "bad")).toEqual(REJECT);
+
+    const stopAt = Date.now();
+    process.kill(cli.child.pid as number, "SIGTERM");
+    expect(await cli.exit).toBe(0);
+    expect(Date.now() - stopAt).toBeLessThan(10_000);
+  }, 120_000);
+
+  it("shares one unix socket the main process creates with listen_mode, and removes it at the end", async () => {
+    const config = join(dir, "unix.yaml");
+    writeFileSync(config, `listen_mode: "0660"\n${rules(["bad"])}`);
+    const socket = join(dir, "m.sock");
+    running = startCli(["serve", "--config", config, "--listen", `unix:${socket}`, "--workers", "2"]);
+    const cli = running;
+    await cli.waitForLine((l) => l.msg === "workers serving", 30_000);
+    expect(statSync(socket).mode & 0o777).toBe(0o660);
+    // Neither worker took the other's socket for a stale one.
+    expect(cli.lines().filter((l) => l.msg === "milter listening")).toHaveLength(2);
+    for (let i = 0; i < 4; i++) expect(await rcpt(`unix:${socket}`, "bad")).toEqual(REJECT);
+    // A replacement worker joins the live socket: it must not take it for another process's.
+    const victim = cli.lines().find((l) => l.msg === "worker serving")?.pid as number;
+    process.kill(victim, "SIGKILL");
+    await cli.waitForLine((l) => String(l.msg).startsWith(`worker ${victim} died`), 20_000);
+    await cli.waitForLine(
+      (l) =>
+        l.msg === "worker serving" &&
+        l.pid !== victim &&
+        cli.lines().filter((m) => m.msg === "worker serving").length === 3,
+      30_000,
+    );
+    expect(cli.lines().filter((l) => String(l.msg).startsWith("worker restart failed"))).toEqual([]);
+    expect(statSync(socket).mode & 0o777).toBe(0o660);
+    for (let i = 0; i < 4; i++) expect(await rcpt(`unix:${socket}`, "bad")).toEqual(REJECT);
+    process.kill(cli.child.pid as number, "SIGTERM");
+    expect(await cli.exit).toBe(0);
+    expect(existsSync(socket)).toBe(false);
+  }, 60_000);
+});
