@@ -34,6 +34,20 @@ export function isWorkerMessage(value: unknown): value is WorkerMessage {
 }
 
 /** `auto` is one worker per core the process may use. */
+/** The environment variable that tells a worker its slot (1..N). */
+export const WORKER_SLOT_ENV = "FILTERCTL_WORKER_SLOT";
+
+/**
+ * The journal file of a worker: `journal.jsonl` → `journal-w2.jsonl`. Workers must not share one
+ * file: each would rotate it on its own count of bytes.
+ */
+export function workerJournalPath(path: string, slot: string | undefined): string {
+  if (slot === undefined) return path;
+  const dot = path.lastIndexOf(".");
+  const slash = path.lastIndexOf("/");
+  return dot > slash + 1 ? `${path.slice(0, dot)}-w${slot}${path.slice(dot)}` : `${path}-w${slot}`;
+}
+
 export function workerCount(workers: number | "auto"): number {
   return workers === "auto" ? availableParallelism() : workers;
 }
@@ -57,6 +71,8 @@ export interface PrimaryOptions {
 
 export class ServePrimary {
   private readonly started = new Map<Worker, number>();
+  /** Each worker's slot, 1..N: a restarted worker takes the dead one's (its journal file, its logs). */
+  private readonly slots = new Map<Worker, number>();
   private failures = 0;
   private restarts = 0;
   private stopping = false;
@@ -88,7 +104,7 @@ export class ServePrimary {
     if (this.options.metrics !== undefined)
       this.metricsServer = await this.serveMetrics(this.options.metrics);
     cluster.setupPrimary({ silent: false });
-    const ready = Array.from({ length: this.options.count }, () => this.fork());
+    const ready = Array.from({ length: this.options.count }, (_, i) => this.fork(i + 1));
     try {
       await Promise.all(ready);
     } catch (error) {
@@ -107,9 +123,10 @@ export class ServePrimary {
   }
 
   /** Resolves when the worker listens; rejects with its start failure (as the error serve exits with). */
-  private fork(): Promise<void> {
-    const worker = cluster.fork();
+  private fork(slot: number): Promise<void> {
+    const worker = cluster.fork({ [WORKER_SLOT_ENV]: String(slot) });
     this.started.set(worker, Date.now());
+    this.slots.set(worker, slot);
     return new Promise((resolveReady, reject) => {
       worker.on("message", (message: unknown) => {
         if (!isWorkerMessage(message)) return;
@@ -122,7 +139,9 @@ export class ServePrimary {
 
   private exited(worker: Worker, code: number | null, signal: string | null): void {
     const startedAt = this.started.get(worker) ?? 0;
+    const slot = this.slots.get(worker) ?? 1;
     this.started.delete(worker);
+    this.slots.delete(worker);
     if (this.stopping) {
       if (this.started.size === 0) void this.end();
       return;
@@ -136,7 +155,7 @@ export class ServePrimary {
     );
     setTimeout(() => {
       if (!this.stopping)
-        this.fork().catch((error: Error) =>
+        this.fork(slot).catch((error: Error) =>
           this.logger.error({ err: error.message }, "worker restart failed"),
         );
     }, delayMs);

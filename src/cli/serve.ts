@@ -16,7 +16,14 @@ import { rulesHandler } from "../engine/milter-handler.js";
 import { checkRules } from "../engine/open-rules.js";
 import { ConfigError, RulesRuntime, type RuntimeOptions } from "../engine/service.js";
 import { formatListenAddress, MilterServer, type MilterServerOptions } from "../milter/index.js";
-import { isWorkerMessage, ServePrimary, type WorkerMessage, workerCount } from "./serve-workers.js";
+import {
+  isWorkerMessage,
+  ServePrimary,
+  WORKER_SLOT_ENV,
+  type WorkerMessage,
+  workerCount,
+  workerJournalPath,
+} from "./serve-workers.js";
 import { stopOnSignals } from "./shutdown.js";
 
 export interface ServeOptions {
@@ -55,8 +62,9 @@ function openJournal(
   logger: Logger,
 ): JournalWriter | undefined {
   const configured = runtime?.config.journal;
-  const path = options.journal ?? configured?.path;
-  if (path === undefined) return undefined;
+  const named = options.journal ?? configured?.path;
+  if (named === undefined) return undefined;
+  const path = cluster.isWorker ? workerJournalPath(named, process.env[WORKER_SLOT_ENV]) : named;
   const writer = new JournalWriter(
     {
       path,

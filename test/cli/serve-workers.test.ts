@@ -2,10 +2,20 @@
  * `serve --workers 2`, the real command: both workers answer sessions on the one socket, a rules
  * edit reaches both, /metrics sums them, a killed worker is replaced, SIGTERM exits 0.
  */
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { workerJournalPath } from "../../src/cli/serve-workers.js";
 import { MilterClient } from "../../src/milter/index.js";
 import { freePort, type RunningCli, startCli } from "./run.js";
 
@@ -122,7 +132,19 @@ describe("filterctl serve --workers 2", () => {
     const config = join(dir, "unix.yaml");
     writeFileSync(config, `listen_mode: "0660"\n${rules(["bad"])}`);
     const socket = join(dir, "m.sock");
-    running = startCli(["serve", "--config", config, "--listen", `unix:${socket}`, "--workers", "2"]);
+    const journal = join(dir, "journal", "j.jsonl");
+    mkdirSync(join(dir, "journal"));
+    running = startCli([
+      "serve",
+      "--config",
+      config,
+      "--listen",
+      `unix:${socket}`,
+      "--workers",
+      "2",
+      "--journal",
+      journal,
+    ]);
     const cli = running;
     await cli.waitForLine((l) => l.msg === "workers serving", 30_000);
     expect(statSync(socket).mode & 0o777).toBe(0o660);
@@ -146,5 +168,26 @@ describe("filterctl serve --workers 2", () => {
     process.kill(cli.child.pid as number, "SIGTERM");
     expect(await cli.exit).toBe(0);
     expect(existsSync(socket)).toBe(false);
+    // A journal file per worker slot: the replacement writes the dead worker's file, not a third.
+    expect(readdirSync(join(dir, "journal")).sort()).toEqual(["j-w1.jsonl", "j-w2.jsonl"]);
+    const lines = ["j-w1.jsonl", "j-w2.jsonl"].flatMap((f) =>
+      readFileSync(join(dir, "journal", f), "utf8")
+        .split("\n")
+        .filter(Boolean),
+    );
+    // The killed worker's unflushed lines may be lost; those after the restart are all there.
+    expect(lines.length).toBeGreaterThanOrEqual(4);
+    for (const line of lines) expect(JSON.parse(line)).toHaveProperty("v", 1);
   }, 60_000);
+});
+
+describe("workerJournalPath", () => {
+  it("puts the worker's slot before the extension, or at the end", () => {
+    expect(workerJournalPath("/var/lib/filterctl/journal.jsonl", "2")).toBe(
+      "/var/lib/filterctl/journal-w2.jsonl",
+    );
+    expect(workerJournalPath("/var/lib/filter.d/journal", "1")).toBe("/var/lib/filter.d/journal-w1");
+    expect(workerJournalPath("/var/lib/.journal", "3")).toBe("/var/lib/.journal-w3");
+    expect(workerJournalPath("journal.jsonl", undefined)).toBe("journal.jsonl");
+  });
 });
