@@ -68,6 +68,7 @@ const BASE: JsonSchema = {
       minimum: 1,
       maximum: 1024,
       pattern: "^auto$",
+      patternErrorMessage: "A number of processes like 2, or auto for one per core.",
       default: 1,
     },
     max_connections: {
@@ -295,6 +296,7 @@ const BASE: JsonSchema = {
           description: "Share of evaluations that may reject or tempfail, as a percentage: 50%.",
           type: "string",
           pattern: "^[0-9]+(\\.[0-9]+)?%$",
+          patternErrorMessage: "A percentage like 50%.",
         },
         window: {
           $ref: "#/definitions/duration",
