@@ -27,6 +27,10 @@ declare -A wanted=(
   [rbldnsd]=/usr/sbin/rbldnsd
   # A private redis-server per test file (rate() and greylist() with `state: redis`).
   [redis-server]=/usr/bin/redis-server
+  # A real LSP client for `filterctl lsp` (test/lsp/neovim.test.ts).
+  [neovim]=/usr/bin/nvim
+  # Renders and finds the man page (test/cli/man.test.ts, test/packaging/npm-pack.test.ts).
+  [man-db]=/usr/bin/man
   # Holds filterctl right after bind(2) in the socket-mode test.
   [strace]=/usr/bin/strace
   # For the unpacked Sendmail: m4 builds its .cf; the libraries sendmail-bin depends on.
