@@ -99,7 +99,7 @@ export function makeFixture(): string {
   return root;
 }
 
-function rules(root: string, ldapUrl: string, dns: string, listen: string, overText: string): string {
+export function rules(root: string, ldapUrl: string, dns: string, listen: string, overText: string): string {
   return `listen: "${listen}"
 dns:
   servers: ["${dns}"]

@@ -268,7 +268,7 @@ describe("--log-format pretty", () => {
     ]);
     await child.waitForOutput(/milter listening/, 15_000);
     await sendForgingSender(port);
-    await child.waitForOutput(/ decision .*\n/, 5000);
+    await child.waitForOutput(/ msg=decision .*\n/, 5000);
     await child.waitForOutput(/sender .*\n/, 5000);
     const lines = child.stdout.split("\n").slice(0, -1);
     for (const line of lines) expect(line).toMatch(ISO_LINE);
