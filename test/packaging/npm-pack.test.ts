@@ -66,13 +66,21 @@ describe("npm pack, then npm install -g of the tarball into a temporary prefix",
 
   it("ships the examples, and each rules file of them is valid", () => {
     const examples = join(installed(), "examples");
-    const files = readdirSync(examples).filter((name) => name.endsWith(".yaml"));
+    const files = readdirSync(examples).filter(
+      (name) => name.endsWith(".yaml") && !name.endsWith(".test.yaml"),
+    );
     expect(files).toContain("rules.yaml");
     for (const file of files) {
       const result = filterctl(["validate", "--config", file], examples);
       expect(result.status, `${file}: ${result.stdout}${result.stderr}`).toBe(0);
       expect(result.stdout).toMatch(new RegExp(`^${file.replace(".", "\\.")}: OK: `));
     }
+  });
+
+  it("ships the example's test file, and it passes offline against the installed rules", () => {
+    const result = filterctl(["test", "--offline", "rules.test.yaml"], join(installed(), "examples"));
+    expect(result.status, `${result.stdout}${result.stderr}`).toBe(0);
+    expect(result.stdout).toMatch(/\n\d+ passed, 0 failed\n$/);
   });
 
   it("installs filterctl(1) where man finds it", () => {
