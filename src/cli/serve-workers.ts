@@ -103,6 +103,10 @@ export class ServePrimary {
     }
     if (this.options.metrics !== undefined)
       this.metricsServer = await this.serveMetrics(this.options.metrics);
+    // Workers accept on the shared socket themselves: with Node's default (round-robin), this
+    // process accepts every connection and hands it over IPC, a cost per MTA session that made
+    // two workers slower than one on a 2-core machine (bench:serve).
+    cluster.schedulingPolicy = cluster.SCHED_NONE;
     cluster.setupPrimary({ silent: false });
     const ready = Array.from({ length: this.options.count }, (_, i) => this.fork(i + 1));
     try {

@@ -46,6 +46,23 @@ async function rcpt(listen: string, local: string): Promise<unknown> {
 
 const REJECT = { type: "replycode", text: "550 5.7.1 blocked" };
 
+/**
+ * Sends sessions, four at a time, until both workers have answered one: the workers accept on the
+ * shared socket themselves, so the kernel, not a rotation, picks which one gets a connection.
+ */
+async function untilBothAnswer(listen: string, local: string, answered: () => number): Promise<number> {
+  let sent = 0;
+  for (let round = 0; round < 50 && answered() < 2; round++) {
+    const replies = await Promise.all(Array.from({ length: 4 }, () => rcpt(listen, local)));
+    for (const reply of replies) expect(reply).toEqual(REJECT);
+    sent += replies.length;
+    // The decision lines come through the workers' stdout, a moment after the replies.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  expect(answered()).toBe(2);
+  return sent;
+}
+
 async function metricValue(metrics: string, name: string): Promise<number> {
   const text = await (await fetch(`http://${metrics}/metrics`)).text();
   const line = text.split("\n").find((l) => l.startsWith(`${name} `));
@@ -81,8 +98,7 @@ describe("filterctl serve --workers 2", () => {
       );
 
     let sent = 0;
-    for (let i = 0; i < 6; i++, sent++) expect(await rcpt(listen, "bad")).toEqual(REJECT);
-    await cli.waitForLine(() => workerPids().size === 2);
+    sent += await untilBothAnswer(listen, "bad", () => workerPids().size);
 
     // An edit: the primary validates it once, then every worker serves the new rule.
     writeFileSync(config, rules(["bad", "new"]));
@@ -92,15 +108,17 @@ describe("filterctl serve --workers 2", () => {
       20_000,
     );
     const before = workerPids().size;
-    for (let i = 0; i < 6; i++, sent++) expect(await rcpt(listen, "new")).toEqual(REJECT);
-    expect(
-      new Set(
-        cli
-          .lines()
-          .filter((l) => l.rule === "blocked" && l.generation === 2)
-          .map((l) => l.pid),
-      ).size,
-    ).toBe(2);
+    sent += await untilBothAnswer(
+      listen,
+      "new",
+      () =>
+        new Set(
+          cli
+            .lines()
+            .filter((l) => l.rule === "blocked" && l.generation === 2)
+            .map((l) => l.pid),
+        ).size,
+    );
     expect(before).toBe(2);
 
     // An invalid edit is refused by the primary; no worker reloads.
