@@ -157,6 +157,21 @@ export async function serve(options: ServeOptions, parent: Logger): Promise<Milt
   }
 }
 
+/** The line that tells a postmaster what to put in main.cf or sendmail.mc. */
+function logReady(server: MilterServer, configPath: string | undefined, logger: Logger): void {
+  const bound = server.address;
+  if (bound === undefined) return;
+  const postfix = bound.kind === "unix" ? `unix:${bound.path}` : `inet:${bound.host}:${bound.port}`;
+  logger.info(
+    {
+      postfix: `smtpd_milters = ${postfix}`,
+      sendmail: `INPUT_MAIL_FILTER(\`filterctl', \`S=${formatListenAddress(bound)}, F=T, T=C:10s;S:10s;R:30s;E:5m')`,
+      try: `npx filterctl dry-run --config ${configPath ?? "rules.yaml"} --client-ip 203.0.113.7 --from someone@example.com --rcpt postmaster@example.org`,
+    },
+    "ready: point the MTA here, or try a transaction with dry-run",
+  );
+}
+
 async function serveHere(
   options: ServeOptions,
   configPath: string | undefined,
@@ -217,18 +232,7 @@ async function serveHere(
   }
   if (cluster.isWorker) asWorker(runtime, metrics, logger);
   else runtime?.watchFiles();
-  const bound = server.address;
-  if (bound !== undefined && cluster.isPrimary) {
-    const postfix = bound.kind === "unix" ? `unix:${bound.path}` : `inet:${bound.host}:${bound.port}`;
-    logger.info(
-      {
-        postfix: `smtpd_milters = ${postfix}`,
-        sendmail: `INPUT_MAIL_FILTER(\`filterctl', \`S=${formatListenAddress(bound)}, F=T, T=C:10s;S:10s;R:30s;E:5m')`,
-        try: `npx filterctl dry-run --config ${configPath ?? "rules.yaml"} --client-ip 203.0.113.7 --from someone@example.com --rcpt postmaster@example.org`,
-      },
-      "ready: point the MTA here, or try a transaction with dry-run",
-    );
-  }
+  if (cluster.isPrimary) logReady(server, configPath, logger);
 
   stopOnSignals({ server, runtime, metricsServer, shutdownTimeoutMs, logger, ...(journal && { journal }) });
   process.on("SIGUSR1", () => logger.info({ signal: "SIGUSR1" }, "SIGUSR1 ignored: no debugger is opened"));
