@@ -13,7 +13,7 @@ import { eventLoggerHandler } from "../engine/event-logger-handler.js";
 import { JOURNAL_DEFAULTS, JournalWriter } from "../engine/journal/writer.js";
 import { Metrics } from "../engine/metrics.js";
 import { rulesHandler } from "../engine/milter-handler.js";
-import { checkRules } from "../engine/open-rules.js";
+import { checkRules, workersSetting } from "../engine/open-rules.js";
 import { ConfigError, RulesRuntime, type RuntimeOptions } from "../engine/service.js";
 import { formatListenAddress, MilterServer, type MilterServerOptions } from "../milter/index.js";
 import {
@@ -98,12 +98,15 @@ async function servePrimary(
   configPath: string | undefined,
   logger: Logger,
 ): Promise<boolean> {
+  // Only the `workers:` setting first: with one process (the default) the rules are then loaded
+  // once, by the single-process path, not checked and compiled here as well.
+  const wanted = options.workers ?? (configPath === undefined ? undefined : await workersSetting(configPath));
+  const count = workerCount(wanted ?? 1);
+  if (count <= 1) return false;
   const checked = configPath === undefined ? undefined : await checkRules(configPath, true);
   // An invalid file is reported by the single-process path, as before.
   const config = checked?.kind === "checked" ? checked.config : undefined;
   if (checked !== undefined && config === undefined) return false;
-  const count = workerCount(options.workers ?? config?.workers ?? 1);
-  if (count <= 1) return false;
   const fixed = runtimeOptions(options, undefined).fixed ?? [];
   const primary = new ServePrimary(
     {

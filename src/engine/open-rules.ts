@@ -6,10 +6,12 @@
 import type { Diagnostic, SourceFile } from "../common/diagnostics.js";
 import { hasErrors } from "../common/diagnostics.js";
 import { STAGES, type Stage } from "../common/stages.js";
+import { parseConfig, readConfigFile } from "../config/load.js";
 import type { Config, SourceConfig } from "../config/types.js";
 import { parseReply } from "../dsl/compiler.js";
 import type { Decision } from "../runtime/model.js";
 import type { Ruleset } from "../runtime/ruleset.js";
+import { SOURCE_CATALOG } from "../sources/catalog.js";
 import { type RegistryOptions, SourceRegistry } from "../sources/registry.js";
 import { loadRules } from "./load-rules.js";
 
@@ -67,6 +69,19 @@ export async function checkRules(path: string, mustRead = false): Promise<Checke
   if (config === undefined || ruleset === undefined || hasErrors(diagnostics))
     return { kind: "invalid", file, diagnostics };
   return { kind: "checked", file, config, ruleset, diagnostics };
+}
+
+/**
+ * The file's `workers:` setting, from the configuration alone (the rules are not compiled):
+ * `serve` asks it before loading, and a file that cannot be read or parsed answers undefined
+ * (loading it then reports why).
+ */
+export async function workersSetting(path: string): Promise<Config["workers"] | undefined> {
+  try {
+    return parseConfig(await readConfigFile(path), { sourceTypes: SOURCE_CATALOG }).config?.workers;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Opens the sources of checked rules (those `only` picks). */

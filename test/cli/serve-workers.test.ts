@@ -148,21 +148,12 @@ describe("filterctl serve --workers 2", () => {
 
   it("shares one unix socket the main process creates with listen_mode, and removes it at the end", async () => {
     const config = join(dir, "unix.yaml");
-    writeFileSync(config, `listen_mode: "0660"\n${rules(["bad"])}`);
+    // The file's `workers:` this time (the test above gives --workers).
+    writeFileSync(config, `listen_mode: "0660"\nworkers: 2\n${rules(["bad"])}`);
     const socket = join(dir, "m.sock");
     const journal = join(dir, "journal", "j.jsonl");
     mkdirSync(join(dir, "journal"));
-    running = startCli([
-      "serve",
-      "--config",
-      config,
-      "--listen",
-      `unix:${socket}`,
-      "--workers",
-      "2",
-      "--journal",
-      journal,
-    ]);
+    running = startCli(["serve", "--config", config, "--listen", `unix:${socket}`, "--journal", journal]);
     const cli = running;
     await cli.waitForLine((l) => l.msg === "workers serving", 30_000);
     expect(statSync(socket).mode & 0o777).toBe(0o660);
