@@ -33,6 +33,7 @@ import { LRUCache } from "lru-cache";
 import { abortAfter, withDeadline } from "../common/deadline.js";
 import type { QuotaLimit, SourceConfigBase } from "../config/types.js";
 import type { QuotaStatus } from "../runtime/lookups.js";
+import { LATER, type Now } from "./cache.js";
 import {
   countMaildir,
   DEFAULT_MAX_SCAN_ENTRIES,
@@ -236,8 +237,35 @@ export class MaildirQuotaSource implements QuotaSource {
     }
   }
 
-  /** `maildirsize` of the maildir at `root`: parsed (from the cache when unchanged), missing, or no mailbox. */
-  private async readFile(root: string): Promise<FileState> {
+  /**
+   * The answer `quota` would give, when it needs nothing but the lstat: the parsed file is still
+   * the file and its numbers can be trusted, or there is no mailbox, or no file and no limit.
+   * A file to read or a mailbox to count is LATER (the asynchronous path does it).
+   */
+  quotaNow(address: string): Now<QuotaStatus | undefined> {
+    if (this.closed) return LATER;
+    const root = mailboxPath(this.config.path, address, this.config.recipientDelimiter, this.ctx.configPath);
+    if (root === undefined) return undefined;
+    const state = this.fileNow(root);
+    if (state === undefined) return LATER;
+    if (state.kind === "no-mailbox") return undefined;
+    const fallback = this.config.quota;
+    if (state.kind === "missing") {
+      return hasLimit(fallback) || this.measureWithoutLimit
+        ? LATER
+        : { usage: 0, limit: 0, count: 0, countLimit: 0 };
+    }
+    const { parsed, mtimeMs } = state.file;
+    const limits = effectiveLimits(parsed, fallback);
+    if (untrustedReasons(parsed, limits, mtimeMs, this.now(), hasLimit(fallback)).length > 0) return LATER;
+    return { usage: parsed.usage, limit: limits.bytes, count: parsed.count, countLimit: limits.messages };
+  }
+
+  /**
+   * `maildirsize` of the maildir at `root` as far as one lstat tells: the parsed file when it is
+   * unchanged, missing, or no mailbox; undefined when the file must be read.
+   */
+  private fileNow(root: string): FileState | undefined {
     const path = join(root, "maildirsize");
     const st = statFile(path);
     if (st === undefined) return this.withoutFile(root);
@@ -254,7 +282,14 @@ export class MaildirQuotaSource implements QuotaSource {
       this.stats.fileCacheHits++;
       return { kind: "file", file: cached };
     }
+    return undefined;
+  }
 
+  /** `maildirsize` of the maildir at `root`: parsed (from the cache when unchanged), missing, or no mailbox. */
+  private async readFile(root: string): Promise<FileState> {
+    const known = this.fileNow(root);
+    if (known !== undefined) return known;
+    const path = join(root, "maildirsize");
     let handle: FileHandle;
     try {
       handle = await open(path, OPEN_FLAGS);

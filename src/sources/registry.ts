@@ -15,7 +15,7 @@ import {
   type QuotaStatus,
   type StateLookups,
 } from "../runtime/lookups.js";
-import { CachedLookup, emptyCounters, type LookupCounters, LookupTimeout } from "./cache.js";
+import { CachedLookup, emptyCounters, LATER, type LookupCounters, LookupTimeout, type Now } from "./cache.js";
 import { descriptorOf, type SourceFactories, type SourceFactory } from "./descriptor.js";
 import type {
   DnsblHealth,
@@ -229,6 +229,7 @@ export class SourceRegistry implements Lookups {
     key: string,
     isNegative: (v: V) => boolean,
     fetch: (source: Source, key: string, signal: AbortSignal) => Promise<V>,
+    now?: (source: Source, key: string) => Now<V>,
   ): MaybePromise<V> {
     const entry = this.entry(name);
     const source = entry.source;
@@ -236,7 +237,11 @@ export class SourceRegistry implements Lookups {
       throw new LookupError(name, `lookups on ${entry.config.type} sources are not available`);
     const cache = this.cacheOf(entry, table, isNegative);
     const lookupKey = SourceRegistry.keyOf(entry, key);
-    const result = cache.lookup(lookupKey, (signal) => fetch(source, lookupKey, signal));
+    const result = cache.lookup(
+      lookupKey,
+      (signal) => fetch(source, lookupKey, signal),
+      now && (() => now(source, lookupKey)),
+    );
     if (!(result instanceof Promise)) return result;
     return result.catch((error: unknown) => {
       if (error instanceof LookupTimeout)
@@ -291,6 +296,8 @@ export class SourceRegistry implements Lookups {
         if (source.kind !== "quota") throw new Error(`${name} has no quota`);
         return (source as QuotaSource).quota(lookupKey, signal);
       },
+      (source, lookupKey) =>
+        source.kind === "quota" && source.quotaNow !== undefined ? source.quotaNow(lookupKey) : LATER,
     );
   }
 

@@ -4,6 +4,7 @@
  * and counters; sources only do the lookup, and throw (any Error) when it fails.
  */
 import type { DnsblAnswer, QuotaStatus } from "../runtime/lookups.js";
+import type { Now } from "./cache.js";
 
 export interface SourceLogger {
   info(fields: object, message: string): void;
@@ -29,6 +30,8 @@ export interface QuotaSource {
   kind: "quota";
   /** undefined = no such mailbox (never over quota). */
   quota(address: string, signal: AbortSignal): Promise<QuotaStatus | undefined>;
+  /** The same answer when it is at hand without waiting (no I/O but a stat), else LATER. */
+  quotaNow?(address: string): Now<QuotaStatus | undefined>;
   close(): Promise<void>;
 }
 

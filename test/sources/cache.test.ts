@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { CachedLookup, LookupTimeout } from "../../src/sources/cache.js";
+import { CachedLookup, LATER, LookupTimeout } from "../../src/sources/cache.js";
 
 const options = { positiveTtlMs: 1000, negativeTtlMs: 100, timeoutMs: 200, maxEntries: 3 };
 
@@ -14,6 +14,42 @@ describe("CachedLookup", () => {
     expect(await cache.lookup("k", fetch)).toBe("value");
     expect(cache.lookup("k", fetch)).toBe("value");
     expect(fetches).toBe(1);
+    expect(cache.counters).toMatchObject({ lookups: 2, hits: 1, misses: 1 });
+  });
+
+  it("takes the source's synchronous answer when it has one: no promise, no fetch; LATER or a throw fetch", async () => {
+    const cache = new CachedLookup<string>({ ...options, positiveTtlMs: 0, negativeTtlMs: 0 }, () => false);
+    const measured: string[] = [];
+    cache.onMeasured = (_ms, outcome) => measured.push(outcome);
+    let fetches = 0;
+    const fetch = async () => {
+      fetches++;
+      return "fetched";
+    };
+    expect(cache.lookup("k", fetch, () => "now")).toBe("now");
+    expect(fetches).toBe(0);
+    const later = cache.lookup("k", fetch, () => LATER);
+    expect(later).toBeInstanceOf(Promise);
+    expect(await later).toBe("fetched");
+    const failed = cache.lookup("k", fetch, () => {
+      throw new Error("stat failed");
+    });
+    expect(await failed).toBe("fetched");
+    expect(fetches).toBe(2);
+    expect(cache.counters).toMatchObject({ lookups: 3, misses: 3, hits: 0, errors: 0 });
+    expect(measured).toEqual(["ok", "ok", "ok"]);
+  });
+
+  it("caches a synchronous answer like any other for its TTL", () => {
+    const cache = new CachedLookup<string>(options, () => false);
+    let asked = 0;
+    const now = () => {
+      asked++;
+      return "now";
+    };
+    expect(cache.lookup("k", async () => "fetched", now)).toBe("now");
+    expect(cache.lookup("k", async () => "fetched", now)).toBe("now");
+    expect(asked).toBe(1);
     expect(cache.counters).toMatchObject({ lookups: 2, hits: 1, misses: 1 });
   });
 

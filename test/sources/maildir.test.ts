@@ -15,8 +15,9 @@ import {
 } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import type { QuotaLimit } from "../../src/config/types.js";
+import type { QuotaLimit, SourceConfig } from "../../src/config/types.js";
 import { isOverQuota, type QuotaStatus } from "../../src/runtime/lookups.js";
+import { LATER } from "../../src/sources/cache.js";
 import type { MaildirSourceConfig } from "../../src/sources/maildir.js";
 import {
   createMaildirSource,
@@ -24,6 +25,8 @@ import {
   type MaildirSourceOptions,
 } from "../../src/sources/maildir.js";
 import { countMaildir } from "../../src/sources/maildir-scan.js";
+import { SourceRegistry } from "../../src/sources/registry.js";
+import { configOf } from "../dsl/helpers.js";
 import {
   age,
   deliver,
@@ -551,6 +554,68 @@ describe("caches inside the maildir source", () => {
     expect(await lookup(src, "sync-hit@x")).toMatchObject({ usage: 3000, count: 3 });
     expect(turned).toBe(false);
     expect(src.stats).toMatchObject({ fileReads: 1, fileCacheHits: 1 });
+  });
+
+  it("quotaNow: the same answer as quota() when one lstat suffices, LATER when a file must be read", async () => {
+    const dir = fx.dirOf("now");
+    await mkdir(join(fx.root, "now"), { recursive: true });
+    maildirmake(dir);
+    maildirmake(dir, "1000000S,2C");
+    expect(deliver(dir, 500, 1)).toBe(0);
+    const { source: src } = source();
+    // Never read yet: the file must be opened, which is the asynchronous path's work.
+    expect(src.quotaNow("now@x")).toBe(LATER);
+    const read = await lookup(src, "now@x");
+    expect(src.quotaNow("now@x")).toEqual(read);
+    expect(isOverQuota(src.quotaNow("now@x") as QuotaStatus, 1)).toBe(false);
+    // deliverquota appends to maildirsize: the next answer is not the remembered one.
+    expect(deliver(dir, 500, 2)).toBe(0);
+    expect(src.quotaNow("now@x")).toBe(LATER);
+    const filled = (await lookup(src, "now@x")) as QuotaStatus;
+    expect(filled).toMatchObject({ count: 2, countLimit: 2 });
+    expect(isOverQuota(filled, 1)).toBe(true);
+    // At the limit Maildir++ wants the mailbox counted, not the file believed: never answered now.
+    expect(src.quotaNow("now@x")).toBe(LATER);
+    // No mailbox, and no file without a limit, need nothing more than the stat.
+    expect(src.quotaNow("nobody-here@x")).toBeUndefined();
+    await fx.deletedFile("now-nofile");
+    expect(src.quotaNow("now-nofile@x")).toEqual(await lookup(src, "now-nofile@x"));
+    // A limit from the source means a count: LATER.
+    expect(source({ bytes: 100 }).source.quotaNow("now-nofile@x")).toBe(LATER);
+    // An unsafe user never reaches the file system, in either path.
+    expect(src.quotaNow("../now@x")).toBeUndefined();
+  });
+
+  it("through the registry: a known file answers without a promise; a delivery that fills it is seen by the next lookup", async () => {
+    const dir = fx.dirOf("reg");
+    await mkdir(join(fx.root, "reg"), { recursive: true });
+    maildirmake(dir);
+    maildirmake(dir, "1000000S,2C");
+    expect(deliver(dir, 500, 1)).toBe(0);
+    const config: SourceConfig = {
+      name: "mailboxes",
+      type: "maildir",
+      kind: "quota",
+      offset: 0,
+      timeoutMs: 5000,
+      onError: "tempfail",
+      path: fx.template,
+    };
+    const registry = await SourceRegistry.create(configOf([], [config]));
+    try {
+      const first = registry.quota("mailboxes", "reg@x");
+      expect(first).toBeInstanceOf(Promise);
+      expect(isOverQuota((await first) as QuotaStatus, 1)).toBe(false);
+      const second = registry.quota("mailboxes", "reg@x");
+      expect(second).not.toBeInstanceOf(Promise);
+      expect(second).toEqual(await first);
+      expect(deliver(dir, 500, 2)).toBe(0);
+      const third = (await registry.quota("mailboxes", "reg@x")) as QuotaStatus;
+      expect(isOverQuota(third, 1)).toBe(true);
+      expect(registry.counters().get("mailboxes")).toMatchObject({ lookups: 3, misses: 3, hits: 0 });
+    } finally {
+      await registry.close();
+    }
   });
 
   it("deliveries that fill the mailbox between two lookups: the second lookup says over", async () => {
