@@ -157,7 +157,9 @@ describe("filterctl serve --workers 2", () => {
     const cli = running;
     await cli.waitForLine((l) => l.msg === "workers serving", 30_000);
     expect(statSync(socket).mode & 0o777).toBe(0o660);
-    // Neither worker took the other's socket for a stale one.
+    // Neither worker took the other's socket for a stale one (their lines may come a moment later:
+    // log lines are written in batches).
+    await cli.waitForLine(() => cli.lines().filter((l) => l.msg === "milter listening").length === 2, 5_000);
     expect(cli.lines().filter((l) => l.msg === "milter listening")).toHaveLength(2);
     for (let i = 0; i < 4; i++) expect(await rcpt(`unix:${socket}`, "bad")).toEqual(REJECT);
     // A replacement worker joins the live socket: it must not take it for another process's.
