@@ -96,12 +96,16 @@ export class Metrics {
     name: "filterctl_dnsbl_state",
     help: "1 for the current health state of each DNSBL (unknown, healthy, lists-everything, dead, refused)",
     labelNames: ["source", "zone", "state"],
+    // With workers, one worker's 1 is the answer; a sum would say 2.
+    aggregator: "max",
     registers: [this.registry],
   });
   readonly ruleFused = new Gauge({
     name: "filterctl_rule_fused",
     help: "1 while the rule's reject-rate fuse holds it in shadow mode, 0 otherwise (rules with a fuse)",
     labelNames: ["rule"],
+    // With workers, fused when any worker's fuse holds the rule.
+    aggregator: "max",
     registers: [this.registry],
   });
   readonly reloads = new Counter({
@@ -113,17 +117,23 @@ export class Metrics {
   readonly generation = new Gauge({
     name: "filterctl_config_generation",
     help: "Generation of the configuration being served (1 at start, +1 per successful reload)",
+    // With workers, the generation every worker has reached.
+    aggregator: "min",
     registers: [this.registry],
   });
   readonly reloadSuccess = new Gauge({
     name: "filterctl_reload_last_success_timestamp_seconds",
     help: "When the rules being served were loaded (start or last successful reload), in seconds since the epoch",
+    // With workers, the oldest rules any worker serves.
+    aggregator: "min",
     registers: [this.registry],
   });
   readonly buildInfo = new Gauge({
     name: "filterctl_build_info",
     help: "Always 1; the version of filterctl in its label",
     labelNames: ["version"],
+    // With workers, 1, not the number of workers.
+    aggregator: "max",
     registers: [this.registry],
   });
   /** The source counters as last copied: the counters grow by the difference. */
