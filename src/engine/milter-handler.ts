@@ -125,7 +125,19 @@ export function decisionReply(decision: Decision | undefined, stage?: Stage): Re
  */
 export const CONTEXT_MACROS = { connect: ["{client_addr}"], mail: ["{mail_addr}", "i"] } as const;
 
+/** One wishes object per ruleset: the milter layer negotiates once per ruleset and MTA offer. */
+const wishesByRuleset = new WeakMap<Ruleset, NegotiationWishes>();
+
 function wishesFor(ruleset: Ruleset): NegotiationWishes {
+  let wishes = wishesByRuleset.get(ruleset);
+  if (wishes === undefined) {
+    wishes = wishesOf(ruleset);
+    wishesByRuleset.set(ruleset, wishes);
+  }
+  return wishes;
+}
+
+function wishesOf(ruleset: Ruleset): NegotiationWishes {
   const stages: Partial<Record<Stage, StageInterest>> = {};
   // RCPT is always observed: the recipients are the logs' context, and where the skipped
   // stages' facts arrive as macros.

@@ -28,6 +28,9 @@ export function canonicalName(name: string): string {
   return name.length === 3 && name.startsWith("{") && name.endsWith("}") ? (name[1] as string) : name;
 }
 
+/** The sets built for a list of names, by the list: connections negotiated alike share one. */
+const wantedSets = new WeakMap<readonly string[], { wanted: ReadonlySet<string>; longest: number }>();
+
 export class MacroTable {
   private readonly byStage: (Map<string, string> | undefined)[] = new Array(STAGE_ORDER.length);
   private readonly charsByStage: number[] = STAGE_ORDER.map(() => 0);
@@ -46,12 +49,21 @@ export class MacroTable {
   }
 
   /** From now on, keep only these macros (`i` and `{i}` alike); undefined keeps every name. */
-  keepOnly(names: Iterable<string> | undefined): void {
-    this.wanted = names === undefined ? undefined : new Set([...names].map(canonicalName));
-    this.longestWanted =
-      this.wanted === undefined
-        ? Number.POSITIVE_INFINITY
-        : Math.max(0, ...[...this.wanted].map((name) => Buffer.byteLength(name) + 2));
+  keepOnly(names: readonly string[] | undefined): void {
+    if (names === undefined) {
+      this.wanted = undefined;
+      this.longestWanted = Number.POSITIVE_INFINITY;
+      return;
+    }
+    let known = wantedSets.get(names);
+    if (known === undefined) {
+      const wanted = new Set(names.map(canonicalName));
+      const longest = Math.max(0, ...[...wanted].map((name) => Buffer.byteLength(name) + 2));
+      known = { wanted, longest };
+      wantedSets.set(names, known);
+    }
+    this.wanted = known.wanted;
+    this.longestWanted = known.longest;
   }
 
   /**

@@ -103,6 +103,82 @@ function defaultInterests(handler: MilterHandler): Partial<Record<Stage, StageIn
   return interests;
 }
 
+/** What one negotiation settles: the same for every connection with the same wishes and offer. */
+interface Agreement {
+  version: number;
+  actions: number;
+  protocol: number;
+  interests: Partial<Record<Stage, StageInterest>>;
+  keptMacros: readonly string[] | undefined;
+  sentStages: ReadonlySet<Stage>;
+  answeredStages: ReadonlySet<Stage>;
+  reply: Buffer;
+}
+
+/**
+ * Agreements by wishes object and offer: a handler factory that hands every connection the same
+ * wishes (the rules do, per ruleset) negotiates once per distinct MTA offer, not per connection.
+ */
+const agreements = new WeakMap<NegotiationWishes, Map<string, Agreement>>();
+
+function agreementFor(handler: MilterHandler, offer: Extract<MilterCommand, { type: "optneg" }>): Agreement {
+  const wishes = handler.wishes;
+  if (wishes === undefined) return agree({}, defaultInterests(handler), offer);
+  const key = `${offer.version} ${offer.actions} ${offer.protocol}`;
+  let known = agreements.get(wishes);
+  if (known === undefined) {
+    known = new Map();
+    agreements.set(wishes, known);
+  }
+  let agreement = known.get(key);
+  if (agreement === undefined) {
+    agreement = agree(wishes, wishes.stages ?? defaultInterests(handler), offer);
+    known.set(key, agreement);
+  }
+  return agreement;
+}
+
+function agree(
+  wishes: NegotiationWishes,
+  interests: Partial<Record<Stage, StageInterest>>,
+  offer: Extract<MilterCommand, { type: "optneg" }>,
+): Agreement {
+  const version = Math.min(offer.version, PROTOCOL_VERSION);
+  let wantedProtocol = 0;
+  for (const stage of Object.keys(STAGE_WIRE) as Stage[]) {
+    const interest = interests[stage];
+    const wire = STAGE_WIRE[stage];
+    if (interest === undefined) wantedProtocol |= wire.skipFlag;
+    else if (interest === "observe") wantedProtocol |= wire.noReplyFlag;
+  }
+  if (interests.body === "decide") wantedProtocol |= ProtocolFlag.Skip;
+  if (wishes.headerLeadingSpace) wantedProtocol |= ProtocolFlag.HeaderLeadingSpace;
+  // Never ask for what the MTA did not offer: Sendmail drops a filter that does.
+  const protocol = wantedProtocol & offer.protocol;
+
+  let actions = (wishes.actions ?? 0) & offer.actions & ~ActionFlag.SetMacroList;
+  const macroLists = new Map<number, string>();
+  if (wishes.macros !== undefined && (offer.actions & ActionFlag.SetMacroList) !== 0) {
+    for (const [stage, names] of Object.entries(wishes.macros) as [MacroStage, readonly string[]][]) {
+      macroLists.set(MACRO_STAGE_NUMBER[stage], names.join(" "));
+    }
+    if (macroLists.size > 0) actions |= ActionFlag.SetMacroList;
+  }
+  const sentStages = new Set<Stage>();
+  const answeredStages = new Set<Stage>();
+  for (const stage of Object.keys(STAGE_WIRE) as Stage[]) {
+    const wire = STAGE_WIRE[stage];
+    const skipped = (protocol & wire.skipFlag) !== 0 && wire.skipFlag !== 0;
+    // Version 2 has no DATA nor UNKNOWN; version 3 has no DATA.
+    const tooOld = (stage === "data" && version < 4) || (stage === "unknown" && version < 3);
+    if (!skipped && !tooOld) sentStages.add(stage);
+    if (!((protocol & wire.noReplyFlag) !== 0 && wire.noReplyFlag !== 0)) answeredStages.add(stage);
+  }
+  const keptMacros = wishes.macros === undefined ? undefined : Object.values(wishes.macros).flat();
+  const reply = encodeNegotiation(Response.OptionNegotiation, version, actions, protocol, macroLists);
+  return { version, actions, protocol, interests, keptMacros, sentStages, answeredStages, reply };
+}
+
 export class Session implements SessionContext, BudgetWaiter {
   readonly negotiated = { version: 0, actions: 0, protocol: 0 };
   private readonly reader: FrameReader;
@@ -126,9 +202,9 @@ export class Session implements SessionContext, BudgetWaiter {
   private stallTimer: NodeJS.Timeout | undefined;
   private macrosDroppedNoted = false;
   /** Stages the MTA will send us, after negotiation. */
-  private sentStages = new Set<Stage>();
+  private sentStages: ReadonlySet<Stage> = new Set<Stage>();
   /** Stages whose commands we must answer. */
-  private answeredStages = new Set<Stage>();
+  private answeredStages: ReadonlySet<Stage> = new Set<Stage>();
   private interests: Partial<Record<Stage, StageInterest>> = {};
 
   constructor(
@@ -383,49 +459,21 @@ export class Session implements SessionContext, BudgetWaiter {
       this.protocolError(`MTA speaks milter protocol version ${offer.version}; version 2 or later is needed`);
       return;
     }
-    const wishes: NegotiationWishes = this.handler.wishes ?? {};
-    this.interests = wishes.stages ?? defaultInterests(this.handler);
+    const agreement = agreementFor(this.handler, offer);
+    this.interests = agreement.interests;
     // The macros the handler named are all it reads: others are not kept, whatever the MTA sends.
-    if (wishes.macros !== undefined) this.macros.keepOnly(Object.values(wishes.macros).flat());
-    const version = Math.min(offer.version, PROTOCOL_VERSION);
-
-    let wantedProtocol = 0;
-    for (const stage of Object.keys(STAGE_WIRE) as Stage[]) {
-      const interest = this.interests[stage];
-      const wire = STAGE_WIRE[stage];
-      if (interest === undefined) wantedProtocol |= wire.skipFlag;
-      else if (interest === "observe") wantedProtocol |= wire.noReplyFlag;
-    }
-    if (this.interests.body === "decide") wantedProtocol |= ProtocolFlag.Skip;
-    if (wishes.headerLeadingSpace) wantedProtocol |= ProtocolFlag.HeaderLeadingSpace;
-    // Never ask for what the MTA did not offer: Sendmail drops a filter that does.
-    const protocol = wantedProtocol & offer.protocol;
-
-    let actions = (wishes.actions ?? 0) & offer.actions & ~ActionFlag.SetMacroList;
-    const macroLists = new Map<number, string>();
-    if (wishes.macros !== undefined && (offer.actions & ActionFlag.SetMacroList) !== 0) {
-      for (const [stage, names] of Object.entries(wishes.macros) as [MacroStage, readonly string[]][]) {
-        macroLists.set(MACRO_STAGE_NUMBER[stage], names.join(" "));
-      }
-      if (macroLists.size > 0) actions |= ActionFlag.SetMacroList;
-    }
-
+    if (agreement.keptMacros !== undefined) this.macros.keepOnly(agreement.keptMacros);
+    const { version, actions, protocol } = agreement;
     this.negotiated.version = version;
     this.negotiated.actions = actions;
     this.negotiated.protocol = protocol;
-    for (const stage of Object.keys(STAGE_WIRE) as Stage[]) {
-      const wire = STAGE_WIRE[stage];
-      const skipped = (protocol & wire.skipFlag) !== 0 && wire.skipFlag !== 0;
-      // Version 2 has no DATA nor UNKNOWN; version 3 has no DATA.
-      const tooOld = (stage === "data" && version < 4) || (stage === "unknown" && version < 3);
-      if (!skipped && !tooOld) this.sentStages.add(stage);
-      if (!((protocol & wire.noReplyFlag) !== 0 && wire.noReplyFlag !== 0)) this.answeredStages.add(stage);
-    }
+    this.sentStages = agreement.sentStages;
+    this.answeredStages = agreement.answeredStages;
     this.phase = Phase.AwaitingConnect;
     clearTimeout(this.negotiationTimer);
     this.events.negotiated(this);
     this.socket.setTimeout(this.options.idleTimeoutMs);
-    this.write(encodeNegotiation(Response.OptionNegotiation, version, actions, protocol, macroLists));
+    this.write(agreement.reply);
     this.log(
       "debug",
       { version, actions: hex(actions), protocol: hex(protocol), offered: hex(offer.protocol) },

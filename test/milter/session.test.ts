@@ -40,6 +40,34 @@ describe("negotiation", () => {
     client.destroy();
   });
 
+  it("connections sharing one wishes object each get what their own MTA offered", async () => {
+    const wishes = {
+      stages: { rcpt: "decide", header: "observe" },
+      actions: ActionFlag.AddHeaders | ActionFlag.ChangeBody,
+    } as const;
+    const { connect } = await serve(() => ({ wishes, rcpt: () => undefined, header: () => undefined }));
+    const offers = [
+      { version: 6, actions: ActionFlag.AddHeaders, protocol: ProtocolFlag.NoConnect | ProtocolFlag.NoHelo },
+      { version: 2, actions: ActionFlag.AddHeaders | ActionFlag.ChangeBody, protocol: 0x7f },
+      { version: 6, actions: ActionFlag.AddHeaders, protocol: ProtocolFlag.NoConnect | ProtocolFlag.NoHelo },
+    ];
+    const agreed = [];
+    for (const offer of offers) {
+      const client = await connect();
+      agreed.push(await client.negotiate(offer));
+      client.destroy();
+    }
+    expect(agreed.map((a) => [a.version, a.actions, a.protocol])).toEqual([
+      [6, ActionFlag.AddHeaders, ProtocolFlag.NoConnect | ProtocolFlag.NoHelo],
+      [
+        2,
+        ActionFlag.AddHeaders | ActionFlag.ChangeBody,
+        0x7f & ~(ProtocolFlag.NoRcpt | ProtocolFlag.NoHeaders),
+      ],
+      [6, ActionFlag.AddHeaders, ProtocolFlag.NoConnect | ProtocolFlag.NoHelo],
+    ]);
+  });
+
   it("never requests a flag the MTA did not offer", async () => {
     const { connect } = await serve(() => ({
       wishes: {
