@@ -192,10 +192,14 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
   }
 
   private accept(socket: Socket): void {
-    const peer = this.peerOf(socket);
+    let peerName: string | undefined;
+    const peer = (): string => {
+      peerName ??= this.peerOf(socket);
+      return peerName;
+    };
     const reason = this.refusal();
     if (reason !== undefined) {
-      this.logger.warn({ peer }, `refusing MTA connection: ${reason}`);
+      this.logger.warn({ peer: peer() }, `refusing MTA connection: ${reason}`);
       this.emit("refused", reason);
       socket.destroy();
       return;
@@ -203,10 +207,15 @@ export class MilterServer extends EventEmitter<MilterServerEvents> {
     const id = this.nextId++;
     let handler: ReturnType<HandlerFactory>;
     try {
-      handler = this.createHandler({ id, peer });
+      handler = this.createHandler({
+        id,
+        get peer() {
+          return peer();
+        },
+      });
     } catch (error) {
       this.logger.error(
-        { conn: id, peer, err: String(error) },
+        { conn: id, peer: peer(), err: String(error) },
         "could not create a handler; closing the connection",
       );
       socket.destroy();

@@ -207,9 +207,12 @@ export class Session implements SessionContext, BudgetWaiter {
   private answeredStages: ReadonlySet<Stage> = new Set<Stage>();
   private interests: Partial<Record<Stage, StageInterest>> = {};
 
+  private peerName: string | undefined;
+
   constructor(
     readonly id: number,
-    readonly peer: string,
+    /** Names the peer (a getpeername call): asked only when a log line or the budget needs it. */
+    private readonly peerOf: () => string,
     private readonly socket: Socket,
     private readonly handler: MilterHandler,
     private readonly options: SessionOptions,
@@ -286,6 +289,11 @@ export class Session implements SessionContext, BudgetWaiter {
     this.socket.destroy();
     this.safely("close", () => this.handler.close?.(this));
     this.events.closed(this);
+  }
+
+  get peer(): string {
+    this.peerName ??= this.peerOf();
+    return this.peerName;
   }
 
   /** The shared input budget has room again. */

@@ -82,7 +82,7 @@ function fakeSession(handler: MilterHandler = {}, budget = new InputBudget(64 * 
   const { logger, entries } = recordingLogger();
   const session = new Session(
     1,
-    "192.0.2.9:4711",
+    () => "192.0.2.9:4711",
     // The fake implements every member Session touches; a real Socket is not needed to test it.
     socket as unknown as Socket,
     handler,
