@@ -758,6 +758,21 @@ export class Session implements SessionContext, BudgetWaiter {
       ...modifications.filter((m) => m.type !== "replaceBody"),
       ...modifications.filter((m) => m.type === "replaceBody"),
     ];
+    // The modifications and the final reply leave in one writev, not one write each.
+    if (ordered.length > 0 && !this.closed) {
+      this.socket.cork();
+      try {
+        this.sendModifications(ordered);
+        this.sendReply("eom", final);
+      } finally {
+        this.socket.uncork();
+      }
+      return;
+    }
+    this.sendReply("eom", final);
+  }
+
+  private sendModifications(ordered: readonly Modification[]): void {
     for (const modification of ordered) {
       const flag = actionFlagFor(modification);
       if ((this.negotiated.actions & flag) === 0) {
@@ -779,7 +794,6 @@ export class Session implements SessionContext, BudgetWaiter {
       }
       for (const packet of packets) this.write(packet);
     }
-    this.sendReply("eom", final);
   }
 
   private write(packet: Buffer): void {

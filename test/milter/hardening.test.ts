@@ -63,6 +63,8 @@ class FakeSocket extends EventEmitter {
     this.written.push(bytes);
     return this.writeAccepts;
   }
+  cork(): void {}
+  uncork(): void {}
   destroy(): this {
     this.destroyed = true;
     return this;
