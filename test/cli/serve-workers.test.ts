@@ -89,6 +89,9 @@ describe("filterctl serve --workers 2", () => {
     ]);
     const cli = running;
     await cli.waitForLine((l) => l.msg === "workers serving", 30_000);
+    // Gauges that describe a state are not summed: the generation both serve (1), build_info 1.
+    expect(await metricValue(metrics, "filterctl_config_generation")).toBe(1);
+    expect(await metricValue(metrics, 'filterctl_build_info{version="0.1.0"}')).toBe(1);
     const workerPids = () =>
       new Set(
         cli
@@ -128,9 +131,6 @@ describe("filterctl serve --workers 2", () => {
 
     expect(await metricValue(metrics, "filterctl_sessions_total")).toBe(sent);
     expect(await metricValue(metrics, "filterctl_workers")).toBe(2);
-    // Gauges that describe the process are not summed: the generation both serve, build_info 1.
-    expect(await metricValue(metrics, "filterctl_config_generation")).toBe(2);
-    expect(await metricValue(metrics, 'filterctl_build_info{version="0.1.0"}')).toBe(1);
 
     // kill -9 one worker: it is logged with its signal and replaced; service goes on.
     const victim = [...workerPids()][0] as number;
