@@ -6,18 +6,16 @@
  * and on SIGTERM drains them all, then exits 0. It opens no source and runs no rule itself.
  */
 import cluster, { type Worker } from "node:cluster";
-import { type FSWatcher, watch } from "node:fs";
 import { chmod, unlink } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { availableParallelism } from "node:os";
-import { basename, dirname, resolve } from "node:path";
 import type { Logger } from "pino";
 import { AggregatorRegistry, Counter, Gauge, Registry } from "prom-client";
 import { formatDiagnostic } from "../common/diagnostics.js";
-import { referencedFiles } from "../config/load.js";
 import { type Config, RESTART_SETTINGS, type RestartSettings } from "../config/types.js";
 import { MetricsListenError } from "../engine/metrics.js";
 import { checkRules } from "../engine/open-rules.js";
+import { RulesWatcher } from "../engine/rules-watcher.js";
 import { ConfigError } from "../engine/service.js";
 import { parseListenAddress, removeStaleSocket } from "../milter/index.js";
 import { HARD_DEADLINE_MARGIN_MS } from "./shutdown.js";
@@ -56,7 +54,6 @@ export function workerCount(workers: number | "auto"): number {
 const STABLE_MS = 10_000;
 const FIRST_BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 30_000;
-const DEBOUNCE_MS = 200;
 
 export interface PrimaryOptions {
   count: number;
@@ -76,8 +73,7 @@ export class ServePrimary {
   private failures = 0;
   private restarts = 0;
   private stopping = false;
-  private watchers: FSWatcher[] = [];
-  private debounce: NodeJS.Timeout | undefined;
+  private readonly watcher: RulesWatcher;
   private config: Config | undefined;
   private metricsServer: Server | undefined;
   private readonly unixPath: string | undefined;
@@ -87,6 +83,7 @@ export class ServePrimary {
     private readonly logger: Logger,
   ) {
     this.config = options.config;
+    this.watcher = new RulesWatcher(logger, (reason) => void this.reload(reason));
     const address = parseListenAddress(options.listen);
     this.unixPath = "kind" in address && address.kind === "unix" ? address.path : undefined;
   }
@@ -119,7 +116,7 @@ export class ServePrimary {
     }
     if (this.unixPath !== undefined) await chmod(this.unixPath, mode);
     cluster.on("exit", (worker, code, signal) => this.exited(worker, code, signal));
-    this.watchFiles();
+    this.rewatch();
     process.on("SIGHUP", () => void this.reload("SIGHUP"));
     process.on("SIGTERM", () => this.stop("SIGTERM"));
     process.on("SIGINT", () => this.stop("SIGINT"));
@@ -202,42 +199,17 @@ export class ServePrimary {
     if (worker.isConnected()) worker.send(message);
   }
 
-  private watchFiles(): void {
-    this.rewatch();
-  }
-
-  /** Watches the folders of the rules file and the files it names (editors replace files by rename). */
+  /** Watches the rules file and the files it names: a change is validated, then sent to every worker. */
   private rewatch(): void {
-    for (const w of this.watchers) w.close();
-    this.watchers = [];
-    const path = this.options.configPath;
-    if (path === undefined || this.config === undefined) return;
-    const configDir = dirname(resolve(path));
-    const files = [resolve(path), ...referencedFiles(this.config).map((f) => resolve(configDir, f))];
-    const byDir = new Map<string, Set<string>>();
-    for (const file of files)
-      byDir.set(dirname(file), (byDir.get(dirname(file)) ?? new Set()).add(basename(file)));
-    for (const [dir, names] of byDir) {
-      try {
-        const watcher = watch(dir, (_event, filename) => {
-          if (filename !== null && !names.has(filename.toString())) return;
-          clearTimeout(this.debounce);
-          this.debounce = setTimeout(() => void this.reload(`${filename ?? dir} changed`), DEBOUNCE_MS);
-        });
-        watcher.on("error", (error) => this.logger.warn({ dir, err: error.message }, "cannot watch folder"));
-        this.watchers.push(watcher);
-      } catch (error) {
-        this.logger.warn({ dir, err: (error as Error).message }, "cannot watch folder; reload with SIGHUP");
-      }
-    }
+    if (this.options.configPath !== undefined && this.config !== undefined)
+      this.watcher.watch(this.options.configPath, this.config);
   }
 
   /** Every worker drains (each within shutdown_timeout); past that and the margin, they are killed. */
   private stop(signal: NodeJS.Signals): void {
     if (this.stopping) return;
     this.stopping = true;
-    clearTimeout(this.debounce);
-    for (const w of this.watchers) w.close();
+    this.watcher.close();
     this.logger.info({ signal, workers: this.started.size }, "stopping: every worker drains");
     for (const worker of this.started.keys()) worker.process.kill("SIGTERM");
     if (this.started.size === 0) void this.end();

@@ -6,14 +6,11 @@
  * included) except the restart settings (config/types.ts RestartSettings): a change to one of
  * those is logged as a warning naming it, and the value serve started with stays.
  */
-import { type FSWatcher, watch } from "node:fs";
-import { basename, dirname, resolve } from "node:path";
 import type { Logger } from "pino";
 import { withDeadline } from "../common/deadline.js";
 import { type Diagnostic, formatDiagnostic } from "../common/diagnostics.js";
 import type { Stage } from "../common/stages.js";
 import { formatDuration } from "../common/units.js";
-import { referencedFiles } from "../config/load.js";
 import { type Config, RESTART_SETTINGS, type RestartSettings } from "../config/types.js";
 import type { Reply } from "../milter/index.js";
 import type { Decision } from "../runtime/model.js";
@@ -30,6 +27,7 @@ import {
   type ServedRules,
 } from "./milter-handler.js";
 import { deadlineDecisions, EXIT_INVALID, exitCodeOf, type OpenedRules, openRules } from "./open-rules.js";
+import { RulesWatcher } from "./rules-watcher.js";
 import { closeState, type OpenState, openState, stateLookups } from "./state/open.js";
 
 export class ConfigError extends Error {
@@ -65,7 +63,6 @@ type Built = Pick<OpenedRules, "config" | "ruleset" | "registry"> & {
 type WarningCounts = ReadonlyMap<string, number>;
 
 /** Changes are picked up this long after the last write (editors write in several steps). */
-const DEBOUNCE_MS = 200;
 /**
  * A reload not done by then is given up: the rules served stay, and the next change or SIGHUP
  * reloads again (a reload stuck on a source must not block every later one).
@@ -105,8 +102,7 @@ export class RulesRuntime implements RulesService {
   private readonly users = new Map<Active, number>();
   private readonly closed = new WeakSet<Active>();
   private readonly closedStates = new WeakSet<OpenState>();
-  private watchers: FSWatcher[] = [];
-  private debounce: NodeJS.Timeout | undefined;
+  private readonly watcher: RulesWatcher;
   private reloading: Promise<boolean> | undefined;
   private reloadAgain = false;
   /** The reload running now, if any (a given-up one may still run on: it is no longer here). */
@@ -125,6 +121,7 @@ export class RulesRuntime implements RulesService {
     first: Built,
   ) {
     this.metrics = options.metrics;
+    this.watcher = new RulesWatcher(logger, (reason) => void this.reload(reason));
     this.active = this.activate(first, 1);
     this.running = first.config;
     this.metrics?.generation.set(1);
@@ -464,41 +461,13 @@ export class RulesRuntime implements RulesService {
     return true;
   }
 
-  /** Watches the rules file and the files it names; editors replace files by rename, so watch folders. */
+  /** Watches the rules file and the files it names: a change reloads. */
   watchFiles(): void {
     this.rewatch();
   }
 
   private rewatch(): void {
-    for (const w of this.watchers) w.close();
-    this.watchers = [];
-    const configDir = dirname(resolve(this.path));
-    const files = [
-      resolve(this.path),
-      ...referencedFiles(this.active.config).map((f) => resolve(configDir, f)),
-    ];
-    const byDir = new Map<string, Set<string>>();
-    for (const file of files) {
-      const names = byDir.get(dirname(file)) ?? new Set<string>();
-      names.add(basename(file));
-      byDir.set(dirname(file), names);
-    }
-    for (const [dir, names] of byDir) {
-      try {
-        const watcher = watch(dir, (_event, filename) => {
-          if (filename === null || names.has(filename.toString())) this.changed(`${filename ?? dir} changed`);
-        });
-        watcher.on("error", (error) => this.logger.warn({ dir, err: error.message }, "cannot watch folder"));
-        this.watchers.push(watcher);
-      } catch (error) {
-        this.logger.warn({ dir, err: (error as Error).message }, "cannot watch folder; reload with SIGHUP");
-      }
-    }
-  }
-
-  private changed(reason: string): void {
-    clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => void this.reload(reason), DEBOUNCE_MS);
+    this.watcher.watch(this.path, this.active.config);
   }
 
   report(event: DecisionEvent): void {
@@ -614,8 +583,7 @@ export class RulesRuntime implements RulesService {
       this.attempt.abandoned = true;
       this.attempt.stop.abort();
     }
-    clearTimeout(this.debounce);
-    for (const w of this.watchers) w.close();
+    this.watcher.close();
     await this.active.lookups.close();
     if (!this.closedStates.has(this.active.state)) {
       this.closedStates.add(this.active.state);
