@@ -65,8 +65,8 @@ interface Entry {
  * `addresses` are list files; an LDAP source holds tables (`directory.local_domains`), so those
  * two names in the rules become `directory.…` — the only change to the rules' text.
  */
-export function exampleRules(root: string, ldapUrl: string, dns: string): string {
-  const doc = parseDocument(readFileSync(EXAMPLE, "utf8"));
+export function exampleRules(root: string, ldapUrl: string, dns: string, example = EXAMPLE): string {
+  const doc = parseDocument(readFileSync(example, "utf8"));
   doc.set("dns", { servers: [dns] });
   doc.deleteIn(["sources", "local_domains"]);
   doc.deleteIn(["sources", "addresses"]);
