@@ -7,7 +7,7 @@
  *
  *   npm run bench:fuzz [-- --seconds 600 --peers 8 --seed N]
  *
- * `npm run bench` runs it for 10 minutes after the benchmark; `npm run bench -- --quick` for a
+ * `npm run bench:lib` runs it for 10 minutes after the benchmark; `npm run bench:lib -- --quick` for a
  * few seconds. Everything talks to 127.0.0.1; every case is bounded in time and bytes. Fails
  * (exit 1) if the server dies, a health session fails, or a case hangs.
  */

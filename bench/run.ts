@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: our milter server against a C libmilter baseline, same policy, same run.
+ * `npm run bench:lib`: our milter server against a C libmilter baseline, same policy, same run.
  *
  * 1. builds bench/baselines/quota-milter.c with gcc into dist-bench/ (ignored by git);
  * 2. writes a temporary Maildir++ fixture (1000 mailboxes, 10% over quota);
