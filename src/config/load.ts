@@ -10,7 +10,7 @@
  * configuration layer knows none by name.
  */
 import { dirname, resolve } from "node:path";
-import { type Document, isScalar, parseDocument, visit } from "yaml";
+import { Composer, type Document, isScalar, Lexer, Parser, visit, YAMLParseError } from "yaml";
 import { type Diagnostic, type SourceFile, sortDiagnostics } from "../common/diagnostics.js";
 import { buildConfig } from "./build.js";
 import {
@@ -25,7 +25,7 @@ import { rulesSchema } from "./schema.js";
 import { schemaDiagnostics } from "./schema-errors.js";
 import type { Config, SourceTypeSpec } from "./types.js";
 import { yamlDiagnostics } from "./yaml-errors.js";
-import { locate, nestingDepth } from "./yaml-positions.js";
+import { locate, NestingMeter } from "./yaml-positions.js";
 
 export { DEFAULT_ERROR_REPLY, DEFAULT_QUOTA_SERVER_LISTEN, DEFAULTS, PLACEHOLDERS } from "./build.js";
 export { locateScalar, MappedText, splitWords, toMapped } from "./located-text.js";
@@ -101,6 +101,49 @@ function toValue(doc: Document, file: SourceFile): { value?: unknown; diagnostic
   }
 }
 
+const YAML_OPTIONS = {
+  prettyErrors: false,
+  uniqueKeys: true,
+  version: "1.2",
+  // `<<: *common` merges shared source options; aliases stay bounded by MAX_ALIAS_COUNT.
+  merge: true,
+} as const;
+
+/**
+ * yaml's parseDocument, lexing the text once for both the parser and the nesting limit (the
+ * limit used to take a lexing pass of its own). The CST parser is a loop; only composing
+ * recurses, and a document reaches the composer only once the parser has all of it: lexemes
+ * stop at the first one too deep, so a deep document is never composed.
+ */
+function parseYaml(text: string): { doc: Document; tooDeep?: { depth: number; offset: number } } {
+  const meter = new NestingMeter(MAX_NESTING);
+  let tooDeep: { depth: number; offset: number } | undefined;
+  const parser = new Parser();
+  function* cst() {
+    for (const lexeme of new Lexer().lex(text)) {
+      tooDeep = meter.feed(lexeme);
+      if (tooDeep !== undefined) return;
+      yield* parser.next(lexeme);
+    }
+    yield* parser.end();
+  }
+  let doc: Document | undefined;
+  for (const next of new Composer(YAML_OPTIONS).compose(cst(), true, text.length)) {
+    if (doc === undefined) doc = next;
+    else {
+      doc.errors.push(
+        new YAMLParseError(
+          [next.range[0], next.range[1]],
+          "MULTIPLE_DOCS",
+          "Source contains multiple documents; please use YAML.parseAllDocuments()",
+        ),
+      );
+      break;
+    }
+  }
+  return tooDeep === undefined ? { doc: doc as Document } : { doc: doc as Document, tooDeep };
+}
+
 /** Parses, schema-checks and builds a configuration. Never throws for anything in the file. */
 export function parseConfig(file: SourceFile, options: ParseOptions): ParseResult {
   const bytes = Buffer.byteLength(file.text, "utf8");
@@ -114,20 +157,13 @@ export function parseConfig(file: SourceFile, options: ParseOptions): ParseResul
       ),
     ]);
   }
-  const nesting = nestingDepth(file.text, MAX_NESTING);
-  if (nesting.depth > MAX_NESTING) {
+  const { doc, tooDeep } = parseYaml(file.text);
+  if (tooDeep !== undefined) {
     return done([
-      file.diagnostic(nesting.offset, "error", `the YAML is nested more than ${MAX_NESTING} levels deep`),
+      file.diagnostic(tooDeep.offset, "error", `the YAML is nested more than ${MAX_NESTING} levels deep`),
     ]);
   }
 
-  const doc = parseDocument(file.text, {
-    prettyErrors: false,
-    uniqueKeys: true,
-    version: "1.2",
-    // `<<: *common` merges shared source options; aliases stay bounded by MAX_ALIAS_COUNT.
-    merge: true,
-  });
   const diagnostics = yamlDiagnostics(doc, file);
   if (doc.errors.length > 0) return done(diagnostics);
 

@@ -15,12 +15,16 @@
 import type { Scalar } from "yaml";
 import type { LocatedText } from "./types.js";
 
-/** A LocatedText backed by per-character start and end offsets; sliceable and concatenable. */
+/**
+ * A LocatedText backed by per-character start and end offsets; sliceable and concatenable. The
+ * offsets are typed arrays: a 10,000-rule file has a million characters in its rules, and numbers
+ * in typed arrays are neither objects to collect nor copied by a slice (subarray shares them).
+ */
 export class MappedText implements LocatedText {
   constructor(
     readonly text: string,
-    private readonly starts: readonly number[],
-    private readonly ends: readonly number[],
+    private readonly starts: Int32Array,
+    private readonly ends: Int32Array,
     /** Where an empty text is (its offsetAt(0)). */
     private readonly emptyAt: number,
   ) {}
@@ -45,25 +49,28 @@ export class MappedText implements LocatedText {
     const end = Math.max(start, Math.min(to, this.text.length));
     return new MappedText(
       this.text.slice(start, end),
-      this.starts.slice(start, end),
-      this.ends.slice(start, end),
+      this.starts.subarray(start, end),
+      this.ends.subarray(start, end),
       this.offsetAt(start),
     );
   }
 
   /** Text placed at one file offset (e.g. the `: ` joining a rule's key and value). */
   static at(text: string, offset: number): MappedText {
-    return new MappedText(text, Array(text.length).fill(offset), Array(text.length).fill(offset), offset);
+    const offsets = new Int32Array(text.length).fill(offset);
+    return new MappedText(text, offsets, offsets, offset);
   }
 
   static concat(parts: readonly MappedText[]): MappedText {
-    const starts: number[] = [];
-    const ends: number[] = [];
+    let length = 0;
+    for (const part of parts) length += part.text.length;
+    const starts = new Int32Array(length);
+    const ends = new Int32Array(length);
     let text = "";
     for (const part of parts) {
+      starts.set(part.starts, text.length);
+      ends.set(part.ends, text.length);
       text += part.text;
-      starts.push(...part.starts);
-      ends.push(...part.ends);
     }
     return new MappedText(text, starts, ends, parts[0]?.emptyAt ?? 0);
   }
@@ -72,11 +79,12 @@ export class MappedText implements LocatedText {
 /** Any LocatedText as a MappedText (so it can be sliced). */
 export function toMapped(located: LocatedText): MappedText {
   if (located instanceof MappedText) return located;
-  const starts: number[] = [];
-  const ends: number[] = [];
-  for (let i = 0; i < located.text.length; i++) {
-    starts.push(located.offsetAt(i));
-    ends.push(located.offsetAt(i + 1));
+  const length = located.text.length;
+  const starts = new Int32Array(length);
+  const ends = new Int32Array(length);
+  for (let i = 0; i < length; i++) {
+    starts[i] = located.offsetAt(i);
+    ends[i] = located.offsetAt(i + 1);
   }
   return new MappedText(located.text, starts, ends, located.offsetAt(0));
 }
@@ -91,12 +99,71 @@ export function splitWords(located: LocatedText): MappedText[] {
   return words;
 }
 
-interface Token {
-  /** One UTF-16 code unit of the value. */
-  ch: string;
-  start: number;
-  end: number;
-  ws: boolean;
+/**
+ * The tokens of a scalar's source, in parallel arrays (one object per character was most of what
+ * loading a large file allocated): token i is one UTF-16 code unit `ch[i]` of the value, at
+ * `start[i]`..`end[i]` in the file, `ws[i]` when it is whitespace that folding may change.
+ */
+interface TokenView {
+  readonly length: number;
+  ch(i: number): string;
+  start(i: number): number;
+  end(i: number): number;
+  ws(i: number): boolean;
+}
+
+/** The tokens of literal source (plain and block scalars): the characters themselves, nothing allocated. */
+class LiteralTokens implements TokenView {
+  readonly length: number;
+  constructor(
+    private readonly source: string,
+    private readonly from: number,
+    to: number,
+  ) {
+    this.length = Math.max(0, to - from);
+  }
+  ch(i: number): string {
+    return this.source[this.from + i] as string;
+  }
+  start(i: number): number {
+    return this.from + i;
+  }
+  end(i: number): number {
+    return this.from + i + 1;
+  }
+  ws(i: number): boolean {
+    return isWs(this.source[this.from + i] as string);
+  }
+}
+
+class Tokens implements TokenView {
+  private readonly chars: string[] = [];
+  private readonly starts: number[] = [];
+  private readonly ends: number[] = [];
+  private readonly spaces: boolean[] = [];
+
+  get length(): number {
+    return this.chars.length;
+  }
+  ch(i: number): string {
+    return this.chars[i] as string;
+  }
+  start(i: number): number {
+    return this.starts[i] as number;
+  }
+  end(i: number): number {
+    return this.ends[i] as number;
+  }
+  ws(i: number): boolean {
+    return this.spaces[i] === true;
+  }
+
+  push(ch: string, start: number, end: number, ws: boolean): void {
+    this.chars.push(ch);
+    this.starts.push(start);
+    this.ends.push(end);
+    this.spaces.push(ws);
+  }
 }
 
 function isWs(ch: string): boolean {
@@ -125,20 +192,13 @@ const SIMPLE_ESCAPES: Record<string, string> = {
 };
 const HEX_ESCAPES: Record<string, number> = { x: 2, u: 4, U: 8 };
 
-function pushLiteral(tokens: Token[], source: string, from: number, to: number): void {
-  for (let i = from; i < to; i++) {
-    const ch = source[i] as string;
-    tokens.push({ ch, start: i, end: i + 1, ws: isWs(ch) });
-  }
-}
-
 /** Tokens of a double-quoted scalar's inside, from `from` (after the quote) to `to` (the closing quote). */
-function doubleQuotedTokens(tokens: Token[], source: string, from: number, to: number): void {
+function doubleQuotedTokens(tokens: Tokens, source: string, from: number, to: number): void {
   let i = from;
   while (i < to) {
     const ch = source[i] as string;
     if (ch !== "\\") {
-      tokens.push({ ch, start: i, end: i + 1, ws: isWs(ch) });
+      tokens.push(ch, i, i + 1, isWs(ch));
       i++;
       continue;
     }
@@ -153,7 +213,7 @@ function doubleQuotedTokens(tokens: Token[], source: string, from: number, to: n
     }
     const simple = SIMPLE_ESCAPES[next];
     if (simple !== undefined) {
-      tokens.push({ ch: simple, start: i, end: i + 2, ws: isWs(simple) });
+      tokens.push(simple, i, i + 2, isWs(simple));
       i += 2;
       continue;
     }
@@ -164,21 +224,21 @@ function doubleQuotedTokens(tokens: Token[], source: string, from: number, to: n
       const code = /^[0-9a-fA-F]+$/.test(hex) ? Number.parseInt(hex, 16) : Number.NaN;
       const produced =
         Number.isFinite(code) && code <= 0x10ffff ? String.fromCodePoint(code) : source.slice(i, end);
-      for (const unit of produced.split("")) tokens.push({ ch: unit, start: i, end, ws: isWs(unit) });
+      for (const unit of produced.split("")) tokens.push(unit, i, end, isWs(unit));
       i = end;
       continue;
     }
     // Not an escape YAML knows (the parser reports it): the characters stand for themselves.
-    tokens.push({ ch, start: i, end: i + 1, ws: false });
+    tokens.push(ch, i, i + 1, false);
     i++;
   }
 }
 
-function scalarTokens(source: string, node: Scalar): Token[] {
+function scalarTokens(source: string, node: Scalar): TokenView {
   const range = node.range ?? [0, 0, 0];
   const start = range[0];
   const end = Math.min(range[1], source.length);
-  const tokens: Token[] = [];
+  const tokens = new Tokens();
   switch (node.type) {
     case "QUOTE_DOUBLE": {
       const close = source[end - 1] === '"' && end - 1 > start ? end - 1 : end;
@@ -190,11 +250,11 @@ function scalarTokens(source: string, node: Scalar): Token[] {
       let i = start + 1;
       while (i < close) {
         if (source[i] === "'" && source[i + 1] === "'") {
-          tokens.push({ ch: "'", start: i, end: i + 2, ws: false });
+          tokens.push("'", i, i + 2, false);
           i += 2;
         } else {
           const ch = source[i] as string;
-          tokens.push({ ch, start: i, end: i + 1, ws: isWs(ch) });
+          tokens.push(ch, i, i + 1, isWs(ch));
           i++;
         }
       }
@@ -204,59 +264,54 @@ function scalarTokens(source: string, node: Scalar): Token[] {
     case "BLOCK_FOLDED": {
       // The header (`|`, `>-`, `|2 # comment`) is the rest of its line.
       const newline = source.indexOf("\n", start);
-      pushLiteral(tokens, source, newline === -1 ? end : newline + 1, end);
-      break;
+      return new LiteralTokens(source, newline === -1 ? end : newline + 1, end);
     }
     default:
-      pushLiteral(tokens, source, start, end);
+      return new LiteralTokens(source, start, end);
   }
   return tokens;
 }
 
 /** Aligns a value with the tokens of its source: see the file comment. */
-function align(value: string, tokens: readonly Token[], fallback: number): MappedText {
-  const starts: number[] = [];
-  const ends: number[] = [];
+function align(value: string, tokens: TokenView, fallback: number): MappedText {
+  const starts = new Int32Array(value.length);
+  const ends = new Int32Array(value.length);
+  const count = tokens.length;
   let t = 0;
   let last = fallback;
   for (let i = 0; i < value.length; i++) {
     const ch = value[i] as string;
     if (isWs(ch)) {
-      const token = tokens[t];
-      if (token?.ws) {
-        starts.push(token.start);
-        ends.push(token.end);
-        last = token.end;
+      if (t < count && tokens.ws(t)) {
+        starts[i] = tokens.start(t);
+        ends[i] = tokens.end(t);
+        last = ends[i] as number;
         t++;
       } else {
-        const at = token?.start ?? last;
-        starts.push(at);
-        ends.push(at);
+        const at = t < count ? tokens.start(t) : last;
+        starts[i] = at;
+        ends[i] = at;
       }
       continue;
     }
-    while (t < tokens.length && (tokens[t] as Token).ws) t++;
-    let token = tokens[t];
-    if (token !== undefined && token.ch !== ch) {
+    while (t < count && tokens.ws(t)) t++;
+    if (t < count && tokens.ch(t) !== ch) {
       // Should not happen; stay monotone and as close as possible.
       let k = t + 1;
-      while (k < tokens.length && (tokens[k] as Token).ch !== ch) k++;
-      if (k < tokens.length) {
-        t = k;
-        token = tokens[k];
-      }
+      while (k < count && tokens.ch(k) !== ch) k++;
+      if (k < count) t = k;
     }
-    if (token === undefined) {
-      starts.push(last);
-      ends.push(last);
+    if (t >= count) {
+      starts[i] = last;
+      ends[i] = last;
       continue;
     }
-    starts.push(token.start);
-    ends.push(token.end);
-    last = token.end;
+    starts[i] = tokens.start(t);
+    ends[i] = tokens.end(t);
+    last = ends[i] as number;
     t++;
   }
-  return new MappedText(value, starts, ends, tokens[0]?.start ?? fallback);
+  return new MappedText(value, starts, ends, count > 0 ? tokens.start(0) : fallback);
 }
 
 /** The located value of a scalar node of a document parsed from `source`. */
@@ -265,13 +320,13 @@ export function locateScalar(source: string, node: Scalar): MappedText {
   if (typeof node.value !== "string") {
     // Numbers, booleans, null: their source text stands for itself.
     const text = typeof node.source === "string" ? node.source : String(node.value);
-    const starts = Array.from({ length: text.length }, (_, i) => range[0] + i);
-    return new MappedText(
-      text,
-      starts,
-      starts.map((s) => s + 1),
-      range[0],
-    );
+    const starts = new Int32Array(text.length);
+    const ends = new Int32Array(text.length);
+    for (let i = 0; i < text.length; i++) {
+      starts[i] = range[0] + i;
+      ends[i] = range[0] + i + 1;
+    }
+    return new MappedText(text, starts, ends, range[0]);
   }
   const contentStart = node.type === "QUOTE_DOUBLE" || node.type === "QUOTE_SINGLE" ? range[0] + 1 : range[0];
   return align(node.value, scalarTokens(source, node), contentStart);

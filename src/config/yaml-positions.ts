@@ -3,18 +3,7 @@
  * file offsets, and a cheap pre-scan that refuses absurdly deep nesting before the (recursive)
  * YAML composer sees it.
  */
-import {
-  CST,
-  type Document,
-  isAlias,
-  isMap,
-  isPair,
-  isScalar,
-  isSeq,
-  Lexer,
-  type Node,
-  type Pair,
-} from "yaml";
+import { CST, type Document, isAlias, isMap, isPair, isScalar, isSeq, type Node, type Pair } from "yaml";
 
 export type PathSegment = string | number;
 
@@ -136,43 +125,49 @@ export function containerOffset(doc: Document, path: readonly PathSegment[]): nu
 /**
  * Deepest nesting of block and flow collections, from the lexer's tokens (no recursion): the
  * stack of indentations of the lines above, plus compact collections on one line (`- - a`,
- * `- key: value`), plus open flow brackets. An estimate, but never far below the truth.
+ * `- key: value`), plus open flow brackets. An estimate, but never far below the truth. Fed one
+ * lexeme at a time, so the parse that reads the file anyway can measure it (load.ts).
  */
-export function nestingDepth(source: string, limit: number): { depth: number; offset: number } {
-  const indents: number[] = [];
-  let flow = 0;
-  let column = 0;
-  let offset = 0;
-  let lineStart = true;
-  let indicators = 0;
-  for (const token of new Lexer().lex(source)) {
-    if (token === CST.DOCUMENT || token === CST.FLOW_END || token === CST.SCALAR) continue;
+export class NestingMeter {
+  private readonly indents: number[] = [];
+  private flow = 0;
+  private column = 0;
+  private offset = 0;
+  private lineStart = true;
+  private indicators = 0;
+
+  constructor(private readonly limit: number) {}
+
+  /** Feeds the next lexeme; answers the depth and where, once it is deeper than the limit. */
+  feed(token: string): { depth: number; offset: number } | undefined {
+    if (token === CST.DOCUMENT || token === CST.FLOW_END || token === CST.SCALAR) return undefined;
     const type = CST.tokenType(token);
     const content = type !== "space" && type !== "newline" && type !== "comment";
-    if (lineStart && content && flow === 0) {
-      while (indents.length > 0 && (indents[indents.length - 1] as number) >= column) indents.pop();
-      indents.push(column);
-      indicators = 0;
+    const indents = this.indents;
+    if (this.lineStart && content && this.flow === 0) {
+      while (indents.length > 0 && (indents[indents.length - 1] as number) >= this.column) indents.pop();
+      indents.push(this.column);
+      this.indicators = 0;
     }
-    if (content) lineStart = false;
-    if (type === "flow-map-start" || type === "flow-seq-start") flow++;
-    else if ((type === "flow-map-end" || type === "flow-seq-end") && flow > 0) flow--;
+    if (content) this.lineStart = false;
+    if (type === "flow-map-start" || type === "flow-seq-start") this.flow++;
+    else if ((type === "flow-map-end" || type === "flow-seq-end") && this.flow > 0) this.flow--;
     else if (
-      flow === 0 &&
+      this.flow === 0 &&
       (type === "seq-item-ind" || type === "map-value-ind" || type === "explicit-key-ind")
     ) {
-      indicators++;
+      this.indicators++;
     }
-    const depth = indents.length + Math.max(0, indicators - 1) + flow;
-    if (depth > limit) return { depth, offset };
+    const depth = indents.length + Math.max(0, this.indicators - 1) + this.flow;
+    if (depth > this.limit) return { depth, offset: this.offset };
     const newline = token.lastIndexOf("\n");
-    if (newline === -1) column += token.length;
+    if (newline === -1) this.column += token.length;
     else {
-      column = token.length - newline - 1;
-      lineStart = true;
-      indicators = 0;
+      this.column = token.length - newline - 1;
+      this.lineStart = true;
+      this.indicators = 0;
     }
-    offset += token.length;
+    this.offset += token.length;
+    return undefined;
   }
-  return { depth: 0, offset: 0 };
 }

@@ -30,6 +30,7 @@ import type { CheckResult, Resolution } from "./checker.js";
 import { decides } from "./checker.js";
 import {
   andThen,
+  andThenWith,
   constant,
   type EvalEnv,
   type Evaluator,
@@ -172,7 +173,8 @@ export class RuleCompiler {
       case "member": {
         const object = this.value(expr.object);
         const property = expr.property as keyof QuotaValue;
-        return (env) => andThen(object(env), (q) => (q as QuotaValue)[property]);
+        const read = (q: Value): Value => (q as QuotaValue)[property];
+        return (env) => andThen(object(env), read);
       }
       case "index":
         return this.index(expr);
@@ -188,8 +190,9 @@ export class RuleCompiler {
     const left = this.value(expr.left);
     const right = this.value(expr.right);
     const apply = ARITHMETIC[expr.op];
-    return (env) =>
-      andThen(left(env), (a) => andThen(right(env), (b) => saturate(apply(Number(a), Number(b)))));
+    const combine = (a: Value, b: Value): Value => saturate(apply(Number(a), Number(b)));
+    const withLeft = (env: EvalEnv, a: Value) => andThenWith(right(env), a, combine);
+    return (env) => andThenWith(left(env), env, withLeft);
   }
 
   /** `TABLE[X]`: the value the table holds for X. */
@@ -204,13 +207,17 @@ export class RuleCompiler {
     const describe = (v: string | undefined) => (v === undefined ? "absent" : JSON.stringify(v));
     // An absent key (or an empty one, never looked up) gives "", as header("X") does, so
     // `TABLE[X] != ""` means "has a value" and comparisons never see undefined.
-    return (env) =>
-      andThen(key(env), (k) => {
-        const text = stringify(k);
-        if (text === "") return "";
-        const found = traced(env, source, what, text, () => env.lookups.get(source, table, text), describe);
-        return andThen(found, (v) => v ?? "");
-      });
+    const orEmpty = (v: string | undefined): Value => v ?? "";
+    const lookUp = (env: EvalEnv, k: Value): MaybePromise<Value> => {
+      const text = stringify(k);
+      if (text === "") return "";
+      const found =
+        env.trace === undefined
+          ? env.lookups.get(source, table, text)
+          : traced(env, source, what, text, () => env.lookups.get(source, table, text), describe);
+      return isPromise(found) ? found.then(orEmpty) : orEmpty(found);
+    };
+    return (env) => andThenWith(key(env), env, lookUp);
   }
 
   /**
@@ -220,16 +227,20 @@ export class RuleCompiler {
   private dnsblCodes(source: string, keyExpr: Expr): Evaluator<Value> {
     const key = this.value(keyExpr);
     const what = `${source}[]`;
-    return (env) =>
-      andThen(key(env), (k) => {
-        const text = stringify(k);
-        if (text === "") return NO_CODES;
-        const answer = traced(env, source, what, text, () => env.lookups.dnsbl(source, text), describeDnsbl);
-        return andThen(answer, (a) => {
-          rememberListing(env, source, a);
-          return a.listed ? codesOf(a) : NO_CODES;
-        });
-      });
+    const codes = (env: EvalEnv, a: DnsblAnswer): Value => {
+      rememberListing(env, source, a);
+      return a.listed ? codesOf(a) : NO_CODES;
+    };
+    const lookUp = (env: EvalEnv, k: Value): MaybePromise<Value> => {
+      const text = stringify(k);
+      if (text === "") return NO_CODES;
+      const answer =
+        env.trace === undefined
+          ? env.lookups.dnsbl(source, text)
+          : traced(env, source, what, text, () => env.lookups.dnsbl(source, text), describeDnsbl);
+      return andThenWith(answer, env, codes);
+    };
+    return (env) => andThenWith(key(env), env, lookUp);
   }
 
   private name(expr: Extract<Expr, { kind: "name" }>): Evaluator<Value> {
@@ -259,21 +270,11 @@ export class RuleCompiler {
         // settles it (false for `and`, true for `or`): no recursion, however long the chain.
         const operands = chainOperands(expr).map((operand) => this.condition(operand));
         const settles = expr.kind === "or";
-        return (env) => {
-          const from = (index: number): MaybePromise<boolean> => {
-            for (let i = index; i < operands.length; i++) {
-              const value = (operands[i] as Evaluator<boolean>)(env);
-              if (isPromise(value)) return value.then((v) => (v === settles ? settles : from(i + 1)));
-              if (value === settles) return settles;
-            }
-            return !settles;
-          };
-          return from(0);
-        };
+        return (env) => settleFrom(operands, 0, env, settles);
       }
       case "not": {
         const operand = this.condition(expr.operand);
-        return (env) => andThen(operand(env), (v) => !v);
+        return (env) => andThen(operand(env), negate);
       }
       case "compare":
         return this.compare(expr);
@@ -283,17 +284,18 @@ export class RuleCompiler {
         // (regex-offload.ts), so a rule cannot stall other sessions.
         const regex = this.checked.regexes.get(expr);
         if (regex === undefined) throw new Error("internal: regex not compiled");
-        return (env) => andThen(subject(env), (s) => matchRegex(regex, stringify(s)));
+        const test = (s: Value) => matchRegex(regex, stringify(s));
+        return (env) => andThen(subject(env), test);
       }
       case "in":
         return this.membership(expr);
       case "over": {
         const subject = this.value(expr.subject);
-        return (env) => andThen(subject(env), (q) => (q as QuotaValue).over);
+        return (env) => andThen(subject(env), isOver);
       }
       default: {
         const value = this.value(expr);
-        return (env) => andThen(value(env), (v) => v === true);
+        return (env) => andThen(value(env), isTrue);
       }
     }
   }
@@ -337,7 +339,8 @@ export class RuleCompiler {
           return Number(a) >= Number(b);
       }
     };
-    return (env) => andThen(left(env), (a) => andThen(right(env), (b) => test(a, b)));
+    const withLeft = (env: EvalEnv, a: Value) => andThenWith(right(env), a, test);
+    return (env) => andThenWith(left(env), env, withLeft);
   }
 
   private membership(expr: Extract<Expr, { kind: "in" }>): Evaluator<boolean> {
@@ -350,49 +353,49 @@ export class RuleCompiler {
         subjectType,
         this.localPart,
       );
-      return (env) =>
-        andThen(subject(env), (s) => {
-          const key = stringify(s);
-          if (key === "") return false;
-          return member(key) !== negated;
-        });
+      const test = (s: Value) => {
+        const key = stringify(s);
+        if (key === "") return false;
+        return member(key) !== negated;
+      };
+      return (env) => andThen(subject(env), test);
     }
     const tableType = this.typeOf(expr.table);
     if (tableType === "address list" || tableType === "ip list") return this.inListValue(expr, tableType);
     const resolution = this.resolution(expr.table);
     if (resolution.kind === "dnsbl") {
       const source = resolution.source;
-      return (env) =>
-        andThen(subject(env), (s) => {
-          const key = stringify(s);
-          if (key === "") return false;
-          return andThen(
-            traced(env, source, source, key, () => env.lookups.dnsbl(source, key), describeDnsbl),
-            (answer) => {
-              rememberListing(env, source, answer);
-              return answer.listed !== negated;
-            },
-          );
-        });
+      const listed = (env: EvalEnv, answer: DnsblAnswer) => {
+        rememberListing(env, source, answer);
+        return answer.listed !== negated;
+      };
+      const lookUp = (env: EvalEnv, s: Value): MaybePromise<boolean> => {
+        const key = stringify(s);
+        if (key === "") return false;
+        const answer =
+          env.trace === undefined
+            ? env.lookups.dnsbl(source, key)
+            : traced(env, source, source, key, () => env.lookups.dnsbl(source, key), describeDnsbl);
+        return andThenWith(answer, env, listed);
+      };
+      return (env) => andThenWith(subject(env), env, lookUp);
     }
     if (resolution.kind !== "table") throw new Error("internal: 'in' on non-table");
     const { source, table } = resolution;
     const what = table ? `${source}.${table}` : source;
-    return (env) =>
-      andThen(subject(env), (s) => {
-        const key = stringify(s);
-        // An empty key is never looked up: it can neither match nor fail.
-        if (key === "") return false;
-        const found = traced(
-          env,
-          source,
-          what,
-          key,
-          () => env.lookups.has(source, table, key),
-          describeFound,
-        );
-        return andThen(found, (f) => f !== negated);
-      });
+    const answer = (f: boolean) => f !== negated;
+    const lookUp = (env: EvalEnv, s: Value): MaybePromise<boolean> => {
+      const key = stringify(s);
+      // An empty key is never looked up: it can neither match nor fail.
+      if (key === "") return false;
+      // Without a tracer the lookup is called directly: no closure for traced() to call.
+      const found =
+        env.trace === undefined
+          ? env.lookups.has(source, table, key)
+          : traced(env, source, what, key, () => env.lookups.has(source, table, key), describeFound);
+      return isPromise(found) ? found.then(answer) : found !== negated;
+    };
+    return (env) => andThenWith(subject(env), env, lookUp);
   }
 
   /**
@@ -409,14 +412,15 @@ export class RuleCompiler {
     const negated = expr.negated;
     const mode = this.localPart;
     const normalize = kind === "address list" ? (t: string) => normalizeAddress(t, mode) : canonicalIp;
-    return (env) =>
-      andThen(subject(env), (s) => {
-        const key = stringify(s);
-        // As with tables: an empty X is in no list, and not "not in" one either.
-        if (key === "") return false;
-        const wanted = normalize(key);
-        return andThen(list(env), (items) => (items as readonly string[]).includes(wanted) !== negated);
-      });
+    const contains = (wanted: string, items: Value) =>
+      (items as readonly string[]).includes(wanted) !== negated;
+    const test = (env: EvalEnv, s: Value): MaybePromise<boolean> => {
+      const key = stringify(s);
+      // As with tables: an empty X is in no list, and not "not in" one either.
+      if (key === "") return false;
+      return andThenWith(list(env), normalize(key), contains);
+    };
+    return (env) => andThenWith(subject(env), env, test);
   }
 
   /** A text's `{NAME}`: a value as texts show it, a function's placeholder, or a DNSBL's attribute. */
@@ -645,6 +649,26 @@ class RuleRunner {
     return true;
   }
 }
+
+/** An `and`/`or` chain from operand `index` on: a loop, recursing only after a promise. */
+function settleFrom(
+  operands: readonly Evaluator<boolean>[],
+  index: number,
+  env: EvalEnv,
+  settles: boolean,
+): MaybePromise<boolean> {
+  for (let i = index; i < operands.length; i++) {
+    const value = (operands[i] as Evaluator<boolean>)(env);
+    if (isPromise(value))
+      return value.then((v) => (v === settles ? settles : settleFrom(operands, i + 1, env, settles)));
+    if (value === settles) return settles;
+  }
+  return !settles;
+}
+
+const negate = (v: boolean) => !v;
+const isOver = (q: Value) => (q as QuotaValue).over;
+const isTrue = (v: Value) => v === true;
 
 function describeFound(found: boolean): string {
   return found ? "found" : "not found";

@@ -43,6 +43,19 @@ export function andThen<T, U>(value: MaybePromise<T>, f: (v: T) => MaybePromise<
   return isPromise(value) ? value.then(f) : f(value);
 }
 
+/**
+ * andThen for the hot path: `f` gets `arg` (usually the rule's env) as a parameter instead of
+ * capturing it, so `f` is made once at compile time and a synchronous evaluation allocates no
+ * closure; only a value still on its way pays for one.
+ */
+export function andThenWith<A, T, U>(
+  value: MaybePromise<T>,
+  arg: A,
+  f: (arg: A, v: T) => MaybePromise<U>,
+): MaybePromise<U> {
+  return isPromise(value) ? value.then((v) => f(arg, v)) : f(arg, value);
+}
+
 /** Control characters would break the reply or the header; `%` is escaped by the milter layer. */
 export function sanitize(value: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: removing them is the point

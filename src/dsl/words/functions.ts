@@ -19,6 +19,7 @@ import { incomingSize } from "../../runtime/transaction.js";
 import type { Expr } from "../ast.js";
 import {
   andThen,
+  andThenWith,
   type EvalEnv,
   type Evaluator,
   isPromise,
@@ -151,19 +152,24 @@ function checkQuota(check: CallCheck): CheckedCall | undefined {
     compile: (compiler) => {
       const addressOf = compiler.value(address);
       const what = `quota(${source})`;
-      return (env) =>
-        andThen(addressOf(env), (a) => {
-          const key = stringify(a);
-          if (key === "") {
-            env.state.quota = quotaValue(undefined, 0);
-            return env.state.quota;
-          }
-          const status = traced(env, source, what, key, () => env.lookups.quota(source, key), describeQuota);
-          return andThen(status, (s) => {
-            env.state.quota = quotaValue(s, incomingSize(env.tx));
-            return env.state.quota;
-          });
-        });
+      const remember = (env: EvalEnv, s: QuotaStatus | undefined): Value => {
+        env.state.quota = quotaValue(s, incomingSize(env.tx));
+        return env.state.quota;
+      };
+      const lookUp = (env: EvalEnv, a: Value): MaybePromise<Value> => {
+        const key = stringify(a);
+        if (key === "") {
+          env.state.quota = quotaValue(undefined, 0);
+          return env.state.quota;
+        }
+        // Without a tracer the lookup is called directly: no closure for traced() to call.
+        const status =
+          env.trace === undefined
+            ? env.lookups.quota(source, key)
+            : traced(env, source, what, key, () => env.lookups.quota(source, key), describeQuota);
+        return andThenWith(status, env, remember);
+      };
+      return (env) => andThenWith(addressOf(env), env, lookUp);
     },
   };
 }
