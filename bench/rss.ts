@@ -35,7 +35,6 @@ const MODULES = [
   "dist/engine/metrics.js",
   "dist/cli/logging.js",
   "dist/cli/serve.js",
-  "dist/cli/main.js",
 ];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -62,3 +62,12 @@ describe("lazily loaded clients", () => {
     expect(offenders).toEqual([]);
   });
 });
+
+describe("Chevrotain from its bundle", () => {
+  it("no module imports Chevrotain's values from the package entry (it loads lodash-es: dsl/chevrotain.ts loads the one-file bundle)", () => {
+    const offenders = files(SRC)
+      .filter((path) => valueImports(readFileSync(path, "utf8")).includes("chevrotain"))
+      .map((path) => relative(SRC, path));
+    expect(offenders).toEqual([]);
+  });
+});
