@@ -12,11 +12,10 @@ import { createServer, type Server } from "node:http";
 import { availableParallelism } from "node:os";
 import { basename, dirname, resolve } from "node:path";
 import type { Logger } from "pino";
-import { AggregatorRegistry, Counter, Gauge, Registry } from "prom-client";
 import { formatDiagnostic } from "../common/diagnostics.js";
 import { referencedFiles } from "../config/load.js";
 import { type Config, RESTART_SETTINGS, type RestartSettings } from "../config/types.js";
-import { MetricsListenError } from "../engine/metrics.js";
+import { MetricsListenError } from "../engine/metrics-address.js";
 import { checkRules } from "../engine/open-rules.js";
 import { ConfigError } from "../engine/service.js";
 import { parseListenAddress, removeStaleSocket } from "../milter/index.js";
@@ -259,6 +258,8 @@ export class ServePrimary {
 
   /** /metrics: the workers' metrics summed by prom-client's cluster aggregator, and the primary's own. */
   private async serveMetrics(hostPort: string): Promise<Server> {
+    // Loaded here only: a primary without --metrics never loads prom-client (issue 11, idle memory).
+    const { AggregatorRegistry, Counter, Gauge, Registry } = await import("prom-client");
     const aggregator = new AggregatorRegistry();
     const own = new Registry();
     const workersGauge = new Gauge({

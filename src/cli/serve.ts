@@ -7,11 +7,10 @@ import cluster from "node:cluster";
 import { existsSync } from "node:fs";
 import type { Server } from "node:http";
 import type { Logger } from "pino";
-import { AggregatorRegistry } from "prom-client";
 import { RESTART_SETTINGS, type RestartSettings } from "../config/types.js";
 import { eventLoggerHandler } from "../engine/event-logger-handler.js";
 import { JOURNAL_DEFAULTS, JournalWriter } from "../engine/journal/writer.js";
-import { Metrics } from "../engine/metrics.js";
+import type { Metrics } from "../engine/metrics.js";
 import { rulesHandler } from "../engine/milter-handler.js";
 import { checkRules, workersSetting } from "../engine/open-rules.js";
 import { ConfigError, RulesRuntime, type RuntimeOptions } from "../engine/service.js";
@@ -125,8 +124,13 @@ async function servePrimary(
 }
 
 /** A worker: reloads and metrics scrapes come from the primary; a start failure is told to it. */
-function asWorker(runtime: RulesRuntime | undefined, metrics: Metrics | undefined, logger: Logger): void {
+async function asWorker(
+  runtime: RulesRuntime | undefined,
+  metrics: Metrics | undefined,
+  logger: Logger,
+): Promise<void> {
   if (metrics !== undefined) {
+    const { AggregatorRegistry } = await import("prom-client");
     // Constructing one installs the listener that answers the primary's requests for metrics.
     new AggregatorRegistry();
     AggregatorRegistry.setRegistries([metrics.registry]);
@@ -180,7 +184,11 @@ async function serveHere(
   configPath: string | undefined,
   logger: Logger,
 ): Promise<MilterServer> {
-  const metrics = options.metrics === undefined ? undefined : new Metrics({ processMetrics: true });
+  // prom-client (13 MB of RSS) is loaded only when metrics are served (issue 11, idle memory).
+  const metrics =
+    options.metrics === undefined
+      ? undefined
+      : new (await import("../engine/metrics.js")).Metrics({ processMetrics: true });
   let runtime: RulesRuntime | undefined;
   const serverOptions: MilterServerOptions = { logger, sharedSocket: cluster.isWorker };
   let listen = options.listen ?? DEFAULT_LISTEN;
@@ -233,7 +241,7 @@ async function serveHere(
     await runtime?.close();
     throw error;
   }
-  if (cluster.isWorker) asWorker(runtime, metrics, logger);
+  if (cluster.isWorker) await asWorker(runtime, metrics, logger);
   else runtime?.watchFiles();
   if (cluster.isPrimary) logReady(server, configPath, logger);
 
