@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { DRY_RUN_INPUTS } from "../dsl/registry.js";
-import { parseHostPort } from "../engine/metrics.js";
+import { parseHostPort } from "../engine/metrics-address.js";
 import { EXIT_USAGE } from "../engine/open-rules.js";
 import { ConfigError } from "../engine/service.js";
 import { AddressError, ListenError, parseListenAddress } from "../milter/index.js";

@@ -11,7 +11,7 @@ import type { Logger } from "pino";
 import { withDeadline } from "../common/deadline.js";
 import { DEFAULT_QUOTA_SERVER_LISTEN } from "../config/load.js";
 import type { SourceConfig } from "../config/types.js";
-import { parseHostPort } from "../engine/metrics.js";
+import { parseHostPort } from "../engine/metrics-address.js";
 import {
   type CheckedRules,
   checkRules,

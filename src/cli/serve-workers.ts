@@ -10,10 +10,9 @@ import { chmod, unlink } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { availableParallelism } from "node:os";
 import type { Logger } from "pino";
-import { AggregatorRegistry, Counter, Gauge, Registry } from "prom-client";
 import { formatDiagnostic } from "../common/diagnostics.js";
 import { type Config, RESTART_SETTINGS, type RestartSettings } from "../config/types.js";
-import { MetricsListenError } from "../engine/metrics.js";
+import { MetricsListenError } from "../engine/metrics-address.js";
 import { checkRules } from "../engine/open-rules.js";
 import { RulesWatcher } from "../engine/rules-watcher.js";
 import { ConfigError } from "../engine/service.js";
@@ -231,6 +230,8 @@ export class ServePrimary {
 
   /** /metrics: the workers' metrics summed by prom-client's cluster aggregator, and the primary's own. */
   private async serveMetrics(hostPort: string): Promise<Server> {
+    // Loaded here only: a primary without --metrics never loads prom-client (issue 11, idle memory).
+    const { AggregatorRegistry, Counter, Gauge, Registry } = await import("prom-client");
     const aggregator = new AggregatorRegistry();
     const own = new Registry();
     const workersGauge = new Gauge({

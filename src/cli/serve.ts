@@ -6,12 +6,12 @@
 import cluster from "node:cluster";
 import { existsSync } from "node:fs";
 import type { Server } from "node:http";
+import { setFlagsFromString } from "node:v8";
 import type { Logger } from "pino";
-import { AggregatorRegistry } from "prom-client";
 import { RESTART_SETTINGS, type RestartSettings } from "../config/types.js";
 import { eventLoggerHandler } from "../engine/event-logger-handler.js";
 import { JOURNAL_DEFAULTS, JournalWriter } from "../engine/journal/writer.js";
-import { Metrics } from "../engine/metrics.js";
+import type { Metrics } from "../engine/metrics.js";
 import { rulesHandler } from "../engine/milter-handler.js";
 import { checkRules, workersSetting } from "../engine/open-rules.js";
 import { ConfigError, RulesRuntime, type RuntimeOptions } from "../engine/service.js";
@@ -125,8 +125,13 @@ async function servePrimary(
 }
 
 /** A worker: reloads and metrics scrapes come from the primary; a start failure is told to it. */
-function asWorker(runtime: RulesRuntime | undefined, metrics: Metrics | undefined, logger: Logger): void {
+async function asWorker(
+  runtime: RulesRuntime | undefined,
+  metrics: Metrics | undefined,
+  logger: Logger,
+): Promise<void> {
   if (metrics !== undefined) {
+    const { AggregatorRegistry } = await import("prom-client");
     // Constructing one installs the listener that answers the primary's requests for metrics.
     new AggregatorRegistry();
     AggregatorRegistry.setRegistries([metrics.registry]);
@@ -144,6 +149,20 @@ function tellPrimary(message: WorkerMessage): void {
   process.send?.(message);
 }
 
+/**
+ * V8 grows its young generation (serve's start took it from 2 to 16 MB) while most of what is allocated
+ * survives, as it does while serve loads its modules and compiles the rules, and an idle process
+ * never shrinks it back: 12 MB of serve's idle RSS (issue 11; `npm run bench:rss`). So
+ * bin/filterctl.js keeps it from growing (growth factor 1) from before the first import, and it
+ * may grow again once serve listens: V8 reads the factor each time it decides to grow, so under
+ * load the young generation is sized as it always was (2 is V8's default). Not a
+ * `--max-semi-space-size` flag: that one is read once, when Node starts, and would bound the
+ * young generation under load too.
+ */
+function youngGenerationMayGrow(): void {
+  setFlagsFromString("--semi-space-growth-factor=2");
+}
+
 export async function serve(options: ServeOptions, parent: Logger): Promise<MilterServer | undefined> {
   // A worker's lines say which process wrote them.
   const logger = cluster.isWorker ? parent.child({ worker: cluster.worker?.id, pid: process.pid }) : parent;
@@ -157,6 +176,8 @@ export async function serve(options: ServeOptions, parent: Logger): Promise<Milt
       tellPrimary({ filterctl: "failed", code, message: (error as Error).message });
     }
     throw error;
+  } finally {
+    youngGenerationMayGrow();
   }
 }
 
@@ -180,7 +201,11 @@ async function serveHere(
   configPath: string | undefined,
   logger: Logger,
 ): Promise<MilterServer> {
-  const metrics = options.metrics === undefined ? undefined : new Metrics({ processMetrics: true });
+  // prom-client (13 MB of RSS) is loaded only when metrics are served (issue 11, idle memory).
+  const metrics =
+    options.metrics === undefined
+      ? undefined
+      : new (await import("../engine/metrics.js")).Metrics({ processMetrics: true });
   let runtime: RulesRuntime | undefined;
   const serverOptions: MilterServerOptions = { logger, sharedSocket: cluster.isWorker };
   let listen = options.listen ?? DEFAULT_LISTEN;
@@ -233,7 +258,7 @@ async function serveHere(
     await runtime?.close();
     throw error;
   }
-  if (cluster.isWorker) asWorker(runtime, metrics, logger);
+  if (cluster.isWorker) await asWorker(runtime, metrics, logger);
   else runtime?.watchFiles();
   if (cluster.isPrimary) logReady(server, configPath, logger);
 

@@ -5,18 +5,19 @@
  * (`[shadow] on STAGES: STATEMENT...`), or the pieces of the structured form (a condition, an
  * action, stage words). Mistakes become diagnostics; the parser never throws on input.
  */
+
+import { type Diagnostic, didYouMean, type SourceFile } from "../common/diagnostics.js";
+import { parseDuration, parseSize } from "../common/units.js";
+import type { LocatedText } from "../config/types.js";
+import type { Action, ArithmeticOp, CompareOp, Expr, Span, Statement, Template } from "./ast.js";
+import { ACTION_VERBS, childrenOf } from "./ast.js";
 import {
   EmbeddedActionsParser,
   type IParserErrorMessageProvider,
   type IToken,
   type TokenType,
   tokenLabel,
-} from "chevrotain";
-import { type Diagnostic, didYouMean, type SourceFile } from "../common/diagnostics.js";
-import { parseDuration, parseSize } from "../common/units.js";
-import type { LocatedText } from "../config/types.js";
-import type { Action, ArithmeticOp, CompareOp, Expr, Span, Statement, Template } from "./ast.js";
-import { ACTION_VERBS, childrenOf } from "./ast.js";
+} from "./chevrotain.js";
 import * as T from "./tokens.js";
 
 /** Refuse inputs that could only be mistakes or attacks, before they cost anything. */

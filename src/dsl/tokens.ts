@@ -2,7 +2,7 @@
  * Tokens of the rule language. Order matters: Chevrotain tries patterns in this order, so the
  * longer literal forms (CIDR, IP, enhanced status code, size, duration) come before numbers.
  */
-import { createToken, Lexer, type TokenType } from "chevrotain";
+import { createToken, Lexer, type TokenType } from "./chevrotain.js";
 
 export const WhiteSpace = createToken({ name: "WhiteSpace", pattern: /[ \t\r\n]+/, group: Lexer.SKIPPED });
 export const Comment = createToken({ name: "Comment", pattern: /#[^\n]*/, group: Lexer.SKIPPED });

@@ -113,6 +113,16 @@ describe("memory state: rate()", () => {
     await store.close();
     expect(() => store.rate("a", HOUR, COUNT)).toThrow(StateError);
   });
+
+  it("allocates its tables on the first call only (serve opens one for every rules file)", () => {
+    // lru-cache's tables for MEMORY_MAX_KEYS keys hold 3 MB of typed arrays: 30 MB for 10 stores.
+    const before = process.memoryUsage().arrayBuffers;
+    const stores = Array.from({ length: 10 }, () => createMemoryStore());
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(1024 * 1024);
+    stores[0]?.rate("a", HOUR, COUNT);
+    expect(process.memoryUsage().arrayBuffers - before).toBeGreaterThan(2 * 1024 * 1024);
+    expect(stores[0]?.size).toBe(1);
+  });
 });
 
 describe("memory state: greylist()", () => {

@@ -52,22 +52,33 @@ type Entry = RateEntry | GreylistEntry;
 
 class MemoryStore implements StateStore {
   readonly kind = "memory" as const;
-  private readonly cache: LRUCache<string, Entry>;
+  /** Made on the first call: see `cache`. */
+  private made: LRUCache<string, Entry> | undefined;
+  private readonly maxKeys: number;
   private readonly now: () => number;
   private lastSweep: number;
   private closed = false;
 
   constructor(options: MemoryStoreOptions) {
-    const now = options.now ?? Date.now;
-    this.now = now;
-    this.lastSweep = now();
-    this.cache = new LRUCache<string, Entry>({
-      max: options.maxKeys ?? MEMORY_MAX_KEYS,
+    this.now = options.now ?? Date.now;
+    this.maxKeys = options.maxKeys ?? MEMORY_MAX_KEYS;
+    this.lastSweep = this.now();
+  }
+
+  /**
+   * lru-cache allocates its tables for `max` keys up front (7 MB for MEMORY_MAX_KEYS), and
+   * serve opens a store for every rules file, whether any rule calls rate() or greylist(): made
+   * on the first call, a file without them never pays for it (issue 11, idle memory).
+   */
+  private get cache(): LRUCache<string, Entry> {
+    this.made ??= new LRUCache<string, Entry>({
+      max: this.maxKeys,
       // The injected clock; resolution 0: no timer caches the time (the fake clock must be read).
-      perf: { now },
+      perf: { now: this.now },
       ttlResolution: 0,
       // No default ttl: each set gives its own (a key lives as long as what it holds matters).
     });
+    return this.made;
   }
 
   rate(key: string, windowMs: number, options: StateCallOptions): number {
@@ -116,12 +127,12 @@ class MemoryStore implements StateStore {
 
   async close(): Promise<void> {
     this.closed = true;
-    this.cache.clear();
+    this.made?.clear();
   }
 
   /** Keys kept now (tests). */
   get size(): number {
-    return this.cache.size;
+    return this.made?.size ?? 0;
   }
 
   /** The time of this call; sweeps expired keys once a minute. */
@@ -130,7 +141,7 @@ class MemoryStore implements StateStore {
     const now = this.now();
     if (now - this.lastSweep >= SWEEP_EVERY_MS) {
       this.lastSweep = now;
-      this.cache.purgeStale();
+      this.made?.purgeStale();
     }
     return now;
   }
