@@ -6,15 +6,14 @@
  *     macro(), shadow rules, every stage) through what `filterctl validate` and a reload do:
  *     parseConfig (YAML, JSON Schema, typed config) then compileConfig (rule parser, checker,
  *     compiler). The first run in the process is "cold" (schema compiled, parser built, code not
- *     yet optimised); the figure that matters for a reload is the warm median. Target (issue
- *     11): < 500 ms.
+ *     yet optimised); the figure that matters for a reload is the warm median. Target: < 500 ms.
  *
  * (b) Evaluation speed: the rules of examples/rules.yaml that make the policy (trusted-networks,
  *     dnsbl, verify-from, mailbox-full), compiled as `serve` compiles them, against the same
  *     policy written by hand as a plain TypeScript function. Both answer the same transactions
  *     (connect, MAIL, each RCPT, stopping where a stage decides) with lookups answered from
  *     memory by the same fake Lookups, so the difference is the rule engine alone. Both are
- *     checked to give identical decisions first. Target (issue 11): the engine within 1.5x of
+ *     checked to give identical decisions first. Target: the engine within 1.5x of
  *     the hand-written function.
  *
  * (a2) Linearity: the same generator at several sizes (10,000, 40,000 and 65,000 rules, the most

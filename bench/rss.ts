@@ -1,5 +1,5 @@
 /**
- * `npm run bench:rss`: where `filterctl serve`'s memory goes (issue 11: < 64 MB idle with
+ * `npm run bench:rss`: where `filterctl serve`'s memory goes (targets: < 64 MB idle with
  * examples/rules.yaml, < 100 MB with 1000 idle negotiated connections).
  *
  * Prints one table: bare Node, serve idle, serve with 1000 connections, and what each module
@@ -151,7 +151,7 @@ async function main(): Promise<void> {
   console.log(`${"what".padEnd(width)} | RSS MB | over bare node / idle`);
   console.log(`${"-".repeat(width)} | ------ | ---------------------`);
   for (const [name, rss, delta] of rows) console.log(`${name.padEnd(width)} | ${rss.padStart(6)} | ${delta}`);
-  console.log("\ntargets (issue 11): serve idle < 64 MB, with 1000 connections < 100 MB");
+  console.log("\ntargets: serve idle < 64 MB, with 1000 connections < 100 MB");
 }
 
 await main();

@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: issue 11's one table. Side by side in one run, the same Postfix-style sessions
+ * `npm run bench`: the one table of serve against C. Side by side in one run, the same Postfix-style sessions
  * (bench/serve.ts: one milter connection each, 2 recipients over 1000 Maildir++ mailboxes, 10 %
  * over quota, 8 headers, a 2 KB body) against:
  *

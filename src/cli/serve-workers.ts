@@ -230,7 +230,7 @@ export class ServePrimary {
 
   /** /metrics: the workers' metrics summed by prom-client's cluster aggregator, and the primary's own. */
   private async serveMetrics(hostPort: string): Promise<Server> {
-    // Loaded here only: a primary without --metrics never loads prom-client (issue 11, idle memory).
+    // Loaded here only: a primary without --metrics never loads prom-client.
     const { AggregatorRegistry, Counter, Gauge, Registry } = await import("prom-client");
     const aggregator = new AggregatorRegistry();
     const own = new Registry();

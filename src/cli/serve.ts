@@ -152,7 +152,7 @@ function tellPrimary(message: WorkerMessage): void {
 /**
  * V8 grows its young generation (serve's start took it from 2 to 16 MB) while most of what is allocated
  * survives, as it does while serve loads its modules and compiles the rules, and an idle process
- * never shrinks it back: 12 MB of serve's idle RSS (issue 11; `npm run bench:rss`). So
+ * never shrinks it back: 12 MB of serve's idle RSS (`npm run bench:rss`). So
  * bin/filterctl.js keeps it from growing (growth factor 1) from before the first import, and it
  * may grow again once serve listens: V8 reads the factor each time it decides to grow, so under
  * load the young generation is sized as it always was (2 is V8's default). Not a
@@ -201,7 +201,7 @@ async function serveHere(
   configPath: string | undefined,
   logger: Logger,
 ): Promise<MilterServer> {
-  // prom-client (13 MB of RSS) is loaded only when metrics are served (issue 11, idle memory).
+  // prom-client (13 MB of RSS) is loaded only when metrics are served.
   const metrics =
     options.metrics === undefined
       ? undefined

@@ -2,7 +2,7 @@
  * Chevrotain, loaded from the one-file ESM bundle its package ships (`lib/chevrotain.mjs`), not
  * from its package entry (`lib/src/api.js`). Why: the entry imports lodash-es, whose index loads
  * some 650 modules — 33 MB of RSS when imported alone, against 6 MB for the bundle, and `serve`
- * keeps whatever it loaded for its whole life (issue 11; `npm run bench:rss`). The bundle is the
+ * keeps whatever it loaded for its whole life (`npm run bench:rss`). The bundle is the
  * same version built from the same sources. The package's exports map names only the entry, so the
  * bundle is found next to it. Import Chevrotain's values from here, never from "chevrotain" (types
  * may come from either: they cost nothing at run time).

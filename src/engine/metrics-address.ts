@@ -1,7 +1,7 @@
 /**
  * The `--metrics` address: its syntax and why it could not be bound. Apart from metrics.ts so that
- * reading an option never loads prom-client: `serve` without --metrics never loads it (issue 11,
- * idle memory; test/architecture/lazy-imports.test.ts).
+ * reading an option never loads prom-client: `serve` without --metrics never loads it (idle
+ * memory; test/architecture/lazy-imports.test.ts).
  */
 import { ListenError } from "../milter/index.js";
 

@@ -68,7 +68,7 @@ class MemoryStore implements StateStore {
   /**
    * lru-cache allocates its tables for `max` keys up front (7 MB for MEMORY_MAX_KEYS), and
    * serve opens a store for every rules file, whether any rule calls rate() or greylist(): made
-   * on the first call, a file without them never pays for it (issue 11, idle memory).
+   * on the first call, a file without them never pays for it.
    */
   private get cache(): LRUCache<string, Entry> {
     this.made ??= new LRUCache<string, Entry>({
