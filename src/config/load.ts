@@ -135,7 +135,7 @@ function parseYaml(text: string): { doc: Document; tooDeep?: { depth: number; of
         new YAMLParseError(
           [next.range[0], next.range[1]],
           "MULTIPLE_DOCS",
-          "Source contains multiple documents; please use YAML.parseAllDocuments()",
+          "more than one document (its message is written by yaml-errors.ts)",
         ),
       );
       break;
