@@ -14,7 +14,7 @@
  * give the same verdicts.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -99,6 +99,16 @@ export function makeFixture(): string {
     writeFileSync(join(dir, "maildirsize"), `200000S,1000C\n${usage} 10\n`);
   }
   return root;
+}
+
+/**
+ * Gives every fixture maildirsize a new mtime, as deliveries would. Maildir++ believes an
+ * over-quota file for 15 minutes only, then counts the maildir — and the fixture's maildirs hold
+ * no messages, so a run longer than that (the soak) must keep its files fresh.
+ */
+export function freshenFixture(root: string): void {
+  const now = new Date();
+  for (let i = 0; i < MAILBOXES; i++) utimesSync(join(root, user(i), "maildirsize"), now, now);
 }
 
 export function rules(root: string, ldapUrl: string, dns: string, listen: string, overText: string): string {

@@ -24,6 +24,7 @@ import { join } from "node:path";
 import { startRbldnsd } from "../test/support/rbldnsd.js";
 import { Slapd } from "../test/support/slapd.js";
 import {
+  freshenFixture,
   makeFixture,
   OVER_TEXT,
   percentile,
@@ -136,13 +137,20 @@ interface Step {
 }
 
 /** Runs the load for `steps` intervals, rewriting the rules file after each (a reload). */
-async function soak(server: Server, steps: number, o: Options, reload: (n: number) => void): Promise<Step[]> {
+async function soak(
+  server: Server,
+  steps: number,
+  o: Options,
+  reload: (n: number) => void,
+  freshen: () => void,
+): Promise<Step[]> {
   const out: Step[] = [];
   const started = performance.now();
   const plan = mixedPlan();
   for (let n = 1; n <= steps; n++) {
     const stepStart = performance.now();
     const result = await paced(server, o.rate, o.intervalMs, plan);
+    freshen();
     if (o.reload) reload(n);
     const step: Step = {
       elapsedS: (performance.now() - started) / 1000,
@@ -189,7 +197,13 @@ async function main(): Promise<void> {
       "| elapsed s | sessions/s | behind | p50 ms | p99 ms | server CPU ms/session | RSS MB | wrong replies |",
     );
     console.log("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    const done = await soak(server, steps, o, (n) => writeFileSync(configPath, `${text}# reload ${n}\n`));
+    const done = await soak(
+      server,
+      steps,
+      o,
+      (n) => writeFileSync(configPath, `${text}# reload ${n}\n`),
+      () => freshenFixture(root),
+    );
     const g = growth(done);
     const wrong = done.reduce((sum, s) => sum + s.mismatches.length, 0);
     console.log(
