@@ -28,7 +28,15 @@ import type {
   SourceTypeSpec,
   StateConfig,
 } from "./types.js";
-import { keyOffset, locate, nodeStart, type PathSegment, valueOffset } from "./yaml-positions.js";
+import {
+  findPair,
+  keyOffset,
+  locate,
+  nodeStart,
+  type PathSegment,
+  resolve,
+  valueOffset,
+} from "./yaml-positions.js";
 
 export const DEFAULT_ERROR_REPLY = "451 4.3.0 Temporary lookup failure, try again later";
 export const DEFAULT_QUOTA_SERVER_LISTEN = "127.0.0.1:8025";
@@ -291,22 +299,30 @@ class Builder {
     if (isScalar(node)) return { form: "text", index, offset, body: locateScalar(this.file.text, node) };
     const short = node === null ? undefined : this.shorthand(index, node);
     if (short !== undefined) return short;
-    const optional = (key: string): MappedText | undefined =>
-      this.node([...path, key]) === undefined ? undefined : this.located([...path, key]);
-    const onNode = this.node([...path, "on"]);
+    // Each field is looked up in the rule's own mapping: walking from the top of the document
+    // twice per field (node, then located) was a fifth of building 10,000 rules.
+    const entry = (key: string): Node | null | undefined => {
+      const pair = findPair(this.doc, node, key);
+      return pair === undefined ? undefined : resolve(this.doc, pair.value);
+    };
+    const locatedAt = (found: Node | null | undefined, at: PathSegment[]): MappedText =>
+      isScalar(found) ? locateScalar(this.file.text, found) : this.located(at);
+    const field = (key: string) => locatedAt(entry(key), [...path, key]);
+    const optional = (key: string): MappedText | undefined => {
+      const found = entry(key);
+      return found === undefined ? undefined : locatedAt(found, [...path, key]);
+    };
+    const onNode = entry("on");
     const on: LocatedText[] = isSeq(onNode)
-      ? onNode.items.map((_, i) => this.located([...path, "on", i]))
-      : splitWords(this.located([...path, "on"]));
+      ? onNode.items.map((item, i) => locatedAt(resolve(this.doc, item), [...path, "on", i]))
+      : splitWords(field("on"));
     const rule: RuleSource = {
       form: "structured",
       index,
       offset,
       on,
-      then: this.located([...path, "then"]),
-      mode:
-        this.node([...path, "mode"]) !== undefined && this.located([...path, "mode"]).text === "shadow"
-          ? "shadow"
-          : "enforce",
+      then: field("then"),
+      mode: optional("mode")?.text === "shadow" ? "shadow" : "enforce",
     };
     const name = optional("name");
     if (name !== undefined) rule.name = name;

@@ -22,7 +22,8 @@ export interface Located {
   nearestKey?: Node | null;
 }
 
-function resolve(doc: Document, node: unknown): Node | null {
+/** The node an alias stands for (the node itself when it is none); null for an empty value. */
+export function resolve(doc: Document, node: unknown): Node | null {
   let current = node;
   for (let hops = 0; isAlias(current) && hops < 100; hops++) {
     current = current.resolve(doc);

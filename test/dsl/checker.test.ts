@@ -204,6 +204,16 @@ describe("regular expressions (linear time)", () => {
     );
   });
 
+  it("reports a pattern that several rules share at each rule's own place (one compilation)", () => {
+    const lines = check(
+      "on rcpt: if rcpt matches /^(a)\\1/ then reject",
+      'on mail: if from == "x@y.example" or from matches /^(a)\\1/ then reject',
+    );
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^rules\.yaml:1:31: error: backreference '\\1'/);
+    expect(lines[1]).toMatch(/^rules\.yaml:2:56: error: backreference '\\1'/);
+  });
+
   it("reports what the engine refuses at its place, in plain words", () => {
     expect(check("on helo: if helo matches /^x{2000}$/ then reject")).toEqual([
       "rules.yaml:1:29: error: regular expression repeats something more than 1000 times (counts above 1000, and counted repetitions inside counted repetitions that multiply past 1000, are refused; use + or *)",

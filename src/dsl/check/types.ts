@@ -6,7 +6,6 @@
 import { didYouMean } from "../../common/diagnostics.js";
 import { parseDuration, parseSize } from "../../common/units.js";
 import { chainOperands, type Expr } from "../ast.js";
-import { compileRegex } from "../regex.js";
 import { isList, isNumeric, isTextual, QUOTA_MEMBERS, type ValueType } from "../words/types.js";
 import { arithmeticType } from "./arithmetic.js";
 import { Calls } from "./calls.js";
@@ -164,7 +163,7 @@ export class Types {
       this.scope.report(expr.patternSpan, "error", message);
       return undefined;
     }
-    const compiled = compileRegex(expr.pattern, expr.flags);
+    const compiled = this.scope.session.compileRegex(expr.pattern, expr.flags);
     if (!compiled.ok) {
       const { index, message, hint } = compiled.problem;
       const at =
