@@ -138,7 +138,10 @@ export function chainOperands(expr: Extract<Expr, { kind: "and" | "or" }>): Expr
 }
 
 /** The direct sub-expressions of a node. */
-export function childrenOf(expr: Expr): Expr[] {
+/** A leaf's children: one shared array, not a new one per literal and name walked. */
+const NO_CHILDREN: readonly Expr[] = [];
+
+export function childrenOf(expr: Expr): readonly Expr[] {
   switch (expr.kind) {
     case "list":
       return expr.items;
@@ -161,6 +164,6 @@ export function childrenOf(expr: Expr): Expr[] {
     case "in":
       return [expr.subject, expr.table];
     default:
-      return [];
+      return NO_CHILDREN;
   }
 }

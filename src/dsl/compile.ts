@@ -85,8 +85,14 @@ function needsOf(
   for (const resolution of checked.resolutions.values())
     if (resolution.kind === "call") for (const stage of resolution.word.needs) want(stage, "observe");
   // A function's extra stages only for the rules that call it at that stage (quota() at eom
-  // counts the whole message; quota() at rcpt must not make the MTA send every body).
+  // counts the whole message; quota() at rcpt must not make the MTA send every body). Only the
+  // rules at such a stage are walked: walking every expression of every rule was most of this.
+  const extraAt = new Set<Stage>();
+  for (const resolution of checked.resolutions.values())
+    if (resolution.kind === "call" && resolution.word.extraNeeds !== undefined)
+      extraAt.add(resolution.word.extraNeeds.ifRuleAt);
   for (const rule of rules) {
+    if (!rule.stages.some((s) => extraAt.has(s.stage))) continue;
     const at = new Set(rule.stages.map((s) => s.stage));
     for (const expr of expressionsOf(rule)) {
       const resolution = checked.resolutions.get(expr);

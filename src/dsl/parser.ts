@@ -588,14 +588,17 @@ const UNEXPECTED_HINTS: Record<string, string> = {
  * `quota(rcpt).a.a.a...` that the token-level nesting check cannot see.
  */
 function deepestNode(root: Expr): Expr | undefined {
-  const stack: [Expr, number][] = [[root, 0]];
-  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
-    const [node, depth] = item;
+  // Two parallel stacks rather than a [node, depth] pair per node: every rule is walked.
+  const nodes: Expr[] = [root];
+  const depths: number[] = [0];
+  for (let node = nodes.pop(); node !== undefined; node = nodes.pop()) {
+    const depth = depths.pop() as number;
     if (depth > LIMITS.depth) return node;
     for (const child of childrenOf(node)) {
       const link =
         (node.kind === "and" || node.kind === "or") && child === node.left && child.kind === node.kind;
-      stack.push([child, link ? depth : depth + 1]);
+      nodes.push(child);
+      depths.push(link ? depth : depth + 1);
     }
   }
   return undefined;

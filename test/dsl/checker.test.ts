@@ -189,6 +189,26 @@ describe("checker errors", () => {
   });
 });
 
+describe("what the milter asks for", () => {
+  const needs = (...rules: string[]) => {
+    const ruleset = compileConfig(configOf(rules)).ruleset;
+    if (ruleset === undefined) throw new Error("no ruleset");
+    return [...ruleset.needs.stages.keys()].sort();
+  };
+
+  it("counts header and body only for a rule calling quota() at eom", () => {
+    const atRcpt = 'on rcpt: if quota(rcpt, mailboxes) over then tempfail 452 4.2.2 "full"';
+    const atEom = 'on eom: if quota(from, mailboxes) over then tempfail 452 4.2.2 "full"';
+    expect(needs(atRcpt)).toEqual(["rcpt"]);
+    expect(needs(atRcpt, 'on eom: if from.domain == "d.example" then reject 550 5.7.1 "no"')).toEqual([
+      "eom",
+      "mail",
+      "rcpt",
+    ]);
+    expect(needs(atRcpt, atEom)).toEqual(["body", "eom", "header", "mail", "rcpt"]);
+  });
+});
+
 describe("regular expressions (linear time)", () => {
   const BACKTRACKING = "which filterctl does not allow: its regular expressions run in linear time (RE2)";
 

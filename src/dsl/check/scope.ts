@@ -37,7 +37,7 @@ export interface CheckResult {
   lookupsByRule: Map<Rule, Set<string>>;
   /** Rules that call rate() or greylist(). */
   stateRules: Set<Rule>;
-  /** The type of every expression that checked. */
+  /** The type of each operand of a comparison and of `in` (what the compiler reads) that checked. */
   types: Map<Expr, ValueType>;
   /** Transaction values used anywhere (in conditions or in texts). */
   valuesUsed: Set<string>;

@@ -27,6 +27,14 @@ export class Types {
 
   /** Type of an expression, or undefined after reporting why it has none. */
   typeOf(expr: Expr): ValueType | undefined {
+    return this.typeOfNode(expr);
+  }
+
+  /**
+   * typeOf, kept in the result for the compiler: only for the operands whose type decides how
+   * they compile (a map entry for every expression was most of what checking kept per rule).
+   */
+  private recordedTypeOf(expr: Expr): ValueType | undefined {
     const type = this.typeOfNode(expr);
     if (type !== undefined) this.scope.session.result.types.set(expr, type);
     return type;
@@ -178,7 +186,7 @@ export class Types {
   }
 
   private membership(expr: Of<"in">): ValueType | undefined {
-    const subject = this.typeOf(expr.subject);
+    const subject = this.recordedTypeOf(expr.subject);
     const table = this.tableOf(expr.table, "in");
     if (subject === undefined || table === undefined) return undefined;
     if (!isTextual(subject)) {
@@ -206,11 +214,11 @@ export class Types {
   /** The table on the right of `in` or before `[`; answers its type, or undefined after reporting. */
   private tableOf(expr: Expr, use: "in" | "["): ValueType | undefined {
     if (expr.kind === "list" || expr.kind === "cidr") {
-      if (use === "in") return this.typeOf(expr);
+      if (use === "in") return this.recordedTypeOf(expr);
       this.scope.report(expr.span, "error", "a literal list cannot be indexed; use 'in'");
       return undefined;
     }
-    const type = this.typeOf(expr);
+    const type = this.recordedTypeOf(expr);
     if (type === undefined) return undefined;
     // A value that is a list (`rcpts`, `spamhaus[client.ip]`) is looked in, not looked up.
     if (use === "in" && isList(type)) return type;
@@ -238,8 +246,8 @@ export class Types {
   }
 
   private compare(expr: Of<"compare">): ValueType | undefined {
-    const left = this.typeOf(expr.left);
-    const right = this.typeOf(expr.right);
+    const left = this.recordedTypeOf(expr.left);
+    const right = this.recordedTypeOf(expr.right);
     if (left === undefined || right === undefined) return undefined;
     if (expr.op !== "==" && expr.op !== "!=") {
       if (isNumeric(left) && isNumeric(right)) return "bool";
