@@ -125,6 +125,11 @@ function literalSet(items: Expr[], subjectType: ValueType, mode: LocalPartMode):
   return (key: string) => matcher.has(key);
 }
 
+/** A DNSBL lookup for `traced`, built once per rule for its source. */
+function askDnsbl(source: string): (env: EvalEnv, key: string) => MaybePromise<DnsblAnswer> {
+  return (env, key) => env.lookups.dnsbl(source, key);
+}
+
 export class RuleCompiler {
   constructor(
     private readonly checked: CheckResult,
@@ -208,13 +213,11 @@ export class RuleCompiler {
     // An absent key (or an empty one, never looked up) gives "", as header("X") does, so
     // `TABLE[X] != ""` means "has a value" and comparisons never see undefined.
     const orEmpty = (v: string | undefined): Value => v ?? "";
+    const ask = (env: EvalEnv, k: string) => env.lookups.get(source, table, k);
     const lookUp = (env: EvalEnv, k: Value): MaybePromise<Value> => {
       const text = stringify(k);
       if (text === "") return "";
-      const found =
-        env.trace === undefined
-          ? env.lookups.get(source, table, text)
-          : traced(env, source, what, text, () => env.lookups.get(source, table, text), describe);
+      const found = traced(env, source, what, text, ask, describe);
       return isPromise(found) ? found.then(orEmpty) : orEmpty(found);
     };
     return (env) => andThenWith(key(env), env, lookUp);
@@ -234,10 +237,7 @@ export class RuleCompiler {
     const lookUp = (env: EvalEnv, k: Value): MaybePromise<Value> => {
       const text = stringify(k);
       if (text === "") return NO_CODES;
-      const answer =
-        env.trace === undefined
-          ? env.lookups.dnsbl(source, text)
-          : traced(env, source, what, text, () => env.lookups.dnsbl(source, text), describeDnsbl);
+      const answer = traced(env, source, what, text, askDnsbl(source), describeDnsbl);
       return andThenWith(answer, env, codes);
     };
     return (env) => andThenWith(key(env), env, lookUp);
@@ -369,13 +369,11 @@ export class RuleCompiler {
         rememberListing(env, source, answer);
         return answer.listed !== negated;
       };
+      const ask = askDnsbl(source);
       const lookUp = (env: EvalEnv, s: Value): MaybePromise<boolean> => {
         const key = stringify(s);
         if (key === "") return false;
-        const answer =
-          env.trace === undefined
-            ? env.lookups.dnsbl(source, key)
-            : traced(env, source, source, key, () => env.lookups.dnsbl(source, key), describeDnsbl);
+        const answer = traced(env, source, source, key, ask, describeDnsbl);
         return andThenWith(answer, env, listed);
       };
       return (env) => andThenWith(subject(env), env, lookUp);
@@ -384,15 +382,12 @@ export class RuleCompiler {
     const { source, table } = resolution;
     const what = table ? `${source}.${table}` : source;
     const answer = (f: boolean) => f !== negated;
+    const ask = (env: EvalEnv, k: string) => env.lookups.has(source, table, k);
     const lookUp = (env: EvalEnv, s: Value): MaybePromise<boolean> => {
       const key = stringify(s);
       // An empty key is never looked up: it can neither match nor fail.
       if (key === "") return false;
-      // Without a tracer the lookup is called directly: no closure for traced() to call.
-      const found =
-        env.trace === undefined
-          ? env.lookups.has(source, table, key)
-          : traced(env, source, what, key, () => env.lookups.has(source, table, key), describeFound);
+      const found = traced(env, source, what, key, ask, describeFound);
       return isPromise(found) ? found.then(answer) : found !== negated;
     };
     return (env) => andThenWith(subject(env), env, lookUp);

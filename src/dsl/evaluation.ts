@@ -83,11 +83,12 @@ export function traced<T>(
   source: string,
   what: string,
   key: string,
-  call: () => MaybePromise<T>,
+  call: (env: EvalEnv, key: string) => MaybePromise<T>,
   describe: (value: T) => string,
 ): MaybePromise<T> {
   const trace = env.trace;
-  if (trace === undefined) return call();
+  // `call` is built once when the rule is compiled: untraced, a lookup allocates nothing here.
+  if (trace === undefined) return call(env, key);
   const started = performance.now();
   const record = (result: string, error?: string) => {
     const entry: LookupRecord = {
@@ -102,7 +103,7 @@ export function traced<T>(
     trace.lookup(entry);
   };
   try {
-    const value = call();
+    const value = call(env, key);
     if (!isPromise(value)) {
       record(describe(value));
       return value;

@@ -156,17 +156,14 @@ function checkQuota(check: CallCheck): CheckedCall | undefined {
         env.state.quota = quotaValue(s, incomingSize(env.tx));
         return env.state.quota;
       };
+      const ask = (env: EvalEnv, k: string) => env.lookups.quota(source, k);
       const lookUp = (env: EvalEnv, a: Value): MaybePromise<Value> => {
         const key = stringify(a);
         if (key === "") {
           env.state.quota = quotaValue(undefined, 0);
           return env.state.quota;
         }
-        // Without a tracer the lookup is called directly: no closure for traced() to call.
-        const status =
-          env.trace === undefined
-            ? env.lookups.quota(source, key)
-            : traced(env, source, what, key, () => env.lookups.quota(source, key), describeQuota);
+        const status = traced(env, source, what, key, ask, describeQuota);
         return andThenWith(status, env, remember);
       };
       return (env) => andThenWith(addressOf(env), env, lookUp);
@@ -291,11 +288,10 @@ function checkRate(check: CallCheck): CheckedCall | undefined {
     type: "number",
     compile: (compiler) => {
       const keys = keyArgs.map((arg) => compiler.value(arg));
+      const ask = (env: EvalEnv, key: string) => stateOf(env).rate(key, windowMs);
       return (env) =>
         andThen(keyOf(keys, env), (key) =>
-          key === undefined
-            ? 0
-            : traced(env, "state", what, key, () => stateOf(env).rate(key, windowMs), String),
+          key === undefined ? 0 : traced(env, "state", what, key, ask, String),
         );
     },
   };
@@ -320,11 +316,10 @@ function checkGreylist(check: CallCheck): CheckedCall | undefined {
     compile: (compiler) => {
       const keys = keyArgs.map((arg) => compiler.value(arg));
       const describe = (defer: boolean) => (defer ? "defer" : "pass");
+      const ask = (env: EvalEnv, key: string) => stateOf(env).greylist(key);
       return (env) =>
         andThen(keyOf(keys, env), (key) =>
-          key === undefined
-            ? false
-            : traced(env, "state", "greylist", key, () => stateOf(env).greylist(key), describe),
+          key === undefined ? false : traced(env, "state", "greylist", key, ask, describe),
         );
     },
   };
