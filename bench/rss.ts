@@ -10,12 +10,12 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MilterClient } from "../src/milter/index.js";
 import { statusField } from "./proc.js";
+import { freePort } from "./serve.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const BIN = join(ROOT, "bin/filterctl.js");
@@ -40,15 +40,6 @@ const MODULES = [
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const rssMb = (pid: number) => statusField(pid, "VmRSS") / 1024;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address !== "object") throw new Error("no port");
-  return address.port;
-}
 
 function stop(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => {

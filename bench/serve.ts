@@ -179,7 +179,7 @@ function waitForOutput(child: ChildProcess, pattern: RegExp, what: string): Prom
   });
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const { createServer } = await import("node:net");
   const server = createServer();
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));

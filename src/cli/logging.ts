@@ -81,8 +81,8 @@ export function prettyLine(json: string): string {
 
 /**
  * Log lines are gathered for up to a quarter of a second (or 4 KiB) and written together: one
- * write per line cost a thread-pool trip each, several per cent of a busy milter's CPU. The
- * lines still leave at once on exit, and a crash's own line is written synchronously by pino.
+ * write per line cost a thread-pool trip each, several per cent of a busy milter's CPU. Lines
+ * still pending are written when the process stops (shutdown and the fatal-error path flush).
  */
 const JSON_DESTINATION = { dest: 1, sync: false, minLength: 4096, periodicFlush: 250 } as const;
 

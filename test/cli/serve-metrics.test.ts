@@ -57,18 +57,25 @@ async function send(port: number, rcpt: string) {
   return reply;
 }
 
+/** `serve` on RULES with --metrics, listening (also in `running`, for the cleanup). */
+async function serveWithMetrics(): Promise<{ cli: RunningCli; port: number; metricsPort: number }> {
+  const config = join(mkdtempSync(join(tmpdir(), "filterctl-metrics-")), "rules.yaml");
+  writeFileSync(config, RULES);
+  const [port, metricsPort] = [await freePort(), await freePort()];
+  const cli = startCli([
+    ...["serve", "--config", config, "--listen", `inet:${port}@127.0.0.1`],
+    ...["--metrics", `127.0.0.1:${metricsPort}`],
+  ]);
+  running = cli;
+  await cli.waitForLine((l) => l.msg === "milter listening");
+  return { cli, port, metricsPort };
+}
+
 const RULE_NAMES = ["trusted-clients", "no-blocked", "everyone", "rule-4"];
 
 describe("serve --metrics (metrics v2)", () => {
   it("has every series from the start, counters ending in _total, and counts traffic; the fuse demotes a rule", async () => {
-    const config = join(mkdtempSync(join(tmpdir(), "filterctl-metrics-")), "rules.yaml");
-    writeFileSync(config, RULES);
-    const [port, metricsPort] = [await freePort(), await freePort()];
-    running = startCli([
-      ...["serve", "--config", config, "--listen", `inet:${port}@127.0.0.1`],
-      ...["--metrics", `127.0.0.1:${metricsPort}`],
-    ]);
-    await running.waitForLine((l) => l.msg === "milter listening");
+    const { cli, port, metricsPort } = await serveWithMetrics();
 
     const before = await scrape(metricsPort);
     for (const family of before.values()) {
@@ -121,9 +128,9 @@ describe("serve --metrics (metrics v2)", () => {
     }
     expect(await send(port, "v@example.org")).toEqual({ type: "continue" });
     expect(await send(port, "w@example.org")).toEqual({ type: "continue" });
-    const fused = await running.waitForLine((l) => String(l.msg).startsWith("rule 'everyone' fused"));
+    const fused = await cli.waitForLine((l) => String(l.msg).startsWith("rule 'everyone' fused"));
     expect(fused).toMatchObject({ level: 50, rule: "everyone", evaluations: 5, refused: 5, maxRate: 0.5 });
-    const shadow = await running.waitForLine((l) => l.msg === "shadow decision" && l.rule === "everyone");
+    const shadow = await cli.waitForLine((l) => l.msg === "shadow decision" && l.rule === "everyone");
     expect(shadow).toMatchObject({ decision: "reject", shadow: true, fused: true, rcpt: "v@example.org" });
 
     const after = await scrape(metricsPort);
@@ -139,27 +146,20 @@ describe("serve --metrics (metrics v2)", () => {
     expect(sampleValue(after, "filterctl_lookups_total", { source: "trusted" })).toBe(7);
     expect(sampleValue(after, "filterctl_lookups_total", { source: "blocked" })).toBe(7);
     expect(sampleValue(after, "filterctl_sessions_total")).toBe(7);
-    process.kill(running.child.pid as number, "SIGTERM");
-    expect(await running.exit).toBe(0);
+    process.kill(cli.child.pid as number, "SIGTERM");
+    expect(await cli.exit).toBe(0);
   });
 });
 
 describe("serve's memory", () => {
   it("starts with V8's young generation at its smallest (it grew to 16 MB while loading; bin/filterctl.js)", async () => {
-    const config = join(mkdtempSync(join(tmpdir(), "filterctl-metrics-")), "rules.yaml");
-    writeFileSync(config, RULES);
-    const [port, metricsPort] = [await freePort(), await freePort()];
-    running = startCli([
-      ...["serve", "--config", config, "--listen", `inet:${port}@127.0.0.1`],
-      ...["--metrics", `127.0.0.1:${metricsPort}`],
-    ]);
-    await running.waitForLine((l) => l.msg === "milter listening");
+    const { cli, metricsPort } = await serveWithMetrics();
     const newSpace = sampleValue(await scrape(metricsPort), "nodejs_heap_space_size_total_bytes", {
       space: "new",
     });
     expect(newSpace).toBeLessThanOrEqual(4 * 1024 * 1024);
-    process.kill(running.child.pid as number, "SIGTERM");
-    expect(await running.exit).toBe(0);
+    process.kill(cli.child.pid as number, "SIGTERM");
+    expect(await cli.exit).toBe(0);
   });
 });
 

@@ -531,6 +531,16 @@ describe("counting big mailboxes", () => {
   });
 });
 
+/** A maildir made by maildirmake with a 2-message quota, holding one message delivered by deliverquota. */
+async function oneOfTwoMessages(name: string): Promise<string> {
+  const dir = fx.dirOf(name);
+  await mkdir(join(fx.root, name), { recursive: true });
+  maildirmake(dir);
+  maildirmake(dir, "1000000S,2C");
+  expect(deliver(dir, 500, 1)).toBe(0);
+  return dir;
+}
+
 describe("caches inside the maildir source", () => {
   it("re-validates a parsed file with one lstat; any append is read again", async () => {
     const box = await fx.underQuota("cached");
@@ -557,11 +567,7 @@ describe("caches inside the maildir source", () => {
   });
 
   it("quotaNow: the same answer as quota() when one lstat suffices, LATER when a file must be read", async () => {
-    const dir = fx.dirOf("now");
-    await mkdir(join(fx.root, "now"), { recursive: true });
-    maildirmake(dir);
-    maildirmake(dir, "1000000S,2C");
-    expect(deliver(dir, 500, 1)).toBe(0);
+    const dir = await oneOfTwoMessages("now");
     const { source: src } = source();
     // Never read yet: the file must be opened, which is the asynchronous path's work.
     expect(src.quotaNow("now@x")).toBe(LATER);
@@ -587,11 +593,7 @@ describe("caches inside the maildir source", () => {
   });
 
   it("through the registry: a known file answers without a promise; a delivery that fills it is seen by the next lookup", async () => {
-    const dir = fx.dirOf("reg");
-    await mkdir(join(fx.root, "reg"), { recursive: true });
-    maildirmake(dir);
-    maildirmake(dir, "1000000S,2C");
-    expect(deliver(dir, 500, 1)).toBe(0);
+    const dir = await oneOfTwoMessages("reg");
     const config: SourceConfig = {
       name: "mailboxes",
       type: "maildir",
@@ -619,11 +621,7 @@ describe("caches inside the maildir source", () => {
   });
 
   it("deliveries that fill the mailbox between two lookups: the second lookup says over", async () => {
-    const dir = fx.dirOf("fills");
-    await mkdir(join(fx.root, "fills"), { recursive: true });
-    maildirmake(dir);
-    maildirmake(dir, "1000000S,2C");
-    expect(deliver(dir, 500, 1)).toBe(0);
+    const dir = await oneOfTwoMessages("fills");
     const { source: src } = source();
     const first = (await lookup(src, "fills@x")) as QuotaStatus;
     expect(first).toMatchObject({ count: 1, countLimit: 2 });
