@@ -13,6 +13,8 @@ export interface MilterLogger {
   info(fields: object, message: string): void;
   warn(fields: object, message: string): void;
   error(fields: object, message: string): void;
+  /** Whether lines of this level are written (pino's): a line nobody reads is not built. */
+  isLevelEnabled?(level: string): boolean;
 }
 
 export const silentLogger: MilterLogger = {

@@ -13,8 +13,6 @@ export interface LookupCounters {
   coalesced: number;
   errors: number;
   timeouts: number;
-  /** Latencies of lookups that reached the source, in ms (the last ones; for histograms). */
-  latencyMs: number[];
 }
 
 export interface CacheOptions {
@@ -33,9 +31,6 @@ export class LookupTimeout extends Error {
     super(`no answer within ${timeoutMs} ms`);
   }
 }
-
-/** Kept for metrics: enough to compute a latency histogram between scrapes. */
-const MAX_LATENCY_SAMPLES = 1024;
 
 /**
  * What a source's synchronous answer returns when it cannot answer without waiting (a file to
@@ -59,7 +54,7 @@ function answerNow<V>(now: () => Now<V>): Now<V> {
 }
 
 export function emptyCounters(): LookupCounters {
-  return { lookups: 0, hits: 0, misses: 0, coalesced: 0, errors: 0, timeouts: 0, latencyMs: [] };
+  return { lookups: 0, hits: 0, misses: 0, coalesced: 0, errors: 0, timeouts: 0 };
 }
 
 export class CachedLookup<V> {
@@ -174,10 +169,8 @@ export class CachedLookup<V> {
     if (ttl > 0) this.cache.set(key, { value }, { ttl });
   }
 
+  // Latencies go to whoever observes them (the metrics' histogram); none are kept here.
   private measure(ms: number, outcome: "ok" | "error" | "timeout"): void {
-    const samples = this.counters.latencyMs;
-    samples.push(ms);
-    if (samples.length > MAX_LATENCY_SAMPLES) samples.splice(0, samples.length - MAX_LATENCY_SAMPLES);
     this.onMeasured?.(ms, outcome);
   }
 }

@@ -179,7 +179,6 @@ export class SourceRegistry implements Lookups {
         total.coalesced += c.coalesced;
         total.errors += c.errors;
         total.timeouts += c.timeouts;
-        total.latencyMs.push(...c.latencyMs);
       }
       out.set(name, total);
     }

@@ -1,3 +1,4 @@
+import type { Server, Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   ActionFlag,
@@ -7,7 +8,7 @@ import {
   reply,
   type SessionContext,
 } from "../../src/milter/index.js";
-import { CLIENT, startServer, type TestServer, waitFor } from "./helpers.js";
+import { CLIENT, recordingLogger, startServer, type TestServer, waitFor } from "./helpers.js";
 
 let running: TestServer | undefined;
 afterEach(async () => {
@@ -225,6 +226,38 @@ function recorder() {
 }
 
 describe("a session", () => {
+  it("builds no line for a level the logger does not write (the debug line at negotiation)", async () => {
+    const quiet = recordingLogger();
+    const first = await serve(() => ({ rcpt: () => undefined }), {
+      logger: { ...quiet.logger, isLevelEnabled: (level: string) => level !== "debug" },
+    });
+    const client = await first.connect();
+    await client.negotiate();
+    client.destroy();
+    await first.stop();
+    const plain = await serve(() => ({ rcpt: () => undefined }));
+    const other = await plain.connect();
+    await other.negotiate();
+    other.destroy();
+    expect(plain.entries.filter((e) => e.level === "debug").map((e) => e.message)).toContain("negotiated");
+    expect(quiet.entries.filter((e) => e.level === "debug")).toEqual([]);
+  });
+
+  it("leaves no listener on a closed connection's socket (a closed session is not kept reachable)", async () => {
+    const started = await serve(() => ({ rcpt: () => undefined }));
+    const sockets: Socket[] = [];
+    // The underlying net.Server: its connection event gives the test the server side's socket.
+    (started.server as unknown as { server: Server }).server.on("connection", (s) => sockets.push(s));
+    const client = await started.connect();
+    await client.negotiate();
+    await waitFor(() => sockets.length === 1);
+    const socket = sockets[0] as Socket;
+    expect(socket.listenerCount("data")).toBe(1);
+    client.quit();
+    await waitFor(() => socket.destroyed && socket.listenerCount("close") === 0);
+    expect(["data", "end", "error", "timeout"].map((e) => socket.listenerCount(e))).toEqual([0, 0, 0, 0]);
+  });
+
   it("runs two transactions on one connection, refusing one recipient only", async () => {
     const { events, handler } = recorder();
     const { connect, entries } = await serve(() => handler);
