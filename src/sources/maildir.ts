@@ -28,7 +28,7 @@
  */
 import { constants as fsConstants, lstatSync, type Stats, statSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
-import { dirname, isAbsolute, join, resolve } from "node:path";
+import { dirname, resolve, sep } from "node:path";
 import { LRUCache } from "lru-cache";
 import { abortAfter, withDeadline } from "../common/deadline.js";
 import type { QuotaLimit, SourceConfigBase } from "../config/types.js";
@@ -79,11 +79,17 @@ const QUIET_MS = 2000;
 /** And for at most this long. */
 const COUNT_MAX_AGE_MS = 5 * 60 * 1000;
 
+/** A remembered address whose template gave no path (an unsafe value): no mailbox. */
+const NO_MAILBOX = "";
+const MAX_REMEMBERED_ROOTS = 10_000;
+/** Appended to a maildir's path as `join` would: mailboxPath's paths are normalised, without a trailing slash. */
+const MAILDIRSIZE = `${sep}maildirsize`;
+
 const OPEN_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
 
 /**
  * The mailbox path for an address, or undefined when a value used by the template is unsafe.
- * Relative results are resolved against the folder of the rules file.
+ * Relative results are resolved against the folder of the rules file; every result is normalised.
  */
 export function mailboxPath(
   template: string,
@@ -93,7 +99,8 @@ export function mailboxPath(
 ): string | undefined {
   const filled = fillPath(template, valuesFor(address, recipientDelimiter));
   if (filled === undefined) return undefined;
-  return isAbsolute(filled) ? filled : resolve(dirname(configPath), filled);
+  // resolve() also normalises an absolute one (no `//`, no trailing slash): `MAILDIRSIZE` is appended to it.
+  return resolve(dirname(configPath), filled);
 }
 
 /**
@@ -168,6 +175,7 @@ export class MaildirQuotaSource implements QuotaSource {
   private readonly files: LRUCache<string, CachedFile>;
   private readonly counts: LRUCache<string, CachedCount>;
   private readonly inFlight = new Map<string, Promise<MaildirCount>>();
+  private readonly roots = new Map<string, string>();
   private readonly maxScanEntries: number;
   private readonly scanTimeoutMs: number;
   private readonly now: () => number;
@@ -189,7 +197,7 @@ export class MaildirQuotaSource implements QuotaSource {
 
   async quota(address: string, signal: AbortSignal): Promise<QuotaStatus | undefined> {
     if (this.closed) throw new Error(`source '${this.config.name}' is closed`);
-    const root = mailboxPath(this.config.path, address, this.config.recipientDelimiter, this.ctx.configPath);
+    const root = this.mailboxOf(address);
     if (root === undefined) return undefined;
     signal.throwIfAborted();
 
@@ -246,7 +254,7 @@ export class MaildirQuotaSource implements QuotaSource {
    */
   quotaNow(address: string): Now<QuotaStatus | undefined> {
     if (this.closed) return LATER;
-    const root = mailboxPath(this.config.path, address, this.config.recipientDelimiter, this.ctx.configPath);
+    const root = this.mailboxOf(address);
     if (root === undefined) return undefined;
     const state = this.fileNow(root);
     if (state === undefined) return LATER;
@@ -267,8 +275,23 @@ export class MaildirQuotaSource implements QuotaSource {
    * `maildirsize` of the maildir at `root` as far as one lstat tells: the parsed file when it is
    * unchanged, missing, or no mailbox; undefined when the file must be read.
    */
+  /**
+   * The maildir of an address, remembered: the path is a function of the address alone (the
+   * template, delimiter and rules file are the source's), and building it — normalising,
+   * splitting, filling, checking each value — was a quarter of a lookup answered from memory.
+   */
+  private mailboxOf(address: string): string | undefined {
+    const known = this.roots.get(address);
+    if (known !== undefined) return known === NO_MAILBOX ? undefined : known;
+    const root = mailboxPath(this.config.path, address, this.config.recipientDelimiter, this.ctx.configPath);
+    // Bounded by starting over: addresses come from SMTP clients.
+    if (this.roots.size >= MAX_REMEMBERED_ROOTS) this.roots.clear();
+    this.roots.set(address, root ?? NO_MAILBOX);
+    return root;
+  }
+
   private fileNow(root: string): FileState | undefined {
-    const path = join(root, "maildirsize");
+    const path = root + MAILDIRSIZE;
     const st = statFile(path);
     if (st === undefined) return this.withoutFile(root);
     if (st.isSymbolicLink()) throw new Error(`${path} is a symbolic link; refusing to follow it`);
@@ -291,7 +314,7 @@ export class MaildirQuotaSource implements QuotaSource {
   private async readFile(root: string): Promise<FileState> {
     const known = this.fileNow(root);
     if (known !== undefined) return known;
-    const path = join(root, "maildirsize");
+    const path = root + MAILDIRSIZE;
     let handle: FileHandle;
     try {
       handle = await open(path, OPEN_FLAGS);

@@ -666,6 +666,30 @@ describe("caches inside the maildir source", () => {
     expect(await lookup(src, "moved@x")).toBeUndefined();
   });
 
+  it("a mailbox made after a lookup said 'no such mailbox' is found by the next one (only paths are remembered)", async () => {
+    const { source: src } = source();
+    for (const how of ["quota", "quotaNow"] as const) {
+      const user = `late-${how}`;
+      const ask = async () => (how === "quota" ? lookup(src, `${user}@x`) : src.quotaNow(`${user}@x`));
+      expect(await ask()).toBeUndefined();
+      await fx.underQuota(user);
+      expect(await lookup(src, `${user}@x`)).toMatchObject({ usage: 3000 });
+      expect(await ask()).toMatchObject({ usage: 3000 });
+    }
+    // An unsafe address stays refused when asked again.
+    expect(await lookup(src, "a/b@x")).toBeUndefined();
+    expect(src.quotaNow("a/b@x")).toBeUndefined();
+  });
+
+  it("a trailing slash or doubled slashes in the path template name the same maildirsize", async () => {
+    const box = await fx.underQuota("slashed");
+    const { source: src } = source(undefined, { template: `${fx.template.replace("/{user}", "//{user}")}/` });
+    expect(await lookup(src, "slashed@x")).toMatchObject({ usage: 3000 });
+    await deliver(box.dir, 500);
+    expect(src.quotaNow("slashed@x")).toBe(LATER);
+    expect(await lookup(src, "slashed@x")).toMatchObject({ usage: 3500 });
+  });
+
   it("a count is reused while the directories it read are unchanged (and were quiet)", async () => {
     const box = await fx.deletedFile("count-cache");
     const quiet = async () => {
