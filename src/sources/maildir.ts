@@ -278,7 +278,7 @@ export class MaildirQuotaSource implements QuotaSource {
   /**
    * The maildir of an address, remembered: the path is a function of the address alone (the
    * template, delimiter and rules file are the source's), and building it — normalising,
-   * splitting, filling, checking each value — was a quarter of a lookup answered from memory.
+   * splitting, filling, checking each value — was a fifth of a lookup answered from memory.
    */
   private mailboxOf(address: string): string | undefined {
     const known = this.roots.get(address);
