@@ -134,6 +134,20 @@ export function normalizeDomain(domain: string): string {
  * The normalised local part and domain of a bare address (angle brackets already removed by
  * bareAddress: stripping them here would make `<<a>>` normalise to `<a>` and then to `a`).
  */
+/**
+ * True when normalising cannot change the address: ASCII without upper case (lower-casing is
+ * the identity), not quoted, and no trailing dot.
+ */
+function isPlainLowerAscii(address: string): boolean {
+  const n = address.length;
+  if (n === 0 || address.charCodeAt(0) === 0x22 || address.charCodeAt(n - 1) === 0x2e) return false;
+  for (let i = 0; i < n; i++) {
+    const code = address.charCodeAt(i);
+    if (code >= 0x80 || (code >= 0x41 && code <= 0x5a)) return false;
+  }
+  return true;
+}
+
 export function normalizeAddressParts(address: string, mode: LocalPartMode = "insensitive"): AddressParts {
   const { local, domain } = splitAddress(address);
   return {
@@ -147,6 +161,8 @@ export function normalizeAddressParts(address: string, mode: LocalPartMode = "in
  * Normalising twice changes nothing more.
  */
 export function normalizeAddress(address: string, mode: LocalPartMode = "insensitive"): string {
+  // Most addresses are already in normal form, and this runs several times per lookup.
+  if (isPlainLowerAscii(address)) return address;
   const { local, domain } = normalizeAddressParts(address, mode);
   return domain === undefined ? local : `${local}@${domain}`;
 }

@@ -190,6 +190,21 @@ describe("properties", () => {
     );
   });
 
+  it("the shortcut for addresses already in normal form answers what the parts give", () => {
+    const lowerAscii = fc.stringMatching(/^[a-z0-9.@"+-]{0,20}$/);
+    fc.assert(
+      fc.property(
+        fc.oneof(hostile, lowerAscii),
+        fc.constantFrom("insensitive" as const, "sensitive" as const),
+        (s, mode) => {
+          const { local, domain } = normalizeAddressParts(s, mode);
+          expect(normalizeAddress(s, mode)).toBe(domain === undefined ? local : `${local}@${domain}`);
+        },
+      ),
+      { numRuns: 5000 },
+    );
+  });
+
   it("loses nothing but case and quoting: the normal form has the same content", () => {
     fc.assert(
       fc.property(hostile, (s) => {
