@@ -53,6 +53,20 @@ function answerNow<V>(now: () => Now<V>): Now<V> {
   }
 }
 
+/** A source's lookups bound to it: what a cache asks when its caller passes no function. */
+export interface BoundSource<V> {
+  fetch(key: string, signal: AbortSignal): Promise<V>;
+  now?(key: string): Now<V>;
+}
+
+function answerNowFor<V>(source: BoundSource<V>, key: string): Now<V> {
+  try {
+    return (source.now as (key: string) => Now<V>)(key);
+  } catch {
+    return LATER;
+  }
+}
+
 export function emptyCounters(): LookupCounters {
   return { lookups: 0, hits: 0, misses: 0, coalesced: 0, errors: 0, timeouts: 0 };
 }
@@ -68,6 +82,8 @@ export class CachedLookup<V> {
     private readonly options: CacheOptions,
     /** Whether an answer counts as negative (for the negative TTL). */
     private readonly isNegative: (value: V) => boolean,
+    /** The source's lookups, when every lookup of this cache asks the same (the registry's). */
+    private readonly source?: BoundSource<V>,
   ) {
     if (options.positiveTtlMs > 0 || options.negativeTtlMs > 0) {
       this.cache = new LRUCache<string, Entry<V>>({
@@ -95,7 +111,7 @@ export class CachedLookup<V> {
    * is measured as a miss answered by the source, as the asynchronous path would be; if it throws,
    * the asynchronous path runs and reports the failure.
    */
-  lookup(key: string, fetch: (signal: AbortSignal) => Promise<V>, now?: () => Now<V>): V | Promise<V> {
+  lookup(key: string, fetch?: (signal: AbortSignal) => Promise<V>, now?: () => Now<V>): V | Promise<V> {
     this.counters.lookups++;
     const cached = this.cache?.get(key);
     if (cached !== undefined) {
@@ -108,16 +124,20 @@ export class CachedLookup<V> {
       return pending;
     }
     this.counters.misses++;
-    if (now !== undefined) {
+    const source = this.source;
+    if (now !== undefined || source?.now !== undefined) {
       const started = performance.now();
-      const answer = answerNow(now);
+      const answer = now !== undefined ? answerNow(now) : answerNowFor(source as BoundSource<V>, key);
       if (answer !== LATER) {
         this.remember(key, answer);
         this.measure(performance.now() - started, "ok");
         return answer;
       }
     }
-    const request = this.fetchWithDeadline(key, fetch);
+    const request = this.fetchWithDeadline(
+      key,
+      fetch ?? ((signal) => (source as BoundSource<V>).fetch(key, signal)),
+    );
     this.inFlight.set(key, request);
     const forget = () => {
       if (this.inFlight.get(key) === request) this.inFlight.delete(key);

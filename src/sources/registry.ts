@@ -82,6 +82,54 @@ export function fingerprint(config: SourceConfig): string {
   });
 }
 
+/** How one kind of lookup reaches a source: declared once, bound to a source when its cache is made. */
+interface LookupKind<V> {
+  isNegative(value: V): boolean;
+  fetch(
+    source: Source,
+    key: string,
+    signal: AbortSignal,
+    name: string,
+    table: string | undefined,
+  ): Promise<V>;
+  /** The answer without waiting, when the source has one (else the cache takes the asynchronous path). */
+  now?(source: Source, key: string): Now<V>;
+}
+
+const TABLE_HAS: LookupKind<boolean> = {
+  isNegative: (found) => !found,
+  fetch(source, key, signal, name, table) {
+    if (source.kind !== "table") throw new Error(`${name} is not a table`);
+    return (source as TableSource).has(table, key, signal);
+  },
+};
+
+const TABLE_GET: LookupKind<string | undefined> = {
+  isNegative: (value) => value === undefined,
+  fetch(source, key, signal, name, table) {
+    if (source.kind !== "table") throw new Error(`${name} is not a table`);
+    return (source as TableSource).get(table, key, signal);
+  },
+};
+
+const QUOTA: LookupKind<QuotaStatus | undefined> = {
+  isNegative: (status) => status === undefined,
+  fetch(source, key, signal, name) {
+    if (source.kind !== "quota") throw new Error(`${name} has no quota`);
+    return (source as QuotaSource).quota(key, signal);
+  },
+  now: (source, key) =>
+    source.kind === "quota" && source.quotaNow !== undefined ? source.quotaNow(key) : LATER,
+};
+
+const DNSBL: LookupKind<DnsblAnswer> = {
+  isNegative: (answer) => !answer.listed,
+  fetch(source, key, signal, name) {
+    if (source.kind !== "dnsbl") throw new Error(`${name} is not a DNSBL`);
+    return (source as DnsblSource).lookup(key, signal);
+  },
+};
+
 export class SourceRegistry implements Lookups {
   private constructor(private readonly entries: ReadonlyMap<string, Entry>) {}
 
@@ -191,10 +239,14 @@ export class SourceRegistry implements Lookups {
     return entry;
   }
 
-  private cacheOf<V>(entry: Entry, table: string, isNegative: (v: V) => boolean): CachedLookup<V> {
-    let cache = entry.caches.get(table) as CachedLookup<V> | undefined;
+  private cacheOf<V>(entry: Entry, cacheKey: string, kind: LookupKind<V>, table: string): CachedLookup<V> {
+    let cache = entry.caches.get(cacheKey) as CachedLookup<V> | undefined;
     if (cache === undefined) {
       const defaults = entry.ttlMs;
+      const name = entry.config.name;
+      const tableName = table === "" ? undefined : table;
+      // Bound once per source and table: a lookup allocates no closure to reach its source.
+      const now = kind.now;
       cache = new CachedLookup<V>(
         {
           positiveTtlMs: entry.config.cacheMs ?? defaults.positive,
@@ -202,12 +254,15 @@ export class SourceRegistry implements Lookups {
           timeoutMs: entry.config.timeoutMs,
           maxEntries: MAX_CACHE_ENTRIES,
         },
-        isNegative,
+        kind.isNegative,
+        {
+          fetch: (key, signal) => kind.fetch(entry.source as Source, key, signal, name, tableName),
+          ...(now === undefined ? {} : { now: (key: string) => now(entry.source as Source, key) }),
+        },
       );
       const observe = this.onLookup;
-      const name = entry.config.name;
       if (observe !== undefined) cache.onMeasured = (ms, outcome) => observe(name, ms, outcome);
-      entry.caches.set(table, cache as CachedLookup<unknown>);
+      entry.caches.set(cacheKey, cache as CachedLookup<unknown>);
     }
     return cache;
   }
@@ -226,21 +281,14 @@ export class SourceRegistry implements Lookups {
     name: string,
     table: string,
     key: string,
-    isNegative: (v: V) => boolean,
-    fetch: (source: Source, key: string, signal: AbortSignal) => Promise<V>,
-    now?: (source: Source, key: string) => Now<V>,
+    kind: LookupKind<V>,
+    cacheKey = table,
   ): MaybePromise<V> {
     const entry = this.entry(name);
-    const source = entry.source;
-    if (source === undefined)
+    if (entry.source === undefined)
       throw new LookupError(name, `lookups on ${entry.config.type} sources are not available`);
-    const cache = this.cacheOf(entry, table, isNegative);
-    const lookupKey = SourceRegistry.keyOf(entry, key);
-    const result = cache.lookup(
-      lookupKey,
-      (signal) => fetch(source, lookupKey, signal),
-      now && (() => now(source, lookupKey)),
-    );
+    const cache = this.cacheOf(entry, cacheKey, kind, table);
+    const result = cache.lookup(SourceRegistry.keyOf(entry, key));
     if (!(result instanceof Promise)) return result;
     return result.catch((error: unknown) => {
       if (error instanceof LookupTimeout)
@@ -255,16 +303,7 @@ export class SourceRegistry implements Lookups {
       entry.memoryLookups.count++;
       return entry.source.find(key) !== undefined;
     }
-    return this.cached<boolean>(
-      name,
-      table ?? "",
-      key,
-      (found) => !found,
-      (source, lookupKey, signal) => {
-        if (source.kind !== "table") throw new Error(`${name} is not a table`);
-        return (source as TableSource).has(table, lookupKey, signal);
-      },
-    );
+    return this.cached(name, table ?? "", key, TABLE_HAS);
   }
 
   get(name: string, table: string | undefined, key: string): MaybePromise<string | undefined> {
@@ -273,31 +312,11 @@ export class SourceRegistry implements Lookups {
       entry.memoryLookups.count++;
       return entry.source.find(key);
     }
-    return this.cached<string | undefined>(
-      name,
-      `${table ?? ""}[]`,
-      key,
-      (v) => v === undefined,
-      (source, lookupKey, signal) => {
-        if (source.kind !== "table") throw new Error(`${name} is not a table`);
-        return (source as TableSource).get(table, lookupKey, signal);
-      },
-    );
+    return this.cached(name, table ?? "", key, TABLE_GET, `${table ?? ""}[]`);
   }
 
   quota(name: string, address: string): MaybePromise<QuotaStatus | undefined> {
-    return this.cached<QuotaStatus | undefined>(
-      name,
-      "",
-      address,
-      (v) => v === undefined,
-      (source, lookupKey, signal) => {
-        if (source.kind !== "quota") throw new Error(`${name} has no quota`);
-        return (source as QuotaSource).quota(lookupKey, signal);
-      },
-      (source, lookupKey) =>
-        source.kind === "quota" && source.quotaNow !== undefined ? source.quotaNow(lookupKey) : LATER,
-    );
+    return this.cached(name, "", address, QUOTA);
   }
 
   dnsbl(name: string, key: string): MaybePromise<DnsblAnswer> {
@@ -308,16 +327,7 @@ export class SourceRegistry implements Lookups {
       const state = source.health().state;
       if (state !== "healthy") return { listed: false, off: state };
     }
-    return this.cached<DnsblAnswer>(
-      name,
-      "",
-      key,
-      (a) => !a.listed,
-      (s, lookupKey, signal) => {
-        if (s.kind !== "dnsbl") throw new Error(`${name} is not a DNSBL`);
-        return (s as DnsblSource).lookup(lookupKey, signal);
-      },
-    );
+    return this.cached(name, "", key, DNSBL);
   }
 
   /** Runs one probe round of every DNSBL now (dry-run does, so lists are not off for lack of a first round). */
