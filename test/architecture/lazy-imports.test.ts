@@ -78,3 +78,25 @@ describe("Chevrotain from its bundle", () => {
     expect(offenders).toEqual([]);
   });
 });
+
+describe("commands loaded when they run", () => {
+  it("cli/main.ts imports no command's module statically: serve does not load dry-run, replay, test, lookup, the man page…", () => {
+    const text = readFileSync(join(SRC, "cli/main.ts"), "utf8");
+    const own = valueImports(text).filter((spec) => spec.startsWith("./"));
+    // The logger is made before the command's module is loaded (serve's errors are logged with it).
+    expect(own).toEqual(["./logging.js"]);
+    for (const command of [
+      "serve",
+      "validate",
+      "dry-run",
+      "dnsbl-status",
+      "lookup",
+      "test",
+      "replay",
+      "quota-server",
+      "lsp",
+      "man",
+    ])
+      expect(text, command).toContain(`await import("./${command}.js")`);
+  });
+});
