@@ -4,7 +4,6 @@
  * error came from. schema/rules.schema.json is this schema for the built-in types, written by
  * `npm run schema` for editors (a test fails when it is out of date).
  */
-import { createHash } from "node:crypto";
 import { createRequire } from "node:module";
 import type { AnySchemaObject, Options, ValidateFunction } from "ajv";
 import { either } from "../common/suggest.js";
@@ -106,14 +105,10 @@ export const AJV_OPTIONS: Options = {
   allowUnionTypes: true,
 };
 
-/** Which schema schema/rules.validate.cjs was generated from. */
-export function schemaHash(schema: JsonSchema): string {
-  return createHash("sha256").update(JSON.stringify(schema)).digest("hex");
-}
-
 /** schema/rules.validate.cjs (see schema-standalone.ts): same place from src/config/ and dist/config/. */
 interface StandaloneValidator {
-  schemaHash: string;
+  /** JSON.stringify of the schema it was generated from (compared whole: no node:crypto to load). */
+  schemaJson: string;
   makeValidate(at: (pointer: string) => AnySchemaObject | undefined): ValidateFunction;
 }
 
@@ -129,7 +124,7 @@ function validatorOf(
   resolve: (pointer: string) => AnySchemaObject | undefined,
 ): ValidateFunction {
   const standalone = require("../../schema/rules.validate.cjs") as StandaloneValidator;
-  if (standalone.schemaHash === schemaHash(schema)) return standalone.makeValidate(resolve);
+  if (standalone.schemaJson === JSON.stringify(schema)) return standalone.makeValidate(resolve);
   // CommonJS, required because a configuration is parsed synchronously.
   const { Ajv } = require("ajv") as typeof import("ajv");
   const ajv = new Ajv(AJV_OPTIONS);

@@ -100,3 +100,21 @@ describe("commands loaded when they run", () => {
       expect(text, command).toContain(`await import("./${command}.js")`);
   });
 });
+
+describe("serve's own modules and Node's", () => {
+  const all = files(SRC).map((path) => ({
+    path: relative(SRC, path),
+    imports: valueImports(readFileSync(path, "utf8")),
+  }));
+
+  it("node:crypto is asked for where it is used (process.getBuiltinModule), never imported: serve would hold it for a hash it rarely takes", () => {
+    expect(all.filter(({ imports }) => imports.includes("node:crypto")).map(({ path }) => path)).toEqual([]);
+  });
+
+  it("the --workers primary (serve-workers.ts, with node:http) is imported by serve only when there are workers", () => {
+    const offenders = all
+      .filter(({ imports }) => imports.includes("./serve-workers.js"))
+      .map(({ path }) => path);
+    expect(offenders).toEqual([]);
+  });
+});
