@@ -22,12 +22,16 @@ const BIN = join(ROOT, "bin/filterctl.js");
 const SETTLE_MS = 1500;
 const CONNECTIONS = 1000;
 
-/** Modules imported alone: the packages serve loads, then our own layers from dist/. */
+/**
+ * Modules imported alone: the packages serve loads (prom-client only with --metrics; Chevrotain
+ * from its one-file bundle, through dist/dsl/chevrotain.js; not ajv: the schema is checked by the
+ * generated schema/rules.validate.cjs), then our own layers from dist/.
+ */
 const MODULES = [
   "pino",
   "prom-client",
-  "ajv",
-  "chevrotain",
+  "dist/dsl/chevrotain.js",
+  "re2js",
   "yaml",
   "commander",
   "dist/config/load.js",

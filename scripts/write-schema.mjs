@@ -1,10 +1,13 @@
-// Writes schema/rules.schema.json: the JSON Schema of rules.yaml for the built-in source types,
+// Writes schema/rules.schema.json (and its validator as code, schema/rules.validate.cjs): the JSON Schema of rules.yaml for the built-in source types,
 // assembled from src/config/schema-base.ts and each type's fragment (src/sources/types/), for
 // editors. `npm run schema` builds dist/ first; test/config/schema.test.ts fails when the file
 // is out of date.
 import { writeFileSync } from "node:fs";
 import { assembleSchema, SCHEMA_URL } from "../dist/config/schema.js";
+import { standaloneValidator } from "../dist/config/schema-standalone.js";
 import { SOURCE_CATALOG } from "../dist/sources/catalog.js";
+
+const VALIDATOR_URL = new URL("../schema/rules.validate.cjs", import.meta.url);
 
 const WIDTH = 110;
 
@@ -34,3 +37,7 @@ function format(value, indent, key = "") {
 
 writeFileSync(SCHEMA_URL, `${format(assembleSchema(SOURCE_CATALOG), "")}\n`);
 process.stdout.write(`wrote ${SCHEMA_URL.pathname}\n`);
+
+// The validator as code (src/config/schema-standalone.ts): serve validates without loading ajv.
+writeFileSync(VALIDATOR_URL, standaloneValidator(assembleSchema(SOURCE_CATALOG)));
+process.stdout.write(`wrote ${VALIDATOR_URL.pathname}\n`);

@@ -10,16 +10,9 @@ import { parseHostPort } from "../engine/metrics-address.js";
 import { EXIT_USAGE } from "../engine/open-rules.js";
 import { ConfigError } from "../engine/service.js";
 import { AddressError, ListenError, parseListenAddress } from "../milter/index.js";
-import { dnsblStatusCommand } from "./dnsbl-status.js";
-import { type DryRunOptions, dryRunCommand } from "./dry-run.js";
+import type { DryRunOptions } from "./dry-run.js";
 import { createLogger, type LogFormat } from "./logging.js";
-import { lookupCommand } from "./lookup.js";
-import { renderMan } from "./man.js";
-import { quotaServerCommand } from "./quota-server.js";
-import { replayCommand } from "./replay.js";
-import { type ServeOptions, serve } from "./serve.js";
-import { testCommand } from "./test.js";
-import { validateCommand } from "./validate.js";
+import type { ServeOptions } from "./serve.js";
 
 function packageVersion(): string {
   const text = readFileSync(new URL("../../package.json", import.meta.url), "utf8");
@@ -110,6 +103,7 @@ async function serveAction(opts: ServeFlags): Promise<void> {
   if (opts.journal !== undefined) options.journal = opts.journal;
   if (opts.workers !== undefined) options.workers = opts.workers;
   try {
+    const { serve } = await import("./serve.js");
     await serve(options, logger);
   } catch (error) {
     if (error instanceof ListenError || error instanceof ConfigError) {
@@ -130,6 +124,7 @@ function addValidate(program: Command): void {
     .option("--config <file>", "rules file", "./rules.yaml")
     .option("--json", "print {ok, diagnostics} as JSON", false)
     .action(async (opts: { config: string; json: boolean }) => {
+      const { validateCommand } = await import("./validate.js");
       process.exitCode = await validateCommand(opts);
     });
 }
@@ -156,6 +151,7 @@ function addDryRun(program: Command): void {
   addDryRunInput(command)
     .option("--json", "print the report as JSON", false)
     .action(async (opts: DryRunOptions) => {
+      const { dryRunCommand } = await import("./dry-run.js");
       process.exitCode = await dryRunCommand(opts);
     });
 }
@@ -169,6 +165,7 @@ function addDnsblStatus(program: Command): void {
     .option("--config <file>", "rules file", "./rules.yaml")
     .option("--json", 'print {"lists": [{source, zone, state, detail}]} as JSON', false)
     .action(async (opts: { config: string; json: boolean }) => {
+      const { dnsblStatusCommand } = await import("./dnsbl-status.js");
       process.exitCode = await dnsblStatusCommand(opts);
     });
 }
@@ -184,6 +181,7 @@ function addLookup(program: Command): void {
     .option("--config <file>", "rules file", "./rules.yaml")
     .option("--json", "print the answer as JSON", false)
     .action(async (source: string, key: string, opts: { config: string; json: boolean }) => {
+      const { lookupCommand } = await import("./lookup.js");
       process.exitCode = await lookupCommand(source, key, opts);
     });
 }
@@ -202,6 +200,7 @@ function addTest(program: Command): void {
       false,
     )
     .action(async (files: string[], opts: { junit?: string; offline: boolean }) => {
+      const { testCommand } = await import("./test.js");
       process.exitCode = await testCommand(files, opts);
     });
 }
@@ -217,6 +216,7 @@ function addReplay(program: Command): void {
     .option("--json", "print {groups, totals, skipped, askedLive} as JSON", false)
     .option("--live", "ask every lookup of the live sources instead of the journal", false)
     .action(async (journals: string[], opts: { config: string; json: boolean; live: boolean }) => {
+      const { replayCommand } = await import("./replay.js");
       process.exitCode = await replayCommand(journals, opts);
     });
 }
@@ -234,6 +234,7 @@ function addQuotaServer(program: Command): void {
     )
     .addOption(LOG_FORMAT())
     .action(async (opts: { config: string; listen?: string; logFormat: LogFormat }) => {
+      const { quotaServerCommand } = await import("./quota-server.js");
       const code = await quotaServerCommand(opts);
       if (code !== undefined) process.exitCode = code;
     });
@@ -258,7 +259,8 @@ function addMan(program: Command): void {
   program
     .command("man", { hidden: true })
     .description("print the man page filterctl(1) as roff")
-    .action(() => {
+    .action(async () => {
+      const { renderMan } = await import("./man.js");
       process.stdout.write(renderMan(program));
     });
 }

@@ -8,7 +8,6 @@
 import cluster, { type Worker } from "node:cluster";
 import { chmod, unlink } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
-import { availableParallelism } from "node:os";
 import type { Logger } from "pino";
 import { formatDiagnostic } from "../common/diagnostics.js";
 import { type Config, RESTART_SETTINGS, type RestartSettings } from "../config/types.js";
@@ -17,37 +16,8 @@ import { checkRules } from "../engine/open-rules.js";
 import { RulesWatcher } from "../engine/rules-watcher.js";
 import { ConfigError } from "../engine/service.js";
 import { parseListenAddress, removeStaleSocket } from "../milter/index.js";
+import { isWorkerMessage, WORKER_SLOT_ENV, type WorkerMessage } from "./serve-worker-protocol.js";
 import { HARD_DEADLINE_MARGIN_MS } from "./shutdown.js";
-
-/** What the primary and its workers say to each other (the `filterctl` field tells ours apart). */
-export type WorkerMessage =
-  | { filterctl: "ready" }
-  | { filterctl: "failed"; code: number; message: string }
-  | { filterctl: "reload"; reason: string }
-  | { filterctl: "collect" };
-
-export function isWorkerMessage(value: unknown): value is WorkerMessage {
-  return typeof value === "object" && value !== null && "filterctl" in value;
-}
-
-/** `auto` is one worker per core the process may use. */
-/** The environment variable that tells a worker its slot (1..N). */
-export const WORKER_SLOT_ENV = "FILTERCTL_WORKER_SLOT";
-
-/**
- * The journal file of a worker: `journal.jsonl` → `journal-w2.jsonl`. Workers must not share one
- * file: each would rotate it on its own count of bytes.
- */
-export function workerJournalPath(path: string, slot: string | undefined): string {
-  if (slot === undefined) return path;
-  const dot = path.lastIndexOf(".");
-  const slash = path.lastIndexOf("/");
-  return dot > slash + 1 ? `${path.slice(0, dot)}-w${slot}${path.slice(dot)}` : `${path}-w${slot}`;
-}
-
-export function workerCount(workers: number | "auto"): number {
-  return workers === "auto" ? availableParallelism() : workers;
-}
 
 /** A worker that dies within this long of its start counts as a crash loop: the next start waits longer. */
 const STABLE_MS = 10_000;

@@ -18,12 +18,11 @@ import { ConfigError, RulesRuntime, type RuntimeOptions } from "../engine/servic
 import { formatListenAddress, MilterServer, type MilterServerOptions } from "../milter/index.js";
 import {
   isWorkerMessage,
-  ServePrimary,
   WORKER_SLOT_ENV,
   type WorkerMessage,
   workerCount,
   workerJournalPath,
-} from "./serve-workers.js";
+} from "./serve-worker-protocol.js";
 import { stopOnSignals } from "./shutdown.js";
 
 export interface ServeOptions {
@@ -108,6 +107,7 @@ async function servePrimary(
   const config = checked?.kind === "checked" ? checked.config : undefined;
   if (checked !== undefined && config === undefined) return false;
   const fixed = runtimeOptions(options, undefined).fixed ?? [];
+  const { ServePrimary } = await import("./serve-workers.js");
   const primary = new ServePrimary(
     {
       count,

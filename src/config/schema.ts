@@ -4,7 +4,8 @@
  * error came from. schema/rules.schema.json is this schema for the built-in types, written by
  * `npm run schema` for editors (a test fails when it is out of date).
  */
-import { Ajv, type AnySchemaObject, type ValidateFunction } from "ajv";
+import { createRequire } from "node:module";
+import type { AnySchemaObject, Options, ValidateFunction } from "ajv";
 import { either } from "../common/suggest.js";
 import { baseSchema, COMMON_SOURCE_PROPERTIES } from "./schema-base.js";
 import { addEditorKeywords, EDITOR_KEYWORDS } from "./schema-editor.js";
@@ -81,7 +82,7 @@ export function assembleSchema(specs: readonly SourceTypeSpec[]): JsonSchema {
   return addEditorKeywords(schema);
 }
 
-function indexPointers(node: unknown, pointer: string, into: Map<object, string>): void {
+export function indexPointers(node: unknown, pointer: string, into: Map<object, string>): void {
   if (node === null || typeof node !== "object") return;
   if (!into.has(node)) into.set(node, pointer);
   if (Array.isArray(node)) {
@@ -95,17 +96,44 @@ function indexPointers(node: unknown, pointer: string, into: Map<object, string>
   }
 }
 
+/** How the schema is compiled, at run time and into schema/rules.validate.cjs alike. */
+export const AJV_OPTIONS: Options = {
+  allErrors: true,
+  verbose: true,
+  strict: true,
+  strictRequired: false,
+  allowUnionTypes: true,
+};
+
+/** schema/rules.validate.cjs (see schema-standalone.ts): same place from src/config/ and dist/config/. */
+interface StandaloneValidator {
+  /** JSON.stringify of the schema it was generated from (compared whole: no node:crypto to load). */
+  schemaJson: string;
+  makeValidate(at: (pointer: string) => AnySchemaObject | undefined): ValidateFunction;
+}
+
+const require = createRequire(import.meta.url);
+
+/**
+ * The validator generated at build time when it was generated from this very schema (the
+ * built-in source types); otherwise ajv compiles it here. ajv and its code generator are loaded
+ * only then: they cost a process that keeps running (serve) some 10 MB of RSS.
+ */
+function validatorOf(
+  schema: AnySchemaObject,
+  resolve: (pointer: string) => AnySchemaObject | undefined,
+): ValidateFunction {
+  const standalone = require("../../schema/rules.validate.cjs") as StandaloneValidator;
+  if (standalone.schemaJson === JSON.stringify(schema)) return standalone.makeValidate(resolve);
+  // CommonJS, required because a configuration is parsed synchronously.
+  const { Ajv } = require("ajv") as typeof import("ajv");
+  const ajv = new Ajv(AJV_OPTIONS);
+  for (const keyword of EDITOR_KEYWORDS) ajv.addKeyword(keyword);
+  return ajv.compile(schema);
+}
+
 function compile(specs: readonly SourceTypeSpec[]): CompiledSchema {
   const schema = assembleSchema(specs) as AnySchemaObject;
-  const ajv = new Ajv({
-    allErrors: true,
-    verbose: true,
-    strict: true,
-    strictRequired: false,
-    allowUnionTypes: true,
-  });
-  for (const keyword of EDITOR_KEYWORDS) ajv.addKeyword(keyword);
-  const validate = ajv.compile(schema);
   const pointers = new Map<object, string>();
   indexPointers(schema, "#", pointers);
   const resolve = (pointer: string): AnySchemaObject | undefined => {
@@ -117,6 +145,7 @@ function compile(specs: readonly SourceTypeSpec[]): CompiledSchema {
     }
     return node as AnySchemaObject | undefined;
   };
+  const validate = validatorOf(schema, resolve);
   const sourceTypes = specs.map((s) => s.type);
   const branches = new Map(sourceTypes.map((type) => [`#/definitions/${type}Source`, type]));
   const messages = new Map(specs.flatMap((s) => Object.entries(s.schema.messages ?? {})));

@@ -35,6 +35,10 @@ const LAZY = [
   { pkg: "ioredis", wrapper: undefined },
   // 13 MB of RSS: loaded by `serve --metrics` (and a primary's /metrics) only.
   { pkg: "prom-client", wrapper: "engine/metrics.ts" },
+  // 10 MB: the schema is validated by the code `npm run schema` generates with it
+  // (schema/rules.validate.cjs); config/schema.ts requires ajv only for a schema it was not
+  // generated from.
+  { pkg: "ajv", wrapper: "config/schema-standalone.ts" },
 ];
 
 describe("lazily loaded clients", () => {
@@ -43,7 +47,7 @@ describe("lazily loaded clients", () => {
     imports: valueImports(readFileSync(path, "utf8")),
   }));
 
-  it("ldapts, undici, ioredis and prom-client are imported statically only by their wrapper (ioredis by none: required on use)", () => {
+  it("ldapts, undici, ioredis, prom-client and ajv are imported statically only by their wrapper (ioredis by none: required on use)", () => {
     const offenders = sources.flatMap(({ path, imports }) =>
       LAZY.filter(({ pkg, wrapper }) => imports.includes(pkg) && path !== wrapper).map(
         ({ pkg }) => `${path}: ${pkg}`,
@@ -71,6 +75,46 @@ describe("Chevrotain from its bundle", () => {
     const offenders = files(SRC)
       .filter((path) => valueImports(readFileSync(path, "utf8")).includes("chevrotain"))
       .map((path) => relative(SRC, path));
+    expect(offenders).toEqual([]);
+  });
+});
+
+describe("commands loaded when they run", () => {
+  it("cli/main.ts imports no command's module statically: serve does not load dry-run, replay, test, lookup, the man page…", () => {
+    const text = readFileSync(join(SRC, "cli/main.ts"), "utf8");
+    const own = valueImports(text).filter((spec) => spec.startsWith("./"));
+    // The logger is made before the command's module is loaded (serve's errors are logged with it).
+    expect(own).toEqual(["./logging.js"]);
+    for (const command of [
+      "serve",
+      "validate",
+      "dry-run",
+      "dnsbl-status",
+      "lookup",
+      "test",
+      "replay",
+      "quota-server",
+      "lsp",
+      "man",
+    ])
+      expect(text, command).toContain(`await import("./${command}.js")`);
+  });
+});
+
+describe("serve's own modules and Node's", () => {
+  const all = files(SRC).map((path) => ({
+    path: relative(SRC, path),
+    imports: valueImports(readFileSync(path, "utf8")),
+  }));
+
+  it("node:crypto is asked for where it is used (process.getBuiltinModule), never imported: serve would hold it for a hash it rarely takes", () => {
+    expect(all.filter(({ imports }) => imports.includes("node:crypto")).map(({ path }) => path)).toEqual([]);
+  });
+
+  it("the --workers primary (serve-workers.ts, with node:http) is imported by serve only when there are workers", () => {
+    const offenders = all
+      .filter(({ imports }) => imports.includes("./serve-workers.js"))
+      .map(({ path }) => path);
     expect(offenders).toEqual([]);
   });
 });

@@ -15,7 +15,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { workerJournalPath } from "../../src/cli/serve-workers.js";
+import { workerJournalPath } from "../../src/cli/serve-worker-protocol.js";
 import { MilterClient } from "../../src/milter/index.js";
 import { freePort, type RunningCli, startCli } from "./run.js";
 

@@ -1,15 +1,22 @@
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { Ajv } from "ajv";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { STAGES } from "../../src/common/stages.js";
-import { assembleSchema, SCHEMA_URL } from "../../src/config/load.js";
+import { assembleSchema, parseConfig, readConfigFile, SCHEMA_URL } from "../../src/config/load.js";
+import { rulesSchema } from "../../src/config/schema.js";
 import { EDITOR_KEYWORDS } from "../../src/config/schema-editor.js";
+import { standaloneValidator } from "../../src/config/schema-standalone.js";
+import type { SourceTypeSpec } from "../../src/config/types.js";
 import { SOURCE_CATALOG } from "../../src/sources/catalog.js";
 
 const schema = JSON.parse(readFileSync(SCHEMA_URL, "utf8")) as Record<string, unknown>;
 const definitions = schema.definitions as Record<string, Record<string, unknown>>;
 const SOURCE_TYPES = SOURCE_CATALOG.map((t) => t.type);
+/** The built-in types, one summary (a description, no rule) told otherwise: a schema no code was generated for. */
+const RETOLD: SourceTypeSpec[] = SOURCE_CATALOG.map((spec, i) =>
+  i === 0 ? { ...spec, schema: { ...spec.schema, summary: `${spec.schema.summary}, retold` } } : spec,
+);
 
 /** Every `properties` entry (and additionalProperties schema) of the schema, with its pointer. */
 function properties(node: unknown, pointer: string, out: [string, Record<string, unknown>][]): void {
@@ -127,5 +134,35 @@ describe("schema/rules.schema.json", () => {
     const validate = ajv.compile(schema);
     expect(validate(parse(text))).toBe(true);
     expect(validate({ rules: [{ on: "rcpt", then: "x", bogus: 1 }] })).toBe(false);
+  });
+});
+
+describe("schema/rules.validate.cjs, the validator as code (serve validates without loading ajv)", () => {
+  it("is the validator of the schema the source types assemble (else run `npm run schema`)", () => {
+    const written = readFileSync(new URL("../../schema/rules.validate.cjs", import.meta.url), "utf8");
+    expect(written === standaloneValidator(assembleSchema(SOURCE_CATALOG)), "run `npm run schema`").toBe(
+      true,
+    );
+  });
+
+  it("validates the built-in source types; ajv compiles any other schema at run time", () => {
+    // ajv gives the functions it compiles their schemaEnv; the generated code has none.
+    expect("schemaEnv" in rulesSchema(SOURCE_CATALOG).validate).toBe(false);
+    expect("schemaEnv" in rulesSchema(RETOLD).validate).toBe(true);
+  });
+
+  it("gives every broken configuration the diagnostics ajv compiling the schema gives", async () => {
+    const broken = new URL("./broken/", import.meta.url);
+    const names = readdirSync(broken).filter((name) => name.endsWith(".yaml"));
+    expect(names.length).toBeGreaterThan(50);
+    let schemaErrors = 0;
+    for (const name of names) {
+      const file = await readConfigFile(new URL(name, broken).pathname);
+      const generated = parseConfig(file, { sourceTypes: SOURCE_CATALOG }).diagnostics;
+      const compiled = parseConfig(file, { sourceTypes: RETOLD }).diagnostics;
+      expect(generated, name).toEqual(compiled);
+      if (generated.length > 0) schemaErrors++;
+    }
+    expect(schemaErrors).toBe(names.length);
   });
 });

@@ -72,6 +72,15 @@ describe("rate() through the engine", () => {
     expect(await send(runtime, "a@example.com", ["z@example.org"])).toEqual([""]);
   });
 
+  it("counts a value longer than a key may be under its SHA-256 (one key per value, as for short ones)", async () => {
+    const { runtime } = await start(RATE);
+    const long = `${"a".repeat(300)}@example.com`;
+    const other = `${"b".repeat(300)}@example.com`;
+    expect(await send(runtime, long, ["x@example.org", "y@example.org"])).toEqual(["", ""]);
+    expect(await send(runtime, other, ["x@example.org"])).toEqual([""]);
+    expect(await send(runtime, long, ["z@example.org"])).toEqual(["450"]);
+  });
+
   it("a reload that leaves state: as it was keeps the counts; one that changes it starts afresh", async () => {
     const { runtime, path } = await start(RATE);
     await send(runtime, "a@example.com", ["x@example.org", "y@example.org"]);

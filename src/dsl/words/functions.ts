@@ -3,7 +3,6 @@
  * (which reports what is wrong with a call, in the checker's words) and, bound to the call that
  * checked, its implementation. A new function is one entry here.
  */
-import { createHash } from "node:crypto";
 import { didYouMean } from "../../common/diagnostics.js";
 import { either } from "../../common/suggest.js";
 import {
@@ -204,7 +203,9 @@ const MAX_WINDOW_MS = 30 * 86_400_000;
  */
 function stateKey(values: readonly Value[]): string {
   const key = values.map((v) => stringify(v).replace(/%/g, "%25").replace(/\|/g, "%7C")).join("|");
-  return key.length <= MAX_KEY_LENGTH ? key : `sha256:${createHash("sha256").update(key).digest("hex")}`;
+  if (key.length <= MAX_KEY_LENGTH) return key;
+  // node:crypto loaded on the first long key only: a serve whose keys are all short never holds it.
+  return `sha256:${process.getBuiltinModule("node:crypto").createHash("sha256").update(key).digest("hex")}`;
 }
 
 /** Checks a state call's key arguments (one or more values); false after reporting. */

@@ -14,7 +14,6 @@
  * RECONNECT_CAP_MS) and the next call after it is back succeeds. Going down and coming back are
  * logged once per transition; the client's own error events never reach the process.
  */
-import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from "ioredis";
 
@@ -271,7 +270,8 @@ export function createRedisStore(
   const health = watchHealth(client, config, logger);
   const cap = Math.max(1, tuning.maxEventsPerKey ?? DEFAULT_MAX_EVENTS_PER_KEY);
   // Members must be unique across hosts and calls: a random id per store, then a counter.
-  const instance = randomBytes(8).toString("hex");
+  // node:crypto when a Redis store opens, not for every serve (this module is loaded by all).
+  const instance = process.getBuiltinModule("node:crypto").randomBytes(8).toString("hex");
   let sequence = 0;
   let closed = false;
   const keyOf = (kind: string, key: string) => `${config.keyPrefix}${kind}:${key}`;

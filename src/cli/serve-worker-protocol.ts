@@ -1,0 +1,37 @@
+/**
+ * What `serve` needs to know of `--workers` before it knows whether this process is a primary:
+ * the messages, the worker's slot, the count. The primary itself (serve-workers.ts, with node:http)
+ * is loaded only when there is more than one worker. (node:cluster is loaded by Node itself as
+ * soon as anything listens: net's listen asks it whether this process is a worker.)
+ */
+import { availableParallelism } from "node:os";
+
+/** What the primary and its workers say to each other (the `filterctl` field tells ours apart). */
+export type WorkerMessage =
+  | { filterctl: "ready" }
+  | { filterctl: "failed"; code: number; message: string }
+  | { filterctl: "reload"; reason: string }
+  | { filterctl: "collect" };
+
+export function isWorkerMessage(value: unknown): value is WorkerMessage {
+  return typeof value === "object" && value !== null && "filterctl" in value;
+}
+
+/** The environment variable that tells a worker its slot (1..N). */
+export const WORKER_SLOT_ENV = "FILTERCTL_WORKER_SLOT";
+
+/**
+ * The journal file of a worker: `journal.jsonl` → `journal-w2.jsonl`. Workers must not share one
+ * file: each would rotate it on its own count of bytes.
+ */
+export function workerJournalPath(path: string, slot: string | undefined): string {
+  if (slot === undefined) return path;
+  const dot = path.lastIndexOf(".");
+  const slash = path.lastIndexOf("/");
+  return dot > slash + 1 ? `${path.slice(0, dot)}-w${slot}${path.slice(dot)}` : `${path}-w${slot}`;
+}
+
+/** `auto` is one worker per core the process may use. */
+export function workerCount(workers: number | "auto"): number {
+  return workers === "auto" ? availableParallelism() : workers;
+}
