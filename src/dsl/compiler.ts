@@ -247,9 +247,8 @@ export class RuleCompiler {
     const resolution = this.resolution(expr);
     if (resolution.kind === "sourceAttribute") {
       const { source, attribute } = resolution;
-      if (attribute === "codes") return (env) => env.state.codes?.get(source) ?? NO_CODES;
-      return (env) =>
-        attribute === "zone" ? env.lookups.zoneOf(source) : (env.state.reasons?.get(source) ?? "");
+      if (attribute === "codes") return (env) => env.codes?.get(source) ?? NO_CODES;
+      return (env) => (attribute === "zone" ? env.lookups.zoneOf(source) : (env.reasons?.get(source) ?? ""));
     }
     if (resolution.kind !== "value") throw new Error(`internal: ${resolution.kind} used as a value`);
     return resolution.word.read(this.localPart);
@@ -430,9 +429,8 @@ export class RuleCompiler {
     if (fromCall !== undefined) return fromCall.read;
     const [source, attribute] = name.split(".") as [string, string];
     if (attribute === "zone") return (env) => sanitize(env.lookups.zoneOf(source));
-    if (attribute === "codes")
-      return (env) => sanitize((env.state.codes?.get(source) ?? NO_CODES).join(", "));
-    return (env) => sanitize(env.state.reasons?.get(source) ?? "");
+    if (attribute === "codes") return (env) => sanitize((env.codes?.get(source) ?? NO_CODES).join(", "));
+    return (env) => sanitize(env.reasons?.get(source) ?? "");
   }
 
   private template(template: Template): (env: EvalEnv) => string {
@@ -456,17 +454,20 @@ export class RuleCompiler {
     };
   }
 
-  /** Compiles an action into a function giving its decision (or effect). */
-  private action(action: Action, rule: Rule): (env: EvalEnv) => { decision?: Decision; effect?: Effect } {
+  /**
+   * Compiles an action into a function that sets the run's decision (answering true: the rule has
+   * decided) or adds its effect (answering false).
+   */
+  private action(action: Action, rule: Rule): CompiledAction {
     const name = rule.name;
     const shadow = rule.shadow;
     switch (action.verb) {
       case "continue":
-        return () => ({});
+        return () => false;
       case "accept":
       case "discard": {
         const verb = action.verb;
-        return () => ({ decision: { action: verb, rule: name, shadow } });
+        return (run) => decide(run, { action: verb, rule: name, shadow });
       }
       case "reject":
       case "tempfail": {
@@ -474,24 +475,25 @@ export class RuleCompiler {
         const code = action.code?.value ?? DEFAULT_CODE[verb][0];
         const enhancedCode = action.code === undefined ? DEFAULT_CODE[verb][1] : action.enhancedCode?.value;
         const text = action.text === undefined ? () => DEFAULT_TEXT[verb] : this.template(action.text);
-        return (env) => {
-          const decision: Decision = { action: verb, code, text: text(env), rule: name, shadow };
+        return (run) => {
+          const decision: Decision = { action: verb, code, text: text(run), rule: name, shadow };
           if (enhancedCode !== undefined) decision.enhancedCode = enhancedCode;
-          return { decision };
+          return decide(run, decision);
         };
       }
       case "quarantine": {
         const reason = this.template(action.reason);
-        return (env) => ({ decision: { action: "quarantine", reason: reason(env), rule: name, shadow } });
+        return (run) => decide(run, { action: "quarantine", reason: reason(run), rule: name, shadow });
       }
       case "add header": {
         const headerName = action.name.text;
         const value = this.template(action.value);
-        return (env) => ({ effect: { kind: "addHeader", name: headerName, value: value(env), rule: name } });
+        return (run) =>
+          addEffect(run, { kind: "addHeader", name: headerName, value: value(run), rule: name });
       }
       case "log": {
         const text = this.template(action.text);
-        return (env) => ({ effect: { kind: "log", text: text(env), rule: name } });
+        return (run) => addEffect(run, { kind: "log", text: text(run), rule: name });
       }
     }
   }
@@ -536,20 +538,52 @@ export class RuleCompiler {
   }
 }
 
+/** An action: sets the run's decision (answering true) or adds an effect (answering false). */
+type CompiledAction = (run: RuleRun) => boolean;
+
 type CompiledStatement = {
   condition: Evaluator<boolean> | undefined;
-  whenTrue: (env: EvalEnv) => ActionResult;
-  whenFalse: ((env: EvalEnv) => ActionResult) | undefined;
+  whenTrue: CompiledAction;
+  whenFalse: CompiledAction | undefined;
 };
-type ActionResult = { decision?: Decision; effect?: Effect };
 
 /** Shared by outcomes that have none; replaced by a fresh array on the first push. */
 const NONE: never[] = [];
 
 /**
- * Runs one compiled rule: its statements in order until one decides. A class, so one run
- * allocates its environment and outcome only (this is the hot path of every milter event).
+ * One run of one rule: the environment its expressions read and write (EvalEnv) and the outcome
+ * it answers (RuleOutcome), one object. Every field is set in the constructor, so every run has
+ * the same shape and the closures reading it stay monomorphic. A run that waits for a lookup
+ * keeps its own object: nothing is shared between runs.
  */
+class RuleRun implements EvalEnv, RuleOutcome {
+  quota: QuotaValue | undefined = undefined;
+  reasons: Map<string, string> | undefined = undefined;
+  codes: Map<string, readonly string[]> | undefined = undefined;
+  decision: Decision | undefined = undefined;
+  effects: Effect[] = NONE;
+  errors: { source: string; message: string }[] = NONE;
+
+  constructor(
+    readonly tx: Transaction,
+    readonly lookups: Lookups,
+    readonly trace: Tracer | undefined,
+    readonly rule: string,
+  ) {}
+}
+
+function decide(run: RuleRun, decision: Decision): true {
+  run.decision = decision;
+  return true;
+}
+
+function addEffect(run: RuleRun, effect: Effect): false {
+  if (run.effects === NONE) run.effects = [];
+  run.effects.push(effect);
+  return false;
+}
+
+/** Runs one compiled rule: its statements in order until one decides (the hot path of every milter event). */
 class RuleRunner {
   constructor(
     private readonly name: string,
@@ -561,73 +595,46 @@ class RuleRunner {
   ) {}
 
   run(tx: Transaction, lookups: Lookups, trace?: Tracer): MaybePromise<RuleOutcome> {
-    const env: EvalEnv = { tx, lookups, rule: this.name, state: {} };
-    if (trace !== undefined) env.trace = trace;
-    return this.step(env, { effects: NONE, errors: NONE }, 0);
+    return this.step(new RuleRun(tx, lookups, trace, this.name), 0);
   }
 
-  private step(env: EvalEnv, outcome: RuleOutcome, index: number): MaybePromise<RuleOutcome> {
+  private step(run: RuleRun, index: number): MaybePromise<RuleRun> {
     const statements = this.statements;
     for (let i = index; i < statements.length; i++) {
       const statement = statements[i] as CompiledStatement;
       if (statement.condition === undefined) {
-        if (this.apply(outcome, statement.whenTrue(env))) return outcome;
+        if (statement.whenTrue(run)) return run;
         continue;
       }
       let verdict: MaybePromise<boolean>;
       try {
-        verdict = statement.condition(env);
+        verdict = statement.condition(run);
       } catch (error) {
-        if (this.failed(outcome, error)) return outcome;
+        if (this.failed(run, error)) return run;
         verdict = false;
       }
       if (isPromise(verdict)) {
         return verdict.then(
-          (v) => (this.branch(env, outcome, statement, v) ? outcome : this.step(env, outcome, i + 1)),
+          (v) => (branch(run, statement, v) ? run : this.step(run, i + 1)),
           (error: unknown) =>
-            this.failed(outcome, error) || this.branch(env, outcome, statement, false)
-              ? outcome
-              : this.step(env, outcome, i + 1),
+            this.failed(run, error) || branch(run, statement, false) ? run : this.step(run, i + 1),
         );
       }
-      if (this.branch(env, outcome, statement, verdict)) return outcome;
+      if (branch(run, statement, verdict)) return run;
     }
-    return outcome;
-  }
-
-  private branch(
-    env: EvalEnv,
-    outcome: RuleOutcome,
-    statement: CompiledStatement,
-    verdict: boolean,
-  ): boolean {
-    if (verdict) return this.apply(outcome, statement.whenTrue(env));
-    return statement.whenFalse === undefined ? false : this.apply(outcome, statement.whenFalse(env));
-  }
-
-  /** Applies an action's result; answers true when the rule has decided. */
-  private apply(outcome: RuleOutcome, result: ActionResult): boolean {
-    if (result.effect) {
-      if (outcome.effects === NONE) outcome.effects = [];
-      outcome.effects.push(result.effect);
-    }
-    if (result.decision) {
-      outcome.decision = result.decision;
-      return true;
-    }
-    return false;
+    return run;
   }
 
   /**
    * A lookup failed: on_error continue treats the condition as false; tempfail decides. The
    * state (rate(), greylist()) is reported as source "state" and follows `state.on_error`.
    */
-  private failed(outcome: RuleOutcome, error: unknown): boolean {
+  private failed(run: RuleRun, error: unknown): boolean {
     const state = error instanceof StateError;
     const source = error instanceof LookupError ? error.source : state ? "state" : "internal";
     const message = error instanceof Error ? error.message : String(error);
-    if (outcome.errors === NONE) outcome.errors = [];
-    outcome.errors.push({ source, message });
+    if (run.errors === NONE) run.errors = [];
+    run.errors.push({ source, message });
     const onError = state ? this.stateOnError : source === "internal" ? "tempfail" : this.onErrorOf(source);
     if (onError === "continue") return false;
     const reply = this.errorReply;
@@ -640,9 +647,15 @@ class RuleRunner {
       lookupError: `${source}: ${message}`,
     };
     if (reply.enhancedCode !== undefined) decision.enhancedCode = reply.enhancedCode;
-    outcome.decision = decision;
+    run.decision = decision;
     return true;
   }
+}
+
+/** The action a statement's verdict selects; answers true when the rule has decided. */
+function branch(run: RuleRun, statement: CompiledStatement, verdict: boolean): boolean {
+  if (verdict) return statement.whenTrue(run);
+  return statement.whenFalse === undefined ? false : statement.whenFalse(run);
 }
 
 /** An `and`/`or` chain from operand `index` on: a loop, recursing only after a promise. */
@@ -680,11 +693,11 @@ function codesOf(answer: DnsblAnswer): readonly string[] {
 function rememberListing(env: EvalEnv, source: string, answer: DnsblAnswer): void {
   if (!answer.listed) return;
   if (answer.reason !== undefined) {
-    env.state.reasons ??= new Map();
-    env.state.reasons.set(source, answer.reason);
+    env.reasons ??= new Map();
+    env.reasons.set(source, answer.reason);
   }
-  env.state.codes ??= new Map();
-  env.state.codes.set(source, codesOf(answer));
+  env.codes ??= new Map();
+  env.codes.set(source, codesOf(answer));
 }
 
 function describeDnsbl(answer: DnsblAnswer): string {

@@ -57,35 +57,40 @@ export class Ruleset {
 
   /**
    * Runs the rules of `stage` in file order. Stays synchronous while no lookup answers with a
-   * promise; the first enforced deciding rule ends the stage.
+   * promise; the first enforced deciding rule ends the stage. A stage where no rule did anything
+   * answers the one shared, frozen NOTHING: most stages of most sessions allocate no outcome.
    */
   evaluate(stage: Stage, tx: Transaction, lookups: Lookups, trace?: Tracer): MaybePromise<StageOutcome> {
     tx.stage = stage;
     const rules = this.rulesFor(stage);
-    const outcome: StageOutcome = { shadowDecisions: NONE, effects: NONE, rules: NONE };
-    if (rules.length === 0) return outcome;
-    return this.from(rules, 0, outcome, tx, lookups, trace);
+    if (rules.length === 0) return NOTHING;
+    return this.from(rules, 0, NOTHING, tx, lookups, trace, trace?.everyRule === true);
   }
 
   private from(
     rules: readonly CompiledRule[],
     index: number,
-    outcome: StageOutcome,
+    start: StageOutcome,
     tx: Transaction,
     lookups: Lookups,
     trace: Tracer | undefined,
+    everyRule: boolean,
   ): MaybePromise<StageOutcome> {
+    let outcome = start;
     for (let i = index; i < rules.length; i++) {
       const rule = rules[i] as CompiledRule;
       const result = rule.run(tx, lookups, trace);
       if (result instanceof Promise) {
-        return result.then((r) =>
-          record(outcome, rule, r, trace?.everyRule === true)
-            ? outcome
-            : this.from(rules, i + 1, outcome, tx, lookups, trace),
-        );
+        const before = outcome;
+        return result.then((r) => {
+          const after = record(before, rule, r, everyRule);
+          return after.decision !== undefined
+            ? after
+            : this.from(rules, i + 1, after, tx, lookups, trace, everyRule);
+        });
       }
-      if (record(outcome, rule, result, trace?.everyRule === true)) return outcome;
+      outcome = record(outcome, rule, result, everyRule);
+      if (outcome.decision !== undefined) return outcome;
     }
     return outcome;
   }
@@ -94,36 +99,58 @@ export class Ruleset {
 /** Shared by outcomes that have none; replaced by a fresh array on the first push. */
 const NONE: never[] = [];
 
+/** The outcome of a stage where no rule did anything; record() replaces it before writing. */
+const NOTHING: StageOutcome = Object.freeze({
+  decision: undefined,
+  shadowDecisions: NONE,
+  effects: NONE,
+  rules: NONE,
+});
+
 function push<T>(list: T[], item: T): T[] {
   const target = list === NONE ? [] : list;
   target.push(item);
   return target;
 }
 
-/** Adds one rule's result to the stage's outcome; answers true when the stage is decided. */
-function record(outcome: StageOutcome, rule: CompiledRule, result: RuleOutcome, everyRule: boolean): boolean {
+/**
+ * Adds one rule's result to the stage's outcome, and answers the outcome: `outcome` itself, or a
+ * fresh one when it was NOTHING and the rule did something. The stage is decided when the answer
+ * has a decision.
+ */
+function record(
+  outcome: StageOutcome,
+  rule: CompiledRule,
+  result: RuleOutcome,
+  everyRule: boolean,
+): StageOutcome {
+  // Rules that did nothing are listed only when the tracer asks for every rule (dry-run).
+  const listed =
+    everyRule || result.decision !== undefined || result.effects.length > 0 || result.errors.length > 0;
+  if (!listed) return outcome;
+  const target: StageOutcome =
+    outcome === NOTHING
+      ? { decision: undefined, shadowDecisions: NONE, effects: NONE, rules: NONE }
+      : outcome;
   // A rule whose reject-rate fuse blew (engine/fuse.ts) decides in shadow mode: its decision says so.
   const shadow = rule.shadow || result.decision?.shadow === true;
-  // Rules that did nothing are listed only when the tracer asks for every rule (dry-run).
-  if (everyRule || result.decision !== undefined || result.effects.length > 0 || result.errors.length > 0) {
-    const entry: RuleTrace = {
-      rule: rule.name,
-      shadow,
-      effects: result.effects,
-      errors: result.errors,
-    };
-    if (result.decision) entry.decision = result.decision;
-    outcome.rules = push(outcome.rules, entry);
-  }
+  const entry: RuleTrace = {
+    rule: rule.name,
+    shadow,
+    effects: result.effects,
+    errors: result.errors,
+  };
+  if (result.decision) entry.decision = result.decision;
+  target.rules = push(target.rules, entry);
   for (const effect of result.effects) {
     // A shadow rule never changes the message: its headers are not added, its logs are.
-    if (!shadow || effect.kind === "log") outcome.effects = push(outcome.effects, effect);
+    if (!shadow || effect.kind === "log") target.effects = push(target.effects, effect);
   }
-  if (result.decision === undefined) return false;
+  if (result.decision === undefined) return target;
   if (shadow) {
-    outcome.shadowDecisions = push(outcome.shadowDecisions, result.decision);
-    return false;
+    target.shadowDecisions = push(target.shadowDecisions, result.decision);
+    return target;
   }
-  outcome.decision = result.decision;
-  return true;
+  target.decision = result.decision;
+  return target;
 }

@@ -39,6 +39,17 @@ describe("order of rules", () => {
     expect(outcome.decision?.rule).toBe("rule-2");
   });
 
+  it("without a tracer, a stage where no rule did anything answers an empty outcome", async () => {
+    const one = rulesetOf(rules('on helo: if helo == "a.example" then reject 554 5.7.1 "first"'));
+    const outcome = await one.evaluate("helo", transaction({ helo: "c.example" }), new FakeLookups());
+    expect(outcome).toEqual({ shadowDecisions: [], effects: [], rules: [] });
+    // A stage that decides gets an outcome of its own: the empty one is never written to.
+    const decided = await one.evaluate("helo", transaction({ helo: "a.example" }), new FakeLookups());
+    expect(reply(decided)).toBe("554 5.7.1 first");
+    expect(outcome.decision).toBeUndefined();
+    expect(outcome.rules).toEqual([]);
+  });
+
   it("runs only the rules of the stage", async () => {
     const outcome = await evaluate(
       ruleset,
@@ -692,5 +703,15 @@ describe("the synchronous fast path", () => {
       expect(outcome.effects.map((e) => e.kind === "log" && e.text)).toEqual(["or"]);
       expect(fake.calls.map((c) => c.table)).toEqual(["addresses", "addresses", "local_domains"]);
     }
+  });
+});
+
+describe("texts", () => {
+  it("a placeholder's control characters become one space; other texts are kept as they are", async () => {
+    const ruleset = rulesetOf(rules('on helo: reject 550 5.7.1 "HELO {helo} refused"'));
+    const dirty = await evaluate(ruleset, "helo", transaction({ helo: "a\r\n\x7fb\tc" }), new FakeLookups());
+    expect(reply(dirty)).toBe("550 5.7.1 HELO a b c refused");
+    const clean = await evaluate(ruleset, "helo", transaction({ helo: "mx.example.net" }), new FakeLookups());
+    expect(reply(clean)).toBe("550 5.7.1 HELO mx.example.net refused");
   });
 });

@@ -152,15 +152,15 @@ function checkQuota(check: CallCheck): CheckedCall | undefined {
       const addressOf = compiler.value(address);
       const what = `quota(${source})`;
       const remember = (env: EvalEnv, s: QuotaStatus | undefined): Value => {
-        env.state.quota = quotaValue(s, incomingSize(env.tx));
-        return env.state.quota;
+        env.quota = quotaValue(s, incomingSize(env.tx));
+        return env.quota;
       };
       const ask = (env: EvalEnv, k: string) => env.lookups.quota(source, k);
       const lookUp = (env: EvalEnv, a: Value): MaybePromise<Value> => {
         const key = stringify(a);
         if (key === "") {
-          env.state.quota = quotaValue(undefined, 0);
-          return env.state.quota;
+          env.quota = quotaValue(undefined, 0);
+          return env.quota;
         }
         const status = traced(env, source, what, key, ask, describeQuota);
         return andThenWith(status, env, remember);
@@ -174,7 +174,7 @@ function checkQuota(check: CallCheck): CheckedCall | undefined {
 const QUOTA_PLACEHOLDERS = Object.fromEntries(
   (["usage", "limit", "percent", "count", "count_limit"] as const).map((member) => [
     `quota.${member}`,
-    (env: { state: { quota?: QuotaValue } }) => String(env.state.quota?.[member] ?? ""),
+    (env: { quota: QuotaValue | undefined }) => String(env.quota?.[member] ?? ""),
   ]),
 );
 

@@ -4,10 +4,11 @@
  * value is one entry here (and a field of the Transaction when it is new data).
  */
 import {
+  type AddressParts,
   type LocalPartMode,
+  localPartContent,
   normalizeAddress,
   normalizeAddressParts,
-  normalizeLocalContent,
   splitAddress,
 } from "../../common/address.js";
 import { networkOf } from "../../common/ip.js";
@@ -48,30 +49,69 @@ const given = (which: Which) =>
   which === "from" ? (env: EvalEnv) => env.tx.from : (env: EvalEnv) => env.tx.rcpt;
 
 /**
+ * The last address of a kind (`from` or `rcpt`) normalised, shared by every reader of that kind in
+ * a local-part mode: `from.domain`, `from` and `from.local` in the rules of one event split and
+ * fold the address once, not once each. The function is pure, so a stale entry can only miss,
+ * never mislead (whatever ruleset, transaction or reload reads it).
+ */
+class NormalizedAddress {
+  private given = "";
+  private parts: AddressParts = { local: "", domain: undefined };
+  private address: string | undefined = "";
+  private local: string | undefined = "";
+
+  constructor(private readonly mode: LocalPartMode) {}
+
+  private of(text: string): AddressParts {
+    if (text !== this.given) {
+      this.parts = normalizeAddressParts(text, this.mode);
+      this.address = undefined;
+      this.local = undefined;
+      this.given = text;
+    }
+    return this.parts;
+  }
+
+  /** normalizeAddress(text, mode) */
+  addressOf(text: string): string {
+    const parts = this.of(text);
+    this.address ??= parts.domain === undefined ? parts.local : `${parts.local}@${parts.domain}`;
+    return this.address;
+  }
+
+  /** normalizeAddressParts(text, mode).domain ?? "" */
+  domainOf(text: string): string {
+    return this.of(text).domain ?? "";
+  }
+
+  /** normalizeLocalContent(splitAddress(text).local, mode) */
+  localOf(text: string): string {
+    const parts = this.of(text);
+    this.local ??= localPartContent(parts.local);
+    return this.local;
+  }
+}
+
+const NORMALIZED: Record<Which, Record<LocalPartMode, NormalizedAddress>> = {
+  from: { insensitive: new NormalizedAddress("insensitive"), sensitive: new NormalizedAddress("sensitive") },
+  rcpt: { insensitive: new NormalizedAddress("insensitive"), sensitive: new NormalizedAddress("sensitive") },
+};
+
+/**
  * `from`, `rcpt` and their `.local` (the unquoted name) and `.domain`, normalised (common/address),
  * so neither case nor quoting changes what matches.
  */
 function readAddress(which: Which, part: Part) {
   return (mode: LocalPartMode): ((env: EvalEnv) => Value) => {
-    const derive: (text: string) => string =
-      part === "address"
-        ? (text) => normalizeAddress(text, mode)
-        : part === "local"
-          ? (text) => normalizeLocalContent(splitAddress(text).local, mode)
-          : (text) => normalizeAddressParts(text, mode).domain ?? "";
-    const isFrom = which === "from";
-    // Rules of one event read the same address again and again: the last answer is kept (the
-    // function is pure, so a stale entry can only miss, never mislead).
-    let lastGiven = "";
-    let lastValue = derive("");
-    return (env) => {
-      const text = isFrom ? env.tx.from : env.tx.rcpt;
-      if (text !== lastGiven) {
-        lastValue = derive(text);
-        lastGiven = text;
-      }
-      return lastValue;
-    };
+    const cache = NORMALIZED[which][mode];
+    if (which === "from") {
+      if (part === "address") return (env) => cache.addressOf(env.tx.from);
+      if (part === "local") return (env) => cache.localOf(env.tx.from);
+      return (env) => cache.domainOf(env.tx.from);
+    }
+    if (part === "address") return (env) => cache.addressOf(env.tx.rcpt);
+    if (part === "local") return (env) => cache.localOf(env.tx.rcpt);
+    return (env) => cache.domainOf(env.tx.rcpt);
   };
 }
 
