@@ -200,25 +200,41 @@ class RuleParser extends EmbeddedActionsParser {
 
   conditionOnly = this.RULE("conditionOnly", (): Expr => this.SUBRULE(this.orExpr));
 
-  orExpr = this.RULE("orExpr", (): Expr => {
-    let left = this.SUBRULE(this.andExpr);
-    this.MANY(() => {
-      this.CONSUME(T.Or);
-      const right = this.SUBRULE2(this.andExpr);
-      left = this.ACTION(() => ({ kind: "or" as const, left, right, span: join(left, right) }));
-    });
-    return left;
-  });
+  /**
+   * The left operand of the operator chain being parsed (or, and, +, *, suffixes). The chain
+   * rules' MANY steps are built once and read and replace it, where a closure over a local was
+   * made per call of each rule (five per value parsed); a rule restores the outer chain's operand
+   * before returning, and run() clears what a failed parse left. Nodes are built outside the
+   * recording phase only (what ACTION does, without a closure per node).
+   */
+  chain: Expr | undefined;
 
-  andExpr = this.RULE("andExpr", (): Expr => {
-    let left = this.SUBRULE(this.notExpr);
-    this.MANY(() => {
-      this.CONSUME(T.And);
-      const right = this.SUBRULE2(this.notExpr);
-      left = this.ACTION(() => ({ kind: "and" as const, left, right, span: join(left, right) }));
-    });
-    return left;
-  });
+  private chainOf(first: Expr, step: () => void): Expr {
+    const outer = this.chain;
+    this.chain = first;
+    this.MANY(step);
+    const result = this.chain;
+    this.chain = outer;
+    return result;
+  }
+
+  private readonly orStep = (): void => {
+    this.CONSUME(T.Or);
+    const left = this.chain as Expr;
+    const right = this.SUBRULE2(this.andExpr);
+    this.chain = this.RECORDING_PHASE ? left : { kind: "or", left, right, span: join(left, right) };
+  };
+
+  orExpr = this.RULE("orExpr", (): Expr => this.chainOf(this.SUBRULE(this.andExpr), this.orStep));
+
+  private readonly andStep = (): void => {
+    this.CONSUME(T.And);
+    const left = this.chain as Expr;
+    const right = this.SUBRULE2(this.notExpr);
+    this.chain = this.RECORDING_PHASE ? left : { kind: "and", left, right, span: join(left, right) };
+  };
+
+  andExpr = this.RULE("andExpr", (): Expr => this.chainOf(this.SUBRULE(this.notExpr), this.andStep));
 
   private readonly notAlternatives = [
     {
@@ -268,8 +284,7 @@ class RuleParser extends EmbeddedActionsParser {
   predicate = this.RULE("predicate", (): Expr => {
     const subject = this.SUBRULE(this.additive);
     const tail = this.OPTION(this.predicateTail);
-    if (tail === undefined) return subject;
-    return this.ACTION(() => this.predicateNode(subject, tail));
+    return tail === undefined || this.RECORDING_PHASE ? subject : this.predicateNode(subject, tail);
   });
 
   private predicateNode(subject: Expr, tail: PredicateTail): Expr {
@@ -320,25 +335,29 @@ class RuleParser extends EmbeddedActionsParser {
     { ALT: (): IToken => this.CONSUME(T.Minus) },
   ];
 
-  additive = this.RULE("additive", (): Expr => {
-    let left = this.SUBRULE(this.multiplicative);
-    this.MANY(() => {
-      const op = this.OR(this.additiveOperators);
-      const right = this.SUBRULE2(this.multiplicative);
-      left = this.ACTION(() => this.arith(op, left, right));
-    });
-    return left;
-  });
+  private readonly additiveStep = (): void => {
+    const op = this.OR(this.additiveOperators);
+    const left = this.chain as Expr;
+    const right = this.SUBRULE2(this.multiplicative);
+    this.chain = this.RECORDING_PHASE ? left : this.arith(op, left, right);
+  };
 
-  multiplicative = this.RULE("multiplicative", (): Expr => {
-    let left = this.SUBRULE(this.postfix);
-    this.MANY(() => {
-      const op = this.CONSUME(T.Star);
-      const right = this.SUBRULE2(this.postfix);
-      left = this.ACTION(() => this.arith(op, left, right));
-    });
-    return left;
-  });
+  additive = this.RULE(
+    "additive",
+    (): Expr => this.chainOf(this.SUBRULE(this.multiplicative), this.additiveStep),
+  );
+
+  private readonly multiplicativeStep = (): void => {
+    const op = this.CONSUME(T.Star);
+    const left = this.chain as Expr;
+    const right = this.SUBRULE2(this.postfix);
+    this.chain = this.RECORDING_PHASE ? left : this.arith(op, left, right);
+  };
+
+  multiplicative = this.RULE(
+    "multiplicative",
+    (): Expr => this.chainOf(this.SUBRULE(this.postfix), this.multiplicativeStep),
+  );
 
   private arith(op: IToken, left: Expr, right: Expr): Expr {
     const opSpan = this.tokenSpan(op);
@@ -382,14 +401,13 @@ class RuleParser extends EmbeddedActionsParser {
     },
   ];
 
-  postfix = this.RULE("postfix", (): Expr => {
-    let value = this.SUBRULE(this.primary);
-    this.MANY(() => {
-      const suffix = this.OR(this.suffixAlternatives);
-      value = this.ACTION(() => this.suffixNode(value, suffix));
-    });
-    return value;
-  });
+  private readonly postfixStep = (): void => {
+    const value = this.chain as Expr;
+    const suffix = this.OR(this.suffixAlternatives);
+    this.chain = this.RECORDING_PHASE ? value : this.suffixNode(value, suffix);
+  };
+
+  postfix = this.RULE("postfix", (): Expr => this.chainOf(this.SUBRULE(this.primary), this.postfixStep));
 
   private suffixNode(value: Expr, suffix: Suffix): Expr {
     if (suffix.kind === "index") {
@@ -437,7 +455,8 @@ class RuleParser extends EmbeddedActionsParser {
 
   private literal(type: TokenType): Expr {
     const t = this.CONSUME(type);
-    return this.ACTION(() => literalExpr(t, this.tokenSpan(t)));
+    // What ACTION returns while recording, without a closure per literal.
+    return this.RECORDING_PHASE ? (undefined as unknown as Expr) : literalExpr(t, this.tokenSpan(t));
   }
 
   private parenthesised(): Expr {
@@ -572,6 +591,7 @@ function run<R>(entry: Entry, located: LocatedText, ctx: ParseContext): R | unde
   const p = parser();
   p.toFile = at;
   p.input = lexed.tokens;
+  p.chain = undefined;
   const result = (p[entry] as () => R).call(p);
   if (p.errors.length > 0) {
     const error = p.errors[0];
