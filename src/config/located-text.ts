@@ -15,6 +15,28 @@
 import type { Scalar } from "yaml";
 import type { LocatedText } from "./types.js";
 
+/** Int32 slots per shared chunk of offsets (64 KiB). */
+const CHUNK_SLOTS = 16_384;
+let chunk = new Int32Array(CHUNK_SLOTS);
+let chunkUsed = 0;
+
+/**
+ * Room for `length` offsets, carved out of a shared chunk: an ArrayBuffer of its own per located
+ * text (two per scalar, a hundred thousand for 10,000 rules) was a native allocation each and
+ * about 200 bytes of bookkeeping held as long as the rules. A chunk lives while any view of it
+ * does: what a dropped configuration can keep alive is the one chunk it shares with the next.
+ */
+function offsetArray(length: number): Int32Array {
+  if (length > CHUNK_SLOTS / 8) return new Int32Array(length);
+  if (chunkUsed + length > CHUNK_SLOTS) {
+    chunk = new Int32Array(CHUNK_SLOTS);
+    chunkUsed = 0;
+  }
+  const view = chunk.subarray(chunkUsed, chunkUsed + length);
+  chunkUsed += length;
+  return view;
+}
+
 /**
  * A LocatedText backed by per-character start and end offsets; sliceable and concatenable. The
  * offsets are typed arrays: a 10,000-rule file has a million characters in its rules, and numbers
@@ -57,15 +79,15 @@ export class MappedText implements LocatedText {
 
   /** Text placed at one file offset (e.g. the `: ` joining a rule's key and value). */
   static at(text: string, offset: number): MappedText {
-    const offsets = new Int32Array(text.length).fill(offset);
+    const offsets = offsetArray(text.length).fill(offset);
     return new MappedText(text, offsets, offsets, offset);
   }
 
   static concat(parts: readonly MappedText[]): MappedText {
     let length = 0;
     for (const part of parts) length += part.text.length;
-    const starts = new Int32Array(length);
-    const ends = new Int32Array(length);
+    const starts = offsetArray(length);
+    const ends = offsetArray(length);
     let text = "";
     for (const part of parts) {
       starts.set(part.starts, text.length);
@@ -80,8 +102,8 @@ export class MappedText implements LocatedText {
 export function toMapped(located: LocatedText): MappedText {
   if (located instanceof MappedText) return located;
   const length = located.text.length;
-  const starts = new Int32Array(length);
-  const ends = new Int32Array(length);
+  const starts = offsetArray(length);
+  const ends = offsetArray(length);
   for (let i = 0; i < length; i++) {
     starts[i] = located.offsetAt(i);
     ends[i] = located.offsetAt(i + 1);
@@ -274,8 +296,8 @@ function scalarTokens(source: string, node: Scalar): TokenView {
 
 /** Aligns a value with the tokens of its source: see the file comment. */
 function align(value: string, tokens: TokenView, fallback: number): MappedText {
-  const starts = new Int32Array(value.length);
-  const ends = new Int32Array(value.length);
+  const starts = offsetArray(value.length);
+  const ends = offsetArray(value.length);
   const count = tokens.length;
   let t = 0;
   let last = fallback;
@@ -320,8 +342,8 @@ export function locateScalar(source: string, node: Scalar): MappedText {
   if (typeof node.value !== "string") {
     // Numbers, booleans, null: their source text stands for itself.
     const text = typeof node.source === "string" ? node.source : String(node.value);
-    const starts = new Int32Array(text.length);
-    const ends = new Int32Array(text.length);
+    const starts = offsetArray(text.length);
+    const ends = offsetArray(text.length);
     for (let i = 0; i < text.length; i++) {
       starts[i] = range[0] + i;
       ends[i] = range[0] + i + 1;

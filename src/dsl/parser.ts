@@ -39,6 +39,16 @@ type RawStatement =
   | { kind: "if"; ifToken: IToken; condition: Expr; then: RawAction; else?: RawAction }
   | { kind: "action"; action: RawAction };
 
+/** What follows a predicate's subject, before its node is built. */
+type PredicateTail =
+  | { kind: "compare"; op: CompareOp; right: Expr }
+  | { kind: "matches"; regex: IToken }
+  | { kind: "in"; negated: boolean; table: Expr }
+  | { kind: "over"; over: IToken };
+
+/** A `.name` or `[key]` after a value, before its node is built. */
+type Suffix = { kind: "member"; property: IToken } | { kind: "index"; key: Expr; close: IToken };
+
 export interface RawRule {
   shadow: boolean;
   stageTokens: IToken[];
@@ -136,27 +146,31 @@ class RuleParser extends EmbeddedActionsParser {
 
   stagesOnly = this.RULE("stagesOnly", (): IToken[] => this.SUBRULE(this.stageList));
 
-  statement = this.RULE("statement", (): RawStatement => {
-    return this.OR([
-      {
-        ALT: () => {
-          const ifToken = this.CONSUME(T.If);
-          const condition = this.SUBRULE(this.orExpr);
-          this.CONSUME(T.Then);
-          const then = this.SUBRULE(this.action);
-          let otherwise: RawAction | undefined;
-          this.OPTION(() => {
-            this.CONSUME(T.Else);
-            otherwise = this.SUBRULE2(this.action);
-          });
-          return otherwise === undefined
-            ? { kind: "if" as const, ifToken, condition, then }
-            : { kind: "if" as const, ifToken, condition, then, else: otherwise };
-        },
+  // Alternatives and optional parts that capture no local variable are built once, like
+  // primaryAlternatives: a fresh array of closures per statement, comparison or suffix was a good
+  // part of what parsing 10,000 rules allocated.
+  private readonly elseClause = (): RawAction => {
+    this.CONSUME(T.Else);
+    return this.SUBRULE2(this.action);
+  };
+
+  private readonly statementAlternatives = [
+    {
+      ALT: (): RawStatement => {
+        const ifToken = this.CONSUME(T.If);
+        const condition = this.SUBRULE(this.orExpr);
+        this.CONSUME(T.Then);
+        const then = this.SUBRULE(this.action);
+        const otherwise = this.OPTION(this.elseClause);
+        return otherwise === undefined
+          ? { kind: "if" as const, ifToken, condition, then }
+          : { kind: "if" as const, ifToken, condition, then, else: otherwise };
       },
-      { ALT: () => ({ kind: "action" as const, action: this.SUBRULE3(this.action) }) },
-    ]);
-  });
+    },
+    { ALT: (): RawStatement => ({ kind: "action" as const, action: this.SUBRULE3(this.action) }) },
+  ];
+
+  statement = this.RULE("statement", (): RawStatement => this.OR(this.statementAlternatives));
 
   action = this.RULE("action", (): RawAction => {
     const verb = this.CONSUME(T.Identifier);
@@ -186,25 +200,41 @@ class RuleParser extends EmbeddedActionsParser {
 
   conditionOnly = this.RULE("conditionOnly", (): Expr => this.SUBRULE(this.orExpr));
 
-  orExpr = this.RULE("orExpr", (): Expr => {
-    let left = this.SUBRULE(this.andExpr);
-    this.MANY(() => {
-      this.CONSUME(T.Or);
-      const right = this.SUBRULE2(this.andExpr);
-      left = this.ACTION(() => ({ kind: "or" as const, left, right, span: join(left, right) }));
-    });
-    return left;
-  });
+  /**
+   * The left operand of the operator chain being parsed (or, and, +, *, suffixes). The chain
+   * rules' MANY steps are built once and read and replace it, where a closure over a local was
+   * made per call of each rule (five per value parsed); a rule restores the outer chain's operand
+   * before returning, and run() clears what a failed parse left. Nodes are built outside the
+   * recording phase only (what ACTION does, without a closure per node).
+   */
+  chain: Expr | undefined;
 
-  andExpr = this.RULE("andExpr", (): Expr => {
-    let left = this.SUBRULE(this.notExpr);
-    this.MANY(() => {
-      this.CONSUME(T.And);
-      const right = this.SUBRULE2(this.notExpr);
-      left = this.ACTION(() => ({ kind: "and" as const, left, right, span: join(left, right) }));
-    });
-    return left;
-  });
+  private chainOf(first: Expr, step: () => void): Expr {
+    const outer = this.chain;
+    this.chain = first;
+    this.MANY(step);
+    const result = this.chain;
+    this.chain = outer;
+    return result;
+  }
+
+  private readonly orStep = (): void => {
+    this.CONSUME(T.Or);
+    const left = this.chain as Expr;
+    const right = this.SUBRULE2(this.andExpr);
+    this.chain = this.RECORDING_PHASE ? left : { kind: "or", left, right, span: join(left, right) };
+  };
+
+  orExpr = this.RULE("orExpr", (): Expr => this.chainOf(this.SUBRULE(this.andExpr), this.orStep));
+
+  private readonly andStep = (): void => {
+    this.CONSUME(T.And);
+    const left = this.chain as Expr;
+    const right = this.SUBRULE2(this.notExpr);
+    this.chain = this.RECORDING_PHASE ? left : { kind: "and", left, right, span: join(left, right) };
+  };
+
+  andExpr = this.RULE("andExpr", (): Expr => this.chainOf(this.SUBRULE(this.notExpr), this.andStep));
 
   private readonly notAlternatives = [
     {
@@ -223,97 +253,111 @@ class RuleParser extends EmbeddedActionsParser {
 
   notExpr = this.RULE("notExpr", (): Expr => this.OR(this.notAlternatives));
 
+  private readonly consumeNot = (): IToken => this.CONSUME(T.Not);
+
+  /** What follows a predicate's subject; the node is built by predicateNode. */
+  private readonly predicateAlternatives = [
+    {
+      ALT: (): PredicateTail => {
+        const op = this.SUBRULE(this.comparisonOp);
+        return { kind: "compare", op, right: this.SUBRULE2(this.additive) };
+      },
+    },
+    {
+      ALT: (): PredicateTail => {
+        this.CONSUME(T.Matches);
+        return { kind: "matches", regex: this.CONSUME(T.RegexLiteral) };
+      },
+    },
+    {
+      ALT: (): PredicateTail => {
+        const not = this.OPTION2(this.consumeNot);
+        this.CONSUME(T.In);
+        return { kind: "in", negated: not !== undefined, table: this.SUBRULE3(this.postfix) };
+      },
+    },
+    { ALT: (): PredicateTail => ({ kind: "over", over: this.CONSUME(T.Over) }) },
+  ];
+
+  private readonly predicateTail = (): PredicateTail => this.OR(this.predicateAlternatives);
+
   predicate = this.RULE("predicate", (): Expr => {
     const subject = this.SUBRULE(this.additive);
-    let result = subject;
-    this.OPTION(() => {
-      this.OR([
-        {
-          ALT: () => {
-            const op = this.SUBRULE(this.comparisonOp);
-            const right = this.SUBRULE2(this.additive);
-            result = this.ACTION(() => ({
-              kind: "compare" as const,
-              op,
-              left: subject,
-              right,
-              span: join(subject, right),
-            }));
-          },
-        },
-        {
-          ALT: () => {
-            this.CONSUME(T.Matches);
-            const regex = this.CONSUME(T.RegexLiteral);
-            result = this.ACTION(() => {
-              const last = regex.image.lastIndexOf("/");
-              const patternSpan = this.tokenSpan(regex);
-              const patternOffsets: number[] = [];
-              for (let i = 1; i < last; i++) patternOffsets.push(this.toFile(regex.startOffset + i));
-              return {
-                kind: "matches" as const,
-                subject,
-                pattern: regex.image.slice(1, last),
-                flags: regex.image.slice(last + 1),
-                patternSpan,
-                patternOffsets,
-                span: { start: subject.span.start, end: patternSpan.end },
-              };
-            });
-          },
-        },
-        {
-          ALT: () => {
-            let negated = false;
-            this.OPTION2(() => {
-              this.CONSUME(T.Not);
-              negated = true;
-            });
-            this.CONSUME(T.In);
-            const table = this.SUBRULE3(this.postfix);
-            result = this.ACTION(() => ({
-              kind: "in" as const,
-              subject,
-              table,
-              negated,
-              span: join(subject, table),
-            }));
-          },
-        },
-        {
-          ALT: () => {
-            const over = this.CONSUME(T.Over);
-            result = this.ACTION(() => ({
-              kind: "over" as const,
-              subject,
-              span: { start: subject.span.start, end: this.tokenSpan(over).end },
-            }));
-          },
-        },
-      ]);
-    });
-    return result;
+    const tail = this.OPTION(this.predicateTail);
+    return tail === undefined || this.RECORDING_PHASE ? subject : this.predicateNode(subject, tail);
   });
 
-  additive = this.RULE("additive", (): Expr => {
-    let left = this.SUBRULE(this.multiplicative);
-    this.MANY(() => {
-      const op = this.OR([{ ALT: () => this.CONSUME(T.Plus) }, { ALT: () => this.CONSUME(T.Minus) }]);
-      const right = this.SUBRULE2(this.multiplicative);
-      left = this.ACTION(() => this.arith(op, left, right));
-    });
-    return left;
-  });
+  private predicateNode(subject: Expr, tail: PredicateTail): Expr {
+    switch (tail.kind) {
+      case "compare":
+        return {
+          kind: "compare",
+          op: tail.op,
+          left: subject,
+          right: tail.right,
+          span: join(subject, tail.right),
+        };
+      case "matches": {
+        const regex = tail.regex;
+        const last = regex.image.lastIndexOf("/");
+        const patternSpan = this.tokenSpan(regex);
+        const patternOffsets: number[] = [];
+        for (let i = 1; i < last; i++) patternOffsets.push(this.toFile(regex.startOffset + i));
+        return {
+          kind: "matches",
+          subject,
+          pattern: regex.image.slice(1, last),
+          flags: regex.image.slice(last + 1),
+          patternSpan,
+          patternOffsets,
+          span: { start: subject.span.start, end: patternSpan.end },
+        };
+      }
+      case "in":
+        return {
+          kind: "in",
+          subject,
+          table: tail.table,
+          negated: tail.negated,
+          span: join(subject, tail.table),
+        };
+      case "over":
+        return {
+          kind: "over",
+          subject,
+          span: { start: subject.span.start, end: this.tokenSpan(tail.over).end },
+        };
+    }
+  }
 
-  multiplicative = this.RULE("multiplicative", (): Expr => {
-    let left = this.SUBRULE(this.postfix);
-    this.MANY(() => {
-      const op = this.CONSUME(T.Star);
-      const right = this.SUBRULE2(this.postfix);
-      left = this.ACTION(() => this.arith(op, left, right));
-    });
-    return left;
-  });
+  private readonly additiveOperators = [
+    { ALT: (): IToken => this.CONSUME(T.Plus) },
+    { ALT: (): IToken => this.CONSUME(T.Minus) },
+  ];
+
+  private readonly additiveStep = (): void => {
+    const op = this.OR(this.additiveOperators);
+    const left = this.chain as Expr;
+    const right = this.SUBRULE2(this.multiplicative);
+    this.chain = this.RECORDING_PHASE ? left : this.arith(op, left, right);
+  };
+
+  additive = this.RULE(
+    "additive",
+    (): Expr => this.chainOf(this.SUBRULE(this.multiplicative), this.additiveStep),
+  );
+
+  private readonly multiplicativeStep = (): void => {
+    const op = this.CONSUME(T.Star);
+    const left = this.chain as Expr;
+    const right = this.SUBRULE2(this.postfix);
+    this.chain = this.RECORDING_PHASE ? left : this.arith(op, left, right);
+  };
+
+  multiplicative = this.RULE(
+    "multiplicative",
+    (): Expr => this.chainOf(this.SUBRULE(this.postfix), this.multiplicativeStep),
+  );
 
   private arith(op: IToken, left: Expr, right: Expr): Expr {
     const opSpan = this.tokenSpan(op);
@@ -334,50 +378,59 @@ class RuleParser extends EmbeddedActionsParser {
     return token.image as CompareOp;
   });
 
-  postfix = this.RULE("postfix", (): Expr => {
-    let value = this.SUBRULE(this.primary);
-    this.MANY(() => {
-      this.OR([
-        {
-          ALT: () => {
-            this.CONSUME(T.Dot);
-            // `over` is a keyword (quota(rcpt) over) and also a quota status member (quota(rcpt).over).
-            const property = this.OR2([
-              { ALT: () => this.CONSUME(T.Identifier) },
-              { ALT: () => this.CONSUME(T.Over) },
-            ]);
-            value = this.ACTION(() => {
-              const propertySpan = this.tokenSpan(property);
-              const span = { start: value.span.start, end: propertySpan.end };
-              if (value.kind === "name") {
-                return {
-                  kind: "name" as const,
-                  parts: [...value.parts, property.image],
-                  partSpans: [...value.partSpans, propertySpan],
-                  span,
-                };
-              }
-              return { kind: "member" as const, object: value, property: property.image, propertySpan, span };
-            });
-          },
-        },
-        {
-          ALT: () => {
-            this.CONSUME(T.LBracket);
-            const key = this.SUBRULE(this.orExpr);
-            const close = this.CONSUME(T.RBracket);
-            value = this.ACTION(() => ({
-              kind: "index" as const,
-              table: value,
-              key,
-              span: { start: value.span.start, end: this.tokenSpan(close).end },
-            }));
-          },
-        },
-      ]);
-    });
-    return value;
-  });
+  private readonly propertyAlternatives = [
+    { ALT: (): IToken => this.CONSUME(T.Identifier) },
+    { ALT: (): IToken => this.CONSUME(T.Over) },
+  ];
+
+  /** A suffix of postfix; the node is built by suffixNode. */
+  private readonly suffixAlternatives = [
+    {
+      ALT: (): Suffix => {
+        this.CONSUME(T.Dot);
+        // `over` is a keyword (quota(rcpt) over) and also a quota status member (quota(rcpt).over).
+        return { kind: "member", property: this.OR2(this.propertyAlternatives) };
+      },
+    },
+    {
+      ALT: (): Suffix => {
+        this.CONSUME(T.LBracket);
+        const key = this.SUBRULE(this.orExpr);
+        return { kind: "index", key, close: this.CONSUME(T.RBracket) };
+      },
+    },
+  ];
+
+  private readonly postfixStep = (): void => {
+    const value = this.chain as Expr;
+    const suffix = this.OR(this.suffixAlternatives);
+    this.chain = this.RECORDING_PHASE ? value : this.suffixNode(value, suffix);
+  };
+
+  postfix = this.RULE("postfix", (): Expr => this.chainOf(this.SUBRULE(this.primary), this.postfixStep));
+
+  private suffixNode(value: Expr, suffix: Suffix): Expr {
+    if (suffix.kind === "index") {
+      return {
+        kind: "index",
+        table: value,
+        key: suffix.key,
+        span: { start: value.span.start, end: this.tokenSpan(suffix.close).end },
+      };
+    }
+    const property = suffix.property;
+    const propertySpan = this.tokenSpan(property);
+    const span = { start: value.span.start, end: propertySpan.end };
+    if (value.kind === "name") {
+      return {
+        kind: "name",
+        parts: [...value.parts, property.image],
+        partSpans: [...value.partSpans, propertySpan],
+        span,
+      };
+    }
+    return { kind: "member", object: value, property: property.image, propertySpan, span };
+  }
 
   // Alternatives that use nothing but `this` are built once (Chevrotain's advice): an array of
   // eleven objects per value parsed was a good part of what parsing 10,000 rules allocated.
@@ -402,7 +455,8 @@ class RuleParser extends EmbeddedActionsParser {
 
   private literal(type: TokenType): Expr {
     const t = this.CONSUME(type);
-    return this.ACTION(() => literalExpr(t, this.tokenSpan(t)));
+    // What ACTION returns while recording, without a closure per literal.
+    return this.RECORDING_PHASE ? (undefined as unknown as Expr) : literalExpr(t, this.tokenSpan(t));
   }
 
   private parenthesised(): Expr {
@@ -537,6 +591,7 @@ function run<R>(entry: Entry, located: LocatedText, ctx: ParseContext): R | unde
   const p = parser();
   p.toFile = at;
   p.input = lexed.tokens;
+  p.chain = undefined;
   const result = (p[entry] as () => R).call(p);
   if (p.errors.length > 0) {
     const error = p.errors[0];
