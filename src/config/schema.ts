@@ -115,6 +115,22 @@ interface StandaloneValidator {
 const require = createRequire(import.meta.url);
 
 /**
+ * schema/rules.validate.cjs at the package's top: two folders up from src/config/ and
+ * dist/config/, three from the benchmarks' build (dist-bench/src/config/). Without it (a
+ * checkout that has not run `npm run schema`), undefined: ajv compiles the schema.
+ */
+function generatedValidator(): StandaloneValidator | undefined {
+  for (const path of ["../../schema/rules.validate.cjs", "../../../schema/rules.validate.cjs"]) {
+    try {
+      return require(path) as StandaloneValidator;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "MODULE_NOT_FOUND") throw error;
+    }
+  }
+  return undefined;
+}
+
+/**
  * The validator generated at build time when it was generated from this very schema (the
  * built-in source types); otherwise ajv compiles it here. ajv and its code generator are loaded
  * only then: they cost a process that keeps running (serve) some 10 MB of RSS.
@@ -123,8 +139,8 @@ function validatorOf(
   schema: AnySchemaObject,
   resolve: (pointer: string) => AnySchemaObject | undefined,
 ): ValidateFunction {
-  const standalone = require("../../schema/rules.validate.cjs") as StandaloneValidator;
-  if (standalone.schemaJson === JSON.stringify(schema)) return standalone.makeValidate(resolve);
+  const standalone = generatedValidator();
+  if (standalone?.schemaJson === JSON.stringify(schema)) return standalone.makeValidate(resolve);
   // CommonJS, required because a configuration is parsed synchronously.
   const { Ajv } = require("ajv") as typeof import("ajv");
   const ajv = new Ajv(AJV_OPTIONS);
