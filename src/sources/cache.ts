@@ -44,24 +44,16 @@ interface Entry<V> {
   value: V;
 }
 
-/** A source's synchronous answer, or LATER when it has none or fails (the asynchronous path reports why). */
-function answerNow<V>(now: () => Now<V>): Now<V> {
-  try {
-    return now();
-  } catch {
-    return LATER;
-  }
-}
-
-/** A source's lookups bound to it: what a cache asks when its caller passes no function. */
+/** A source's lookups bound to it (plain functions, called without `this`): what a cache asks when its caller passes none. */
 export interface BoundSource<V> {
   fetch(key: string, signal: AbortSignal): Promise<V>;
   now?(key: string): Now<V>;
 }
 
-function answerNowFor<V>(source: BoundSource<V>, key: string): Now<V> {
+/** A source's synchronous answer, or LATER when it has none or fails (the asynchronous path reports why). */
+function answerNow<V>(now: (key: string) => Now<V>, key: string): Now<V> {
   try {
-    return (source.now as (key: string) => Now<V>)(key);
+    return now(key);
   } catch {
     return LATER;
   }
@@ -111,7 +103,11 @@ export class CachedLookup<V> {
    * is measured as a miss answered by the source, as the asynchronous path would be; if it throws,
    * the asynchronous path runs and reports the failure.
    */
-  lookup(key: string, fetch?: (signal: AbortSignal) => Promise<V>, now?: () => Now<V>): V | Promise<V> {
+  lookup(
+    key: string,
+    fetch?: (signal: AbortSignal) => Promise<V>,
+    now: ((key: string) => Now<V>) | undefined = this.source?.now,
+  ): V | Promise<V> {
     this.counters.lookups++;
     const cached = this.cache?.get(key);
     if (cached !== undefined) {
@@ -124,10 +120,9 @@ export class CachedLookup<V> {
       return pending;
     }
     this.counters.misses++;
-    const source = this.source;
-    if (now !== undefined || source?.now !== undefined) {
+    if (now !== undefined) {
       const started = performance.now();
-      const answer = now !== undefined ? answerNow(now) : answerNowFor(source as BoundSource<V>, key);
+      const answer = answerNow(now, key);
       if (answer !== LATER) {
         this.remember(key, answer);
         this.measure(performance.now() - started, "ok");
@@ -136,7 +131,7 @@ export class CachedLookup<V> {
     }
     const request = this.fetchWithDeadline(
       key,
-      fetch ?? ((signal) => (source as BoundSource<V>).fetch(key, signal)),
+      fetch ?? ((signal) => (this.source as BoundSource<V>).fetch(key, signal)),
     );
     this.inFlight.set(key, request);
     const forget = () => {
