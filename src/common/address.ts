@@ -131,10 +131,6 @@ export function normalizeDomain(domain: string): string {
 }
 
 /**
- * The normalised local part and domain of a bare address (angle brackets already removed by
- * bareAddress: stripping them here would make `<<a>>` normalise to `<a>` and then to `a`).
- */
-/**
  * True when normalising cannot change the address: ASCII without upper case (lower-casing is
  * the identity), not quoted, and no trailing dot.
  */
@@ -148,6 +144,10 @@ function isPlainLowerAscii(address: string): boolean {
   return true;
 }
 
+/**
+ * The normalised local part and domain of a bare address (angle brackets already removed by
+ * bareAddress: stripping them here would make `<<a>>` normalise to `<a>` and then to `a`).
+ */
 export function normalizeAddressParts(address: string, mode: LocalPartMode = "insensitive"): AddressParts {
   const { local, domain } = splitAddress(address);
   return {

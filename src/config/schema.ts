@@ -105,7 +105,7 @@ export const AJV_OPTIONS: Options = {
   allowUnionTypes: true,
 };
 
-/** schema/rules.validate.cjs (see schema-standalone.ts): same place from src/config/ and dist/config/. */
+/** What schema/rules.validate.cjs exports (see schema-standalone.ts). */
 interface StandaloneValidator {
   /** JSON.stringify of the schema it was generated from (compared whole: no node:crypto to load). */
   schemaJson: string;

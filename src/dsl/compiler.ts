@@ -234,10 +234,11 @@ export class RuleCompiler {
       rememberListing(env, source, a);
       return a.listed ? codesOf(a) : NO_CODES;
     };
+    const ask = askDnsbl(source);
     const lookUp = (env: EvalEnv, k: Value): MaybePromise<Value> => {
       const text = stringify(k);
       if (text === "") return NO_CODES;
-      const answer = traced(env, source, what, text, askDnsbl(source), describeDnsbl);
+      const answer = traced(env, source, what, text, ask, describeDnsbl);
       return andThenWith(answer, env, codes);
     };
     return (env) => andThenWith(key(env), env, lookUp);
