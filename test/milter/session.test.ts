@@ -258,6 +258,22 @@ describe("a session", () => {
     expect(["data", "end", "error", "timeout"].map((e) => socket.listenerCount(e))).toEqual([0, 0, 0, 0]);
   });
 
+  it("schedules no read-ahead tick per chunk: the stream's read-more task is marked as pending", async () => {
+    const started = await serve(() => ({ rcpt: () => undefined }));
+    const sockets: Socket[] = [];
+    (started.server as unknown as { server: Server }).server.on("connection", (s) => sockets.push(s));
+    const client = await started.connect();
+    await client.negotiate();
+    await waitFor(() => sockets.length === 1);
+    const state = (sockets[0] as unknown as { _readableState: { readingMore: boolean } })._readableState;
+    expect(state.readingMore).toBe(true);
+    // Commands keep being read with it: the flag only stops the no-op task.
+    expect(await client.rcpt("<a@example.org>")).toEqual({ type: "continue" });
+    expect(await client.rcpt("<b@example.org>")).toEqual({ type: "continue" });
+    client.destroy();
+    await started.stop();
+  });
+
   it("runs two transactions on one connection, refusing one recipient only", async () => {
     const { events, handler } = recorder();
     const { connect, entries } = await serve(() => handler);
