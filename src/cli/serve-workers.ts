@@ -10,7 +10,13 @@ import { chmod, unlink } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { Logger } from "pino";
 import { formatDiagnostic } from "../common/diagnostics.js";
-import { type Config, RESTART_SETTINGS, type RestartSettings } from "../config/types.js";
+import {
+  type Config,
+  RESTART_SETTINGS,
+  type RestartSettings,
+  sameRestartSetting,
+  showRestartSetting,
+} from "../config/types.js";
 import { MetricsListenError } from "../engine/metrics-address.js";
 import { checkRules } from "../engine/open-rules.js";
 import { RulesWatcher } from "../engine/rules-watcher.js";
@@ -156,10 +162,11 @@ export class ServePrimary {
     const running = this.options.config;
     if (running === undefined) return;
     for (const [key, name] of Object.entries(RESTART_SETTINGS) as [keyof RestartSettings, string][]) {
-      if (this.options.fixed.includes(key) || next[key] === running[key]) continue;
+      if (this.options.fixed.includes(key) || sameRestartSetting(next[key], running[key])) continue;
+      const [was, now] = [showRestartSetting(key, running[key]), showRestartSetting(key, next[key])];
       this.logger.warn(
-        { setting: name, running: running[key], configured: next[key] },
-        `'${name}' changed to ${String(next[key])}: it takes a restart; still running with ${String(running[key])}`,
+        { setting: name, running: was, configured: now },
+        `'${name}' changed to ${now}: it takes a restart; still running with ${was}`,
       );
     }
   }

@@ -45,6 +45,7 @@ function runtimeOptions(options: ServeOptions, metrics: Metrics | undefined): Ru
   if (options.listen !== undefined) fixed.push("listen");
   if (options.maxConnections !== undefined) fixed.push("maxConnections");
   if (options.workers !== undefined) fixed.push("workers");
+  if (options.journal !== undefined) fixed.push("journal");
   // A worker's restart settings are the primary's: it reports their changes, once.
   if (cluster.isWorker) fixed.push(...(Object.keys(RESTART_SETTINGS) as (keyof RestartSettings)[]));
   return metrics === undefined ? { fixed } : { fixed, metrics };

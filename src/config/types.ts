@@ -115,6 +115,8 @@ export interface RestartSettings {
   maxBufferedInput: number;
   /** Processes serving the one socket (`serve --workers`): a count, or one per core. */
   workers: number | "auto";
+  /** The decision journal: opened when serve starts. */
+  journal?: JournalConfig;
 }
 
 /** Each restart setting's name in rules.yaml (a new one is added here and in RestartSettings). */
@@ -124,7 +126,24 @@ export const RESTART_SETTINGS: { readonly [K in keyof RestartSettings]-?: string
   maxConnections: "max_connections",
   maxBufferedInput: "max_buffered_input",
   workers: "workers",
+  journal: "journal",
 };
+
+type RestartValue = RestartSettings[keyof RestartSettings];
+
+/** Whether a reloaded file's restart setting is the running one: the journal by its fields, the rest as values. */
+export function sameRestartSetting(a: RestartValue, b: RestartValue): boolean {
+  if (typeof a !== "object" || typeof b !== "object") return a === b;
+  return a.path === b.path && a.maxSizeBytes === b.maxSizeBytes && a.keep === b.keep;
+}
+
+/** A restart setting as a warning names it: a mode in octal, the journal by its file and limits. */
+export function showRestartSetting(key: keyof RestartSettings, value: RestartValue): string {
+  if (value === undefined) return "(not set)";
+  if (typeof value === "object")
+    return `${value.path} (max_size ${value.maxSizeBytes} bytes, keep ${value.keep})`;
+  return key === "listenMode" ? `0${(value as number).toString(8)}` : String(value);
+}
 
 /** `state: memory` (the default): counts in the process, lost on restart, per process. */
 export interface MemoryStateConfig {
@@ -194,7 +213,6 @@ export interface Config extends RestartSettings {
   /** Where rate() and greylist() count; `type: memory` when the file has no `state:`. */
   state: StateConfig;
   greylist: GreylistConfig;
-  journal?: JournalConfig;
   /** File offset of the YAML node at `path` (e.g. ["sources", "spool", "quota"]), or of the nearest existing parent. */
   offsetOf(path: readonly (string | number)[]): number;
 }

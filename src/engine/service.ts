@@ -11,7 +11,13 @@ import { withDeadline } from "../common/deadline.js";
 import { type Diagnostic, formatDiagnostic } from "../common/diagnostics.js";
 import type { Stage } from "../common/stages.js";
 import { formatDuration } from "../common/units.js";
-import { type Config, RESTART_SETTINGS, type RestartSettings } from "../config/types.js";
+import {
+  type Config,
+  RESTART_SETTINGS,
+  type RestartSettings,
+  sameRestartSetting,
+  showRestartSetting,
+} from "../config/types.js";
 import type { Reply } from "../milter/index.js";
 import type { Decision } from "../runtime/model.js";
 import type { Ruleset } from "../runtime/ruleset.js";
@@ -81,12 +87,6 @@ export interface RuntimeOptions {
   fuseClock?: () => number;
   /** Restart settings the command line sets: the file's value is not used, so its changes are not reported. */
   fixed?: readonly (keyof RestartSettings)[];
-}
-
-/** How a restart setting is shown in the warning: `listen_mode` in octal, the rest as written. */
-function shown(key: keyof RestartSettings, value: RestartSettings[keyof RestartSettings]): string {
-  if (value === undefined) return "(not set)";
-  return key === "listenMode" ? `0${(value as number).toString(8)}` : String(value);
 }
 
 /** One reload; `abandoned` once its deadline passed or the runtime closed. */
@@ -303,14 +303,14 @@ export class RulesRuntime implements RulesService {
     const fixed = this.options.fixed ?? [];
     for (const [key, name] of Object.entries(RESTART_SETTINGS) as [keyof RestartSettings, string][]) {
       if (fixed.includes(key)) continue;
-      if (next[key] === this.running[key]) {
+      if (sameRestartSetting(next[key], this.running[key])) {
         this.warnedRestart.delete(key);
         continue;
       }
-      if (this.warnedRestart.has(key) && this.warnedRestart.get(key) === next[key]) continue;
+      if (this.warnedRestart.has(key) && sameRestartSetting(this.warnedRestart.get(key), next[key])) continue;
       this.warnedRestart.set(key, next[key]);
-      const running = shown(key, this.running[key]);
-      const configured = shown(key, next[key]);
+      const running = showRestartSetting(key, this.running[key]);
+      const configured = showRestartSetting(key, next[key]);
       this.logger.warn(
         { generation, setting: name, running, configured },
         `'${name}' changed to ${configured}: it takes a restart; still running with ${running}`,

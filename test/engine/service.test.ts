@@ -247,6 +247,36 @@ defaults:
     await runtime.close();
   });
 
+  it("a reload that changes journal: says it takes a restart; the same journal written again says nothing", async () => {
+    const journal = (path: string, keep: number) =>
+      `journal:\n  path: ${path}\n  max_size: 10MB\n  keep: ${keep}`;
+    const { runtime, reload, warnings, lines } = await started(`${START}\n${journal("j.jsonl", 5)}`);
+    // Read again, it is another object with the same fields: not a change.
+    await reload(`${START}\n${journal("j.jsonl", 5)}\n# edited`);
+    expect(warnings()).toEqual([]);
+    await reload(`${START}\n${journal("other.jsonl", 5)}`);
+    expect(warnings()).toEqual(["journal"]);
+    const line = lines.find((l) => l.setting === "journal");
+    expect(line?.configured).toMatch(/other\.jsonl \(max_size 10000000 bytes, keep 5\)$/);
+    expect(line?.running).toMatch(/j\.jsonl \(max_size 10000000 bytes, keep 5\)$/);
+    expect(line?.msg).toMatch(
+      /^'journal' changed to .*other\.jsonl .*: it takes a restart; still running with .*j\.jsonl/,
+    );
+    await reload(`${START}\n${journal("j.jsonl", 9)}`);
+    expect(warnings()).toEqual(["journal"]);
+    // Removed from the file: the journal open stays open until a restart.
+    await reload(START);
+    expect(lines.find((l) => l.setting === "journal")).toMatchObject({ configured: "(not set)" });
+    await runtime.close();
+  });
+
+  it("serve --journal fixes the journal: the file's journal: is not reported", async () => {
+    const { runtime, reload, warnings } = await started(START, { fixed: ["journal"] });
+    await reload(`${START}\njournal:\n  path: j.jsonl`);
+    expect(warnings()).toEqual([]);
+    await runtime.close();
+  });
+
   it("a setting the command line fixes is not reported", async () => {
     const { runtime, reload, warnings } = await started(START, { fixed: ["listen", "maxConnections"] });
     await reload(CHANGED);
