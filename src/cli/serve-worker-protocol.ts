@@ -11,6 +11,8 @@ export type WorkerMessage =
   | { filterctl: "ready" }
   | { filterctl: "failed"; code: number; message: string }
   | { filterctl: "reload"; reason: string }
+  /** The primary refused a change (it validates once): each worker counts the failed reload. */
+  | { filterctl: "reload-refused" }
   | { filterctl: "collect" };
 
 export function isWorkerMessage(value: unknown): value is WorkerMessage {

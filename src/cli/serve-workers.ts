@@ -150,6 +150,7 @@ export class ServePrimary {
       }
       const why = checked.kind === "unreadable" ? checked.message : `${this.options.configPath}: invalid`;
       this.logger.error({ reason }, `reload refused, no worker reloads: ${why}`);
+      for (const worker of this.started.keys()) this.send(worker, { filterctl: "reload-refused" });
       return;
     }
     this.warnRestartSettings(checked.config);

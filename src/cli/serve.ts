@@ -140,6 +140,7 @@ async function asWorker(
   process.on("message", (message: unknown) => {
     if (!isWorkerMessage(message)) return;
     if (message.filterctl === "reload") void runtime?.reload(message.reason);
+    if (message.filterctl === "reload-refused") metrics?.reloads.inc({ result: "failure" });
     if (message.filterctl === "collect") metrics?.beforeScrape?.();
   });
   logger.info({}, "worker serving");

@@ -112,6 +112,8 @@ export class Metrics {
     name: "filterctl_reloads_total",
     help: "Configuration reloads by result (success, failure)",
     labelNames: ["result"],
+    // With workers, every worker counts each reload: the count is theirs, not their sum.
+    aggregator: "max",
     registers: [this.registry],
   });
   readonly generation = new Gauge({

@@ -112,6 +112,8 @@ export class RulesRuntime implements RulesService {
   /** The restart settings of the file serve started with: what runs until a restart. */
   private readonly running: RestartSettings;
   /** The value each restart setting was last warned about: a reload repeats no warning it already gave. */
+  /** Whether this runtime watches its files (serve without workers); see watchFiles. */
+  private watching = false;
   private readonly warnedRestart = new Map<keyof RestartSettings, RestartSettings[keyof RestartSettings]>();
 
   private constructor(
@@ -455,14 +457,18 @@ export class RulesRuntime implements RulesService {
       { generation: this.active.generation, reason, rules: built.ruleset.rules.length },
       `reloaded: serving generation ${this.active.generation}`,
     );
-    this.rewatch();
+    if (this.watching) this.rewatch();
     // Connections still on the old rules may look things up: its own sources close with the last of them.
     this.closeIfUnused(old);
     return true;
   }
 
-  /** Watches the rules file and the files it names: a change reloads. */
+  /**
+   * Watches the rules file and the files it names: a change reloads. Not called in a `--workers`
+   * worker, whose primary watches and tells it: a reload must not start watching there either.
+   */
   watchFiles(): void {
+    this.watching = true;
     this.rewatch();
   }
 

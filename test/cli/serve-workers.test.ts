@@ -127,6 +127,11 @@ describe("filterctl serve --workers 2", () => {
     // An invalid edit is refused by the primary; no worker reloads.
     writeFileSync(config, "rules:\n  - on rcpt: if nonsense then reject\n");
     await cli.waitForLine((l) => String(l.msg).startsWith("reload refused, no worker reloads"), 20_000);
+    // Counted as in one process: each reload once (not once per worker), the refused one too.
+    expect(await metricValue(metrics, 'filterctl_reloads_total{result="success"}')).toBe(1);
+    expect(await metricValue(metrics, 'filterctl_reloads_total{result="failure"}')).toBe(1);
+    // The workers watch nothing, even after a reload: only the primary read the invalid file.
+    expect(cli.lines().filter((l) => String(l.msg).startsWith("reload refused, still serving"))).toEqual([]);
     writeFileSync(config, rules(["bad", "new"]));
 
     expect(await metricValue(metrics, "filterctl_sessions_total")).toBe(sent);

@@ -57,6 +57,28 @@ describe("RulesRuntime", () => {
   });
 });
 
+describe("watching the files", () => {
+  it("a runtime told to reload but not to watch (a --workers worker) does not start watching when it reloads", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "filterctl-watch-"));
+    const path = join(dir, "rules.yaml");
+    writeFileSync(path, rules("first"));
+    const runtime = await RulesRuntime.start(path, pino({ level: "silent" }));
+    writeFileSync(path, rules("second"));
+    expect(await runtime.reload("told")).toBe(true);
+    // An edit after that reload: only the primary may act on it.
+    writeFileSync(path, rules("third"));
+    await new Promise((r) => setTimeout(r, 700));
+    expect(runtime.generation).toBe(2);
+    // One that watches reloads on its own, and goes on watching after each reload.
+    runtime.watchFiles();
+    writeFileSync(path, rules("fourth"));
+    await vi.waitFor(() => expect(runtime.generation).toBe(3), { timeout: 3000 });
+    writeFileSync(path, rules("fifth"));
+    await vi.waitFor(() => expect(runtime.generation).toBe(4), { timeout: 3000 });
+    await runtime.close();
+  });
+});
+
 describe("the reload deadline", () => {
   /** http sources whose creation hangs while their url says "hang", until `release()`. */
   function sources() {
