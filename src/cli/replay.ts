@@ -8,10 +8,8 @@
  * reported on stderr with file:line and skipped: one torn line (a crash mid-write) must not hide
  * a day of traffic.
  */
-import { readFile } from "node:fs/promises";
+import { journalLines, unreadableJournal } from "../engine/journal/read.js";
 import {
-  type JournalLine,
-  parseJournal,
   type ReplayExample,
   type ReplayReport,
   replayJournal,
@@ -29,38 +27,16 @@ export interface ReplayOptions {
   live: boolean;
 }
 
-/** The records of every journal, or the message saying which one cannot be read. */
-async function readJournals(
-  paths: readonly string[],
-): Promise<{ lines: JournalLine[]; skipped: SkippedLine[] } | string> {
-  const lines: JournalLine[] = [];
-  const skipped: SkippedLine[] = [];
-  for (const path of paths) {
-    let text: string;
-    try {
-      text = await readFile(path, "utf8");
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      return `cannot read journal ${path}: ${code === "ENOENT" ? "no such file" : (code ?? String(error))}`;
-    }
-    const parsed = parseJournal(path, text);
-    lines.push(...parsed.lines);
-    skipped.push(...parsed.skipped);
-  }
-  return { lines, skipped };
-}
-
 export async function replayCommand(journals: string[], options: ReplayOptions): Promise<number> {
   if (journals.length === 0) {
     process.stderr.write("filterctl: replay needs at least one journal file\n");
     return EXIT_USAGE;
   }
-  const read = await readJournals(journals);
-  if (typeof read === "string") {
-    process.stderr.write(`filterctl: ${read}\n`);
+  const unreadable = await unreadableJournal(journals);
+  if (unreadable !== undefined) {
+    process.stderr.write(`filterctl: ${unreadable}\n`);
     return EXIT_USAGE;
   }
-  for (const s of read.skipped) process.stderr.write(`${s.file}:${s.line}: skipped: ${s.message}\n`);
   const opened = await openRules(options.config);
   if (opened.kind !== "opened") return reportOpenFailure(opened);
   const sources = opened.registry;
@@ -69,11 +45,14 @@ export async function replayCommand(journals: string[], options: ReplayOptions):
   try {
     // DNSBLs are off until their first probe: asked live, they answer as serve would.
     await sources.probeDnsbls();
-    const report = await replayJournal(opened.ruleset, read.lines, {
+    // Read as they are replayed: a journal is not held whole.
+    const skipped: SkippedLine[] = [];
+    const report = await replayJournal(opened.ruleset, journalLines(journals, skipped), {
       live: sources,
       allLive: options.live,
-      skipped: read.skipped,
+      skipped,
     });
+    for (const s of skipped) process.stderr.write(`${s.file}:${s.line}: skipped: ${s.message}\n`);
     process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : renderReplay(report));
   } finally {
     await sources.close();

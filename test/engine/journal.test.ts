@@ -7,8 +7,9 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { journalLines, unreadableJournal } from "../../src/engine/journal/read.js";
 import type { JournalRecord } from "../../src/engine/journal/record.js";
-import { parseJournal, replayJournal } from "../../src/engine/journal/replay.js";
+import { parseJournal, replayJournal, type SkippedLine } from "../../src/engine/journal/replay.js";
 import { JournalWriter } from "../../src/engine/journal/writer.js";
 import { TransactionEngine } from "../../src/engine/transaction-engine.js";
 import { FakeLookups, rules, rulesetOf, SOURCES } from "../runtime/helpers.js";
@@ -252,6 +253,36 @@ describe("replay", () => {
       ["tempfail 452 4.2.2 by rule rule-3 → continue (at rcpt)", 1],
     ]);
     expect(report.groups[0]?.examples[0]).toMatchObject({ from: "dave@example.com", at: "j.jsonl:2" });
+  });
+
+  it("reads journal files line by line as it replays, with the same report as from their text", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "filterctl-read-"));
+    const text = await journalText();
+    const [first, ...rest] = text.split("\n");
+    // Two files (two workers'), CRLF line ends, a blank line, a torn last line (a crash mid-write).
+    const a = join(dir, "journal-w1.jsonl");
+    const b = join(dir, "journal-w2.jsonl");
+    await writeFile(a, `${first}\r\n\r\n`);
+    await writeFile(b, `${rest.join("\n")}\n{"v": 1, "cli`);
+    const candidate = rulesetOf(SERVED.replace("quota(rcpt, mailboxes) over", 'rcpt.local == \\"nobody\\"'));
+    const skipped: SkippedLine[] = [];
+    const streamed = await replayJournal(candidate, journalLines([a, b], skipped), { skipped });
+    expect(skipped.map((s) => `${s.file.slice(dir.length + 1)}:${s.line}`)).toEqual(["journal-w2.jsonl:4"]);
+    const parsed = parseJournal("j.jsonl", `${text}\n{"v": 1, "cli`);
+    const whole = await replayJournal(candidate, parsed.lines, { skipped: parsed.skipped });
+    expect(streamed.totals).toEqual(whole.totals);
+    expect(streamed.totals).toMatchObject({ replayed: 4, changed: 1, skipped: 1 });
+    expect(streamed.groups.map((g) => [g.change, g.count])).toEqual(
+      whole.groups.map((g) => [g.change, g.count]),
+    );
+    expect(streamed.groups[0]?.examples[0]?.at).toBe(`${b}:1`);
+    // Checked before anything is replayed: missing, a folder, readable.
+    expect(await unreadableJournal([a, join(dir, "nope.jsonl")])).toBe(
+      `cannot read journal ${join(dir, "nope.jsonl")}: no such file`,
+    );
+    expect(await unreadableJournal([dir])).toBe(`cannot read journal ${dir}: not a regular file`);
+    expect(await unreadableJournal([a, b])).toBeUndefined();
+    await rm(dir, { recursive: true, force: true });
   });
 
   it("changes nothing when the candidate is the served rules", async () => {

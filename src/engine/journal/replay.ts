@@ -57,22 +57,32 @@ function notARecord(value: unknown): string | undefined {
   return undefined;
 }
 
+/** One line of a journal file: its record, a skipped line, or undefined when it is blank. */
+export function parseJournalLine(
+  file: string,
+  line: number,
+  raw: string,
+): JournalLine | SkippedLine | undefined {
+  if (raw.trim() === "") return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch (error) {
+    return { file, line, message: `not JSON: ${(error as Error).message}` };
+  }
+  const why = notARecord(value);
+  return why === undefined ? { file, line, record: value as JournalRecord } : { file, line, message: why };
+}
+
 /** The records of one journal file's text; malformed lines are listed, not fatal. */
 export function parseJournal(file: string, text: string): { lines: JournalLine[]; skipped: SkippedLine[] } {
   const lines: JournalLine[] = [];
   const skipped: SkippedLine[] = [];
   text.split("\n").forEach((raw, index) => {
-    if (raw.trim() === "") return;
-    let value: unknown;
-    try {
-      value = JSON.parse(raw);
-    } catch (error) {
-      skipped.push({ file, line: index + 1, message: `not JSON: ${(error as Error).message}` });
-      return;
-    }
-    const why = notARecord(value);
-    if (why === undefined) lines.push({ file, line: index + 1, record: value as JournalRecord });
-    else skipped.push({ file, line: index + 1, message: why });
+    const parsed = parseJournalLine(file, index + 1, raw);
+    if (parsed === undefined) return;
+    if ("record" in parsed) lines.push(parsed);
+    else skipped.push(parsed);
   });
   return { lines, skipped };
 }
@@ -331,15 +341,21 @@ function exampleOf(line: JournalLine): ReplayExample {
  * Replays every line; `live` answers what the journal lacks (and everything, when `allLive`).
  * Groups come most frequent first.
  */
+/**
+ * `lines` may be read as the replay goes (a journal of several hundred MB is not held whole);
+ * `options.skipped` is read once they are all read, so a reader may add to it meanwhile.
+ */
 export async function replayJournal(
   ruleset: Ruleset,
-  lines: readonly JournalLine[],
+  lines: Iterable<JournalLine> | AsyncIterable<JournalLine>,
   options: { live?: Lookups; allLive?: boolean; skipped?: SkippedLine[] } = {},
 ): Promise<ReplayReport> {
   const groups = new Map<string, ReplayGroup>();
+  let replayed = 0;
   let changed = 0;
   let askedLive = 0;
-  for (const line of lines) {
+  for await (const line of lines) {
+    replayed++;
     const journal = new JournalLookups(line.record, options.live);
     const lookups = options.allLive === true && options.live !== undefined ? options.live : journal;
     const after = await replayRecord(ruleset, lookups, line.record);
@@ -356,7 +372,7 @@ export async function replayJournal(
   const skipped = options.skipped ?? [];
   return {
     groups: [...groups.values()].sort((a, b) => b.count - a.count || a.change.localeCompare(b.change)),
-    totals: { replayed: lines.length, changed, unchanged: lines.length - changed, skipped: skipped.length },
+    totals: { replayed, changed, unchanged: replayed - changed, skipped: skipped.length },
     skipped,
     askedLive,
   };
