@@ -154,6 +154,28 @@ export class RuleCompiler {
     return this.options.sources.get(source)?.onError ?? this.options.defaultOnError;
   }
 
+  /**
+   * A reader that never answers a promise, for the expressions that are known to be synchronous
+   * at compile time (literals, values of the transaction): their users call it and go on, without
+   * the check for a promise and the extra call of andThen.
+   */
+  private syncReader(expr: Expr): ((env: EvalEnv) => Value) | undefined {
+    switch (expr.kind) {
+      case "string":
+      case "number":
+      case "bool": {
+        const value = expr.value;
+        return () => value;
+      }
+      case "name": {
+        const resolution = this.resolution(expr);
+        return resolution.kind === "value" ? resolution.word.read(this.localPart) : undefined;
+      }
+      default:
+        return undefined;
+    }
+  }
+
   value(expr: Expr): Evaluator<Value> {
     switch (expr.kind) {
       case "string":
@@ -343,8 +365,15 @@ export class RuleCompiler {
     return (env) => andThenWith(left(env), env, withLeft);
   }
 
+  /** `(env) => f(env, X)`: X read directly when it is synchronous, through andThenWith otherwise. */
+  private applyTo<T>(expr: Expr, f: (env: EvalEnv, value: Value) => MaybePromise<T>): Evaluator<T> {
+    const read = this.syncReader(expr);
+    if (read !== undefined) return (env) => f(env, read(env));
+    const value = this.value(expr);
+    return (env) => andThenWith(value(env), env, f);
+  }
+
   private membership(expr: Extract<Expr, { kind: "in" }>): Evaluator<boolean> {
-    const subject = this.value(expr.subject);
     const negated = expr.negated;
     const subjectType = this.typeOf(expr.subject);
     if (expr.table.kind === "list" || expr.table.kind === "cidr") {
@@ -353,12 +382,12 @@ export class RuleCompiler {
         subjectType,
         this.localPart,
       );
-      const test = (s: Value) => {
-        const key = stringify(s);
+      const test = (_env: EvalEnv, s: Value) => {
+        const key = typeof s === "string" ? s : stringify(s);
         if (key === "") return false;
         return member(key) !== negated;
       };
-      return (env) => andThen(subject(env), test);
+      return this.applyTo(expr.subject, test);
     }
     const tableType = this.typeOf(expr.table);
     if (tableType === "address list" || tableType === "ip list") return this.inListValue(expr, tableType);
@@ -371,12 +400,15 @@ export class RuleCompiler {
       };
       const ask = askDnsbl(source);
       const lookUp = (env: EvalEnv, s: Value): MaybePromise<boolean> => {
-        const key = stringify(s);
+        const key = typeof s === "string" ? s : stringify(s);
         if (key === "") return false;
-        const answer = traced(env, source, source, key, ask, describeDnsbl);
-        return andThenWith(answer, env, listed);
+        const answer =
+          env.trace === undefined
+            ? env.lookups.dnsbl(source, key)
+            : traced(env, source, source, key, ask, describeDnsbl);
+        return isPromise(answer) ? answer.then((a) => listed(env, a)) : listed(env, answer);
       };
-      return (env) => andThenWith(subject(env), env, lookUp);
+      return this.applyTo(expr.subject, lookUp);
     }
     if (resolution.kind !== "table") throw new Error("internal: 'in' on non-table");
     const { source, table } = resolution;
@@ -384,13 +416,17 @@ export class RuleCompiler {
     const answer = (f: boolean) => f !== negated;
     const ask = (env: EvalEnv, k: string) => env.lookups.has(source, table, k);
     const lookUp = (env: EvalEnv, s: Value): MaybePromise<boolean> => {
-      const key = stringify(s);
+      const key = typeof s === "string" ? s : stringify(s);
       // An empty key is never looked up: it can neither match nor fail.
       if (key === "") return false;
-      const found = traced(env, source, what, key, ask, describeFound);
-      return isPromise(found) ? found.then(answer) : found !== negated;
+      // Untraced (serve), the source is asked directly: no call of traced() and ask() per lookup.
+      const found =
+        env.trace === undefined
+          ? env.lookups.has(source, table, key)
+          : traced(env, source, what, key, ask, describeFound);
+      return typeof found === "boolean" ? found !== negated : found.then(answer);
     };
-    return (env) => andThenWith(subject(env), env, lookUp);
+    return this.applyTo(expr.subject, lookUp);
   }
 
   /**
