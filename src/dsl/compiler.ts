@@ -73,6 +73,22 @@ export function saturate(n: number): number {
   return n;
 }
 
+type NumericOp = Exclude<CompareOp, "==" | "!=">;
+
+/** The ordering comparisons, one function each: the operator is chosen when the rule compiles. */
+const NUMERIC: Record<NumericOp, (a: Value, b: Value) => boolean> = {
+  "<": (a, b) => Number(a) < Number(b),
+  "<=": (a, b) => Number(a) <= Number(b),
+  ">": (a, b) => Number(a) > Number(b),
+  ">=": (a, b) => Number(a) >= Number(b),
+};
+
+/** A value as `==` compares it: a text through the kind's normaliser, anything else as it is. */
+function normalizedBy(normalizer: ((text: string) => string) | undefined): (v: Value) => Value {
+  if (normalizer === undefined) return (v) => v;
+  return (v) => (typeof v === "string" ? normalizer(v) : v);
+}
+
 const DEFAULT_TEXT = { reject: "Rejected by policy", tempfail: "Try again later" } as const;
 const DEFAULT_CODE = { reject: [550, "5.7.1"], tempfail: [451, "4.7.1"] } as const;
 
@@ -292,6 +308,11 @@ export class RuleCompiler {
         // settles it (false for `and`, true for `or`): no recursion, however long the chain.
         const operands = chainOperands(expr).map((operand) => this.condition(operand));
         const settles = expr.kind === "or";
+        // A short chain (nearly all) is nested pairs: each step a direct call, no loop over an array.
+        if (operands.length <= SHORT_CHAIN) {
+          const last = operands.pop() as Evaluator<boolean>;
+          return operands.reduceRight((rest, first) => pair(first, rest, settles), last);
+        }
         return (env) => settleFrom(operands, 0, env, settles);
       }
       case "not": {
@@ -336,31 +357,27 @@ export class RuleCompiler {
             ? "localpart"
             : leftType;
     const normalizer = textual ? textNormalizer(kind, this.localPart) : undefined;
-    const normalize = (v: Value): Value =>
-      typeof v !== "string" || normalizer === undefined ? v : normalizer(v);
-    // A quoted literal (`rcpt == "Bob@Example.org"`) is normalised once here, not per message.
+    const equal = op === "==";
+    if (textual && expr.right.kind === "string") {
+      // `X == "literal"` (most comparisons): the literal normalised once here, not per message.
+      const literal = normalizer === undefined ? expr.right.value : normalizer(expr.right.value);
+      const read = this.syncReader(expr.left);
+      if (read !== undefined && normalizer === undefined)
+        return equal ? (env) => read(env) === literal : (env) => read(env) !== literal;
+      const normalize = normalizedBy(normalizer);
+      const against = (_env: EvalEnv, a: Value) => (normalize(a) === literal) === equal;
+      return this.applyTo(expr.left, against);
+    }
+    // A quoted literal (`"Bob@Example.org" == rcpt`) is normalised once here, not per message.
     const side = (e: Expr): [Evaluator<Value>, (v: Value) => Value] =>
       e.kind === "string" && normalizer !== undefined
         ? [constant(normalizer(e.value)), (v) => v]
-        : [this.value(e), normalize];
+        : [this.value(e), normalizedBy(normalizer)];
     const [left, normalizeLeft] = side(expr.left);
     const [right, normalizeRight] = side(expr.right);
-    const test = (a: Value, b: Value): boolean => {
-      switch (op) {
-        case "==":
-          return normalizeLeft(a) === normalizeRight(b);
-        case "!=":
-          return normalizeLeft(a) !== normalizeRight(b);
-        case "<":
-          return Number(a) < Number(b);
-        case "<=":
-          return Number(a) <= Number(b);
-        case ">":
-          return Number(a) > Number(b);
-        case ">=":
-          return Number(a) >= Number(b);
-      }
-    };
+    const test: (a: Value, b: Value) => boolean = textual
+      ? (a, b) => (normalizeLeft(a) === normalizeRight(b)) === equal
+      : NUMERIC[op as NumericOp];
     const withLeft = (env: EvalEnv, a: Value) => andThenWith(right(env), a, test);
     return (env) => andThenWith(left(env), env, withLeft);
   }
@@ -570,7 +587,7 @@ export class RuleCompiler {
       lookups,
       usesState,
       canDecide,
-      run: (tx, lookupsImpl, trace) => runner.run(tx, lookupsImpl, trace),
+      run: runner.runner(),
     };
   }
 }
@@ -631,8 +648,29 @@ class RuleRunner {
     private readonly stateOnError: OnError,
   ) {}
 
-  run(tx: Transaction, lookups: Lookups, trace?: Tracer): MaybePromise<RuleOutcome> {
-    return this.step(new RuleRun(tx, lookups, trace, this.name), 0);
+  /**
+   * The rule's run function. A rule of one `if` (most rules) runs its statement directly,
+   * without the loop over statements.
+   */
+  runner(): CompiledRule["run"] {
+    const name = this.name;
+    const only = this.statements.length === 1 ? this.statements[0] : undefined;
+    const condition = only?.condition;
+    if (only === undefined || condition === undefined)
+      return (tx, lookups, trace) => this.step(new RuleRun(tx, lookups, trace, name), 0);
+    return (tx, lookups, trace) => {
+      const run = new RuleRun(tx, lookups, trace, name);
+      let verdict: MaybePromise<boolean>;
+      try {
+        verdict = condition(run);
+      } catch (error) {
+        if (this.failed(run, error)) return run;
+        verdict = false;
+      }
+      if (typeof verdict !== "boolean") return this.later(run, 0, verdict);
+      branch(run, only, verdict);
+      return run;
+    };
   }
 
   private step(run: RuleRun, index: number): MaybePromise<RuleRun> {
@@ -650,16 +688,20 @@ class RuleRunner {
         if (this.failed(run, error)) return run;
         verdict = false;
       }
-      if (isPromise(verdict)) {
-        return verdict.then(
-          (v) => (branch(run, statement, v) ? run : this.step(run, i + 1)),
-          (error: unknown) =>
-            this.failed(run, error) || branch(run, statement, false) ? run : this.step(run, i + 1),
-        );
-      }
+      if (isPromise(verdict)) return this.later(run, i, verdict);
       if (branch(run, statement, verdict)) return run;
     }
     return run;
+  }
+
+  /** Statement `index`'s verdict is on its way: the run goes on when it comes. */
+  private later(run: RuleRun, index: number, verdict: Promise<boolean>): Promise<RuleRun> {
+    const statement = this.statements[index] as CompiledStatement;
+    return verdict.then(
+      (v) => (branch(run, statement, v) ? run : this.step(run, index + 1)),
+      (error: unknown) =>
+        this.failed(run, error) || branch(run, statement, false) ? run : this.step(run, index + 1),
+    );
   }
 
   /**
@@ -693,6 +735,19 @@ class RuleRunner {
 function branch(run: RuleRun, statement: CompiledStatement, verdict: boolean): boolean {
   if (verdict) return statement.whenTrue(run);
   return statement.whenFalse === undefined ? false : statement.whenFalse(run);
+}
+
+/** Chains up to this long are compiled as nested pairs (their depth is the recursion's bound). */
+const SHORT_CHAIN = 8;
+
+/** `first and rest` (settles false) or `first or rest` (settles true). */
+function pair(first: Evaluator<boolean>, rest: Evaluator<boolean>, settles: boolean): Evaluator<boolean> {
+  const after = (env: EvalEnv, v: boolean) => (v === settles ? settles : rest(env));
+  return (env) => {
+    const v = first(env);
+    if (typeof v === "boolean") return v === settles ? settles : rest(env);
+    return v.then((w) => after(env, w));
+  };
 }
 
 /** An `and`/`or` chain from operand `index` on: a loop, recursing only after a promise. */
