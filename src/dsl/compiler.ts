@@ -334,7 +334,10 @@ export class RuleCompiler {
         return this.membership(expr);
       case "over": {
         const subject = this.value(expr.subject);
-        return (env) => andThen(subject(env), isOver);
+        return (env) => {
+          const quota = subject(env);
+          return isPromise(quota) ? quota.then(isOver) : (quota as QuotaValue).over;
+        };
       }
       default: {
         const value = this.value(expr);
@@ -668,7 +671,8 @@ class RuleRunner {
         verdict = false;
       }
       if (typeof verdict !== "boolean") return this.later(run, 0, verdict);
-      branch(run, only, verdict);
+      if (verdict) only.whenTrue(run);
+      else if (only.whenFalse !== undefined) only.whenFalse(run);
       return run;
     };
   }

@@ -157,12 +157,16 @@ function checkQuota(check: CallCheck): CheckedCall | undefined {
       };
       const ask = (env: EvalEnv, k: string) => env.lookups.quota(source, k);
       const lookUp = (env: EvalEnv, a: Value): MaybePromise<Value> => {
-        const key = stringify(a);
+        const key = typeof a === "string" ? a : stringify(a);
         if (key === "") {
           env.quota = quotaValue(undefined, 0);
           return env.quota;
         }
-        const status = traced(env, source, what, key, ask, describeQuota);
+        // Untraced (serve), the source is asked directly: no call of traced() and ask().
+        const status =
+          env.trace === undefined
+            ? env.lookups.quota(source, key)
+            : traced(env, source, what, key, ask, describeQuota);
         return andThenWith(status, env, remember);
       };
       return (env) => andThenWith(addressOf(env), env, lookUp);
