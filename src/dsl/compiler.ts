@@ -297,7 +297,11 @@ export class RuleCompiler {
   private call(expr: Extract<Expr, { kind: "call" }>): Evaluator<Value> {
     const resolution = this.resolution(expr);
     if (resolution.kind !== "call") throw new Error("internal: unknown call");
-    return resolution.checked.compile({ localPart: this.localPart, value: (arg) => this.value(arg) });
+    return resolution.checked.compile({
+      localPart: this.localPart,
+      value: (arg) => this.value(arg),
+      applyTo: (arg, f) => this.applyTo(arg, f),
+    });
   }
 
   condition(expr: Expr): Evaluator<boolean> {
@@ -386,7 +390,7 @@ export class RuleCompiler {
   }
 
   /** `(env) => f(env, X)`: X read directly when it is synchronous, through andThenWith otherwise. */
-  private applyTo<T>(expr: Expr, f: (env: EvalEnv, value: Value) => MaybePromise<T>): Evaluator<T> {
+  applyTo<T>(expr: Expr, f: (env: EvalEnv, value: Value) => MaybePromise<T>): Evaluator<T> {
     const read = this.syncReader(expr);
     if (read !== undefined) return (env) => f(env, read(env));
     const value = this.value(expr);
@@ -446,6 +450,10 @@ export class RuleCompiler {
           : traced(env, source, what, key, ask, describeFound);
       return typeof found === "boolean" ? found !== negated : found.then(answer);
     };
+    // Its own closure, not applyTo's: this call site then sees only table lookups and the few
+    // values they read, few enough for V8 to inline (a shared one sees every subject and helper).
+    const read = this.syncReader(expr.subject);
+    if (read !== undefined) return (env) => lookUp(env, read(env));
     return this.applyTo(expr.subject, lookUp);
   }
 

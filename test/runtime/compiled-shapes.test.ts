@@ -103,3 +103,31 @@ describe("comparisons with a literal", () => {
     expect(reply(await helo("other", 25000))).toBe("550 5.7.1 high port");
   });
 });
+
+describe("quota() of an address read directly or found by a lookup", () => {
+  const ruleset = rulesetOf(
+    `${SOURCES}${rules(
+      'on rcpt: if quota(rcpt, mailboxes) over then tempfail 452 4.2.2 "full: {rcpt}"',
+      'on rcpt: if quota(directory.addresses[rcpt], mailboxes) over then tempfail 452 4.2.2 "alias full: {quota.usage}"',
+    )}`,
+  );
+  const full = { usage: 200, limit: 200, count: 1, countLimit: 0 };
+
+  for (const async of [false, true]) {
+    it(`answers the same whether the lookups answer at once or later (async ${async})`, async () => {
+      const fake = () => {
+        const lookups = new FakeLookups()
+          .table("directory.addresses", { "alias@example.org": "box@example.org" })
+          .mailbox("mailboxes", "full@example.org", full)
+          .mailbox("mailboxes", "box@example.org", { ...full, usage: 300 });
+        lookups.async = async;
+        return lookups;
+      };
+      const rcpt = async (address: string) =>
+        reply(await ruleset.evaluate("rcpt", transaction({ rcpt: address }), fake()));
+      expect(await rcpt("full@example.org")).toBe("452 4.2.2 full: full@example.org");
+      expect(await rcpt("alias@example.org")).toBe("452 4.2.2 alias full: 300");
+      expect(await rcpt("other@example.org")).toBeUndefined();
+    });
+  }
+});

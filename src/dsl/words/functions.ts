@@ -149,7 +149,6 @@ function checkQuota(check: CallCheck): CheckedCall | undefined {
   return {
     type: "quota",
     compile: (compiler) => {
-      const addressOf = compiler.value(address);
       const what = `quota(${source})`;
       const remember = (env: EvalEnv, s: QuotaStatus | undefined): Value => {
         env.quota = quotaValue(s, incomingSize(env.tx));
@@ -169,7 +168,7 @@ function checkQuota(check: CallCheck): CheckedCall | undefined {
             : traced(env, source, what, key, ask, describeQuota);
         return andThenWith(status, env, remember);
       };
-      return (env) => andThenWith(addressOf(env), env, lookUp);
+      return compiler.applyTo(address, lookUp);
     },
   };
 }
