@@ -18,7 +18,6 @@ import { incomingSize } from "../../runtime/transaction.js";
 import type { Expr } from "../ast.js";
 import {
   andThen,
-  andThenWith,
   type EvalEnv,
   type Evaluator,
   isPromise,
@@ -72,8 +71,18 @@ const macro: FunctionWord = {
   },
 };
 
+/** The status of a mailbox the source does not know (or of an empty address): one shared, frozen. */
+const NO_QUOTA: QuotaValue = Object.freeze({
+  over: false,
+  usage: 0,
+  limit: 0,
+  count: 0,
+  count_limit: 0,
+  percent: 0,
+});
+
 function quotaValue(status: QuotaStatus | undefined, incoming: number): QuotaValue {
-  if (status === undefined) return { over: false, usage: 0, limit: 0, count: 0, count_limit: 0, percent: 0 };
+  if (status === undefined) return NO_QUOTA;
   return {
     over: isOverQuota(status, incoming),
     usage: status.usage,
@@ -166,7 +175,7 @@ function checkQuota(check: CallCheck): CheckedCall | undefined {
           env.trace === undefined
             ? env.lookups.quota(source, key)
             : traced(env, source, what, key, ask, describeQuota);
-        return andThenWith(status, env, remember);
+        return isPromise(status) ? status.then((s) => remember(env, s)) : remember(env, status);
       };
       return compiler.applyTo(address, lookUp);
     },
