@@ -501,20 +501,26 @@ export class RuleCompiler {
   private template(template: Template): (env: EvalEnv) => string {
     const parts = this.checked.templates.get(template);
     if (parts === undefined) throw new Error("internal: template not checked");
-    const pieces = parts.map((part: TemplatePart): ((env: EvalEnv) => string) => {
-      if (part.kind === "text") {
-        const text = part.text;
-        return () => text;
+    // The fixed texts around the placeholders, texts[i] before placeholder i and the last after
+    // them all: a placeholder costs one call, a fixed text none.
+    const texts: string[] = [""];
+    const placeholders: ((env: EvalEnv) => string)[] = [];
+    for (const part of parts as readonly TemplatePart[]) {
+      if (part.kind === "text") texts[texts.length - 1] += part.text;
+      else {
+        placeholders.push(this.placeholder(part.name));
+        texts.push("");
       }
-      return this.placeholder(part.name);
-    });
-    if (pieces.length === 1 && parts[0]?.kind === "text") {
-      const text = parts[0].text;
-      return () => text;
     }
+    const first = texts[0] as string;
+    if (placeholders.length === 0) return () => first;
+    const [only] = placeholders as [(env: EvalEnv) => string];
+    const last = texts[1] as string;
+    if (placeholders.length === 1) return (env) => first + only(env) + last;
     return (env) => {
-      let out = "";
-      for (const piece of pieces) out += piece(env);
+      let out = first;
+      for (let i = 0; i < placeholders.length; i++)
+        out += (placeholders[i] as (env: EvalEnv) => string)(env) + texts[i + 1];
       return out;
     };
   }
@@ -540,11 +546,11 @@ export class RuleCompiler {
         const code = action.code?.value ?? DEFAULT_CODE[verb][0];
         const enhancedCode = action.code === undefined ? DEFAULT_CODE[verb][1] : action.enhancedCode?.value;
         const text = action.text === undefined ? () => DEFAULT_TEXT[verb] : this.template(action.text);
-        return (run) => {
-          const decision: Decision = { action: verb, code, text: text(run), rule: name, shadow };
-          if (enhancedCode !== undefined) decision.enhancedCode = enhancedCode;
-          return decide(run, decision);
-        };
+        // Every decision of the action made with its properties in one order: one shape.
+        if (enhancedCode === undefined)
+          return (run) => decide(run, { action: verb, code, text: text(run), rule: name, shadow });
+        return (run) =>
+          decide(run, { action: verb, code, enhancedCode, text: text(run), rule: name, shadow });
       }
       case "quarantine": {
         const reason = this.template(action.reason);

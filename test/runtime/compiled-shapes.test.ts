@@ -131,3 +131,29 @@ describe("quota() of an address read directly or found by a lookup", () => {
     });
   }
 });
+
+describe("texts with no, one or several placeholders, at either end", () => {
+  it("joins the fixed texts and the values in order", async () => {
+    const texts = [
+      ["plain", "plain"],
+      ["{helo}", "mx.example"],
+      ["at {helo}", "at mx.example"],
+      ["{helo} first", "mx.example first"],
+      ["{helo}{client.ip}", "mx.example192.0.2.10"],
+      ["a {helo} b {client.ip} c {helo} d", "a mx.example b 192.0.2.10 c mx.example d"],
+    ];
+    for (const [text, expected] of texts) {
+      const ruleset = rulesetOf(rules(`on helo: reject 550 5.7.1 "${text}"`));
+      const outcome = await ruleset.evaluate("helo", transaction({ helo: "mx.example" }), new FakeLookups());
+      expect(reply(outcome)).toBe(`550 5.7.1 ${expected}`);
+      expect(Object.keys(outcome.decision ?? {})).toEqual([
+        "action",
+        "code",
+        "enhancedCode",
+        "text",
+        "rule",
+        "shadow",
+      ]);
+    }
+  });
+});
