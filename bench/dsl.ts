@@ -409,6 +409,8 @@ function handWritten(
   }
   if (stage === "mail") {
     // The rules compare and look up addresses normalised: so must the hand-written contender.
+    // Logged-in senders are not checked (`auth.user == ""`), as the rule says.
+    if (tx.authUser !== "") return undefined;
     const domain = normalizeAddressParts(tx.from).domain ?? "";
     if (
       domain !== "" &&

@@ -36,18 +36,21 @@ export interface RulesetNeeds {
 }
 
 export class Ruleset {
-  private readonly byStage = new Map<Stage, CompiledRule[]>();
+  /** Rules by stage: an object with one property per stage (a property read, not a Map lookup per event). */
+  private readonly byStage = Object.fromEntries(STAGES.map((stage) => [stage, []])) as unknown as Record<
+    Stage,
+    CompiledRule[]
+  >;
 
   constructor(
     readonly rules: readonly CompiledRule[],
     readonly needs: RulesetNeeds,
   ) {
-    for (const stage of STAGES) this.byStage.set(stage, []);
-    for (const rule of rules) for (const stage of rule.stages) this.byStage.get(stage)?.push(rule);
+    for (const rule of rules) for (const stage of rule.stages) this.byStage[stage].push(rule);
   }
 
   rulesFor(stage: Stage): readonly CompiledRule[] {
-    return this.byStage.get(stage) ?? [];
+    return this.byStage[stage];
   }
 
   /** Sources some rule looks up. */

@@ -18,7 +18,6 @@ import { incomingSize } from "../../runtime/transaction.js";
 import type { Expr } from "../ast.js";
 import {
   andThen,
-  andThenWith,
   type EvalEnv,
   type Evaluator,
   isPromise,
@@ -72,8 +71,18 @@ const macro: FunctionWord = {
   },
 };
 
+/** The status of a mailbox the source does not know (or of an empty address): one shared, frozen. */
+const NO_QUOTA: QuotaValue = Object.freeze({
+  over: false,
+  usage: 0,
+  limit: 0,
+  count: 0,
+  count_limit: 0,
+  percent: 0,
+});
+
 function quotaValue(status: QuotaStatus | undefined, incoming: number): QuotaValue {
-  if (status === undefined) return { over: false, usage: 0, limit: 0, count: 0, count_limit: 0, percent: 0 };
+  if (status === undefined) return NO_QUOTA;
   return {
     over: isOverQuota(status, incoming),
     usage: status.usage,
@@ -149,7 +158,6 @@ function checkQuota(check: CallCheck): CheckedCall | undefined {
   return {
     type: "quota",
     compile: (compiler) => {
-      const addressOf = compiler.value(address);
       const what = `quota(${source})`;
       const remember = (env: EvalEnv, s: QuotaStatus | undefined): Value => {
         env.quota = quotaValue(s, incomingSize(env.tx));
@@ -157,15 +165,19 @@ function checkQuota(check: CallCheck): CheckedCall | undefined {
       };
       const ask = (env: EvalEnv, k: string) => env.lookups.quota(source, k);
       const lookUp = (env: EvalEnv, a: Value): MaybePromise<Value> => {
-        const key = stringify(a);
+        const key = typeof a === "string" ? a : stringify(a);
         if (key === "") {
           env.quota = quotaValue(undefined, 0);
           return env.quota;
         }
-        const status = traced(env, source, what, key, ask, describeQuota);
-        return andThenWith(status, env, remember);
+        // Untraced (serve), the source is asked directly: no call of traced() and ask().
+        const status =
+          env.trace === undefined
+            ? env.lookups.quota(source, key)
+            : traced(env, source, what, key, ask, describeQuota);
+        return isPromise(status) ? status.then((s) => remember(env, s)) : remember(env, status);
       };
-      return (env) => andThenWith(addressOf(env), env, lookUp);
+      return compiler.applyTo(address, lookUp);
     },
   };
 }

@@ -10,6 +10,7 @@ import type { LocalPartMode } from "../../common/address.js";
 import type { Severity } from "../../common/diagnostics.js";
 import type { Stage } from "../../common/stages.js";
 import type { SourceConfig } from "../../config/types.js";
+import type { MaybePromise } from "../../runtime/lookups.js";
 import type { Expr, Span } from "../ast.js";
 import type { EvalEnv, Evaluator, Value } from "../evaluation.js";
 
@@ -130,6 +131,11 @@ export interface CallCompile {
   readonly localPart: LocalPartMode;
   /** Compiles an argument. */
   value(expr: Expr): Evaluator<Value>;
+  /**
+   * `(env) => f(env, ARG)`: the argument read directly when it cannot answer a promise (a value
+   * of the transaction, a literal), through andThenWith otherwise.
+   */
+  applyTo<T>(expr: Expr, f: (env: EvalEnv, value: Value) => MaybePromise<T>): Evaluator<T>;
 }
 
 /** A call that checked: its type and how it runs. */
