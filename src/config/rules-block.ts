@@ -10,7 +10,9 @@
  * scalars. Anything else (anchors, aliases, tags, flow collections, folded or multi-line plain
  * scalars, escapes, comments after a value, empty values, duplicate or special keys, tabs, CR,
  * values that are not strings) answers undefined, and the caller composes the whole file with
- * the library as before: its errors and warnings stay the library's.
+ * the library as before: its errors and warnings stay the library's. Comment lines and blank
+ * lines are skipped: the nodes carry no `comment`, `commentBefore` or `spaceBefore`, which only
+ * writing YAML back would read.
  */
 import { Pair, Scalar, type Schema, YAMLMap, YAMLSeq } from "yaml";
 
