@@ -104,13 +104,18 @@ class Reader {
     return i - at;
   }
 
-  /** Moves to the next line holding something other than spaces and comments; its indentation, or -1 at the end. */
-  private nextContent(): number {
+  /**
+   * Moves to the next line holding something other than spaces and comments; its indentation, or
+   * -1 at the end. A comment indented deeper than `column` (the collection being read) is left to
+   * the library: it makes it part of the node before (its range, its comment).
+   */
+  private nextContent(column: number): number {
     while (this.line < this.to) {
       const indent = this.indentAt(this.line);
       const at = this.line + indent;
       const ch = this.text.charCodeAt(at);
       if (at < this.to && ch !== 10 && ch !== 35) return indent;
+      if (ch === 35 && indent > column) unread();
       this.line = this.lineEnd(this.line) + 1;
     }
     return -1;
@@ -118,11 +123,15 @@ class Reader {
 
   seq(): YAMLSeq {
     const seq = new YAMLSeq(this.schema);
-    const indent = this.nextContent();
+    // The first item's column, then again with comments before it held to that column.
+    const first = this.line;
+    const indent = this.nextContent(Number.MAX_SAFE_INTEGER);
     if (indent <= 0) unread();
+    this.line = first;
+    this.nextContent(indent);
     const start = this.line + indent;
     let end = start;
-    for (let at = indent; at !== -1; at = this.nextContent()) {
+    for (let at = indent; at !== -1; at = this.nextContent(indent)) {
       const dash = this.line + at;
       if (at !== indent || this.text.charCodeAt(dash) !== 45 || this.text.charCodeAt(dash + 1) !== 32)
         unread();
@@ -178,7 +187,7 @@ class Reader {
       const value = this.value(v, column);
       map.items.push(new Pair(key, value));
       end = value.range?.[2] ?? end;
-      const next = this.nextContent();
+      const next = this.nextContent(column);
       if (next === -1 || next <= parent) break;
       keyAt = this.line + next;
       if (next !== column || this.text.charCodeAt(keyAt) === 45) unread();

@@ -69,6 +69,8 @@ const CASES: Record<string, string> = {
   "R comment at column 0 after the block": `${HEAD}rules:\n  - on mail: if x then reject\n# the end\n`,
   "R comment at column 0 between keys": `rules:\n  - on mail: if x then reject\n\n# sources\n${HEAD}# the end\n`,
   "R document end marker": `${HEAD}rules:\n  - on mail: if x then reject\n...\n`,
+  "L comment deeper than the keys": `${HEAD}rules:\n  - name: x\n    if: y\n     # c\n    on: mail\n    then: reject\n`,
+  "L comment deeper than the items before them": `${HEAD}rules:\n      # c\n  - on mail: if x then reject\n`,
   "L anchors and merge keys": `${HEAD}rules:\n  - &r1\n    name: one\n    on: mail\n    if: from == "a"\n    then: reject\n  - <<: *r1\n    name: two\n  - *r1\n`,
   "L comment at column 0": `${HEAD}rules:\n  - on mail: if x then reject\n# here\n  - on mail: if y then reject\n`,
   "L tags": `${HEAD}rules:\n  - !!str "on mail: if x then reject"\n`,
@@ -116,5 +118,52 @@ describe("the rules block read without the yaml library", () => {
         if (f.endsWith(".yaml")) texts.push(readFileSync(`${folder}/${f}`, "utf8"));
     }
     for (const text of texts) expect(docShape(text, true)).toBe(docShape(text, false));
+  });
+
+  it("gives the library's nodes after random edits of generated rules (indentation, indicators, quotes, tabs)", () => {
+    const lines = generateRules(24).split("\n");
+    const start = lines.indexOf("rules:") + 1;
+    const bits = [
+      " ",
+      "  ",
+      "#",
+      " # c",
+      "- ",
+      ": ",
+      "|",
+      "|-",
+      ">",
+      "'",
+      '"',
+      "\\",
+      "\t",
+      "",
+      "-",
+      "*a",
+      "&a ",
+    ];
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    let read = 0;
+    for (let i = 0; i < 400; i++) {
+      const edited = [...lines];
+      for (let m = 0; m < 1 + random(3); m++) {
+        const at = start + random(edited.length - start);
+        const line = edited[at] as string;
+        const pos = random(line.length + 1);
+        const op = random(4);
+        if (op === 0) edited[at] = line.slice(0, pos) + bits[random(bits.length)] + line.slice(pos);
+        else if (op === 1) edited[at] = line.slice(0, pos) + line.slice(pos + 1 + random(3));
+        else if (op === 2) edited.splice(at, 0, `${" ".repeat(random(8))}${bits[random(bits.length)]}x: y`);
+        else edited.splice(at, 1);
+      }
+      const text = edited.join("\n");
+      if (parseYaml(text).rulesRead) read++;
+      expect(docShape(text, true)).toBe(docShape(text, false));
+    }
+    expect(read).toBeGreaterThan(100);
   });
 });
