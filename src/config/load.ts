@@ -10,7 +10,7 @@
  * configuration layer knows none by name.
  */
 import { dirname, resolve } from "node:path";
-import { Composer, type Document, isScalar, Lexer, Parser, visit, YAMLParseError } from "yaml";
+import { Composer, type Document, isMap, isScalar, Lexer, Parser, visit, YAMLParseError } from "yaml";
 import { type Diagnostic, type SourceFile, sortDiagnostics } from "../common/diagnostics.js";
 import { buildConfig } from "./build.js";
 import {
@@ -21,6 +21,7 @@ import {
   MAX_CONFIG_BYTES,
   readConfigFile,
 } from "./read.js";
+import { findRulesBlock, readRulesBlock, withoutBlock } from "./rules-block.js";
 import { rulesSchema } from "./schema.js";
 import { schemaDiagnostics } from "./schema-errors.js";
 import type { Config, SourceTypeSpec } from "./types.js";
@@ -109,13 +110,52 @@ const YAML_OPTIONS = {
   merge: true,
 } as const;
 
+interface ParsedYaml {
+  doc: Document;
+  tooDeep?: { depth: number; offset: number };
+  /** Whether rules-block.ts read the rules (for tests). */
+  rulesRead?: true;
+}
+
+/**
+ * The document, its `rules:` block read by rules-block.ts when it can (the rest of the file, the
+ * block blanked, composed by the library; the block's nodes put in its place), else the whole
+ * file composed by the library. `fast: false` is the library alone (tests compare the two).
+ */
+export function parseYaml(text: string, fast = true): ParsedYaml {
+  const block = fast ? findRulesBlock(text) : undefined;
+  if (block === undefined) return composeYaml(text);
+  const rest = composeYaml(withoutBlock(text, block));
+  const { doc } = rest;
+  if (rest.tooDeep !== undefined || doc.errors.length > 0 || doc.warnings.length > 0)
+    return composeYaml(text);
+  const top = doc.contents;
+  const pair = isMap(top)
+    ? top.items.find((p) => isScalar(p.key) && p.key.range?.[0] === block.key)
+    : undefined;
+  const seq =
+    pair !== undefined && isScalar(pair.value) && pair.value.value === null
+      ? readRulesBlock(text, block, doc.schema)
+      : undefined;
+  if (pair === undefined || seq === undefined) return composeYaml(text);
+  pair.value = seq;
+  const last = isMap(top) && top.items[top.items.length - 1] === pair;
+  if (last && top.range && seq.range && doc.range) {
+    // The blanked block ended the mapping where its filler did; the rules end it a line later.
+    const end = seq.range[2];
+    top.range = [top.range[0], end, end];
+    doc.range = [doc.range[0], end, Math.max(doc.range[2], end)];
+  }
+  return { doc, rulesRead: true };
+}
+
 /**
  * yaml's parseDocument, lexing the text once for both the parser and the nesting limit (the
  * limit used to take a lexing pass of its own). The CST parser is a loop; only composing
  * recurses, and a document reaches the composer only once the parser has all of it: lexemes
  * stop at the first one too deep, so a deep document is never composed.
  */
-function parseYaml(text: string): { doc: Document; tooDeep?: { depth: number; offset: number } } {
+function composeYaml(text: string): ParsedYaml {
   const meter = new NestingMeter(MAX_NESTING);
   let tooDeep: { depth: number; offset: number } | undefined;
   const parser = new Parser();
