@@ -8,7 +8,7 @@
  * reported on stderr with file:line and skipped: one torn line (a crash mid-write) must not hide
  * a day of traffic.
  */
-import { journalLines, unreadableJournal } from "../engine/journal/read.js";
+import { JournalReadError, journalLines, unreadableJournal } from "../engine/journal/read.js";
 import {
   type ReplayExample,
   type ReplayReport,
@@ -54,6 +54,10 @@ export async function replayCommand(journals: string[], options: ReplayOptions):
     });
     for (const s of skipped) process.stderr.write(`${s.file}:${s.line}: skipped: ${s.message}\n`);
     process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : renderReplay(report));
+  } catch (error) {
+    if (!(error instanceof JournalReadError)) throw error;
+    process.stderr.write(`filterctl: ${error.message}\n`);
+    return EXIT_USAGE;
   } finally {
     await sources.close();
     await closeState(state, { warn: () => {}, info: () => {} });

@@ -7,7 +7,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { journalLines, unreadableJournal } from "../../src/engine/journal/read.js";
+import { JournalReadError, journalLines, unreadableJournal } from "../../src/engine/journal/read.js";
 import type { JournalRecord } from "../../src/engine/journal/record.js";
 import { parseJournal, replayJournal, type SkippedLine } from "../../src/engine/journal/replay.js";
 import { JournalWriter } from "../../src/engine/journal/writer.js";
@@ -282,6 +282,14 @@ describe("replay", () => {
     );
     expect(await unreadableJournal([dir])).toBe(`cannot read journal ${dir}: not a regular file`);
     expect(await unreadableJournal([a, b])).toBeUndefined();
+    // Gone after the check: the read fails with the file's name, after the records read before it.
+    const read: string[] = [];
+    const failed = (async () => {
+      for await (const line of journalLines([a, join(dir, "gone.jsonl")], [])) read.push(line.file);
+    })();
+    await expect(failed).rejects.toThrow(JournalReadError);
+    await expect(failed).rejects.toThrow(`cannot read journal ${join(dir, "gone.jsonl")}: no such file`);
+    expect(read).toEqual([a]);
     await rm(dir, { recursive: true, force: true });
   });
 
