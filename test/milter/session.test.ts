@@ -243,7 +243,8 @@ describe("a session", () => {
     expect(quiet.entries.filter((e) => e.level === "debug")).toEqual([]);
   });
 
-  it("leaves no listener on a closed connection's socket (a closed session is not kept reachable)", async () => {
+  /** A negotiated connection to a server with a RCPT handler, and the server side's socket. */
+  async function negotiatedWithSocket() {
     const started = await serve(() => ({ rcpt: () => undefined }));
     const sockets: Socket[] = [];
     // The underlying net.Server: its connection event gives the test the server side's socket.
@@ -251,7 +252,11 @@ describe("a session", () => {
     const client = await started.connect();
     await client.negotiate();
     await waitFor(() => sockets.length === 1);
-    const socket = sockets[0] as Socket;
+    return { started, client, socket: sockets[0] as Socket };
+  }
+
+  it("leaves no listener on a closed connection's socket (a closed session is not kept reachable)", async () => {
+    const { client, socket } = await negotiatedWithSocket();
     expect(socket.listenerCount("data")).toBe(1);
     client.quit();
     await waitFor(() => socket.destroyed && socket.listenerCount("close") === 0);
@@ -259,13 +264,8 @@ describe("a session", () => {
   });
 
   it("schedules no read-ahead tick per chunk: the stream's read-more task is marked as pending", async () => {
-    const started = await serve(() => ({ rcpt: () => undefined }));
-    const sockets: Socket[] = [];
-    (started.server as unknown as { server: Server }).server.on("connection", (s) => sockets.push(s));
-    const client = await started.connect();
-    await client.negotiate();
-    await waitFor(() => sockets.length === 1);
-    const state = (sockets[0] as unknown as { _readableState: { readingMore: boolean } })._readableState;
+    const { started, client, socket } = await negotiatedWithSocket();
+    const state = (socket as unknown as { _readableState: { readingMore: boolean } })._readableState;
     expect(state.readingMore).toBe(true);
     // Commands keep being read with it: the flag only stops the no-op task.
     expect(await client.rcpt("<a@example.org>")).toEqual({ type: "continue" });
