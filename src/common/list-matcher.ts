@@ -10,9 +10,10 @@
  * - other words are domains (case folded, one trailing dot dropped): `MX.Example.org.` is
  *   `mx.example.org`; or, for a list a rule compares local parts with, local parts.
  */
-import { BlockList, isIP } from "node:net";
+import { isIP } from "node:net";
 import { type LocalPartMode, normalizeAddress, normalizeDomain, normalizeLocalContent } from "./address.js";
 import { canonicalIp } from "./ip.js";
+import { IpRanges } from "./ip-ranges.js";
 
 export interface ListMatcherOptions {
   /** How addresses' local parts compare (`defaults.local_part`); insensitive by default. */
@@ -24,18 +25,10 @@ export interface ListMatcherOptions {
   words?: "domain" | "localpart";
 }
 
-type Family = "ipv4" | "ipv6";
-
-function familyOf(ip: string): Family | undefined {
-  const family = isIP(ip);
-  return family === 0 ? undefined : family === 6 ? "ipv6" : "ipv4";
-}
-
 export class ListMatcher {
   /** Normalised entry → the entry as written (what `TABLE[X]` answers). */
   private readonly exact = new Map<string, string>();
-  private readonly ranges = new BlockList();
-  private readonly rangeItems: { text: string; family: Family; list: BlockList }[] = [];
+  private readonly ranges = new IpRanges();
   /** A range's canonical text → the entry as written: a network as a key (client.net) is that entry. */
   private readonly rangeTexts = new Map<string, string>();
   private readonly localPart: LocalPartMode;
@@ -55,19 +48,10 @@ export class ListMatcher {
       const item = raw.trim();
       if (item === "") continue;
       const slash = item.indexOf("/");
-      const family = slash === -1 ? undefined : familyOf(item.slice(0, slash));
-      const prefix = Number(item.slice(slash + 1));
-      if (
-        family !== undefined &&
-        Number.isInteger(prefix) &&
-        prefix >= 0 &&
-        prefix <= (family === "ipv4" ? 32 : 128)
-      ) {
-        this.ranges.addSubnet(item.slice(0, slash), prefix, family);
-        const single = new BlockList();
-        single.addSubnet(item.slice(0, slash), prefix, family);
-        this.rangeItems.push({ text: item, family, list: single });
-        this.rangeTexts.set(cidrText(item.slice(0, slash), prefix), item);
+      const network = item.slice(0, slash);
+      // A prefix beyond the family's bits (or text that is no IP) is not a range: a word.
+      if (slash !== -1 && this.ranges.add(network, Number(item.slice(slash + 1)), item)) {
+        this.rangeTexts.set(cidrText(network, Number(item.slice(slash + 1))), item);
       } else {
         this.exact.set(this.normalize(item), item);
       }
@@ -75,7 +59,7 @@ export class ListMatcher {
   }
 
   get size(): number {
-    return this.exact.size + this.rangeItems.length;
+    return this.exact.size + this.ranges.size;
   }
 
   /** The one spelling of a key or entry, by its kind (address, IP, word). */
@@ -91,17 +75,14 @@ export class ListMatcher {
     if (isIP(key) === 0) return this.exact.has(this.word(key)) || this.rangeTexts.has(this.asRange(key));
     const ip = canonicalIp(key.toLowerCase());
     if (this.exact.has(ip)) return true;
-    return this.rangeItems.length > 0 && this.ranges.check(ip, isIP(ip) === 6 ? "ipv6" : "ipv4");
+    return this.ranges.size > 0 && this.ranges.has(ip);
   }
 
   /** The entry that matches `key`, as written, or undefined. */
   find(key: string): string | undefined {
     const found = this.exact.get(this.normalize(key)) ?? this.rangeTexts.get(this.asRange(key));
-    if (found !== undefined || this.rangeItems.length === 0) return found;
-    const range = this.inRange(key);
-    if (range === undefined) return undefined;
-    return this.rangeItems.find((r) => r.family === range.family && r.list.check(range.ip, range.family))
-      ?.text;
+    if (found !== undefined || this.ranges.size === 0) return found;
+    return isIP(key) === 0 ? undefined : this.ranges.find(canonicalIp(key));
   }
 
   /** A key written as a network (`2001:DB8:0::/64`) in the spelling of rangeTexts' keys, else "". */
@@ -111,12 +92,6 @@ export class ListMatcher {
     return slash === -1 || isIP(key.slice(0, slash)) === 0
       ? ""
       : cidrText(key.slice(0, slash), Number(key.slice(slash + 1)));
-  }
-
-  private inRange(key: string): { ip: string; family: Family } | undefined {
-    const ip = canonicalIp(key);
-    const family = familyOf(ip);
-    return family !== undefined && this.ranges.check(ip, family) ? { ip, family } : undefined;
   }
 }
 
