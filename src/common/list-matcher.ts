@@ -48,10 +48,10 @@ export class ListMatcher {
       const item = raw.trim();
       if (item === "") continue;
       const slash = item.indexOf("/");
-      const network = item.slice(0, slash);
+      const [network, prefix] = [item.slice(0, slash), Number(item.slice(slash + 1))];
       // A prefix beyond the family's bits (or text that is no IP) is not a range: a word.
-      if (slash !== -1 && this.ranges.add(network, Number(item.slice(slash + 1)), item)) {
-        this.rangeTexts.set(cidrText(network, Number(item.slice(slash + 1))), item);
+      if (slash !== -1 && this.ranges.add(network, prefix, item)) {
+        this.rangeTexts.set(cidrText(network, prefix), item);
       } else {
         this.exact.set(this.normalize(item), item);
       }
@@ -81,8 +81,9 @@ export class ListMatcher {
   /** The entry that matches `key`, as written, or undefined. */
   find(key: string): string | undefined {
     const found = this.exact.get(this.normalize(key)) ?? this.rangeTexts.get(this.asRange(key));
+    // IpRanges answers undefined for a key that is no IP address.
     if (found !== undefined || this.ranges.size === 0) return found;
-    return isIP(key) === 0 ? undefined : this.ranges.find(canonicalIp(key));
+    return this.ranges.find(canonicalIp(key));
   }
 
   /** A key written as a network (`2001:DB8:0::/64`) in the spelling of rangeTexts' keys, else "". */
