@@ -10,7 +10,14 @@ import { availableParallelism } from "node:os";
 export type WorkerMessage =
   | { filterctl: "ready" }
   | { filterctl: "failed"; code: number; message: string }
-  | { filterctl: "reload"; reason: string }
+  /** A starting worker listens to its primary now: it asks for the rules to load. */
+  | { filterctl: "want-rules" }
+  /**
+   * The rules file's content the primary validated, sent to a starting worker that asks and with
+   * every reload: a worker loads exactly that, never a later edit it would read itself.
+   */
+  | { filterctl: "rules"; text: string }
+  | { filterctl: "reload"; reason: string; text: string }
   /** The primary refused a change (it validates once): each worker counts the failed reload. */
   | { filterctl: "reload-refused" }
   | { filterctl: "collect" };

@@ -1,8 +1,8 @@
 /**
  * `filterctl serve --workers N` (N > 1): this process is the node:cluster primary. It forks N
  * workers that serve the one listening socket (the primary holds it: cluster binds it on the
- * first worker's request), watches the rules files and validates a change before telling every
- * worker to reload, answers /metrics for all workers together, restarts a worker that dies,
+ * first worker's request), watches the rules files and validates a change before sending every
+ * worker the validated content to reload (a worker never reads the rules file itself), answers /metrics for all workers together, restarts a worker that dies,
  * and on SIGTERM drains them all, then exits 0. It opens no source and runs no rule itself.
  */
 import cluster, { type Worker } from "node:cluster";
@@ -34,6 +34,8 @@ export interface PrimaryOptions {
   count: number;
   configPath: string | undefined;
   config: Config | undefined;
+  /** The content of the rules file that `config` was read from (what the workers load). */
+  text: string | undefined;
   listen: string;
   metrics: string | undefined;
   /** Restart settings the command line sets: the file's changes to them are not reported. */
@@ -50,6 +52,8 @@ export class ServePrimary {
   private stopping = false;
   private readonly watcher: RulesWatcher;
   private config: Config | undefined;
+  /** The last content of the rules file found valid: what a worker (re)started now loads. */
+  private text: string | undefined;
   private metricsServer: Server | undefined;
   private readonly unixPath: string | undefined;
 
@@ -58,6 +62,7 @@ export class ServePrimary {
     private readonly logger: Logger,
   ) {
     this.config = options.config;
+    this.text = options.text;
     this.watcher = new RulesWatcher(logger, (reason) => void this.reload(reason));
     const address = parseListenAddress(options.listen);
     this.unixPath = "kind" in address && address.kind === "unix" ? address.path : undefined;
@@ -107,6 +112,9 @@ export class ServePrimary {
       worker.on("message", (message: unknown) => {
         if (!isWorkerMessage(message)) return;
         if (message.filterctl === "ready") resolveReady();
+        // A message sent before the worker listens would be dropped: it asks when it does.
+        if (message.filterctl === "want-rules" && this.text !== undefined)
+          this.send(worker, { filterctl: "rules", text: this.text });
         if (message.filterctl === "failed") reject(new WorkerStartError(message.message, message.code));
       });
       worker.once("exit", (code) => reject(new WorkerStartError(`a worker exited at start (${code})`, 1)));
@@ -155,7 +163,9 @@ export class ServePrimary {
     }
     this.warnRestartSettings(checked.config);
     this.config = checked.config;
-    for (const worker of this.started.keys()) this.send(worker, { filterctl: "reload", reason });
+    this.text = checked.file.text;
+    const text = this.text;
+    for (const worker of this.started.keys()) this.send(worker, { filterctl: "reload", reason, text });
     this.rewatch();
   }
 

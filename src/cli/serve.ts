@@ -114,6 +114,7 @@ async function servePrimary(
       count,
       configPath,
       config,
+      text: checked?.kind === "checked" ? checked.file.text : undefined,
       listen: options.listen ?? config?.listen ?? DEFAULT_LISTEN,
       metrics: options.metrics,
       fixed,
@@ -125,11 +126,49 @@ async function servePrimary(
   return true;
 }
 
+/**
+ * What a worker's primary sends of the rules file: the content it validated, first at the
+ * worker's start, then with each reload. Listening from the worker's first moment: a reload sent
+ * while the worker still loads is not lost, it is applied once the worker serves.
+ */
+class RulesFromPrimary {
+  readonly first: Promise<string>;
+  /** The latest content sent, and its reload's reason (undefined: the first content, no reload). */
+  private latest: { text: string; reason?: string } | undefined;
+  private resolveFirst: (text: string) => void = () => {};
+
+  constructor() {
+    this.first = new Promise((resolve) => {
+      this.resolveFirst = resolve;
+    });
+    process.on("message", this.listen);
+    tellPrimary({ filterctl: "want-rules" });
+  }
+
+  private readonly listen = (message: unknown): void => {
+    if (!isWorkerMessage(message)) return;
+    if (message.filterctl === "rules") {
+      this.latest = { text: message.text };
+      this.resolveFirst(message.text);
+    } else if (message.filterctl === "reload") {
+      this.latest = { text: message.text, reason: message.reason };
+    }
+  };
+
+  /** Stops listening; answers a reload that came after the first content, if any. */
+  stop(): { text: string; reason: string } | undefined {
+    process.off("message", this.listen);
+    const latest = this.latest;
+    return latest?.reason === undefined ? undefined : { text: latest.text, reason: latest.reason };
+  }
+}
+
 /** A worker: reloads and metrics scrapes come from the primary; a start failure is told to it. */
 async function asWorker(
   runtime: RulesRuntime | undefined,
   metrics: Metrics | undefined,
   logger: Logger,
+  fromPrimary: RulesFromPrimary | undefined,
 ): Promise<void> {
   if (metrics !== undefined) {
     const { AggregatorRegistry } = await import("prom-client");
@@ -139,10 +178,12 @@ async function asWorker(
   }
   process.on("message", (message: unknown) => {
     if (!isWorkerMessage(message)) return;
-    if (message.filterctl === "reload") void runtime?.reload(message.reason);
+    if (message.filterctl === "reload") void runtime?.reload(message.reason, message.text);
     if (message.filterctl === "reload-refused") metrics?.reloads.inc({ result: "failure" });
     if (message.filterctl === "collect") metrics?.beforeScrape?.();
   });
+  const missed = fromPrimary?.stop();
+  if (missed !== undefined) void runtime?.reload(missed.reason, missed.text);
   logger.info({}, "worker serving");
   tellPrimary({ filterctl: "ready" });
 }
@@ -212,10 +253,13 @@ async function serveHere(
   const serverOptions: MilterServerOptions = { logger, sharedSocket: cluster.isWorker };
   let listen = options.listen ?? DEFAULT_LISTEN;
 
+  // A worker loads the content its primary validated, not the file, which may have changed since.
+  const fromPrimary = cluster.isWorker && configPath !== undefined ? new RulesFromPrimary() : undefined;
   if (configPath === undefined) {
     logger.warn({}, "no rules file (--config, or ./rules.yaml): every message passes, each event is logged");
   } else {
-    runtime = await RulesRuntime.start(configPath, logger, runtimeOptions(options, metrics));
+    const text = fromPrimary === undefined ? undefined : await fromPrimary.first;
+    runtime = await RulesRuntime.start(configPath, logger, runtimeOptions(options, metrics), text);
     // What only a restart applies is read here, once; the rules handler reads the rest (the
     // event deadline, the error reply) from the rules each transaction uses.
     const config = runtime.config;
@@ -260,7 +304,7 @@ async function serveHere(
     await runtime?.close();
     throw error;
   }
-  if (cluster.isWorker) await asWorker(runtime, metrics, logger);
+  if (cluster.isWorker) await asWorker(runtime, metrics, logger, fromPrimary);
   else runtime?.watchFiles();
   if (cluster.isPrimary) logReady(server, configPath, logger);
 

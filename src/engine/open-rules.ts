@@ -3,8 +3,7 @@
  * then open its sources through the SourceRegistry. A failure is a value that says which kind
  * it is, and each kind has one exit code, whatever the command.
  */
-import type { Diagnostic, SourceFile } from "../common/diagnostics.js";
-import { hasErrors } from "../common/diagnostics.js";
+import { type Diagnostic, hasErrors, SourceFile } from "../common/diagnostics.js";
 import { STAGES, type Stage } from "../common/stages.js";
 import { parseConfig, readConfigFile } from "../config/load.js";
 import type { Config, SourceConfig } from "../config/types.js";
@@ -13,7 +12,7 @@ import type { Decision } from "../runtime/model.js";
 import type { Ruleset } from "../runtime/ruleset.js";
 import { SOURCE_CATALOG } from "../sources/catalog.js";
 import { type RegistryOptions, SourceRegistry } from "../sources/registry.js";
-import { loadRules } from "./load-rules.js";
+import { loadRules, loadRulesText } from "./load-rules.js";
 
 /**
  * Exit codes, for every command: 0 success; 1 the configuration or the input is invalid
@@ -55,15 +54,27 @@ export function exitCodeOf(failure: OpenFailure): number {
 export interface OpenOptions {
   /** The files the configuration names are about to be read (serve): missing is an error too. */
   mustRead?: boolean;
+  /**
+   * The rules file's content, already read (a `--workers` worker gets what its primary
+   * validated): used instead of reading the file again, which may have changed since.
+   */
+  text?: string;
   /** Which sources to open; default every one. */
   only?: (source: SourceConfig) => boolean;
   /** How sources are built and observed; default: the real factories, no logger. */
   registry?: RegistryOptions;
 }
 
-/** Reads, checks and compiles; no source is opened. */
-export async function checkRules(path: string, mustRead = false): Promise<CheckedRules | OpenFailure> {
-  const loaded = await loadRules(path, mustRead);
+/** Reads (unless `text` is the file's content already read), checks and compiles; no source is opened. */
+export async function checkRules(
+  path: string,
+  mustRead = false,
+  text?: string,
+): Promise<CheckedRules | OpenFailure> {
+  const loaded =
+    text === undefined
+      ? await loadRules(path, mustRead)
+      : await loadRulesText(new SourceFile(path, text), mustRead);
   if (loaded.kind === "unreadable") return loaded;
   const { file, config, ruleset, diagnostics } = loaded;
   if (config === undefined || ruleset === undefined || hasErrors(diagnostics))
@@ -106,7 +117,7 @@ export async function openSources(
 
 /** Reads, checks and compiles the rules file, then opens its sources. */
 export async function openRules(path: string, options: OpenOptions = {}): Promise<OpenedRules | OpenFailure> {
-  const checked = await checkRules(path, options.mustRead);
+  const checked = await checkRules(path, options.mustRead, options.text);
   return checked.kind === "checked" ? openSources(checked, options) : checked;
 }
 

@@ -104,7 +104,8 @@ export class RulesRuntime implements RulesService {
   private readonly closedStates = new WeakSet<OpenState>();
   private readonly watcher: RulesWatcher;
   private reloading: Promise<boolean> | undefined;
-  private reloadAgain = false;
+  /** A change that came during a reload, done when it ends: with its text when it was sent one. */
+  private reloadAgain: { text?: string } | undefined;
   /** The reload running now, if any (a given-up one may still run on: it is no longer here). */
   private attempt: Attempt | undefined;
   private closing = false;
@@ -129,9 +130,17 @@ export class RulesRuntime implements RulesService {
     this.metrics?.generation.set(1);
   }
 
-  /** Loads the configuration once; an invalid or unreadable file is a ConfigError (exit 1 / 2). */
-  static async start(path: string, logger: Logger, options: RuntimeOptions = {}): Promise<RulesRuntime> {
-    const built = await RulesRuntime.build(path, logger, options, undefined);
+  /**
+   * Loads the configuration once; an invalid or unreadable file is a ConfigError (exit 1 / 2).
+   * `text`: the file's content already read (a `--workers` worker: what its primary validated).
+   */
+  static async start(
+    path: string,
+    logger: Logger,
+    options: RuntimeOptions = {},
+    text?: string,
+  ): Promise<RulesRuntime> {
+    const built = await RulesRuntime.build(path, logger, options, undefined, { text });
     if ("error" in built) throw built.error;
     const runtime = new RulesRuntime(path, logger, options, built);
     logger.info(
@@ -146,7 +155,7 @@ export class RulesRuntime implements RulesService {
     logger: Logger,
     { metrics, factories, stateClock }: RuntimeOptions,
     previous: Pick<Active, "lookups" | "state" | "warnings"> | undefined,
-    signal?: AbortSignal,
+    { signal, text }: { signal?: AbortSignal; text?: string | undefined },
   ): Promise<Built | { error: ConfigError }> {
     const registry: RegistryOptions = {
       ...(factories !== undefined ? { factories } : {}),
@@ -163,7 +172,7 @@ export class RulesRuntime implements RulesService {
         if (outcome !== "ok") metrics.lookupErrors.inc({ source });
       };
     }
-    const opened = await openRules(path, { mustRead: true, registry });
+    const opened = await openRules(path, { mustRead: true, registry, ...(text !== undefined && { text }) });
     const warnings = opened.kind === "unreadable" ? new Map() : warningCounts(opened.diagnostics);
     if (opened.kind !== "unreadable") logDiagnostics(logger, opened.diagnostics, previous?.warnings);
     switch (opened.kind) {
@@ -376,32 +385,32 @@ export class RulesRuntime implements RulesService {
   }
 
   /**
-   * Loads, checks and swaps in the file's current content; answers whether it was taken. Done or
-   * given up within the reload deadline.
+   * Loads, checks and swaps in the file's current content (or `text`, the content a `--workers`
+   * primary read and validated); answers whether it was taken. Done or given up within the
+   * reload deadline.
    */
-  reload(reason: string): Promise<boolean> {
+  reload(reason: string, text?: string): Promise<boolean> {
     if (this.closing) return Promise.resolve(false);
     if (this.reloading !== undefined) {
-      // A change during a reload is read once more when it ends.
-      this.reloadAgain = true;
+      // A change during a reload is loaded once more when it ends (the latest text sent, if any).
+      this.reloadAgain = text === undefined ? {} : { text };
       return this.reloading;
     }
-    this.reloading = this.reloadWithin(reason).finally(() => {
+    this.reloading = this.reloadWithin(reason, text).finally(() => {
       this.reloading = undefined;
-      if (this.reloadAgain) {
-        this.reloadAgain = false;
-        void this.reload("changed during reload");
-      }
+      const again = this.reloadAgain;
+      this.reloadAgain = undefined;
+      if (again !== undefined) void this.reload("changed during reload", again.text);
     });
     return this.reloading;
   }
 
-  private async reloadWithin(reason: string): Promise<boolean> {
+  private async reloadWithin(reason: string, text: string | undefined): Promise<boolean> {
     const attempt: Attempt = { abandoned: false, stop: new AbortController() };
     this.attempt = attempt;
     const deadlineMs = this.options.reloadDeadlineMs ?? RELOAD_DEADLINE_MS;
     try {
-      const result = await withDeadline(this.doReload(reason, attempt), {
+      const result = await withDeadline(this.doReload(reason, attempt, text), {
         ms: deadlineMs,
         onTimeout: () => "expired" as const,
         // Shutting down never waits for a reload.
@@ -422,10 +431,10 @@ export class RulesRuntime implements RulesService {
     return false;
   }
 
-  private async doReload(reason: string, attempt: Attempt): Promise<boolean> {
+  private async doReload(reason: string, attempt: Attempt, text: string | undefined): Promise<boolean> {
     const old = this.active;
     const signal = attempt.stop.signal;
-    const built = await RulesRuntime.build(this.path, this.logger, this.options, old, signal);
+    const built = await RulesRuntime.build(this.path, this.logger, this.options, old, { signal, text });
     if (attempt.abandoned) {
       if (!("error" in built)) {
         await built.registry.discard();

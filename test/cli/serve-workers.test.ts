@@ -1,6 +1,7 @@
 /**
  * `serve --workers 2`, the real command: both workers answer sessions on the one socket, a rules
- * edit reaches both, /metrics sums them, a killed worker is replaced, SIGTERM exits 0.
+ * edit reaches both, /metrics sums them, a killed worker is replaced (with the rules the primary
+ * last validated), SIGTERM exits 0.
  */
 import {
   existsSync,
@@ -132,20 +133,31 @@ describe("filterctl serve --workers 2", () => {
     expect(await metricValue(metrics, 'filterctl_reloads_total{result="failure"}')).toBe(1);
     // The workers watch nothing, even after a reload: only the primary read the invalid file.
     expect(cli.lines().filter((l) => String(l.msg).startsWith("reload refused, still serving"))).toEqual([]);
-    writeFileSync(config, rules(["bad", "new"]));
 
     expect(await metricValue(metrics, "filterctl_sessions_total")).toBe(sent);
     expect(await metricValue(metrics, "filterctl_workers")).toBe(2);
 
-    // kill -9 one worker: it is logged with its signal and replaced; service goes on.
+    // kill -9 one worker while the file on disk is still the refused one: it is logged with its
+    // signal and replaced, and the replacement loads the rules the primary last validated (it
+    // rejects "new"), not the file, which it would refuse to start with.
     const victim = [...workerPids()][0] as number;
     process.kill(victim, "SIGKILL");
     const died = await cli.waitForLine((l) => String(l.msg).startsWith(`worker ${victim} died`), 20_000);
     expect(died).toMatchObject({ signal: "SIGKILL" });
-    await cli.waitForLine(
+    const replacement = await cli.waitForLine(
       (l) => l.msg === "worker serving" && l.pid !== victim && (l.time as number) > (died.time as number),
       30_000,
     );
+    const replacementRejects = () =>
+      cli.lines().filter((l) => l.pid === replacement.pid && l.rule === "blocked").length;
+    for (let round = 0; round < 50 && replacementRejects() === 0; round++) {
+      for (const reply of await Promise.all(Array.from({ length: 4 }, () => rcpt(listen, "new"))))
+        expect(reply).toEqual(REJECT);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(replacementRejects()).toBeGreaterThan(0);
+    expect(cli.lines().filter((l) => l.msg === "worker restart failed")).toEqual([]);
+    writeFileSync(config, rules(["bad", "new"]));
     for (let i = 0; i < 4; i++) expect(await rcpt(listen, "bad")).toEqual(REJECT);
 
     const stopAt = Date.now();
