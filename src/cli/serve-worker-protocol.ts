@@ -16,8 +16,8 @@ export type WorkerMessage =
    * The rules file's content the primary validated, sent to a starting worker that asks and with
    * every reload: a worker loads exactly that, never a later edit it would read itself.
    */
-  | { filterctl: "rules"; text: string }
-  | { filterctl: "reload"; reason: string; text: string }
+  | { filterctl: "rules"; text: string; generation: number }
+  | { filterctl: "reload"; reason: string; text: string; generation: number }
   /** The primary refused a change (it validates once): each worker counts the failed reload. */
   | { filterctl: "reload-refused" }
   | { filterctl: "collect" };

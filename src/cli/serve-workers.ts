@@ -54,6 +54,8 @@ export class ServePrimary {
   private config: Config | undefined;
   /** The last content of the rules file found valid: what a worker (re)started now loads. */
   private text: string | undefined;
+  /** That content's number: 1 at start, one more for each change validated (the workers' generation). */
+  private generation = 1;
   private metricsServer: Server | undefined;
   private readonly unixPath: string | undefined;
 
@@ -114,7 +116,7 @@ export class ServePrimary {
         if (message.filterctl === "ready") resolveReady();
         // A message sent before the worker listens would be dropped: it asks when it does.
         if (message.filterctl === "want-rules" && this.text !== undefined)
-          this.send(worker, { filterctl: "rules", text: this.text });
+          this.send(worker, { filterctl: "rules", text: this.text, generation: this.generation });
         if (message.filterctl === "failed") reject(new WorkerStartError(message.message, message.code));
       });
       worker.once("exit", (code) => reject(new WorkerStartError(`a worker exited at start (${code})`, 1)));
@@ -164,8 +166,14 @@ export class ServePrimary {
     this.warnRestartSettings(checked.config);
     this.config = checked.config;
     this.text = checked.file.text;
-    const text = this.text;
-    for (const worker of this.started.keys()) this.send(worker, { filterctl: "reload", reason, text });
+    this.generation++;
+    const message: WorkerMessage = {
+      filterctl: "reload",
+      reason,
+      text: this.text,
+      generation: this.generation,
+    };
+    for (const worker of this.started.keys()) this.send(worker, message);
     this.rewatch();
   }
 

@@ -14,7 +14,7 @@ import { JOURNAL_DEFAULTS, JournalWriter } from "../engine/journal/writer.js";
 import type { Metrics } from "../engine/metrics.js";
 import { rulesHandler } from "../engine/milter-handler.js";
 import { checkRules, workersSetting } from "../engine/open-rules.js";
-import { ConfigError, RulesRuntime, type RuntimeOptions } from "../engine/service.js";
+import { ConfigError, RulesRuntime, type RuntimeOptions, type ValidatedRules } from "../engine/service.js";
 import { formatListenAddress, MilterServer, type MilterServerOptions } from "../milter/index.js";
 import {
   isWorkerMessage,
@@ -132,10 +132,10 @@ async function servePrimary(
  * while the worker still loads is not lost, it is applied once the worker serves.
  */
 class RulesFromPrimary {
-  readonly first: Promise<string>;
-  /** The latest content sent, and its reload's reason (undefined: the first content, no reload). */
-  private latest: { text: string; reason?: string } | undefined;
-  private resolveFirst: (text: string) => void = () => {};
+  readonly first: Promise<ValidatedRules>;
+  /** The latest rules sent, and its reload's reason (undefined: the first rules, no reload). */
+  private latest: { validated: ValidatedRules; reason?: string } | undefined;
+  private resolveFirst: (validated: ValidatedRules) => void = () => {};
 
   constructor() {
     this.first = new Promise((resolve) => {
@@ -148,18 +148,22 @@ class RulesFromPrimary {
   private readonly listen = (message: unknown): void => {
     if (!isWorkerMessage(message)) return;
     if (message.filterctl === "rules") {
-      this.latest = { text: message.text };
-      this.resolveFirst(message.text);
+      const validated = { text: message.text, generation: message.generation };
+      this.latest = { validated };
+      this.resolveFirst(validated);
     } else if (message.filterctl === "reload") {
-      this.latest = { text: message.text, reason: message.reason };
+      this.latest = {
+        validated: { text: message.text, generation: message.generation },
+        reason: message.reason,
+      };
     }
   };
 
-  /** Stops listening; answers a reload that came after the first content, if any. */
-  stop(): { text: string; reason: string } | undefined {
+  /** Stops listening; answers a reload that came after the first rules, if any. */
+  stop(): { validated: ValidatedRules; reason: string } | undefined {
     process.off("message", this.listen);
     const latest = this.latest;
-    return latest?.reason === undefined ? undefined : { text: latest.text, reason: latest.reason };
+    return latest?.reason === undefined ? undefined : { validated: latest.validated, reason: latest.reason };
   }
 }
 
@@ -178,12 +182,13 @@ async function asWorker(
   }
   process.on("message", (message: unknown) => {
     if (!isWorkerMessage(message)) return;
-    if (message.filterctl === "reload") void runtime?.reload(message.reason, message.text);
+    if (message.filterctl === "reload")
+      void runtime?.reload(message.reason, { text: message.text, generation: message.generation });
     if (message.filterctl === "reload-refused") metrics?.reloads.inc({ result: "failure" });
     if (message.filterctl === "collect") metrics?.beforeScrape?.();
   });
   const missed = fromPrimary?.stop();
-  if (missed !== undefined) void runtime?.reload(missed.reason, missed.text);
+  if (missed !== undefined) void runtime?.reload(missed.reason, missed.validated);
   logger.info({}, "worker serving");
   tellPrimary({ filterctl: "ready" });
 }
@@ -258,8 +263,8 @@ async function serveHere(
   if (configPath === undefined) {
     logger.warn({}, "no rules file (--config, or ./rules.yaml): every message passes, each event is logged");
   } else {
-    const text = fromPrimary === undefined ? undefined : await fromPrimary.first;
-    runtime = await RulesRuntime.start(configPath, logger, runtimeOptions(options, metrics), text);
+    const validated = fromPrimary === undefined ? undefined : await fromPrimary.first;
+    runtime = await RulesRuntime.start(configPath, logger, runtimeOptions(options, metrics), validated);
     // What only a restart applies is read here, once; the rules handler reads the rest (the
     // event deadline, the error reply) from the rules each transaction uses.
     const config = runtime.config;

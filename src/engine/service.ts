@@ -75,6 +75,15 @@ type WarningCounts = ReadonlyMap<string, number>;
  */
 export const RELOAD_DEADLINE_MS = 10_000;
 
+/**
+ * The rules file's content as a `--workers` primary read and validated it, and the generation it
+ * numbered that content (1 at start, one more for each change it validated).
+ */
+export interface ValidatedRules {
+  text: string;
+  generation: number;
+}
+
 export interface RuntimeOptions {
   metrics?: Metrics;
   /** Default RELOAD_DEADLINE_MS. */
@@ -104,8 +113,8 @@ export class RulesRuntime implements RulesService {
   private readonly closedStates = new WeakSet<OpenState>();
   private readonly watcher: RulesWatcher;
   private reloading: Promise<boolean> | undefined;
-  /** A change that came during a reload, done when it ends: with its text when it was sent one. */
-  private reloadAgain: { text?: string } | undefined;
+  /** A change that came during a reload, done when it ends: with the rules it was sent, if any. */
+  private reloadAgain: { validated?: ValidatedRules } | undefined;
   /** The reload running now, if any (a given-up one may still run on: it is no longer here). */
   private attempt: Attempt | undefined;
   private closing = false;
@@ -122,29 +131,31 @@ export class RulesRuntime implements RulesService {
     private readonly logger: Logger,
     private readonly options: RuntimeOptions,
     first: Built,
+    generation: number,
   ) {
     this.metrics = options.metrics;
     this.watcher = new RulesWatcher(logger, (reason) => void this.reload(reason));
-    this.active = this.activate(first, 1);
+    this.active = this.activate(first, generation);
     this.running = first.config;
-    this.metrics?.generation.set(1);
+    this.metrics?.generation.set(generation);
   }
 
   /**
    * Loads the configuration once; an invalid or unreadable file is a ConfigError (exit 1 / 2).
-   * `text`: the file's content already read (a `--workers` worker: what its primary validated).
+   * `validated`: the rules a `--workers` primary read and validated, loaded instead of the file.
    */
   static async start(
     path: string,
     logger: Logger,
     options: RuntimeOptions = {},
-    text?: string,
+    validated?: ValidatedRules,
   ): Promise<RulesRuntime> {
-    const built = await RulesRuntime.build(path, logger, options, undefined, { text });
+    const built = await RulesRuntime.build(path, logger, options, undefined, { text: validated?.text });
     if ("error" in built) throw built.error;
-    const runtime = new RulesRuntime(path, logger, options, built);
+    const generation = validated?.generation ?? 1;
+    const runtime = new RulesRuntime(path, logger, options, built, generation);
     logger.info(
-      { generation: 1, rules: built.ruleset.rules.length, sources: built.config.sources.size },
+      { generation, rules: built.ruleset.rules.length, sources: built.config.sources.size },
       "rules loaded",
     );
     return runtime;
@@ -385,32 +396,32 @@ export class RulesRuntime implements RulesService {
   }
 
   /**
-   * Loads, checks and swaps in the file's current content (or `text`, the content a `--workers`
-   * primary read and validated); answers whether it was taken. Done or given up within the
-   * reload deadline.
+   * Loads, checks and swaps in the file's current content (or `validated`, the rules a
+   * `--workers` primary read and validated, with the generation it numbered them); answers
+   * whether it was taken. Done or given up within the reload deadline.
    */
-  reload(reason: string, text?: string): Promise<boolean> {
+  reload(reason: string, validated?: ValidatedRules): Promise<boolean> {
     if (this.closing) return Promise.resolve(false);
     if (this.reloading !== undefined) {
-      // A change during a reload is loaded once more when it ends (the latest text sent, if any).
-      this.reloadAgain = text === undefined ? {} : { text };
+      // A change during a reload is loaded once more when it ends (the latest rules sent, if any).
+      this.reloadAgain = validated === undefined ? {} : { validated };
       return this.reloading;
     }
-    this.reloading = this.reloadWithin(reason, text).finally(() => {
+    this.reloading = this.reloadWithin(reason, validated).finally(() => {
       this.reloading = undefined;
       const again = this.reloadAgain;
       this.reloadAgain = undefined;
-      if (again !== undefined) void this.reload("changed during reload", again.text);
+      if (again !== undefined) void this.reload("changed during reload", again.validated);
     });
     return this.reloading;
   }
 
-  private async reloadWithin(reason: string, text: string | undefined): Promise<boolean> {
+  private async reloadWithin(reason: string, validated: ValidatedRules | undefined): Promise<boolean> {
     const attempt: Attempt = { abandoned: false, stop: new AbortController() };
     this.attempt = attempt;
     const deadlineMs = this.options.reloadDeadlineMs ?? RELOAD_DEADLINE_MS;
     try {
-      const result = await withDeadline(this.doReload(reason, attempt, text), {
+      const result = await withDeadline(this.doReload(reason, attempt, validated), {
         ms: deadlineMs,
         onTimeout: () => "expired" as const,
         // Shutting down never waits for a reload.
@@ -431,9 +442,14 @@ export class RulesRuntime implements RulesService {
     return false;
   }
 
-  private async doReload(reason: string, attempt: Attempt, text: string | undefined): Promise<boolean> {
+  private async doReload(
+    reason: string,
+    attempt: Attempt,
+    validated: ValidatedRules | undefined,
+  ): Promise<boolean> {
     const old = this.active;
     const signal = attempt.stop.signal;
+    const text = validated?.text;
     const built = await RulesRuntime.build(this.path, this.logger, this.options, old, { signal, text });
     if (attempt.abandoned) {
       if (!("error" in built)) {
@@ -458,7 +474,8 @@ export class RulesRuntime implements RulesService {
     }
     built.registry.takeOver();
     this.metrics?.ruleFused.reset();
-    this.active = this.activate(built, old.generation + 1);
+    // A worker takes its primary's number: every worker serving the same rules says the same one.
+    this.active = this.activate(built, validated?.generation ?? old.generation + 1);
     this.warnRestartSettings(built.config, this.active.generation);
     this.metrics?.reloads.inc({ result: "success" });
     this.metrics?.generation.set(this.active.generation);

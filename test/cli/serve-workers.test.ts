@@ -139,7 +139,7 @@ describe("filterctl serve --workers 2", () => {
 
     // kill -9 one worker while the file on disk is still the refused one: it is logged with its
     // signal and replaced, and the replacement loads the rules the primary last validated (it
-    // rejects "new"), not the file, which it would refuse to start with.
+    // rejects "new"), not the file, which it would refuse to start with, under the same generation.
     const victim = [...workerPids()][0] as number;
     process.kill(victim, "SIGKILL");
     const died = await cli.waitForLine((l) => String(l.msg).startsWith(`worker ${victim} died`), 20_000);
@@ -156,6 +156,11 @@ describe("filterctl serve --workers 2", () => {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     expect(replacementRejects()).toBeGreaterThan(0);
+    // It serves them as generation 2, as the other worker does: the generation every worker has reached is still 2.
+    expect(
+      cli.lines().filter((l) => l.pid === replacement.pid && l.rule === "blocked" && l.generation !== 2),
+    ).toEqual([]);
+    expect(await metricValue(metrics, "filterctl_config_generation")).toBe(2);
     expect(cli.lines().filter((l) => l.msg === "worker restart failed")).toEqual([]);
     writeFileSync(config, rules(["bad", "new"]));
     for (let i = 0; i < 4; i++) expect(await rcpt(listen, "bad")).toEqual(REJECT);

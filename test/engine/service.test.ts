@@ -345,31 +345,34 @@ ${unused.map((name) => `  ${name}:\n    type: list\n    items: ["198.51.100.0/24
   });
 });
 
-describe("loading the text a --workers primary validated", () => {
+describe("loading the rules a --workers primary validated", () => {
   const loadedText = (runtime: RulesRuntime) =>
     runtime.config.rules.map((r) => (r.form === "text" ? r.body.text : "")).join("");
 
-  it("starts and reloads with the text given, whatever the file holds, and a reload asked during another loads the latest text", async () => {
+  it("starts and reloads with the text given, whatever the file holds, numbered as given; a reload asked during another loads the latest", async () => {
     const dir = mkdtempSync(join(tmpdir(), "filterctl-text-"));
     const path = join(dir, "rules.yaml");
     // The file was edited again after the primary validated it: the worker loads what was validated.
     writeFileSync(path, "rules:\n  - on connect: rejct\n");
-    const runtime = await RulesRuntime.start(path, pino({ level: "silent" }), {}, rules("first"));
+    const log = pino({ level: "silent" });
+    // A worker started again after three changes: it serves generation 4, as the others do.
+    const runtime = await RulesRuntime.start(path, log, {}, { text: rules("first"), generation: 4 });
     expect(loadedText(runtime)).toContain('"first"');
-    expect(await runtime.reload("told", rules("second"))).toBe(true);
-    expect(runtime.generation).toBe(2);
+    expect(runtime.generation).toBe(4);
+    expect(await runtime.reload("told", { text: rules("second"), generation: 5 })).toBe(true);
+    expect(runtime.generation).toBe(5);
     expect(loadedText(runtime)).toContain('"second"');
     // Diagnostics still name the file.
     expect(runtime.config.file.path).toBe(path);
 
-    // Three reloads in a row: the first runs, the last text is loaded after it; the middle one is superseded.
-    const first = runtime.reload("one", rules("third"));
-    void runtime.reload("two", rules("fourth"));
-    void runtime.reload("three", rules("fifth"));
+    // Three reloads in a row: the first runs, the last is loaded after it; the middle one is superseded.
+    const first = runtime.reload("one", { text: rules("third"), generation: 6 });
+    void runtime.reload("two", { text: rules("fourth"), generation: 7 });
+    void runtime.reload("three", { text: rules("fifth"), generation: 8 });
     expect(await first).toBe(true);
-    await vi.waitFor(() => expect(runtime.generation).toBe(4), { timeout: 5000 });
+    await vi.waitFor(() => expect(runtime.generation).toBe(8), { timeout: 5000 });
     expect(loadedText(runtime)).toContain('"fifth"');
-    // Without a text, a reload reads the file (here invalid: refused, nothing changes).
+    // Without rules given, a reload reads the file (here invalid: refused, nothing changes).
     expect(await runtime.reload("file")).toBe(false);
     expect(loadedText(runtime)).toContain('"fifth"');
     await runtime.close();
