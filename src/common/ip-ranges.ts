@@ -40,11 +40,41 @@ function ipv6Words(ip: string): number[] | undefined {
   return [0, 2, 4, 6].map((i) => (((groups[i] as number) << 16) | (groups[i + 1] as number)) >>> 0);
 }
 
-/** An IPv4 dotted quad as an unsigned 32-bit number, or undefined. */
-function ipv4Number(ip: string): number | undefined {
-  if (isIP(ip) !== 4) return undefined;
-  const [a, b, c, d] = ip.split(".").map(Number) as [number, number, number, number];
-  return ((a << 24) | (b << 16) | (c << 8) | d) >>> 0;
+/**
+ * An IPv4 dotted quad as an unsigned 32-bit number, or undefined: what node:net's isIPv4
+ * accepts (four decimal parts of 0–255, no leading zero, nothing else), read by character
+ * codes. isIP's regular expressions (and, for text that is no IPv4 address, its IPv6 one) were
+ * most of the cost of a list lookup of a mail address.
+ */
+export function ipv4Number(ip: string): number | undefined {
+  const length = ip.length;
+  if (length < 7 || length > 15) return undefined;
+  let value = 0;
+  let part = 0;
+  let digits = 0;
+  let parts = 0;
+  for (let i = 0; i <= length; i++) {
+    const c = i === length ? 46 : ip.charCodeAt(i);
+    if (c === 46) {
+      // A part is 1–3 digits, at most 255, and "0" is the only one that may start with 0.
+      if (digits === 0 || part > 255 || (digits > 1 && ip.charCodeAt(i - digits) === 48)) return undefined;
+      value = value * 256 + part;
+      parts++;
+      part = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57 && digits < 3) {
+      part = part * 10 + (c - 48);
+      digits++;
+    } else {
+      return undefined;
+    }
+  }
+  return parts === 4 ? value : undefined;
+}
+
+/** Whether text may be an IPv6 address (node:net says whether it is): every one has a colon. */
+function isIpv6(ip: string): boolean {
+  return ip.includes(":") && isIP(ip) === 6;
 }
 
 /** The top `bits` bits (0–32) of a word. */
@@ -82,7 +112,7 @@ export class IpRanges {
       addTo(this.v4, prefix, maskWord(v4, prefix), range);
       return true;
     }
-    const words = isIP(network) === 6 ? ipv6Words(network) : undefined;
+    const words = isIpv6(network) ? ipv6Words(network) : undefined;
     if (words === undefined || !(Number.isInteger(prefix) && prefix >= 0 && prefix <= 128)) return false;
     this.count++;
     addTo(this.v6, prefix, ipv6Key(words, prefix), range);
@@ -106,7 +136,7 @@ export class IpRanges {
     if (v4 !== undefined) {
       if (this.v6.size > 0) words = [0, 0, 0xffff, v4];
     } else {
-      words = isIP(ip) === 6 ? ipv6Words(ip) : undefined;
+      words = isIpv6(ip) ? ipv6Words(ip) : undefined;
       if (words === undefined) return undefined;
       v4 = mappedIpv4(words);
     }

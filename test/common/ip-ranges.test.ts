@@ -1,7 +1,7 @@
-import { BlockList, isIP } from "node:net";
+import { BlockList, isIP, isIPv4 } from "node:net";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { IpRanges } from "../../src/common/ip-ranges.js";
+import { IpRanges, ipv4Number } from "../../src/common/ip-ranges.js";
 
 const familyOf = (ip: string) => (isIP(ip) === 6 ? "ipv6" : "ipv4");
 
@@ -101,5 +101,48 @@ describe("IpRanges", () => {
     for (const key of ["", "example.org", "192.0.2", "1.2.3.4.5", "::g", "1:2:3:4:5:6:7:8:9", "01.2.3.4"])
       expect(ranges.has(key)).toBe(false);
     expect(ranges.has("203.0.113.9")).toBe(true);
+  });
+
+  it("reads an IPv4 address exactly as node:net's isIPv4 accepts one, whatever the text", () => {
+    const piece = fc.oneof(
+      fc.constantFrom(
+        ".",
+        "0",
+        "00",
+        "01",
+        "1",
+        "9",
+        "25",
+        "255",
+        "256",
+        "300",
+        "999",
+        "1000",
+        ":",
+        " ",
+        "a",
+        "%",
+        "-",
+        "+",
+      ),
+      fc.nat(300).map(String),
+    );
+    const text = fc.oneof(
+      fc.array(piece, { maxLength: 9 }).map((p) => p.join("")),
+      fc.tuple(piece, piece, piece, piece).map((p) => p.join(".")),
+      fc.string({ maxLength: 16 }),
+    );
+    fc.assert(
+      fc.property(text, (ip) => {
+        const number = ipv4Number(ip);
+        expect(number !== undefined).toBe(isIPv4(ip));
+        if (number !== undefined)
+          expect(number).toBe(ip.split(".").reduce((n, part) => n * 256 + Number(part), 0));
+      }),
+      { numRuns: 20_000 },
+    );
+    for (const ip of ["0.0.0.0", "255.255.255.255", "1.2.3.4"]) expect(ipv4Number(ip)).toBeDefined();
+    for (const ip of ["1.2.3.04", "1.2.3.4.", ".1.2.3.4", "1..2.3", "1.2.3.256", "1.2.3.4 ", "１.2.3.4"])
+      expect(ipv4Number(ip)).toBeUndefined();
   });
 });
