@@ -30,6 +30,12 @@ export function isWorkerMessage(value: unknown): value is WorkerMessage {
 export const WORKER_SLOT_ENV = "FILTERCTL_WORKER_SLOT";
 
 /**
+ * The environment variable that tells a worker the rules file its primary serves ("" for none):
+ * a worker does not look for ./rules.yaml itself, which may have appeared since the primary did.
+ */
+export const WORKER_RULES_ENV = "FILTERCTL_WORKER_RULES";
+
+/**
  * The journal file of a worker: `journal.jsonl` → `journal-w2.jsonl`. Workers must not share one
  * file: each would rotate it on its own count of bytes.
  */

@@ -22,7 +22,12 @@ import { checkRules } from "../engine/open-rules.js";
 import { RulesWatcher } from "../engine/rules-watcher.js";
 import { ConfigError } from "../engine/service.js";
 import { parseListenAddress, removeStaleSocket } from "../milter/index.js";
-import { isWorkerMessage, WORKER_SLOT_ENV, type WorkerMessage } from "./serve-worker-protocol.js";
+import {
+  isWorkerMessage,
+  WORKER_RULES_ENV,
+  WORKER_SLOT_ENV,
+  type WorkerMessage,
+} from "./serve-worker-protocol.js";
 import { HARD_DEADLINE_MARGIN_MS } from "./shutdown.js";
 
 /** A worker that dies within this long of its start counts as a crash loop: the next start waits longer. */
@@ -107,7 +112,10 @@ export class ServePrimary {
 
   /** Resolves when the worker listens; rejects with its start failure (as the error serve exits with). */
   private fork(slot: number): Promise<void> {
-    const worker = cluster.fork({ [WORKER_SLOT_ENV]: String(slot) });
+    const worker = cluster.fork({
+      [WORKER_SLOT_ENV]: String(slot),
+      [WORKER_RULES_ENV]: this.options.configPath ?? "",
+    });
     this.started.set(worker, Date.now());
     this.slots.set(worker, slot);
     return new Promise((resolveReady, reject) => {

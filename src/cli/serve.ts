@@ -18,6 +18,7 @@ import { ConfigError, RulesRuntime, type RuntimeOptions, type ValidatedRules } f
 import { formatListenAddress, MilterServer, type MilterServerOptions } from "../milter/index.js";
 import {
   isWorkerMessage,
+  WORKER_RULES_ENV,
   WORKER_SLOT_ENV,
   type WorkerMessage,
   workerCount,
@@ -215,7 +216,9 @@ export async function serve(options: ServeOptions, parent: Logger): Promise<Milt
   // A worker's lines say which process wrote them.
   const logger = cluster.isWorker ? parent.child({ worker: cluster.worker?.id, pid: process.pid }) : parent;
   try {
-    const configPath = options.config ?? (existsSync("rules.yaml") ? "rules.yaml" : undefined);
+    const configPath = cluster.isWorker
+      ? process.env[WORKER_RULES_ENV] || undefined
+      : (options.config ?? (existsSync("rules.yaml") ? "rules.yaml" : undefined));
     if (cluster.isPrimary && (await servePrimary(options, configPath, logger))) return undefined;
     return await serveHere(options, configPath, logger);
   } catch (error) {

@@ -29,10 +29,11 @@ export interface RunningCli {
 }
 
 /** Starts `filterctl` in its own process group and parses its JSON log lines. */
-export function startCli(args: string[]): RunningCli {
+export function startCli(args: string[], options: { cwd?: string } = {}): RunningCli {
   const child = spawn(process.execPath, [BIN, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,
+    ...options,
   });
   let out = "";
   child.stdout?.on("data", (chunk: Buffer) => {

@@ -217,6 +217,34 @@ describe("filterctl serve --workers 2", () => {
   }, 60_000);
 });
 
+describe("filterctl serve --workers 2 without a rules file", () => {
+  it("a worker started again serves as the main process decided at start, even once ./rules.yaml exists", async () => {
+    const cwd = mkdtempSync(join(tmpdir(), "filterctl-workers-norules-"));
+    const port = await freePort();
+    const listen = `inet:${port}@127.0.0.1`;
+    running = startCli(["serve", "--listen", listen, "--workers", "2"], { cwd });
+    const cli = running;
+    await cli.waitForLine((l) => l.msg === "workers serving", 30_000);
+    const pass = await rcpt(listen, "bad");
+    expect(pass).toEqual({ type: "continue" });
+    // A rules file appears; the main process serves none until a restart, so neither may a new worker.
+    writeFileSync(join(cwd, "rules.yaml"), rules(["bad"]));
+    // Workers' lines come through the main process's pipe, maybe after its own.
+    const victim = (await cli.waitForLine((l) => l.msg === "worker serving", 10_000)).pid as number;
+    process.kill(victim, "SIGKILL");
+    const died = await cli.waitForLine((l) => String(l.msg).startsWith(`worker ${victim} died`), 20_000);
+    await cli.waitForLine(
+      (l) => l.msg === "worker serving" && l.pid !== victim && (l.time as number) > (died.time as number),
+      30_000,
+    );
+    for (let i = 0; i < 8; i++) expect(await rcpt(listen, "bad")).toEqual(pass);
+    expect(cli.lines().filter((l) => l.msg === "rules loaded")).toEqual([]);
+    process.kill(cli.child.pid as number, "SIGTERM");
+    expect(await cli.exit).toBe(0);
+    rmSync(cwd, { recursive: true, force: true });
+  }, 90_000);
+});
+
 describe("workerJournalPath", () => {
   it("puts the worker's slot before the extension, or at the end", () => {
     expect(workerJournalPath("/var/lib/filterctl/journal.jsonl", "2")).toBe(
