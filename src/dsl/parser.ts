@@ -418,10 +418,12 @@ class RuleParser extends EmbeddedActionsParser {
     const propertySpan = this.tokenSpan(property);
     const span = { start: value.span.start, end: propertySpan.end };
     if (value.kind === "name") {
+      // concat, not a spread: a spread grows its array as it goes and keeps the spare room,
+      // in both arrays of every dotted name the rules hold.
       return {
         kind: "name",
-        parts: [...value.parts, property.image],
-        partSpans: [...value.partSpans, propertySpan],
+        parts: value.parts.concat(property.image),
+        partSpans: value.partSpans.concat(propertySpan),
         span,
       };
     }
