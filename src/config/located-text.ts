@@ -136,7 +136,8 @@ export function splitWords(located: LocatedText): MappedText[] {
   for (const match of located.text.matchAll(/[^\s,]+/g)) {
     words.push(mapped.slice(match.index, match.index + match[0].length));
   }
-  return words;
+  // A copy without the spare room push leaves (17 slots for one word): a rule keeps its stages.
+  return words.slice();
 }
 
 /**

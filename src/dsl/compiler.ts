@@ -24,6 +24,7 @@ import {
   type CompareOp,
   chainOperands,
   type Expr,
+  exactly,
   type Rule,
   type Template,
 } from "./ast.js";
@@ -525,12 +526,7 @@ export class RuleCompiler {
     const [only] = placeholders as [(env: EvalEnv) => string];
     const last = texts[1] as string;
     if (placeholders.length === 1) return (env) => first + only(env) + last;
-    return (env) => {
-      let out = first;
-      for (let i = 0; i < placeholders.length; i++)
-        out += (placeholders[i] as (env: EvalEnv) => string)(env) + texts[i + 1];
-      return out;
-    };
+    return joinTemplate(texts, placeholders);
   }
 
   /**
@@ -629,6 +625,25 @@ export class RuleCompiler {
       run: runner.runner(),
     };
   }
+}
+
+/**
+ * A text of several placeholders. Made here, not in RuleCompiler.template: a closure there would
+ * put both arrays in the context every closure of that method shares, held by the texts of one
+ * placeholder or none too.
+ */
+function joinTemplate(
+  texts: readonly string[],
+  placeholders: readonly ((env: EvalEnv) => string)[],
+): (env: EvalEnv) => string {
+  const fixed = exactly(texts);
+  const parts = exactly(placeholders);
+  const first = fixed[0] as string;
+  return (env) => {
+    let out = first;
+    for (let i = 0; i < parts.length; i++) out += (parts[i] as (env: EvalEnv) => string)(env) + fixed[i + 1];
+    return out;
+  };
 }
 
 /** Shared by the rules that look nothing up. */

@@ -10,7 +10,7 @@ import { type Diagnostic, didYouMean, type SourceFile } from "../common/diagnost
 import { parseDuration, parseSize } from "../common/units.js";
 import type { LocatedText } from "../config/types.js";
 import type { Action, ArithmeticOp, CompareOp, Expr, Span, Statement, Template } from "./ast.js";
-import { ACTION_VERBS, childrenOf } from "./ast.js";
+import { ACTION_VERBS, childrenOf, exactly } from "./ast.js";
 import {
   EmbeddedActionsParser,
   type IParserErrorMessageProvider,
@@ -474,7 +474,11 @@ class RuleParser extends EmbeddedActionsParser {
       },
     });
     const close = this.CONSUME(T.RBracket);
-    return this.ACTION(() => ({ kind: "list" as const, items, span: this.span(open, close) }));
+    return this.ACTION(() => ({
+      kind: "list" as const,
+      items: exactly(items),
+      span: this.span(open, close),
+    }));
   }
 
   private nameOrCall(): Expr {
@@ -499,7 +503,7 @@ class RuleParser extends EmbeddedActionsParser {
         kind: "call",
         callee: name.image,
         calleeSpan: nameSpan,
-        args: call.args,
+        args: exactly(call.args),
         span: this.span(name, call.close),
       };
     });
@@ -823,7 +827,7 @@ function buildStatements(raw: RawStatement[], ctx: ParseContext): Statement[] | 
         : { kind: "if", condition: item.condition, then, else: otherwise, span },
     );
   }
-  return failed ? undefined : statements;
+  return failed ? undefined : exactly(statements);
 }
 
 export interface ParsedRuleText {
