@@ -19,34 +19,50 @@ import type { LocatedText } from "./types.js";
 const CHUNK_SLOTS = 16_384;
 let chunk = new Int32Array(CHUNK_SLOTS);
 let chunkUsed = 0;
+/** Where the slots of the last reserve() begin in the array it answered. */
+let reservedAt = 0;
 
 /**
  * Room for `length` offsets, carved out of a shared chunk: an ArrayBuffer of its own per located
  * text (two per scalar, a hundred thousand for 10,000 rules) was a native allocation each and
- * about 200 bytes of bookkeeping held as long as the rules. A chunk lives while any view of it
- * does: what a dropped configuration can keep alive is the one chunk it shares with the next.
+ * about 200 bytes of bookkeeping held as long as the rules. A chunk lives while any text placed
+ * in it does: what a dropped configuration can keep alive is the one chunk it shares with the
+ * next. Answers the array; the slots start at `reservedAt`. No view (subarray) is made: a
+ * MappedText holds the chunk and its index, as a typed array object per text (two per scalar)
+ * was most of what a located text held.
  */
-function offsetArray(length: number): Int32Array {
-  if (length > CHUNK_SLOTS / 8) return new Int32Array(length);
+function reserve(length: number): Int32Array {
+  if (length > CHUNK_SLOTS / 8) {
+    reservedAt = 0;
+    return new Int32Array(length);
+  }
   if (chunkUsed + length > CHUNK_SLOTS) {
     chunk = new Int32Array(CHUNK_SLOTS);
     chunkUsed = 0;
   }
-  const view = chunk.subarray(chunkUsed, chunkUsed + length);
+  reservedAt = chunkUsed;
   chunkUsed += length;
-  return view;
+  return chunk;
+}
+
+/** Room for a text of `length` characters: the array, and where its starts and ends go. */
+function room(length: number): { offsets: Int32Array; s: number; e: number } {
+  const offsets = reserve(2 * length);
+  return { offsets, s: reservedAt, e: reservedAt + length };
 }
 
 /**
  * A LocatedText backed by per-character start and end offsets; sliceable and concatenable. The
- * offsets are typed arrays: a 10,000-rule file has a million characters in its rules, and numbers
- * in typed arrays are neither objects to collect nor copied by a slice (subarray shares them).
+ * offsets are in typed arrays: a 10,000-rule file has a million characters in its rules, and
+ * numbers in typed arrays are neither objects to collect nor copied by a slice (it shares them).
+ * Character i starts at `offsets[s + i]` and ends at `offsets[e + i]`.
  */
 export class MappedText implements LocatedText {
   constructor(
     readonly text: string,
-    private readonly starts: Int32Array,
-    private readonly ends: Int32Array,
+    private readonly offsets: Int32Array,
+    private readonly s: number,
+    private readonly e: number,
     /** Where an empty text is (its offsetAt(0)). */
     private readonly emptyAt: number,
   ) {}
@@ -54,16 +70,16 @@ export class MappedText implements LocatedText {
   offsetAt(index: number): number {
     const length = this.text.length;
     if (length === 0) return this.emptyAt;
-    if (index <= 0) return this.starts[0] as number;
-    if (index < length) return this.starts[index] as number;
-    return this.ends[length - 1] as number;
+    if (index <= 0) return this.offsets[this.s] as number;
+    if (index < length) return this.offsets[this.s + index] as number;
+    return this.offsets[this.e + length - 1] as number;
   }
 
   /** File offset just after character `index` (for ranges). */
   endAt(index: number): number {
     const length = this.text.length;
     if (length === 0) return this.emptyAt;
-    return this.ends[Math.max(0, Math.min(index, length - 1))] as number;
+    return this.offsets[this.e + Math.max(0, Math.min(index, length - 1))] as number;
   }
 
   slice(from: number, to: number = this.text.length): MappedText {
@@ -71,30 +87,33 @@ export class MappedText implements LocatedText {
     const end = Math.max(start, Math.min(to, this.text.length));
     return new MappedText(
       this.text.slice(start, end),
-      this.starts.subarray(start, end),
-      this.ends.subarray(start, end),
+      this.offsets,
+      this.s + start,
+      this.e + start,
       this.offsetAt(start),
     );
   }
 
   /** Text placed at one file offset (e.g. the `: ` joining a rule's key and value). */
   static at(text: string, offset: number): MappedText {
-    const offsets = offsetArray(text.length).fill(offset);
-    return new MappedText(text, offsets, offsets, offset);
+    const offsets = reserve(text.length);
+    const s = reservedAt;
+    offsets.fill(offset, s, s + text.length);
+    return new MappedText(text, offsets, s, s, offset);
   }
 
   static concat(parts: readonly MappedText[]): MappedText {
     let length = 0;
     for (const part of parts) length += part.text.length;
-    const starts = offsetArray(length);
-    const ends = offsetArray(length);
+    const { offsets, s, e } = room(length);
     let text = "";
     for (const part of parts) {
-      starts.set(part.starts, text.length);
-      ends.set(part.ends, text.length);
+      const n = part.text.length;
+      offsets.set(part.offsets.subarray(part.s, part.s + n), s + text.length);
+      offsets.set(part.offsets.subarray(part.e, part.e + n), e + text.length);
       text += part.text;
     }
-    return new MappedText(text, starts, ends, parts[0]?.emptyAt ?? 0);
+    return new MappedText(text, offsets, s, e, parts[0]?.emptyAt ?? 0);
   }
 }
 
@@ -102,13 +121,12 @@ export class MappedText implements LocatedText {
 export function toMapped(located: LocatedText): MappedText {
   if (located instanceof MappedText) return located;
   const length = located.text.length;
-  const starts = offsetArray(length);
-  const ends = offsetArray(length);
+  const { offsets, s, e } = room(length);
   for (let i = 0; i < length; i++) {
-    starts[i] = located.offsetAt(i);
-    ends[i] = located.offsetAt(i + 1);
+    offsets[s + i] = located.offsetAt(i);
+    offsets[e + i] = located.offsetAt(i + 1);
   }
-  return new MappedText(located.text, starts, ends, located.offsetAt(0));
+  return new MappedText(located.text, offsets, s, e, located.offsetAt(0));
 }
 
 /** The words of a text separated by whitespace and commas (`mail, rcpt`), each located. */
@@ -118,7 +136,8 @@ export function splitWords(located: LocatedText): MappedText[] {
   for (const match of located.text.matchAll(/[^\s,]+/g)) {
     words.push(mapped.slice(match.index, match.index + match[0].length));
   }
-  return words;
+  // A copy without the spare room push leaves (17 slots for one word): a rule keeps its stages.
+  return words.slice();
 }
 
 /**
@@ -296,8 +315,7 @@ function scalarTokens(source: string, node: Scalar): TokenView {
 
 /** Aligns a value with the tokens of its source: see the file comment. */
 function align(value: string, tokens: TokenView, fallback: number): MappedText {
-  const starts = offsetArray(value.length);
-  const ends = offsetArray(value.length);
+  const { offsets, s, e } = room(value.length);
   const count = tokens.length;
   let t = 0;
   let last = fallback;
@@ -305,14 +323,14 @@ function align(value: string, tokens: TokenView, fallback: number): MappedText {
     const ch = value[i] as string;
     if (isWs(ch)) {
       if (t < count && tokens.ws(t)) {
-        starts[i] = tokens.start(t);
-        ends[i] = tokens.end(t);
-        last = ends[i] as number;
+        offsets[s + i] = tokens.start(t);
+        offsets[e + i] = tokens.end(t);
+        last = offsets[e + i] as number;
         t++;
       } else {
         const at = t < count ? tokens.start(t) : last;
-        starts[i] = at;
-        ends[i] = at;
+        offsets[s + i] = at;
+        offsets[e + i] = at;
       }
       continue;
     }
@@ -324,16 +342,16 @@ function align(value: string, tokens: TokenView, fallback: number): MappedText {
       if (k < count) t = k;
     }
     if (t >= count) {
-      starts[i] = last;
-      ends[i] = last;
+      offsets[s + i] = last;
+      offsets[e + i] = last;
       continue;
     }
-    starts[i] = tokens.start(t);
-    ends[i] = tokens.end(t);
-    last = ends[i] as number;
+    offsets[s + i] = tokens.start(t);
+    offsets[e + i] = tokens.end(t);
+    last = offsets[e + i] as number;
     t++;
   }
-  return new MappedText(value, starts, ends, count > 0 ? tokens.start(0) : fallback);
+  return new MappedText(value, offsets, s, e, count > 0 ? tokens.start(0) : fallback);
 }
 
 /** The located value of a scalar node of a document parsed from `source`. */
@@ -342,13 +360,12 @@ export function locateScalar(source: string, node: Scalar): MappedText {
   if (typeof node.value !== "string") {
     // Numbers, booleans, null: their source text stands for itself.
     const text = typeof node.source === "string" ? node.source : String(node.value);
-    const starts = offsetArray(text.length);
-    const ends = offsetArray(text.length);
+    const { offsets, s, e } = room(text.length);
     for (let i = 0; i < text.length; i++) {
-      starts[i] = range[0] + i;
-      ends[i] = range[0] + i + 1;
+      offsets[s + i] = range[0] + i;
+      offsets[e + i] = range[0] + i + 1;
     }
-    return new MappedText(text, starts, ends, range[0]);
+    return new MappedText(text, offsets, s, e, range[0]);
   }
   const contentStart = node.type === "QUOTE_DOUBLE" || node.type === "QUOTE_SINGLE" ? range[0] + 1 : range[0];
   return align(node.value, scalarTokens(source, node), contentStart);

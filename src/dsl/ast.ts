@@ -41,7 +41,10 @@ export type Expr =
       pattern: string;
       flags: string;
       patternSpan: Span;
-      /** File offset of each character of `pattern` (the scalar's escapes can move them apart). */
+      /**
+       * File offset of each character of `pattern` (the scalar's escapes can move them apart);
+       * absent when character i is at patternSpan.start + 1 + i, as it mostly is.
+       */
       patternOffsets?: number[];
       span: Span;
     }
@@ -56,7 +59,8 @@ export interface Template {
   /**
    * File offset of each character of `text`, plus one for its end. Escapes (`\"` in the rule,
    * `\x41` or `''` in the YAML scalar) make text and file differ in length, so a placeholder's
-   * position cannot be computed from the span's start.
+   * position cannot be computed from the span's start. Absent when it can (character i at
+   * span.start + 1 + i), as in most rules: the array would be held as long as the rules.
    */
   offsets?: number[];
 }
@@ -106,6 +110,15 @@ export interface Rule {
   statements: Statement[];
   shadow: boolean;
   span: Span;
+}
+
+/**
+ * `items` without the spare room that push leaves: V8 grows an array to 17 slots on its first
+ * push and never trims one that short, so a node's list of one or two, kept as long as the
+ * rules, held eight times what it needed. For arrays built by push and then kept.
+ */
+export function exactly<T>(items: readonly T[]): T[] {
+  return items.slice();
 }
 
 /** Drops spans, for comparing trees (round-trip tests). */

@@ -12,6 +12,7 @@ import {
 } from "../common/address.js";
 import { canonicalIp } from "../common/ip.js";
 import { ListMatcher } from "../common/list-matcher.js";
+import type { Stage } from "../common/stages.js";
 import type { OnError, SourceConfig } from "../config/types.js";
 import { type DnsblAnswer, LookupError, type Lookups, type MaybePromise } from "../runtime/lookups.js";
 import type { CompiledRule, Decision, Effect, QuotaValue, RuleOutcome, Tracer } from "../runtime/model.js";
@@ -23,6 +24,7 @@ import {
   type CompareOp,
   chainOperands,
   type Expr,
+  exactly,
   type Rule,
   type Template,
 } from "./ast.js";
@@ -147,6 +149,13 @@ function askDnsbl(source: string): (env: EvalEnv, key: string) => MaybePromise<D
 }
 
 export class RuleCompiler {
+  // What every rule of one compilation shares instead of holding a copy of its own: the parsed
+  // error reply, the on_error lookup, one set per combination of stages (10,000 rules use a
+  // dozen). Made on first use, as the options are only there once the constructor has run.
+  private errorReply: ReturnType<typeof parseReply> | undefined;
+  private sourceOnError: ((source: string) => OnError) | undefined;
+  private readonly stageSets = new Map<string, ReadonlySet<Stage>>();
+
   constructor(
     private readonly checked: CheckResult,
     private readonly options: CompileOptions,
@@ -517,12 +526,7 @@ export class RuleCompiler {
     const [only] = placeholders as [(env: EvalEnv) => string];
     const last = texts[1] as string;
     if (placeholders.length === 1) return (env) => first + only(env) + last;
-    return (env) => {
-      let out = first;
-      for (let i = 0; i < placeholders.length; i++)
-        out += (placeholders[i] as (env: EvalEnv) => string)(env) + texts[i + 1];
-      return out;
-    };
+    return joinTemplate(texts, placeholders);
   }
 
   /**
@@ -569,8 +573,20 @@ export class RuleCompiler {
     }
   }
 
+  /** The rule's stages as a set, in the order written; one set per combination (never changed). */
+  private stageSet(stages: Rule["stages"]): ReadonlySet<Stage> {
+    const key = stages.map((s) => s.stage).join(",");
+    let set = this.stageSets.get(key);
+    if (set === undefined) {
+      set = new Set(stages.map((s) => s.stage));
+      this.stageSets.set(key, set);
+    }
+    return set;
+  }
+
   rule(rule: Rule): CompiledRule {
-    const lookups = [...(this.checked.lookupsByRule.get(rule) ?? [])];
+    const looked = this.checked.lookupsByRule.get(rule);
+    const lookups = looked === undefined || looked.size === 0 ? NO_LOOKUPS : [...looked];
     const statements = rule.statements.map((statement) => {
       if (statement.kind === "action") {
         return { condition: undefined, whenTrue: this.action(statement.action, rule), whenFalse: undefined };
@@ -581,10 +597,12 @@ export class RuleCompiler {
         whenFalse: statement.else === undefined ? undefined : this.action(statement.else, rule),
       };
     });
-    const errorReply = parseReply(this.options.errorReply);
+    this.errorReply ??= parseReply(this.options.errorReply);
+    const errorReply = this.errorReply;
     const name = rule.name;
     const shadow = rule.shadow;
-    const onErrorOf = (source: string) => this.onErrorOf(source);
+    this.sourceOnError ??= (source: string) => this.onErrorOf(source);
+    const onErrorOf = this.sourceOnError;
     const usesState = this.checked.stateRules.has(rule);
     const stateOnError = this.options.stateOnError ?? "continue";
     const canDecide =
@@ -599,7 +617,7 @@ export class RuleCompiler {
     const runner = new RuleRunner(name, shadow, statements, errorReply, onErrorOf, stateOnError);
     return {
       name,
-      stages: new Set(rule.stages.map((s) => s.stage)),
+      stages: this.stageSet(rule.stages),
       shadow,
       lookups,
       usesState,
@@ -608,6 +626,28 @@ export class RuleCompiler {
     };
   }
 }
+
+/**
+ * A text of several placeholders. Made here, not in RuleCompiler.template: a closure there would
+ * put both arrays in the context every closure of that method shares, held by the texts of one
+ * placeholder or none too.
+ */
+function joinTemplate(
+  texts: readonly string[],
+  placeholders: readonly ((env: EvalEnv) => string)[],
+): (env: EvalEnv) => string {
+  const fixed = exactly(texts);
+  const parts = exactly(placeholders);
+  const first = fixed[0] as string;
+  return (env) => {
+    let out = first;
+    for (let i = 0; i < parts.length; i++) out += (parts[i] as (env: EvalEnv) => string)(env) + fixed[i + 1];
+    return out;
+  };
+}
+
+/** Shared by the rules that look nothing up. */
+const NO_LOOKUPS: readonly string[] = Object.freeze([]);
 
 /** An action: sets the run's decision (answering true) or adds an effect (answering false). */
 type CompiledAction = (run: RuleRun) => boolean;

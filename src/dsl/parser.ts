@@ -10,7 +10,7 @@ import { type Diagnostic, didYouMean, type SourceFile } from "../common/diagnost
 import { parseDuration, parseSize } from "../common/units.js";
 import type { LocatedText } from "../config/types.js";
 import type { Action, ArithmeticOp, CompareOp, Expr, Span, Statement, Template } from "./ast.js";
-import { ACTION_VERBS, childrenOf } from "./ast.js";
+import { ACTION_VERBS, childrenOf, exactly } from "./ast.js";
 import {
   EmbeddedActionsParser,
   type IParserErrorMessageProvider,
@@ -301,17 +301,13 @@ class RuleParser extends EmbeddedActionsParser {
         const regex = tail.regex;
         const last = regex.image.lastIndexOf("/");
         const patternSpan = this.tokenSpan(regex);
-        const patternOffsets: number[] = [];
-        for (let i = 1; i < last; i++) patternOffsets.push(this.toFile(regex.startOffset + i));
-        return {
-          kind: "matches",
-          subject,
-          pattern: regex.image.slice(1, last),
-          flags: regex.image.slice(last + 1),
-          patternSpan,
-          patternOffsets,
-          span: { start: subject.span.start, end: patternSpan.end },
-        };
+        const patternOffsets = characterOffsets(this, regex, 1, last, false);
+        const pattern = regex.image.slice(1, last);
+        const flags = regex.image.slice(last + 1);
+        const span = { start: subject.span.start, end: patternSpan.end };
+        return patternOffsets === undefined
+          ? { kind: "matches", subject, pattern, flags, patternSpan, span }
+          : { kind: "matches", subject, pattern, flags, patternSpan, patternOffsets, span };
       }
       case "in":
         return {
@@ -422,10 +418,12 @@ class RuleParser extends EmbeddedActionsParser {
     const propertySpan = this.tokenSpan(property);
     const span = { start: value.span.start, end: propertySpan.end };
     if (value.kind === "name") {
+      // concat, not a spread: a spread grows its array as it goes and keeps the spare room,
+      // in both arrays of every dotted name the rules hold.
       return {
         kind: "name",
-        parts: [...value.parts, property.image],
-        partSpans: [...value.partSpans, propertySpan],
+        parts: value.parts.concat(property.image),
+        partSpans: value.partSpans.concat(propertySpan),
         span,
       };
     }
@@ -476,7 +474,11 @@ class RuleParser extends EmbeddedActionsParser {
       },
     });
     const close = this.CONSUME(T.RBracket);
-    return this.ACTION(() => ({ kind: "list" as const, items, span: this.span(open, close) }));
+    return this.ACTION(() => ({
+      kind: "list" as const,
+      items: exactly(items),
+      span: this.span(open, close),
+    }));
   }
 
   private nameOrCall(): Expr {
@@ -501,7 +503,7 @@ class RuleParser extends EmbeddedActionsParser {
         kind: "call",
         callee: name.image,
         calleeSpan: nameSpan,
-        args: call.args,
+        args: exactly(call.args),
         span: this.span(name, call.close),
       };
     });
@@ -677,17 +679,49 @@ function nestingViolation(tokens: IToken[]): IToken | undefined {
 // ---------------------------------------------------------------------------------------
 // Building actions and statements from raw tokens
 
+/**
+ * The file offset of each character of `token.image` from `from` to `to` (exclusive; with
+ * `andEnd`, the one at `to` too), skipping the character after a backslash when `escapes`; or
+ * undefined when each is its position's offset from the token's start (start + 1, + 2, ...),
+ * which is what the passes reading them assume when there are none. Most rules sit in a plain
+ * or block scalar without escapes, and an array of one number per character, kept as long as
+ * the rules, was a good part of what parsing held.
+ */
+function characterOffsets(
+  p: RuleParser,
+  token: IToken,
+  from: number,
+  to: number,
+  escapes: boolean,
+  andEnd = false,
+): number[] | undefined {
+  const image = token.image;
+  const base = p.toFile(token.startOffset);
+  let offsets: number[] | undefined;
+  let count = 0;
+  const add = (offset: number) => {
+    if (offsets === undefined && offset !== base + 1 + count) {
+      offsets = [];
+      for (let k = 0; k < count; k++) offsets.push(base + 1 + k);
+    }
+    offsets?.push(offset);
+    count++;
+  };
+  for (let i = from; i < to; i++) {
+    add(p.toFile(token.startOffset + i));
+    if (escapes && image[i] === "\\") i++;
+  }
+  if (andEnd) add(p.toFile(token.startOffset + to));
+  return offsets;
+}
+
 function template(token: IToken, p: RuleParser): Template {
   // Where each character of the unquoted text sits in the file: an escape (`\"`) is two
   // characters of the rule for one of the text, and the scalar's own escapes are in toFile.
-  const image = token.image;
-  const offsets: number[] = [];
-  for (let i = 1; i < image.length - 1; i++) {
-    offsets.push(p.toFile(token.startOffset + i));
-    if (image[i] === "\\") i++;
-  }
-  offsets.push(p.toFile(token.startOffset + image.length - 1));
-  return { text: unquote(image), span: p.tokenSpan(token), offsets };
+  const offsets = characterOffsets(p, token, 1, token.image.length - 1, true, true);
+  const text = unquote(token.image);
+  const span = p.tokenSpan(token);
+  return offsets === undefined ? { text, span } : { text, span, offsets };
 }
 
 function buildAction(raw: RawAction, ctx: ParseContext): Action | undefined {
@@ -793,7 +827,7 @@ function buildStatements(raw: RawStatement[], ctx: ParseContext): Statement[] | 
         : { kind: "if", condition: item.condition, then, else: otherwise, span },
     );
   }
-  return failed ? undefined : statements;
+  return failed ? undefined : exactly(statements);
 }
 
 export interface ParsedRuleText {

@@ -6,7 +6,7 @@ import { didYouMean } from "../common/diagnostics.js";
 import type { Stage } from "../common/stages.js";
 import { STAGES } from "../common/stages.js";
 import type { RuleSource } from "../config/types.js";
-import type { Rule, Statement } from "./ast.js";
+import { exactly, type Rule, type Statement } from "./ast.js";
 import { type ParseContext, parseAction, parseCondition, parseRuleText, parseStageWords } from "./parser.js";
 
 function stagesOf(
@@ -34,7 +34,7 @@ function stagesOf(
     }
     stages.push({ stage: word as Stage, span });
   }
-  return ok ? stages : undefined;
+  return ok ? exactly(stages) : undefined;
 }
 
 /** Parses every rule; a rule with errors is left out (its diagnostics explain why). */

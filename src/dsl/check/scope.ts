@@ -117,7 +117,15 @@ export class RuleScope {
     readonly rule: Rule,
   ) {
     this.stages = rule.stages.map((s) => s.stage);
-    session.result.lookupsByRule.set(rule, this.lookups);
+  }
+
+  /**
+   * Records that the rule looks `source` up. A rule gets its entry in lookupsByRule at its first
+   * lookup: most rules look nothing up, and an empty set each was kept until the rules compiled.
+   */
+  addLookup(source: string): void {
+    if (this.lookups.size === 0) this.session.result.lookupsByRule.set(this.rule, this.lookups);
+    this.lookups.add(source);
   }
 
   get sources(): ReadonlyMap<string, SourceConfig> {
@@ -143,7 +151,7 @@ export class RuleScope {
 
   lookUp(source: string): void {
     this.use(source);
-    this.lookups.add(source);
+    this.addLookup(source);
   }
 
   /**

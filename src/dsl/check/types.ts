@@ -230,7 +230,7 @@ export class Types {
       return undefined;
     }
     if (resolution.kind === "table" || resolution.kind === "dnsbl") {
-      this.scope.lookups.add(resolution.source);
+      this.scope.addLookup(resolution.source);
       if (resolution.kind === "dnsbl") this.scope.dnsblsLookedUp.add(resolution.source);
     }
     return type;
