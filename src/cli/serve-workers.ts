@@ -2,8 +2,9 @@
  * `filterctl serve --workers N` (N > 1): this process is the node:cluster primary. It forks N
  * workers that serve the one listening socket (the primary holds it: cluster binds it on the
  * first worker's request), watches the rules files and validates a change before sending every
- * worker the validated content to reload (a worker never reads the rules file itself), answers /metrics for all workers together, restarts a worker that dies,
- * and on SIGTERM drains them all, then exits 0. It opens no source and runs no rule itself.
+ * worker the validated content to reload (a worker never reads the rules file itself), answers
+ * /metrics for all workers together, restarts a worker that dies, and on SIGTERM drains them
+ * all, then exits 0. It opens no source and runs no rule itself.
  */
 import cluster, { type Worker } from "node:cluster";
 import { chmod, unlink } from "node:fs/promises";
