@@ -143,6 +143,21 @@ function literalSet(items: Expr[], subjectType: ValueType, mode: LocalPartMode):
   return (key: string) => matcher.has(key);
 }
 
+/**
+ * What a lookup failure of each source does: made from the settings alone, so that the compiled
+ * rules that hold it (every RuleRunner) do not hold the compiler, its check result and the syntax
+ * trees with it.
+ */
+function onErrorLookup(options: CompileOptions): (source: string) => OnError {
+  const bySource = new Map<string, OnError>();
+  for (const [name, source] of options.sources)
+    if (source.onError !== undefined) bySource.set(name, source.onError);
+  const fallback = options.defaultOnError;
+  return (source) => bySource.get(source) ?? fallback;
+}
+
+const identity = (v: Value): Value => v;
+
 /** A DNSBL lookup for `traced`, built once per rule for its source. */
 function askDnsbl(source: string): (env: EvalEnv, key: string) => MaybePromise<DnsblAnswer> {
   return (env, key) => env.lookups.dnsbl(source, key);
@@ -203,18 +218,18 @@ export class RuleCompiler {
 
   value(expr: Expr): Evaluator<Value> {
     switch (expr.kind) {
+      // Each constant copied out of its node: a closure over `expr` would keep the node, and
+      // every closure this method makes (they share one context) with it.
       case "string":
-        return () => expr.value;
       case "number":
-        return () => expr.value;
-      case "size":
-        return () => expr.bytes;
-      case "duration":
-        return () => expr.ms;
-      case "ip":
-        return () => expr.text;
       case "bool":
-        return () => expr.value;
+        return constant(expr.value);
+      case "size":
+        return constant(expr.bytes);
+      case "duration":
+        return constant(expr.ms);
+      case "ip":
+        return constant(expr.text);
       case "cidr":
       case "list":
         throw new Error("internal: a list is only used with 'in'");
@@ -319,7 +334,11 @@ export class RuleCompiler {
       case "or": {
         // A chain is evaluated by a loop, left to right, stopping at the first operand that
         // settles it (false for `and`, true for `or`): no recursion, however long the chain.
-        const operands = chainOperands(expr).map((operand) => this.condition(operand));
+        // A loop, not map() with an arrow: an arrow using `this` here would put the compiler in
+        // the context every closure this method makes shares, and so keep it (its check result,
+        // the syntax trees) alive as long as the compiled rules.
+        const operands: Evaluator<boolean>[] = [];
+        for (const operand of chainOperands(expr)) operands.push(this.condition(operand));
         const settles = expr.kind === "or";
         // A short chain (nearly all) is nested pairs: each step a direct call, no loop over an array.
         if (operands.length <= SHORT_CHAIN) {
@@ -384,18 +403,26 @@ export class RuleCompiler {
       const against = (_env: EvalEnv, a: Value) => (normalize(a) === literal) === equal;
       return this.applyTo(expr.left, against);
     }
-    // A quoted literal (`"Bob@Example.org" == rcpt`) is normalised once here, not per message.
-    const side = (e: Expr): [Evaluator<Value>, (v: Value) => Value] =>
-      e.kind === "string" && normalizer !== undefined
-        ? [constant(normalizer(e.value)), (v) => v]
-        : [this.value(e), normalizedBy(normalizer)];
-    const [left, normalizeLeft] = side(expr.left);
-    const [right, normalizeRight] = side(expr.right);
+    const [left, normalizeLeft] = this.compareSide(expr.left, normalizer);
+    const [right, normalizeRight] = this.compareSide(expr.right, normalizer);
     const test: (a: Value, b: Value) => boolean = textual
       ? (a, b) => (normalizeLeft(a) === normalizeRight(b)) === equal
       : NUMERIC[op as NumericOp];
     const withLeft = (env: EvalEnv, a: Value) => andThenWith(right(env), a, test);
     return (env) => andThenWith(left(env), env, withLeft);
+  }
+
+  /**
+   * One side of a comparison and how its value is normalised. A method, not an arrow in
+   * compare(): see condition() on arrows that use `this`.
+   */
+  private compareSide(
+    e: Expr,
+    normalizer: ((text: string) => string) | undefined,
+  ): [Evaluator<Value>, (v: Value) => Value] {
+    // A quoted literal (`"Bob@Example.org" == rcpt`) is normalised once here, not per message.
+    if (e.kind === "string" && normalizer !== undefined) return [constant(normalizer(e.value)), identity];
+    return [this.value(e), normalizedBy(normalizer)];
   }
 
   /** `(env) => f(env, X)`: X read directly when it is synchronous, through andThenWith otherwise. */
@@ -601,7 +628,7 @@ export class RuleCompiler {
     const errorReply = this.errorReply;
     const name = rule.name;
     const shadow = rule.shadow;
-    this.sourceOnError ??= (source: string) => this.onErrorOf(source);
+    this.sourceOnError ??= onErrorLookup(this.options);
     const onErrorOf = this.sourceOnError;
     const usesState = this.checked.stateRules.has(rule);
     const stateOnError = this.options.stateOnError ?? "continue";

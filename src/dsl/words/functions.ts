@@ -25,11 +25,23 @@ import {
   traced,
   type Value,
 } from "../evaluation.js";
-import type { CallCheck, CheckedCall, FunctionWord } from "./types.js";
+import type { CallCheck, CallCompile, CheckedCall, FunctionWord } from "./types.js";
 import { isList, isTextual } from "./types.js";
 import { HEADER_OPTION } from "./values.js";
 
 /** The one quoted argument of header("Subject") and macro("{auth_type}"), or undefined after reporting. */
+/**
+ * The evaluators of a call's arguments. A loop, not map() with an arrow over `compiler`: such an
+ * arrow would put `compiler` in the context the closures of the enclosing compile function share,
+ * and with it the rule compiler, its check result and the syntax trees, for as long as the
+ * compiled rules live.
+ */
+function compileAll(compiler: CallCompile, args: readonly Expr[]): Evaluator<Value>[] {
+  const compiled: Evaluator<Value>[] = [];
+  for (const arg of args) compiled.push(compiler.value(arg));
+  return compiled;
+}
+
 function quotedName(check: CallCheck, example: string): string | undefined {
   const { call } = check;
   const arg = call.args[0];
@@ -300,7 +312,7 @@ function checkRate(check: CallCheck): CheckedCall | undefined {
   return {
     type: "number",
     compile: (compiler) => {
-      const keys = keyArgs.map((arg) => compiler.value(arg));
+      const keys = compileAll(compiler, keyArgs);
       const ask = (env: EvalEnv, key: string) => stateOf(env).rate(key, windowMs);
       return (env) =>
         andThen(keyOf(keys, env), (key) =>
@@ -327,7 +339,7 @@ function checkGreylist(check: CallCheck): CheckedCall | undefined {
   return {
     type: "bool",
     compile: (compiler) => {
-      const keys = keyArgs.map((arg) => compiler.value(arg));
+      const keys = compileAll(compiler, keyArgs);
       const describe = (defer: boolean) => (defer ? "defer" : "pass");
       const ask = (env: EvalEnv, key: string) => stateOf(env).greylist(key);
       return (env) =>
