@@ -11,6 +11,7 @@ import type { Diagnostic, SourceFile } from "../common/diagnostics.js";
 import { suggest } from "../common/suggest.js";
 import { formatDuration, parseDuration, parseSize } from "../common/units.js";
 import { AddressError, parseListenAddress } from "../milter/address.js";
+import { keptOffsets } from "./kept-offsets.js";
 import { locateScalar, MappedText, splitWords } from "./located-text.js";
 import type {
   Config,
@@ -527,7 +528,8 @@ class Builder {
       quotaServer: this.quotaServer(raw.quota_server, sources),
       state: this.state(raw.state),
       greylist: this.greylist(raw.greylist),
-      offsetOf: (path) => valueOffset(doc, path),
+      // Last: it takes the rules' nodes out of the document, which nothing below reads.
+      offsetOf: keptOffsets(doc),
     };
     const journal = this.journal(raw.journal);
     if (journal !== undefined) config.journal = journal;

@@ -18,6 +18,7 @@ import {
   type TokenType,
   tokenLabel,
 } from "./chevrotain.js";
+import { lexRule } from "./lexer.js";
 import * as T from "./tokens.js";
 
 /** Refuse inputs that could only be mistakes or attacks, before they cost anything. */
@@ -563,7 +564,7 @@ function run<R>(entry: Entry, located: LocatedText, ctx: ParseContext): R | unde
     report(0, `rule is ${located.text.length} characters long; the limit is ${LIMITS.ruleChars}`);
     return undefined;
   }
-  const lexed = T.RuleLexer.tokenize(located.text);
+  const lexed = lexRule(located.text);
   for (const error of lexed.errors) {
     const ch = located.text.slice(error.offset, error.offset + 1);
     const hint = UNEXPECTED_HINTS[ch];
