@@ -165,16 +165,18 @@ function askDnsbl(source: string): (env: EvalEnv, key: string) => MaybePromise<D
 
 export class RuleCompiler {
   // What every rule of one compilation shares instead of holding a copy of its own: the parsed
-  // error reply, the on_error lookup, one set per combination of stages (10,000 rules use a
-  // dozen). Made on first use, as the options are only there once the constructor has run.
+  // error reply (parsed on first use: a compilation without rules never needs it), the on_error
+  // lookup, one set per combination of stages (10,000 rules use a dozen).
   private errorReply: ReturnType<typeof parseReply> | undefined;
-  private sourceOnError: ((source: string) => OnError) | undefined;
+  private readonly onErrorOf: (source: string) => OnError;
   private readonly stageSets = new Map<string, ReadonlySet<Stage>>();
 
   constructor(
     private readonly checked: CheckResult,
     private readonly options: CompileOptions,
-  ) {}
+  ) {
+    this.onErrorOf = onErrorLookup(options);
+  }
 
   private get localPart(): LocalPartMode {
     return this.options.localPart ?? "insensitive";
@@ -188,10 +190,6 @@ export class RuleCompiler {
 
   private typeOf(expr: Expr): ValueType {
     return this.checked.types.get(expr) ?? "any";
-  }
-
-  private onErrorOf(source: string): OnError {
-    return this.options.sources.get(source)?.onError ?? this.options.defaultOnError;
   }
 
   /**
@@ -628,8 +626,7 @@ export class RuleCompiler {
     const errorReply = this.errorReply;
     const name = rule.name;
     const shadow = rule.shadow;
-    this.sourceOnError ??= onErrorLookup(this.options);
-    const onErrorOf = this.sourceOnError;
+    const onErrorOf = this.onErrorOf;
     const usesState = this.checked.stateRules.has(rule);
     const stateOnError = this.options.stateOnError ?? "continue";
     const canDecide =
@@ -638,7 +635,7 @@ export class RuleCompiler {
           ? decides(s.action)
           : decides(s.then) || (s.else !== undefined && decides(s.else)),
       ) ||
-      lookups.some((source) => this.onErrorOf(source) === "tempfail") ||
+      lookups.some((source) => onErrorOf(source) === "tempfail") ||
       (usesState && stateOnError === "tempfail");
 
     const runner = new RuleRunner(name, shadow, statements, errorReply, onErrorOf, stateOnError);
