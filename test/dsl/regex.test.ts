@@ -3,8 +3,9 @@
  * the rest means what it means in JavaScript, and matching takes time linear in the text.
  */
 import fc from "fast-check";
+import { RE2JS } from "re2js";
 import { describe, expect, it } from "vitest";
-import { compileRegex, findRefused, MAX_REGEX_SIZE } from "../../src/dsl/regex.js";
+import { compileRegex, findRefused, MAX_REGEX_SIZE, surelyAccepted } from "../../src/dsl/regex.js";
 import type { CompiledRegex } from "../../src/dsl/regex-offload.js";
 
 function compiled(pattern: string, flags = ""): CompiledRegex["regex"] {
@@ -199,6 +200,102 @@ describe("any text at all", () => {
       ),
       { numRuns: 2000 },
     );
+  });
+});
+
+describe("patterns the check does not compile", () => {
+  // compileRegex skips the engine at check time for surelyAccepted patterns: the engine must
+  // then accept every one JavaScript accepts, within the size bound, whatever the flags.
+  const engineAgrees = (pattern: string, flags: string) => {
+    if (!surelyAccepted(pattern)) return false;
+    try {
+      new RegExp(pattern, flags);
+    } catch {
+      return false;
+    }
+    const result = compileRegex(pattern, flags);
+    if (!result.ok) return false; // refused before the engine (backtracking constructs)
+    const program = RE2JS.compile(result.source, result.engineFlags);
+    expect(program.programSize()).toBeLessThanOrEqual(MAX_REGEX_SIZE);
+    expect(result.size).toBe(program.programSize());
+    for (const text of ["", "a", "aB0 ", "x.y@z", "(]", "\\n"])
+      expect(result.regex.test(text), `/${pattern}/${flags}`).toBe(program.test(text));
+    return true;
+  };
+  const flagSets = fc.constantFrom("", "i", "m", "s", "u", "im", "is", "imsu");
+
+  it("are accepted by the engine: random text of their alphabet", () => {
+    const unit = fc.constantFrom(
+      ..."abZ09 _.^$|?*+()[]-@:,'\"#%&=<>!~/".split(""),
+      ...["\\d", "\\W", "\\s", "\\S", "\\b", "\\B", "\\t", "\\n", "\\r", "\\v", "\\f", "\\.", "\\\\"],
+      ...[
+        "\\/",
+        "\\(",
+        "\\)",
+        "\\[",
+        "\\]",
+        "\\-",
+        "\\|",
+        "\\?",
+        "\\*",
+        "\\+",
+        "\\^",
+        "\\$",
+        "(?:",
+        "[^",
+        "\\@",
+      ],
+    );
+    let accepted = 0;
+    fc.assert(
+      fc.property(fc.string({ unit, maxLength: 24 }), flagSets, (pattern, flags) => {
+        if (engineAgrees(pattern, flags)) accepted++;
+      }),
+      { numRuns: 20_000 },
+    );
+    expect(accepted).toBeGreaterThan(2_000);
+  });
+
+  it("are accepted by the engine: nested groups, alternations and repetitions up to the length bound", () => {
+    const tree: fc.Arbitrary<string> = fc.letrec<{ node: string }>((tie) => ({
+      node: fc.oneof(
+        { depthSize: "small", withCrossShrink: true },
+        fc.constantFrom("a", "\\d", "[a-c]", "[^)\\]-]", ".", "\\b", "^", "$", "x\\.y", "[(]"),
+        fc
+          .tuple(tie("node"), fc.constantFrom("*", "+", "?", "*?", "+?", "??"))
+          .map(([n, q]) => `(?:${n})${q}`),
+        fc.array(tie("node"), { minLength: 1, maxLength: 4 }).map((ns) => `(${ns.join("|")})`),
+        fc.array(tie("node"), { minLength: 2, maxLength: 5 }).map((ns) => ns.join("")),
+      ),
+    })).node;
+    let accepted = 0;
+    fc.assert(
+      fc.property(tree, flagSets, fc.integer({ min: 1, max: 40 }), (pattern, flags, times) => {
+        const long = pattern.repeat(times).slice(0, 512);
+        if (engineAgrees(pattern, flags)) accepted++;
+        engineAgrees(long, flags);
+        engineAgrees(`${"(".repeat(32)}${pattern}${")".repeat(32)}`, flags);
+      }),
+      { numRuns: 2_000 },
+    );
+    expect(accepted).toBeGreaterThan(500);
+  });
+
+  it("leave out what the engine may refuse or find large", () => {
+    for (const pattern of [
+      "a{2}",
+      "a{1001}",
+      "\\p{L}",
+      "\\u00e9",
+      "\\x41",
+      "\\1",
+      "\\cJ",
+      "é",
+      "a".repeat(513),
+    ])
+      expect(surelyAccepted(pattern), pattern).toBe(false);
+    expect(surelyAccepted(`${"(".repeat(33)}a${")".repeat(33)}`)).toBe(false);
+    expect(surelyAccepted("^spam3[0-9]+@")).toBe(true);
   });
 });
 
