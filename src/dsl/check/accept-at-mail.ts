@@ -16,10 +16,12 @@ function acceptsOf(rule: Rule): Action[] {
   return actions.filter((a) => a.verb === "accept");
 }
 
+const afterMail = (stage: Stage) => STAGE_ORDER[stage] > STAGE_ORDER.mail;
+
 /** `'mailbox-full' (rcpt)`, `'scan' (data, eom)`: a rule and its stages after mail. */
-function skipped(rule: Rule): string | undefined {
-  const after: Stage[] = rule.stages.map((s) => s.stage).filter((s) => STAGE_ORDER[s] > STAGE_ORDER.mail);
-  return after.length === 0 ? undefined : `'${rule.name}' (${after.join(", ")})`;
+function skipped(rule: Rule): string {
+  const after: Stage[] = rule.stages.map((s) => s.stage).filter(afterMail);
+  return `'${rule.name}' (${after.join(", ")})`;
 }
 
 /** Beyond this many, a warning says "and N more": a file with thousands of rules gets a readable line. */
@@ -39,28 +41,37 @@ function skippedText({ named, count }: Skipped): string {
     : `rules ${named.join(", ")} never run`;
 }
 
-/** The rules at later stages other than the one at `self`. */
-function skippedBesides(skips: readonly (string | undefined)[], later: number, self: number): Skipped {
-  const count = later - (skips[self] === undefined ? 0 : 1);
-  const named: string[] = [];
-  for (let i = 0; i < skips.length && named.length < NAMED_AT_MOST; i++) {
-    const text = skips[i];
-    if (i !== self && text !== undefined) named.push(text);
-  }
-  return { named, count };
+/** The rules at later stages: how many, and the first few (one more than named, for `self`). */
+interface Later {
+  count: number;
+  first: Rule[];
+}
+
+/** The rules at later stages other than `self`; the text of a rule only for those named. */
+function skippedBesides(later: Later, self: Rule): Skipped {
+  const isLater = self.stages.some((s) => afterMail(s.stage));
+  const named = later.first
+    .filter((rule) => rule !== self)
+    .slice(0, NAMED_AT_MOST)
+    .map(skipped);
+  return { named, count: later.count - (isLater ? 1 : 0) };
 }
 
 export function checkAcceptAtMail(session: CheckSession, rules: readonly Rule[]): void {
-  // Computed once: per accepting rule it would make the check quadratic in the number of rules.
-  const skips = rules.map((r) => skipped(r));
-  const later = skips.filter((s) => s !== undefined).length;
-  for (const [index, rule] of rules.entries()) {
+  // Counted once: per accepting rule it would make the check quadratic in the number of rules.
+  const later: Later = { count: 0, first: [] };
+  for (const rule of rules) {
+    if (!rule.stages.some((s) => afterMail(s.stage))) continue;
+    later.count++;
+    if (later.first.length <= NAMED_AT_MOST) later.first.push(rule);
+  }
+  for (const rule of rules) {
     // A shadow rule's accept changes nothing the MTA is told.
     if (rule.shadow || !rule.stages.some((s) => s.stage === "mail")) continue;
     const accepts = acceptsOf(rule);
     if (accepts.length === 0) continue;
     // Every rule at a later stage is skipped, wherever the file has it: the stages come in SMTP order.
-    const others = skippedBesides(skips, later, index);
+    const others = skippedBesides(later, rule);
     if (others.count === 0) continue;
     for (const accept of accepts) {
       session.report(
