@@ -358,6 +358,14 @@ function isWsCode(code: number): boolean {
 function alignLiteral(value: string, tokens: LiteralTokens, fallback: number): MappedText {
   const { offsets, s, e } = room(value.length);
   const { source, from, length: count } = tokens;
+  if (count === value.length && source.startsWith(value, from)) {
+    // The value is its source (a plain scalar on one line): where the walk would end up.
+    for (let i = 0; i < count; i++) {
+      offsets[s + i] = from + i;
+      offsets[e + i] = from + i + 1;
+    }
+    return new MappedText(value, offsets, s, e, count > 0 ? from : fallback);
+  }
   let t = 0;
   let last = fallback;
   for (let i = 0; i < value.length; i++) {
