@@ -64,11 +64,13 @@ export function compileRegex(pattern: string, flags: string): RegexCompilation {
     const reason = error instanceof Error ? error.message.replace(/^Invalid regular expression: /, "") : "";
     return { ok: false, problem: { message: `invalid regular expression: ${reason}` } };
   }
-  const translated = new Translator(pattern, flags).run();
+  const sure = surelyAccepted(pattern);
+  // Where each piece came from only serves to place the engine's refusals.
+  const translated = new Translator(pattern, flags, !sure).run();
   if (translated.size > MAX_ESTIMATE) return { ok: false, problem: tooLarge(`about ${translated.size}`) };
   const engineFlags =
     (flags.includes("i") ? RE2JS.CASE_INSENSITIVE : 0) | (flags.includes("m") ? RE2JS.MULTILINE : 0);
-  if (surelyAccepted(pattern)) return new CheckedRegex(new LazyRegex(translated.source, engineFlags));
+  if (sure) return new CheckedRegex(new LazyRegex(translated.source, engineFlags));
   try {
     const regex = RE2JS.compile(translated.source, engineFlags);
     const size = regex.programSize();
@@ -400,6 +402,7 @@ class Translator {
   constructor(
     private readonly src: string,
     flags: string,
+    private readonly placed = true,
   ) {
     this.unicode = flags.includes("u");
     this.dotAll = flags.includes("s");
@@ -411,7 +414,7 @@ class Translator {
   }
 
   private emit(text: string, from: number): void {
-    this.pieces.push({ at: this.out.length, from });
+    if (this.placed) this.pieces.push({ at: this.out.length, from });
     this.out += text;
   }
 
@@ -501,7 +504,13 @@ class Translator {
 
   /** One character outside a class, in a spelling RE2 reads literally. */
   private literal(code: number): string {
-    return /^[A-Za-z0-9 _]$/.test(String.fromCodePoint(code)) ? String.fromCodePoint(code) : hex(code);
+    const plain =
+      (code >= 0x61 && code <= 0x7a) ||
+      (code >= 0x41 && code <= 0x5a) ||
+      (code >= 0x30 && code <= 0x39) ||
+      code === 0x20 ||
+      code === 0x5f;
+    return plain ? String.fromCharCode(code) : hex(code);
   }
 
   /** The code point at `pos` (a surrogate pair is one), moving past it. */

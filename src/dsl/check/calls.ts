@@ -35,7 +35,7 @@ export class Calls {
     if (!scope.known(`${expr.callee}()`, expr.calleeSpan, word.from)) return undefined;
     const checked = word.check(this.callCheck(expr));
     if (checked === undefined) return undefined;
-    scope.calls.add(word.name);
+    scope.addCall(word.name);
     scope.resolve(expr, { kind: "call", word, checked });
     return checked.type;
   }

@@ -35,7 +35,7 @@ export class Texts {
     }
     const fromCall = scope.registry.placeholder(name);
     if (fromCall !== undefined) {
-      if (!scope.calls.has(fromCall.word.name))
+      if (!scope.hasCall(fromCall.word.name))
         scope.report(at, "error", `{${name}} needs a ${fromCall.word.name}(...) lookup in the same rule`);
       return;
     }
@@ -43,7 +43,7 @@ export class Texts {
     const source = head === undefined ? undefined : scope.sources.get(head);
     if (source?.kind === "dnsbl" && (DNSBL_ATTRIBUTES as readonly string[]).includes(attribute ?? "")) {
       scope.use(source.name);
-      if (attribute !== "zone" && !scope.dnsblsLookedUp.has(source.name))
+      if (attribute !== "zone" && !scope.looksUpDnsbl(source.name))
         scope.report(at, "warning", `{${name}} is empty unless this rule looks '${source.name}' up`);
       return;
     }

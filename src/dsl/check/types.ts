@@ -231,7 +231,7 @@ export class Types {
     }
     if (resolution.kind === "table" || resolution.kind === "dnsbl") {
       this.scope.addLookup(resolution.source);
-      if (resolution.kind === "dnsbl") this.scope.dnsblsLookedUp.add(resolution.source);
+      if (resolution.kind === "dnsbl") this.scope.addDnsblLookup(resolution.source);
     }
     return type;
   }
