@@ -300,22 +300,13 @@ class Builder {
     if (isScalar(node)) return { form: "text", index, offset, body: locateScalar(this.file.text, node) };
     const short = node === null ? undefined : this.shorthand(index, node);
     if (short !== undefined) return short;
-    // Each field is looked up in the rule's own mapping: walking from the top of the document
-    // twice per field (node, then located) was a fifth of building 10,000 rules.
-    const entry = (key: string): Node | null | undefined => {
-      const pair = findPair(this.doc, node, key);
-      return pair === undefined ? undefined : resolve(this.doc, pair.value);
-    };
-    const locatedAt = (found: Node | null | undefined, at: PathSegment[]): MappedText =>
-      isScalar(found) ? locateScalar(this.file.text, found) : this.located(at);
-    const field = (key: string) => locatedAt(entry(key), [...path, key]);
-    const optional = (key: string): MappedText | undefined => {
-      const found = entry(key);
-      return found === undefined ? undefined : locatedAt(found, [...path, key]);
-    };
-    const onNode = entry("on");
+    const field = (key: string) => this.ruleField(node, index, key) ?? this.located([...path, key]);
+    const onNode = this.ruleEntry(node, "on");
     const on: LocatedText[] = isSeq(onNode)
-      ? onNode.items.map((item, i) => locatedAt(resolve(this.doc, item), [...path, "on", i]))
+      ? onNode.items.map((item, i) => {
+          const found = resolve(this.doc, item);
+          return isScalar(found) ? locateScalar(this.file.text, found) : this.located([...path, "on", i]);
+        })
       : splitWords(field("on"));
     const rule: RuleSource = {
       form: "structured",
@@ -323,17 +314,34 @@ class Builder {
       offset,
       on,
       then: field("then"),
-      mode: optional("mode")?.text === "shadow" ? "shadow" : "enforce",
+      mode: this.ruleField(node, index, "mode")?.text === "shadow" ? "shadow" : "enforce",
     };
-    const name = optional("name");
+    const name = this.ruleField(node, index, "name");
     if (name !== undefined) rule.name = name;
-    const condition = optional("if");
+    const condition = this.ruleField(node, index, "if");
     if (condition !== undefined) rule.if = condition;
-    const otherwise = optional("else");
+    const otherwise = this.ruleField(node, index, "else");
     if (otherwise !== undefined) rule.else = otherwise;
-    const fuse = this.fuse(record(raw).fuse, [...path, "fuse"]);
+    const fuseRaw = record(raw).fuse;
+    const fuse = fuseRaw === undefined ? undefined : this.fuse(fuseRaw, [...path, "fuse"]);
     if (fuse !== undefined) rule.fuse = fuse;
     return rule;
+  }
+
+  /**
+   * A field's node, looked up in the rule's own mapping: walking from the top of the document
+   * twice per field (node, then located) was a fifth of building 10,000 rules.
+   */
+  private ruleEntry(node: Node | null, key: string): Node | null | undefined {
+    const pair = findPair(this.doc, node, key);
+    return pair === undefined ? undefined : resolve(this.doc, pair.value);
+  }
+
+  /** A field of rule `index` where it is written; undefined when the rule has no such key. */
+  private ruleField(node: Node | null, index: number, key: string): MappedText | undefined {
+    const found = this.ruleEntry(node, key);
+    if (found === undefined) return undefined;
+    return isScalar(found) ? locateScalar(this.file.text, found) : this.located(["rules", index, key]);
   }
 
   rules(raw: unknown): RuleSource[] {
