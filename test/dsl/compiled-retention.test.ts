@@ -7,6 +7,7 @@
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
+import { childrenOf, type Expr, type Rule } from "../../src/dsl/ast.js";
 import { compileConfig } from "../../src/dsl/compile.js";
 import { evaluate, FakeLookups, reply, transaction } from "../runtime/helpers.js";
 import { configOf } from "./helpers.js";
@@ -23,6 +24,17 @@ const RULES = [
   'on eoh: if header("Subject") == "x" then quarantine "held"',
 ];
 
+/** The first argument of the first call in a rule's first condition (quota()'s address). */
+function firstCallArgument(rule: Rule | undefined): Expr {
+  const statement = rule?.statements[0];
+  const pending: Expr[] = statement?.kind === "if" ? [statement.condition] : [];
+  for (let expr = pending.pop(); expr !== undefined; expr = pending.pop()) {
+    if (expr.kind === "call" && expr.args[0] !== undefined) return expr.args[0];
+    pending.push(...childrenOf(expr));
+  }
+  throw new Error("no call");
+}
+
 /** Compiles, and answers weak references to what must not outlive the compilation. */
 function compileAndForget() {
   const out = compileConfig(configOf(RULES));
@@ -31,7 +43,8 @@ function compileAndForget() {
   if (ruleset === undefined) throw new Error("no ruleset");
   const firstRule = out.rules[0];
   const firstStatement = firstRule?.statements[0];
-  const weak = [firstRule, firstStatement, out.rules[3], out.rules[5]].map(
+  const quotaAddress = firstCallArgument(out.rules[4]);
+  const weak = [firstRule, firstStatement, out.rules[3], out.rules[5], quotaAddress].map(
     (node) => new WeakRef(node as object),
   );
   return { ruleset, weak };
@@ -44,7 +57,7 @@ describe("compiled rules", () => {
     // WeakRefs are cleared only after the job that read them: let it end, and collect again.
     await new Promise((resolve) => setImmediate(resolve));
     gc();
-    expect(weak.map((w) => w.deref() === undefined)).toEqual([true, true, true, true]);
+    expect(weak.map((w) => w.deref() === undefined)).toEqual([true, true, true, true, true]);
     // And the rules still run: a listed client, a sender matching the regex, a full mailbox.
     expect(ruleset.rules).toHaveLength(RULES.length);
     const lookups = new FakeLookups().listed("spamhaus", "203.0.113.7");

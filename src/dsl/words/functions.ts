@@ -167,31 +167,34 @@ function checkQuota(check: CallCheck): CheckedCall | undefined {
   const source = quotaSourceOf(check, sourceArg);
   if (source === undefined) return undefined;
   check.lookUp(source);
-  return {
-    type: "quota",
-    compile: (compiler) => {
-      const what = `quota(${source})`;
-      const remember = (env: EvalEnv, s: QuotaStatus | undefined): Value => {
-        env.quota = quotaValue(s, incomingSize(env.tx));
-        return env.quota;
-      };
-      const ask = (env: EvalEnv, k: string) => env.lookups.quota(source, k);
-      const lookUp = (env: EvalEnv, a: Value): MaybePromise<Value> => {
-        const key = typeof a === "string" ? a : stringify(a);
-        if (key === "") {
-          env.quota = quotaValue(undefined, 0);
-          return env.quota;
-        }
-        // Untraced (serve), the source is asked directly: no call of traced() and ask().
-        const status =
-          env.trace === undefined
-            ? env.lookups.quota(source, key)
-            : traced(env, source, what, key, ask, describeQuota);
-        return isPromise(status) ? status.then((s) => remember(env, s)) : remember(env, status);
-      };
-      return compiler.applyTo(address, lookUp);
-    },
+  return { type: "quota", compile: (compiler) => compileQuota(compiler, address, source) };
+}
+
+/**
+ * quota()'s evaluator. A function of its own: closures made inside checkQuota's would share its
+ * context, and with it the call's address node, for as long as the compiled rules live.
+ */
+function compileQuota(compiler: CallCompile, address: Expr, source: string): Evaluator<Value> {
+  const what = `quota(${source})`;
+  const remember = (env: EvalEnv, s: QuotaStatus | undefined): Value => {
+    env.quota = quotaValue(s, incomingSize(env.tx));
+    return env.quota;
   };
+  const ask = (env: EvalEnv, k: string) => env.lookups.quota(source, k);
+  const lookUp = (env: EvalEnv, a: Value): MaybePromise<Value> => {
+    const key = typeof a === "string" ? a : stringify(a);
+    if (key === "") {
+      env.quota = quotaValue(undefined, 0);
+      return env.quota;
+    }
+    // Untraced (serve), the source is asked directly: no call of traced() and ask().
+    const status =
+      env.trace === undefined
+        ? env.lookups.quota(source, key)
+        : traced(env, source, what, key, ask, describeQuota);
+    return isPromise(status) ? status.then((s) => remember(env, s)) : remember(env, status);
+  };
+  return compiler.applyTo(address, lookUp);
 }
 
 /** `{quota.usage}` and its kin: the rule's last quota status. */
