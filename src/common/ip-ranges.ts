@@ -10,6 +10,7 @@
  * (`192.0.2.5` is in `::ffff:192.0.2.0/120`, and `::ffff:192.0.2.5` in `192.0.2.0/24`).
  */
 import { isIP } from "node:net";
+import { ipv4Number } from "./ip.js";
 
 /** A range as added: its text as written, and its order (the first range added is the one found). */
 interface Range {
@@ -38,38 +39,6 @@ function ipv6Words(ip: string): number[] | undefined {
   groups.push(...before, ...Array<number>(rest === undefined ? 0 : zeros).fill(0), ...after);
   if (groups.some((g) => !(g >= 0 && g <= 0xffff))) return undefined;
   return [0, 2, 4, 6].map((i) => (((groups[i] as number) << 16) | (groups[i + 1] as number)) >>> 0);
-}
-
-/**
- * An IPv4 dotted quad as an unsigned 32-bit number, or undefined: what node:net's isIPv4
- * accepts (four decimal parts of 0–255, no leading zero, nothing else), read by character
- * codes. isIP's regular expressions (and, for text that is no IPv4 address, its IPv6 one) were
- * most of the cost of a list lookup of a mail address.
- */
-export function ipv4Number(ip: string): number | undefined {
-  const length = ip.length;
-  if (length < 7 || length > 15) return undefined;
-  let value = 0;
-  let part = 0;
-  let digits = 0;
-  let parts = 0;
-  for (let i = 0; i <= length; i++) {
-    const c = i === length ? 46 : ip.charCodeAt(i);
-    if (c === 46) {
-      // A part is 1–3 digits, at most 255, and "0" is the only one that may start with 0.
-      if (digits === 0 || part > 255 || (digits > 1 && ip.charCodeAt(i - digits) === 48)) return undefined;
-      value = value * 256 + part;
-      parts++;
-      part = 0;
-      digits = 0;
-    } else if (c >= 48 && c <= 57 && digits < 3) {
-      part = part * 10 + (c - 48);
-      digits++;
-    } else {
-      return undefined;
-    }
-  }
-  return parts === 4 ? value : undefined;
 }
 
 /** Whether text may be an IPv6 address (node:net says whether it is): every one has a colon. */

@@ -4,12 +4,53 @@
 import { isIP } from "node:net";
 
 /**
+ * An IPv4 dotted quad as an unsigned 32-bit number, or undefined: what node:net's isIPv4
+ * accepts (four decimal parts of 0–255, no leading zero, nothing else), read by character
+ * codes. isIP's regular expressions (and, for text that is no IPv4 address, its IPv6 one) were
+ * most of the cost of a list lookup of a mail address.
+ */
+export function ipv4Number(ip: string): number | undefined {
+  const length = ip.length;
+  if (length < 7 || length > 15) return undefined;
+  let value = 0;
+  let part = 0;
+  let digits = 0;
+  let parts = 0;
+  for (let i = 0; i <= length; i++) {
+    const c = i === length ? 46 : ip.charCodeAt(i);
+    if (c === 46) {
+      // A part is 1–3 digits, at most 255, and "0" is the only one that may start with 0.
+      if (digits === 0 || part > 255 || (digits > 1 && ip.charCodeAt(i - digits) === 48)) return undefined;
+      value = value * 256 + part;
+      parts++;
+      part = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57 && digits < 3) {
+      part = part * 10 + (c - 48);
+      digits++;
+    } else {
+      return undefined;
+    }
+  }
+  return parts === 4 ? value : undefined;
+}
+
+/**
+ * node:net's isIP, without its regular expressions where they are not needed: an IPv6 address
+ * has a colon, and an IPv4 one is read by ipv4Number. A table lookup asks this of every key.
+ */
+export function ipFamily(text: string): 0 | 4 | 6 {
+  if (text.includes(":")) return isIP(text) === 6 ? 6 : 0;
+  return ipv4Number(text) === undefined ? 0 : 4;
+}
+
+/**
  * One spelling per address, so text comparisons and exact table keys agree: IPv6 in its RFC 5952
  * form (`2001:DB8:0::1` → `2001:db8::1`), and IPv4-mapped IPv6 (`::ffff:192.0.2.1`, the way a
  * dual-stack listener sees an IPv4 client) as the IPv4 address. Anything else is left as it is.
  */
 export function canonicalIp(ip: string): string {
-  if (isIP(ip) !== 6) return ip;
+  if (!ip.includes(":") || isIP(ip) !== 6) return ip;
   let canonical: string;
   try {
     canonical = new URL(`http://[${ip}]/`).hostname.slice(1, -1);

@@ -10,9 +10,8 @@
  * - other words are domains (case folded, one trailing dot dropped): `MX.Example.org.` is
  *   `mx.example.org`; or, for a list a rule compares local parts with, local parts.
  */
-import { isIP } from "node:net";
 import { type LocalPartMode, normalizeAddress, normalizeDomain, normalizeLocalContent } from "./address.js";
-import { canonicalIp } from "./ip.js";
+import { canonicalIp, ipFamily } from "./ip.js";
 import { IpRanges } from "./ip-ranges.js";
 
 export interface ListMatcherOptions {
@@ -65,15 +64,16 @@ export class ListMatcher {
   /** The one spelling of a key or entry, by its kind (address, IP, word). */
   normalize(key: string): string {
     if (key.includes("@")) return normalizeAddress(key, this.localPart);
-    if (isIP(key) !== 0) return canonicalIp(key.toLowerCase());
+    if (ipFamily(key) !== 0) return canonicalIp(key.toLowerCase());
     return this.word(key);
   }
 
   /** Whether `key` matches an entry (the per-message path: each test made once, no entry text looked for). */
   has(key: string): boolean {
     if (key.includes("@")) return this.exact.has(normalizeAddress(key, this.localPart));
-    if (isIP(key) === 0) return this.exact.has(this.word(key)) || this.rangeTexts.has(this.asRange(key));
-    const ip = canonicalIp(key.toLowerCase());
+    const family = ipFamily(key);
+    if (family === 0) return this.exact.has(this.word(key)) || this.rangeTexts.has(this.asRange(key));
+    const ip = family === 4 ? key : canonicalIp(key.toLowerCase());
     if (this.exact.has(ip)) return true;
     return this.ranges.size > 0 && this.ranges.has(ip);
   }
@@ -90,7 +90,7 @@ export class ListMatcher {
   private asRange(key: string): string {
     if (this.rangeTexts.size === 0) return "";
     const slash = key.indexOf("/");
-    return slash === -1 || isIP(key.slice(0, slash)) === 0
+    return slash === -1 || ipFamily(key.slice(0, slash)) === 0
       ? ""
       : cidrText(key.slice(0, slash), Number(key.slice(slash + 1)));
   }

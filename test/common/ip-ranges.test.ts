@@ -1,7 +1,8 @@
 import { BlockList, isIP, isIPv4 } from "node:net";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { IpRanges, ipv4Number } from "../../src/common/ip-ranges.js";
+import { ipFamily, ipv4Number } from "../../src/common/ip.js";
+import { IpRanges } from "../../src/common/ip-ranges.js";
 
 const familyOf = (ip: string) => (isIP(ip) === 6 ? "ipv6" : "ipv4");
 
@@ -106,6 +107,10 @@ describe("IpRanges", () => {
   it("reads an IPv4 address exactly as node:net's isIPv4 accepts one, whatever the text", () => {
     const piece = fc.oneof(
       fc.constantFrom(
+        "::",
+        "ffff",
+        "db8",
+        "%eth0",
         ".",
         "0",
         "00",
@@ -136,6 +141,7 @@ describe("IpRanges", () => {
       fc.property(text, (ip) => {
         const number = ipv4Number(ip);
         expect(number !== undefined).toBe(isIPv4(ip));
+        expect(ipFamily(ip)).toBe(isIP(ip));
         if (number !== undefined)
           expect(number).toBe(ip.split(".").reduce((n, part) => n * 256 + Number(part), 0));
       }),
