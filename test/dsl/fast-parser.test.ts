@@ -120,7 +120,7 @@ function conditions(depth: number): fc.Arbitrary<string> {
     .tuple(primary, fc.array(suffix, { maxLength: 2 }))
     .map(([p, suffixes]) => (suffixes.length > 0 && /^[\d:"]/.test(p) ? `${p} ` : p) + suffixes.join(""));
   const value = fc
-    .tuple(postfix, fc.array(fc.tuple(fc.constantFrom(" + ", " - ", " * "), postfix), { maxLength: 1 }))
+    .tuple(postfix, fc.array(fc.tuple(fc.constantFrom(" + ", " - ", " * ", "*"), postfix), { maxLength: 2 }))
     .map(([first, rest]) => first + rest.map(([op, v]) => op + v).join(""));
   const predicate = fc.oneof(
     value,
