@@ -1,5 +1,7 @@
 /**
- * Parser of the rule language (Chevrotain, embedded actions): text → AST with file spans.
+ * Parser of the rule language (Chevrotain, embedded actions): text → AST with file spans. run()
+ * tries fast-parser.ts first, which answers the same for valid rules; this parser stays the
+ * grammar's definition and says what is wrong with the others.
  *
  * Entry points match the two ways rules are written in rules.yaml: a whole rule in text form
  * (`[shadow] on STAGES: STATEMENT...`), or the pieces of the structured form (a condition, an
