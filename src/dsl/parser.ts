@@ -1,5 +1,7 @@
 /**
- * Parser of the rule language (Chevrotain, embedded actions): text → AST with file spans.
+ * Parser of the rule language (Chevrotain, embedded actions): text → AST with file spans. run()
+ * tries fast-parser.ts first, which answers the same for valid rules; this parser stays the
+ * grammar's definition and says what is wrong with the others.
  *
  * Entry points match the two ways rules are written in rules.yaml: a whole rule in text form
  * (`[shadow] on STAGES: STATEMENT...`), or the pieces of the structured form (a condition, an
@@ -7,9 +9,8 @@
  */
 
 import { type Diagnostic, didYouMean, type SourceFile } from "../common/diagnostics.js";
-import { parseDuration, parseSize } from "../common/units.js";
 import type { LocatedText } from "../config/types.js";
-import type { Action, ArithmeticOp, CompareOp, Expr, Span, Statement, Template } from "./ast.js";
+import type { Action, CompareOp, Expr, Span, Statement } from "./ast.js";
 import { ACTION_VERBS, childrenOf, exactly } from "./ast.js";
 import {
   EmbeddedActionsParser,
@@ -18,8 +19,32 @@ import {
   type TokenType,
   tokenLabel,
 } from "./chevrotain.js";
+import { fastParse } from "./fast-parser.js";
 import { lexRule } from "./lexer.js";
+import {
+  arithNode,
+  callNode,
+  chainNode,
+  listNode,
+  literalExpr,
+  nameNode,
+  notNode,
+  type PredicateTail,
+  predicateNode,
+  type RawAction,
+  type RawRule,
+  type RawStatement,
+  type Suffix,
+  span as spanOf,
+  suffixNode,
+  type ToFile,
+  template,
+  tokenSpan,
+} from "./parse-nodes.js";
 import * as T from "./tokens.js";
+
+export type { RawRule } from "./parse-nodes.js";
+export { unquote } from "./parse-nodes.js";
 
 /** Refuse inputs that could only be mistakes or attacks, before they cost anything. */
 export const LIMITS = {
@@ -30,32 +55,6 @@ export const LIMITS = {
   /** Levels of the syntax tree, and/or chains counting as one level. */
   depth: 256,
 };
-
-/** A raw action as written; `buildAction` checks its shape. */
-interface RawAction {
-  words: IToken[];
-  args: IToken[];
-}
-type RawStatement =
-  | { kind: "if"; ifToken: IToken; condition: Expr; then: RawAction; else?: RawAction }
-  | { kind: "action"; action: RawAction };
-
-/** What follows a predicate's subject, before its node is built. */
-type PredicateTail =
-  | { kind: "compare"; op: CompareOp; right: Expr }
-  | { kind: "matches"; regex: IToken }
-  | { kind: "in"; negated: boolean; table: Expr }
-  | { kind: "over"; over: IToken };
-
-/** A `.name` or `[key]` after a value, before its node is built. */
-type Suffix = { kind: "member"; property: IToken } | { kind: "index"; key: Expr; close: IToken };
-
-export interface RawRule {
-  shadow: boolean;
-  stageTokens: IToken[];
-  statements: RawStatement[];
-  first: IToken;
-}
 
 const FRIENDLY: Record<string, string> = {
   Colon: "':'",
@@ -102,21 +101,16 @@ const messages: IParserErrorMessageProvider = {
   },
 };
 
-class RuleParser extends EmbeddedActionsParser {
-  /** Converts token offsets (in the scalar's value) to file offsets. */
-  toFile: (offset: number) => number = (offset) => offset;
+/**
+ * Converts token offsets (in the scalar's value) to file offsets, for the parse under way and the
+ * actions and stages built from its tokens afterwards; set by run().
+ */
+let toFile: ToFile = (offset) => offset;
 
+class RuleParser extends EmbeddedActionsParser {
   constructor() {
     super(T.ALL_TOKENS, { errorMessageProvider: messages, maxLookahead: 3, recoveryEnabled: false });
     this.performSelfAnalysis();
-  }
-
-  span(first: IToken, last: IToken): Span {
-    return { start: this.toFile(first.startOffset), end: this.toFile(last.startOffset + last.image.length) };
-  }
-
-  tokenSpan(token: IToken): Span {
-    return this.span(token, token);
   }
 
   ruleText = this.RULE("ruleText", (): RawRule => {
@@ -223,7 +217,7 @@ class RuleParser extends EmbeddedActionsParser {
     this.CONSUME(T.Or);
     const left = this.chain as Expr;
     const right = this.SUBRULE2(this.andExpr);
-    this.chain = this.RECORDING_PHASE ? left : { kind: "or", left, right, span: join(left, right) };
+    this.chain = this.RECORDING_PHASE ? left : chainNode("or", left, right);
   };
 
   orExpr = this.RULE("orExpr", (): Expr => this.chainOf(this.SUBRULE(this.andExpr), this.orStep));
@@ -232,7 +226,7 @@ class RuleParser extends EmbeddedActionsParser {
     this.CONSUME(T.And);
     const left = this.chain as Expr;
     const right = this.SUBRULE2(this.notExpr);
-    this.chain = this.RECORDING_PHASE ? left : { kind: "and", left, right, span: join(left, right) };
+    this.chain = this.RECORDING_PHASE ? left : chainNode("and", left, right);
   };
 
   andExpr = this.RULE("andExpr", (): Expr => this.chainOf(this.SUBRULE(this.notExpr), this.andStep));
@@ -242,11 +236,7 @@ class RuleParser extends EmbeddedActionsParser {
       ALT: (): Expr => {
         const not = this.CONSUME(T.Not);
         const operand = this.SUBRULE(this.notExpr);
-        return this.ACTION(() => ({
-          kind: "not" as const,
-          operand,
-          span: { start: this.toFile(not.startOffset), end: operand.span.end },
-        }));
+        return this.ACTION(() => notNode(toFile, not, operand));
       },
     },
     { ALT: (): Expr => this.SUBRULE(this.predicate) },
@@ -285,47 +275,8 @@ class RuleParser extends EmbeddedActionsParser {
   predicate = this.RULE("predicate", (): Expr => {
     const subject = this.SUBRULE(this.additive);
     const tail = this.OPTION(this.predicateTail);
-    return tail === undefined || this.RECORDING_PHASE ? subject : this.predicateNode(subject, tail);
+    return tail === undefined || this.RECORDING_PHASE ? subject : predicateNode(toFile, subject, tail);
   });
-
-  private predicateNode(subject: Expr, tail: PredicateTail): Expr {
-    switch (tail.kind) {
-      case "compare":
-        return {
-          kind: "compare",
-          op: tail.op,
-          left: subject,
-          right: tail.right,
-          span: join(subject, tail.right),
-        };
-      case "matches": {
-        const regex = tail.regex;
-        const last = regex.image.lastIndexOf("/");
-        const patternSpan = this.tokenSpan(regex);
-        const patternOffsets = characterOffsets(this, regex, 1, last, false);
-        const pattern = regex.image.slice(1, last);
-        const flags = regex.image.slice(last + 1);
-        const span = { start: subject.span.start, end: patternSpan.end };
-        return patternOffsets === undefined
-          ? { kind: "matches", subject, pattern, flags, patternSpan, span }
-          : { kind: "matches", subject, pattern, flags, patternSpan, patternOffsets, span };
-      }
-      case "in":
-        return {
-          kind: "in",
-          subject,
-          table: tail.table,
-          negated: tail.negated,
-          span: join(subject, tail.table),
-        };
-      case "over":
-        return {
-          kind: "over",
-          subject,
-          span: { start: subject.span.start, end: this.tokenSpan(tail.over).end },
-        };
-    }
-  }
 
   private readonly additiveOperators = [
     { ALT: (): IToken => this.CONSUME(T.Plus) },
@@ -336,7 +287,7 @@ class RuleParser extends EmbeddedActionsParser {
     const op = this.OR(this.additiveOperators);
     const left = this.chain as Expr;
     const right = this.SUBRULE2(this.multiplicative);
-    this.chain = this.RECORDING_PHASE ? left : this.arith(op, left, right);
+    this.chain = this.RECORDING_PHASE ? left : arithNode(toFile, op, left, right);
   };
 
   additive = this.RULE(
@@ -348,18 +299,13 @@ class RuleParser extends EmbeddedActionsParser {
     const op = this.CONSUME(T.Star);
     const left = this.chain as Expr;
     const right = this.SUBRULE2(this.postfix);
-    this.chain = this.RECORDING_PHASE ? left : this.arith(op, left, right);
+    this.chain = this.RECORDING_PHASE ? left : arithNode(toFile, op, left, right);
   };
 
   multiplicative = this.RULE(
     "multiplicative",
     (): Expr => this.chainOf(this.SUBRULE(this.postfix), this.multiplicativeStep),
   );
-
-  private arith(op: IToken, left: Expr, right: Expr): Expr {
-    const opSpan = this.tokenSpan(op);
-    return { kind: "arith", op: op.image as ArithmeticOp, left, right, opSpan, span: join(left, right) };
-  }
 
   private readonly comparisonAlternatives = [
     { ALT: () => this.CONSUME(T.Equal) },
@@ -401,35 +347,10 @@ class RuleParser extends EmbeddedActionsParser {
   private readonly postfixStep = (): void => {
     const value = this.chain as Expr;
     const suffix = this.OR(this.suffixAlternatives);
-    this.chain = this.RECORDING_PHASE ? value : this.suffixNode(value, suffix);
+    this.chain = this.RECORDING_PHASE ? value : suffixNode(toFile, value, suffix);
   };
 
   postfix = this.RULE("postfix", (): Expr => this.chainOf(this.SUBRULE(this.primary), this.postfixStep));
-
-  private suffixNode(value: Expr, suffix: Suffix): Expr {
-    if (suffix.kind === "index") {
-      return {
-        kind: "index",
-        table: value,
-        key: suffix.key,
-        span: { start: value.span.start, end: this.tokenSpan(suffix.close).end },
-      };
-    }
-    const property = suffix.property;
-    const propertySpan = this.tokenSpan(property);
-    const span = { start: value.span.start, end: propertySpan.end };
-    if (value.kind === "name") {
-      // concat, not a spread: a spread grows its array as it goes and keeps the spare room,
-      // in both arrays of every dotted name the rules hold.
-      return {
-        kind: "name",
-        parts: value.parts.concat(property.image),
-        partSpans: value.partSpans.concat(propertySpan),
-        span,
-      };
-    }
-    return { kind: "member", object: value, property: property.image, propertySpan, span };
-  }
 
   // Alternatives that use nothing but `this` are built once (Chevrotain's advice): an array of
   // eleven objects per value parsed was a good part of what parsing 10,000 rules allocated.
@@ -455,7 +376,7 @@ class RuleParser extends EmbeddedActionsParser {
   private literal(type: TokenType): Expr {
     const t = this.CONSUME(type);
     // What ACTION returns while recording, without a closure per literal.
-    return this.RECORDING_PHASE ? (undefined as unknown as Expr) : literalExpr(t, this.tokenSpan(t));
+    return this.RECORDING_PHASE ? (undefined as unknown as Expr) : literalExpr(t, tokenSpan(toFile, t));
   }
 
   private parenthesised(): Expr {
@@ -475,11 +396,7 @@ class RuleParser extends EmbeddedActionsParser {
       },
     });
     const close = this.CONSUME(T.RBracket);
-    return this.ACTION(() => ({
-      kind: "list" as const,
-      items: exactly(items),
-      span: this.span(open, close),
-    }));
+    return this.ACTION(() => listNode(toFile, open, items, close));
   }
 
   private nameOrCall(): Expr {
@@ -496,48 +413,11 @@ class RuleParser extends EmbeddedActionsParser {
       });
       call = { args, close: this.CONSUME2(T.RParen) };
     });
-    return this.ACTION((): Expr => {
-      const nameSpan = this.tokenSpan(name);
-      if (call === undefined)
-        return { kind: "name", parts: [name.image], partSpans: [nameSpan], span: nameSpan };
-      return {
-        kind: "call",
-        callee: name.image,
-        calleeSpan: nameSpan,
-        args: exactly(call.args),
-        span: this.span(name, call.close),
-      };
-    });
+    return this.ACTION(
+      (): Expr =>
+        call === undefined ? nameNode(toFile, name) : callNode(toFile, name, call.args, call.close),
+    );
   }
-}
-
-/** The Expr of one literal token. */
-function literalExpr(t: IToken, span: Span): Expr {
-  switch (t.tokenType) {
-    case T.StringLiteral:
-      return { kind: "string", value: unquote(t.image), span };
-    case T.NumberLiteral:
-      return { kind: "number", value: Number(t.image), span };
-    case T.SizeLiteral:
-      return { kind: "size", bytes: parseSize(t.image) as number, text: t.image, span };
-    case T.DurationLiteral:
-      return { kind: "duration", ms: parseDuration(t.image) as number, text: t.image, span };
-    case T.IpAddress:
-      return { kind: "ip", text: t.image, span };
-    case T.Cidr:
-      return { kind: "cidr", text: t.image, span };
-    default: // true, false
-      return { kind: "bool", value: t.image === "true", span };
-  }
-}
-
-function join(left: Expr, right: Expr): Span {
-  return { start: left.span.start, end: right.span.end };
-}
-
-/** The value of a double-quoted string token: `\"`, `\\`, `\n`, `\t` escapes; others keep the character. */
-export function unquote(image: string): string {
-  return image.slice(1, -1).replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c === "t" ? "\t" : c));
 }
 
 /** One parser instance serves every parse (Chevrotain parsers are reusable and costly to build). */
@@ -554,19 +434,63 @@ export interface ParseContext {
 
 type Entry = "ruleText" | "conditionOnly" | "actionOnly" | "stagesOnly";
 
+/**
+ * Which parser run() tries first, and how often the fast one answered: a switch and counters for
+ * the tests that hold fast-parser.ts to the Chevrotain parser (its oracle), not for settings.
+ */
+export const fastPath = { enabled: true, taken: 0, declined: 0 };
+
+type Report = (offset: number, message: string, hint?: string) => void;
+
 /** Lexes and parses `located` with one entry rule; answers undefined (with diagnostics) on any error. */
 function run<R>(entry: Entry, located: LocatedText, ctx: ParseContext): R | undefined {
   const at = (offset: number) => located.offsetAt(Math.max(0, Math.min(offset, located.text.length)));
   const report = (offset: number, message: string, hint?: string) =>
     ctx.diagnostics.push(ctx.file.diagnostic(at(offset), "error", message, hint));
 
-  if (located.text.length > LIMITS.ruleChars) {
-    report(0, `rule is ${located.text.length} characters long; the limit is ${LIMITS.ruleChars}`);
+  const tokens = lexChecked(located.text, report);
+  if (tokens === undefined) return undefined;
+  toFile = at;
+  // The fast parser answers for the valid rules only and gives up on anything else, without a
+  // word: the Chevrotain parser then parses the rule again and says what is wrong with it.
+  let result: unknown = fastPath.enabled ? fastParse(entry, tokens, at) : undefined;
+  if (result !== undefined) fastPath.taken++;
+  else {
+    if (fastPath.enabled) fastPath.declined++;
+    result = chevrotainParse(entry, tokens, located.text.length, report);
+    if (result === undefined) return undefined;
+  }
+  const conditions =
+    entry === "conditionOnly"
+      ? [result as Expr]
+      : entry === "ruleText"
+        ? (result as RawRule).statements.flatMap((s) => (s.kind === "if" ? [s.condition] : []))
+        : [];
+  for (const condition of conditions) {
+    const deep = deepestNode(condition);
+    if (deep !== undefined) {
+      ctx.diagnostics.push(
+        ctx.file.diagnostic(
+          deep.span.start,
+          "error",
+          `expression nested more than ${LIMITS.depth} levels deep`,
+        ),
+      );
+      return undefined;
+    }
+  }
+  return result as R;
+}
+
+/** The tokens of `text`, or undefined (reported) when it is too long, does not lex, or nests too deep. */
+function lexChecked(text: string, report: Report): IToken[] | undefined {
+  if (text.length > LIMITS.ruleChars) {
+    report(0, `rule is ${text.length} characters long; the limit is ${LIMITS.ruleChars}`);
     return undefined;
   }
-  const lexed = lexRule(located.text);
+  const lexed = lexRule(text);
   for (const error of lexed.errors) {
-    const ch = located.text.slice(error.offset, error.offset + 1);
+    const ch = text.slice(error.offset, error.offset + 1);
     const hint = UNEXPECTED_HINTS[ch];
     report(error.offset, `unexpected character ${ch === "'" ? `"'"` : `'${ch}'`}`, hint);
   }
@@ -590,44 +514,24 @@ function run<R>(entry: Entry, located: LocatedText, ctx: ParseContext): R | unde
     report(0, `rule has ${lexed.tokens.length} tokens; the limit is ${LIMITS.tokens}`);
     return undefined;
   }
+  return lexed.tokens;
+}
 
+/** The Chevrotain parser's answer, or undefined with its first error reported. */
+function chevrotainParse(entry: Entry, tokens: IToken[], textLength: number, report: Report): unknown {
   const p = parser();
-  p.toFile = at;
-  p.input = lexed.tokens;
+  p.input = tokens;
   p.chain = undefined;
-  const result = (p[entry] as () => R).call(p);
-  if (p.errors.length > 0) {
-    const error = p.errors[0];
-    if (error !== undefined) {
-      const token = error.token;
-      const offset =
-        token.tokenType.name === "EOF" || Number.isNaN(token.startOffset)
-          ? located.text.length
-          : token.startOffset;
-      report(offset, error.message);
-    }
-    return undefined;
+  const result: unknown = (p[entry] as () => unknown).call(p);
+  if (p.errors.length === 0) return result;
+  const error = p.errors[0];
+  if (error !== undefined) {
+    const token = error.token;
+    const offset =
+      token.tokenType.name === "EOF" || Number.isNaN(token.startOffset) ? textLength : token.startOffset;
+    report(offset, error.message);
   }
-  const conditions =
-    entry === "conditionOnly"
-      ? [result as Expr]
-      : entry === "ruleText"
-        ? (result as RawRule).statements.flatMap((s) => (s.kind === "if" ? [s.condition] : []))
-        : [];
-  for (const condition of conditions) {
-    const deep = deepestNode(condition);
-    if (deep !== undefined) {
-      ctx.diagnostics.push(
-        ctx.file.diagnostic(
-          deep.span.start,
-          "error",
-          `expression nested more than ${LIMITS.depth} levels deep`,
-        ),
-      );
-      return undefined;
-    }
-  }
-  return result;
+  return undefined;
 }
 
 /** Hints for characters a postmaster may expect to work. */
@@ -680,59 +584,13 @@ function nestingViolation(tokens: IToken[]): IToken | undefined {
 // ---------------------------------------------------------------------------------------
 // Building actions and statements from raw tokens
 
-/**
- * The file offset of each character of `token.image` from `from` to `to` (exclusive; with
- * `andEnd`, the one at `to` too), skipping the character after a backslash when `escapes`; or
- * undefined when each is its position's offset from the token's start (start + 1, + 2, ...),
- * which is what the passes reading them assume when there are none. Most rules sit in a plain
- * or block scalar without escapes, and an array of one number per character, kept as long as
- * the rules, was a good part of what parsing held.
- */
-function characterOffsets(
-  p: RuleParser,
-  token: IToken,
-  from: number,
-  to: number,
-  escapes: boolean,
-  andEnd = false,
-): number[] | undefined {
-  const image = token.image;
-  const base = p.toFile(token.startOffset);
-  let offsets: number[] | undefined;
-  let count = 0;
-  const add = (offset: number) => {
-    if (offsets === undefined && offset !== base + 1 + count) {
-      offsets = [];
-      for (let k = 0; k < count; k++) offsets.push(base + 1 + k);
-    }
-    offsets?.push(offset);
-    count++;
-  };
-  for (let i = from; i < to; i++) {
-    add(p.toFile(token.startOffset + i));
-    if (escapes && image[i] === "\\") i++;
-  }
-  if (andEnd) add(p.toFile(token.startOffset + to));
-  return offsets;
-}
-
-function template(token: IToken, p: RuleParser): Template {
-  // Where each character of the unquoted text sits in the file: an escape (`\"`) is two
-  // characters of the rule for one of the text, and the scalar's own escapes are in toFile.
-  const offsets = characterOffsets(p, token, 1, token.image.length - 1, true, true);
-  const text = unquote(token.image);
-  const span = p.tokenSpan(token);
-  return offsets === undefined ? { text, span } : { text, span, offsets };
-}
-
 function buildAction(raw: RawAction, ctx: ParseContext): Action | undefined {
-  const p = parser();
   const first = raw.words[0] as IToken;
   const last = raw.args[raw.args.length - 1] ?? (raw.words[raw.words.length - 1] as IToken);
-  const span = p.span(first, last);
+  const span = spanOf(toFile, first, last);
   const verb = raw.words.map((w) => w.image).join(" ");
   const error = (token: IToken, message: string, hint?: string) => {
-    ctx.diagnostics.push(ctx.file.diagnostic(p.toFile(token.startOffset), "error", message, hint));
+    ctx.diagnostics.push(ctx.file.diagnostic(toFile(token.startOffset), "error", message, hint));
     return undefined;
   };
   const kinds = raw.args.map((a) => a.tokenType);
@@ -767,9 +625,9 @@ function buildAction(raw: RawAction, ctx: ParseContext): Action | undefined {
       const action: Action = { verb, span };
       const code = raw.args.find((a) => a.tokenType === T.NumberLiteral);
       const enhanced = raw.args.find((a) => a.tokenType === T.EnhancedCode);
-      if (code) action.code = { value: Number(code.image), span: p.tokenSpan(code) };
-      if (enhanced) action.enhancedCode = { value: enhanced.image, span: p.tokenSpan(enhanced) };
-      if (strings[0]) action.text = template(strings[0], p);
+      if (code) action.code = { value: Number(code.image), span: tokenSpan(toFile, code) };
+      if (enhanced) action.enhancedCode = { value: enhanced.image, span: tokenSpan(toFile, enhanced) };
+      if (strings[0]) action.text = template(toFile, strings[0]);
       return action;
     }
     case "quarantine":
@@ -780,7 +638,7 @@ function buildAction(raw: RawAction, ctx: ParseContext): Action | undefined {
           `'${verb}' takes one quoted text: ${verb} "${verb === "log" ? "text" : "reason"}"`,
         );
       }
-      const text = template(strings[0] as IToken, p);
+      const text = template(toFile, strings[0] as IToken);
       return verb === "log" ? { verb, text, span } : { verb, reason: text, span };
     }
     case "add header": {
@@ -792,8 +650,8 @@ function buildAction(raw: RawAction, ctx: ParseContext): Action | undefined {
       }
       return {
         verb,
-        name: template(strings[0] as IToken, p),
-        value: template(strings[1] as IToken, p),
+        name: template(toFile, strings[0] as IToken),
+        value: template(toFile, strings[1] as IToken),
         span,
       };
     }
@@ -805,7 +663,6 @@ function buildAction(raw: RawAction, ctx: ParseContext): Action | undefined {
 }
 
 function buildStatements(raw: RawStatement[], ctx: ParseContext): Statement[] | undefined {
-  const p = parser();
   const statements: Statement[] = [];
   let failed = false;
   for (const item of raw) {
@@ -821,7 +678,7 @@ function buildStatements(raw: RawStatement[], ctx: ParseContext): Statement[] | 
       failed = true;
       continue;
     }
-    const span = { start: p.toFile(item.ifToken.startOffset), end: (otherwise ?? then).span.end };
+    const span = { start: toFile(item.ifToken.startOffset), end: (otherwise ?? then).span.end };
     statements.push(
       otherwise === undefined
         ? { kind: "if", condition: item.condition, then, span }
@@ -843,10 +700,9 @@ export function parseRuleText(located: LocatedText, ctx: ParseContext): ParsedRu
   if (raw === undefined) return undefined;
   const statements = buildStatements(raw.statements, ctx);
   if (statements === undefined) return undefined;
-  const p = parser();
   return {
     shadow: raw.shadow,
-    stages: raw.stageTokens.map((t) => ({ word: t.image, span: p.tokenSpan(t) })),
+    stages: raw.stageTokens.map((t) => ({ word: t.image, span: tokenSpan(toFile, t) })),
     statements,
     span: { start: located.offsetAt(0), end: located.offsetAt(located.text.length) },
   };
@@ -866,6 +722,5 @@ export function parseStageWords(
   ctx: ParseContext,
 ): { word: string; span: Span }[] | undefined {
   const tokens = run<IToken[]>("stagesOnly", located, ctx);
-  const p = parser();
-  return tokens?.map((t) => ({ word: t.image, span: p.tokenSpan(t) }));
+  return tokens?.map((t) => ({ word: t.image, span: tokenSpan(toFile, t) }));
 }
