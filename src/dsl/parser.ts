@@ -460,6 +460,9 @@ function run<R>(entry: Entry, located: LocatedText, ctx: ParseContext): R | unde
     result = chevrotainParse(entry, tokens, located.text.length, report);
     if (result === undefined) return undefined;
   }
+  // Every node of a tree has a token of its own (parentheses make none), so a rule of at most
+  // LIMITS.depth tokens cannot nest past the limit: only longer ones are walked.
+  if (tokens.length <= LIMITS.depth) return result as R;
   const conditions =
     entry === "conditionOnly"
       ? [result as Expr]
