@@ -587,11 +587,15 @@ function nestingViolation(tokens: IToken[]): IToken | undefined {
 // ---------------------------------------------------------------------------------------
 // Building actions and statements from raw tokens
 
+/** What reject and tempfail take, in this order: `[CODE [ENHANCED-CODE]] ["text"]`. */
+const REPLY_ARGUMENT_ORDER: readonly TokenType[] = [T.NumberLiteral, T.EnhancedCode, T.StringLiteral];
+
 function buildAction(raw: RawAction, ctx: ParseContext): Action | undefined {
   const first = raw.words[0] as IToken;
   const last = raw.args[raw.args.length - 1] ?? (raw.words[raw.words.length - 1] as IToken);
   const span = spanOf(toFile, first, last);
-  const verb = raw.words.map((w) => w.image).join(" ");
+  // One word but for `add header`: no array and join for the usual verbs.
+  const verb = raw.words.length === 1 ? first.image : raw.words.map((w) => w.image).join(" ");
   const error = (token: IToken, message: string, hint?: string) => {
     ctx.diagnostics.push(ctx.file.diagnostic(toFile(token.startOffset), "error", message, hint));
     return undefined;
@@ -607,10 +611,10 @@ function buildAction(raw: RawAction, ctx: ParseContext): Action | undefined {
     case "reject":
     case "tempfail": {
       // [CODE [XCODE]] ["text"], in that order.
-      const order = [T.NumberLiteral, T.EnhancedCode, T.StringLiteral];
       let position = 0;
-      for (const [i, kind] of kinds.entries()) {
-        const at = order.indexOf(kind, position);
+      for (let i = 0; i < kinds.length; i++) {
+        const kind = kinds[i] as TokenType;
+        const at = REPLY_ARGUMENT_ORDER.indexOf(kind, position);
         if (at === -1) {
           return error(
             raw.args[i] as IToken,
