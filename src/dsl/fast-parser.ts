@@ -243,16 +243,7 @@ function postfix(): Expr | undefined {
   return value;
 }
 
-const LITERALS: ReadonlySet<TokenType> = new Set([
-  T.StringLiteral,
-  T.NumberLiteral,
-  T.SizeLiteral,
-  T.DurationLiteral,
-  T.IpAddress,
-  T.Cidr,
-  T.True,
-  T.False,
-]);
+const LITERALS: ReadonlySet<TokenType> = new Set(T.LITERAL_TOKENS);
 
 function primary(): Expr | undefined {
   const token = tokens[pos];

@@ -355,14 +355,7 @@ class RuleParser extends EmbeddedActionsParser {
   // Alternatives that use nothing but `this` are built once (Chevrotain's advice): an array of
   // eleven objects per value parsed was a good part of what parsing 10,000 rules allocated.
   private readonly primaryAlternatives = [
-    { ALT: () => this.literal(T.StringLiteral) },
-    { ALT: () => this.literal(T.NumberLiteral) },
-    { ALT: () => this.literal(T.SizeLiteral) },
-    { ALT: () => this.literal(T.DurationLiteral) },
-    { ALT: () => this.literal(T.IpAddress) },
-    { ALT: () => this.literal(T.Cidr) },
-    { ALT: () => this.literal(T.True) },
-    { ALT: () => this.literal(T.False) },
+    ...T.LITERAL_TOKENS.map((type) => ({ ALT: () => this.literal(type) })),
     { ALT: () => this.parenthesised() },
     { ALT: () => this.listLiteral() },
     { ALT: () => this.nameOrCall() },

@@ -64,6 +64,18 @@ export const Over = keyword("over");
 export const True = keyword("true");
 export const False = keyword("false");
 
+/** The tokens that are a value by themselves; both parsers read a primary value from them. */
+export const LITERAL_TOKENS: readonly TokenType[] = [
+  StringLiteral,
+  NumberLiteral,
+  SizeLiteral,
+  DurationLiteral,
+  IpAddress,
+  Cidr,
+  True,
+  False,
+];
+
 export const Equal = createToken({ name: "Equal", pattern: /==/ });
 export const NotEqual = createToken({ name: "NotEqual", pattern: /!=/ });
 export const LessEqual = createToken({ name: "LessEqual", pattern: /<=/ });
