@@ -90,8 +90,9 @@ export function compileRegex(pattern: string, flags: string): RegexCompilation {
 }
 
 /**
- * The engine's program for a checked expression, compiled again on its first match. Checking
- * compiles every expression (its errors and its size are only known then), but a program is
+ * The engine's program for a checked expression, compiled (again) on its first match. Checking
+ * compiles every expression but the surelyAccepted ones (errors and size are only known then),
+ * and a program is
  * about 4.5 KB of small objects (an Int32Array per rune among them): holding the program of
  * each of 3,500 expressions from the check to the end of a reload was a fifth of what validating
  * 10,000 rules kept alive, and copying it out of the young generation a good part of the time.
