@@ -269,15 +269,11 @@ export class RuleCompiler {
     const source = resolution.source;
     const table = resolution.kind === "table" ? resolution.table : undefined;
     const what = table ? `${source}.${table}[]` : `${source}[]`;
-    const describe = (v: string | undefined) => (v === undefined ? "absent" : JSON.stringify(v));
-    // An absent key (or an empty one, never looked up) gives "", as header("X") does, so
-    // `TABLE[X] != ""` means "has a value" and comparisons never see undefined.
-    const orEmpty = (v: string | undefined): Value => v ?? "";
     const ask = (env: EvalEnv, k: string) => env.lookups.get(source, table, k);
     const lookUp = (env: EvalEnv, k: Value): MaybePromise<Value> => {
       const text = stringify(k);
       if (text === "") return "";
-      const found = traced(env, source, what, text, ask, describe);
+      const found = traced(env, source, what, text, ask, describeValue);
       return isPromise(found) ? found.then(orEmpty) : orEmpty(found);
     };
     return (env) => andThenWith(key(env), env, lookUp);
@@ -824,11 +820,11 @@ const SHORT_CHAIN = 8;
 
 /** `first and rest` (settles false) or `first or rest` (settles true). */
 function pair(first: Evaluator<boolean>, rest: Evaluator<boolean>, settles: boolean): Evaluator<boolean> {
-  const after = (env: EvalEnv, v: boolean) => (v === settles ? settles : rest(env));
+  // One closure per pair held by the rules; the promise path makes its own when it runs.
   return (env) => {
     const v = first(env);
     if (typeof v === "boolean") return v === settles ? settles : rest(env);
-    return v.then((w) => after(env, w));
+    return v.then((w) => (w === settles ? settles : rest(env)));
   };
 }
 
@@ -849,6 +845,10 @@ function settleFrom(
 }
 
 const negate = (v: boolean) => !v;
+const describeValue = (v: string | undefined) => (v === undefined ? "absent" : JSON.stringify(v));
+// An absent key (or an empty one, never looked up) gives "", as header("X") does, so
+// `TABLE[X] != ""` means "has a value" and comparisons never see undefined.
+const orEmpty = (v: string | undefined): Value => v ?? "";
 const isOver = (q: Value) => (q as QuotaValue).over;
 const isTrue = (v: Value) => v === true;
 
