@@ -144,19 +144,19 @@ function action(): RawAction | undefined {
 }
 
 function orExpr(): Expr | undefined {
-  let left = andExpr();
-  while (left !== undefined && take(T.Or) !== undefined) {
-    const right = andExpr();
-    left = right === undefined ? undefined : chainNode("or", left, right);
-  }
-  return left;
+  return logicChain(T.Or, "or", andExpr);
 }
 
 function andExpr(): Expr | undefined {
-  let left = notExpr();
-  while (left !== undefined && take(T.And) !== undefined) {
-    const right = notExpr();
-    left = right === undefined ? undefined : chainNode("and", left, right);
+  return logicChain(T.And, "and", notExpr);
+}
+
+/** `a or b or c` / `a and b and c`, left-nested as the Chevrotain parser's chainOf builds them. */
+function logicChain(word: TokenType, kind: "and" | "or", operand: () => Expr | undefined): Expr | undefined {
+  let left = operand();
+  while (left !== undefined && take(word) !== undefined) {
+    const right = operand();
+    left = right === undefined ? undefined : chainNode(kind, left, right);
   }
   return left;
 }
@@ -204,20 +204,22 @@ function predicate(): Expr | undefined {
 }
 
 function additive(): Expr | undefined {
-  let left = multiplicative();
-  for (let type = next(); left !== undefined && (type === T.Plus || type === T.Minus); type = next()) {
-    const op = tokens[pos++] as IToken;
-    const right = multiplicative();
-    left = right === undefined ? undefined : arithNode(toFile, op, left, right);
-  }
-  return left;
+  return arithChain(multiplicative, (type) => type === T.Plus || type === T.Minus);
 }
 
 function multiplicative(): Expr | undefined {
-  let left = postfix();
-  for (let type = next(); left !== undefined && type === T.Star; type = next()) {
+  return arithChain(postfix, (type) => type === T.Star);
+}
+
+/** Operands joined by operators of one precedence level, left-nested. */
+function arithChain(
+  operand: () => Expr | undefined,
+  isOperator: (type: TokenType) => boolean,
+): Expr | undefined {
+  let left = operand();
+  for (let type = next(); left !== undefined && type !== undefined && isOperator(type); type = next()) {
     const op = tokens[pos++] as IToken;
-    const right = postfix();
+    const right = operand();
     left = right === undefined ? undefined : arithNode(toFile, op, left, right);
   }
   return left;
