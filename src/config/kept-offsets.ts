@@ -63,7 +63,10 @@ class RulePositions {
     const itemStart = new Int32Array(items.length);
     const firstKey = new Int32Array(items.length + 1);
     const keys: string[] = [];
-    const starts: number[] = [];
+    // Starts in typed arrays grown by doubling: a number array and Int32Array.from's iteration
+    // were about 4 MB of allocation for a 10,000-rule file.
+    let keyStart = new Int32Array(4 * items.length + 4);
+    let valueStart = new Int32Array(keyStart.length);
     const seen = new Map<string, string>();
     for (let i = 0; i < items.length; i++) {
       const item = items[i];
@@ -74,16 +77,28 @@ class RulePositions {
           if (!isPair(entry) || !plain(entry.key) || !plain(entry.value) || isMap(entry.value))
             return undefined;
           if (isEmptyValue(entry.value) || !isScalar(entry.key)) return undefined;
+          if (keys.length === keyStart.length) {
+            keyStart = grown(keyStart);
+            valueStart = grown(valueStart);
+          }
+          keyStart[keys.length] = nodeStart(entry.key) ?? 0;
+          valueStart[keys.length] = nodeStart(entry.value) ?? 0;
           keys.push(interned(seen, String(entry.key.value)));
-          starts.push(nodeStart(entry.key) ?? 0, nodeStart(entry.value) ?? 0);
         }
       }
       firstKey[i + 1] = keys.length;
     }
-    const keyStart = Int32Array.from(keys, (_, k) => starts[2 * k] as number);
-    const valueStart = Int32Array.from(keys, (_, k) => starts[2 * k + 1] as number);
     const whole = nodeStart(list) ?? 0;
-    return new RulePositions(whole, key ?? whole, itemStart, firstKey, keys, keyStart, valueStart);
+    const used = keys.length;
+    return new RulePositions(
+      whole,
+      key ?? whole,
+      itemStart,
+      firstKey,
+      keys,
+      keyStart.slice(0, used),
+      valueStart.slice(0, used),
+    );
   }
 
   /** valueOffset(doc, path) for a path whose first segment is `rules`. */
@@ -105,6 +120,12 @@ class RulePositions {
     }
     return start;
   }
+}
+
+function grown(array: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> {
+  const bigger = new Int32Array(array.length * 2);
+  bigger.set(array);
+  return bigger;
 }
 
 /** A scalar or mapping without alias or anchor: a node a rules list item (or its key, value) may be. */
