@@ -6,7 +6,6 @@ import type { Diagnostic, SourceFile } from "../common/diagnostics.js";
 import { hasErrors, sortDiagnostics } from "../common/diagnostics.js";
 import { ConfigReadError, checkReferencedFiles, parseConfig, readConfigFile } from "../config/load.js";
 import type { Config } from "../config/types.js";
-import type { Rule } from "../dsl/ast.js";
 import { compileConfig } from "../dsl/compile.js";
 import type { Ruleset } from "../runtime/ruleset.js";
 import { SOURCE_CATALOG } from "../sources/catalog.js";
@@ -19,7 +18,6 @@ export type LoadOutcome =
       file: SourceFile;
       config?: Config;
       ruleset?: Ruleset;
-      rules: Rule[];
       diagnostics: Diagnostic[];
     };
 
@@ -54,20 +52,19 @@ export async function loadRulesText(
 ): Promise<Extract<LoadOutcome, { kind: "loaded" }>> {
   const parsed = parseConfig(source, { sourceTypes });
   if (parsed.config === undefined || hasErrors(parsed.diagnostics)) {
-    return { kind: "loaded", file: source, rules: [], diagnostics: sortDiagnostics([...parsed.diagnostics]) };
+    return { kind: "loaded", file: source, diagnostics: sortDiagnostics([...parsed.diagnostics]) };
   }
   // A named file that is a FIFO, a device or too large is an error at the value naming it.
   const files = await checkReferencedFiles(parsed.config, mustRead);
   const compiled = compileConfig(parsed.config);
   const diagnostics = sortDiagnostics([...parsed.diagnostics, ...files, ...compiled.diagnostics]);
   return compiled.ruleset === undefined || hasErrors(files)
-    ? { kind: "loaded", file: source, config: parsed.config, rules: compiled.rules, diagnostics }
+    ? { kind: "loaded", file: source, config: parsed.config, diagnostics }
     : {
         kind: "loaded",
         file: source,
         config: parsed.config,
         ruleset: compiled.ruleset,
-        rules: compiled.rules,
         diagnostics,
       };
 }

@@ -37,14 +37,15 @@ function firstCallArgument(rule: Rule | undefined): Expr {
 
 /** Compiles, and answers weak references to what must not outlive the compilation. */
 function compileAndForget() {
-  const out = compileConfig(configOf(RULES));
+  const out = compileConfig(configOf(RULES), { syntax: true });
   expect(out.diagnostics.filter((d) => d.severity === "error").map((d) => d.message)).toEqual([]);
   const ruleset = out.ruleset;
-  if (ruleset === undefined) throw new Error("no ruleset");
-  const firstRule = out.rules[0];
+  const rules = out.rules;
+  if (ruleset === undefined || rules === undefined) throw new Error("no ruleset or no syntax trees");
+  const firstRule = rules[0];
   const firstStatement = firstRule?.statements[0];
-  const quotaAddress = firstCallArgument(out.rules[4]);
-  const weak = [firstRule, firstStatement, out.rules[3], out.rules[5], quotaAddress].map(
+  const quotaAddress = firstCallArgument(rules[4]);
+  const weak = [firstRule, firstStatement, rules[3], rules[5], quotaAddress].map(
     (node) => new WeakRef(node as object),
   );
   return { ruleset, weak };

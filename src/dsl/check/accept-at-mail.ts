@@ -57,29 +57,39 @@ function skippedBesides(later: Later, self: Rule): Skipped {
   return { named, count: later.count - (isLater ? 1 : 0) };
 }
 
-export function checkAcceptAtMail(session: CheckSession, rules: readonly Rule[]): void {
-  // Counted once: per accepting rule it would make the check quadratic in the number of rules.
-  const later: Later = { count: 0, first: [] };
-  for (const rule of rules) {
-    if (!rule.stages.some((s) => afterMail(s.stage))) continue;
-    later.count++;
-    if (later.first.length <= NAMED_AT_MOST) later.first.push(rule);
-  }
-  for (const rule of rules) {
+/**
+ * Fed the rules in file order (add), reports at the end (report). Counted as they come: per
+ * accepting rule, a walk of the others would make the check quadratic in the number of rules.
+ */
+export class AcceptAtMail {
+  private readonly later: Later = { count: 0, first: [] };
+  /** Enforced rules at mail with an accept, and their accepts. */
+  private readonly accepting: { rule: Rule; accepts: Action[] }[] = [];
+
+  add(rule: Rule): void {
+    if (rule.stages.some((s) => afterMail(s.stage))) {
+      this.later.count++;
+      if (this.later.first.length <= NAMED_AT_MOST) this.later.first.push(rule);
+    }
     // A shadow rule's accept changes nothing the MTA is told.
-    if (rule.shadow || !rule.stages.some((s) => s.stage === "mail")) continue;
+    if (rule.shadow || !rule.stages.some((s) => s.stage === "mail")) return;
     const accepts = acceptsOf(rule);
-    if (accepts.length === 0) continue;
-    // Every rule at a later stage is skipped, wherever the file has it: the stages come in SMTP order.
-    const others = skippedBesides(later, rule);
-    if (others.count === 0) continue;
-    for (const accept of accepts) {
-      session.report(
-        accept.span,
-        "warning",
-        `accept at mail accepts the whole message, so ${skippedText(others)} for it`,
-        "move it to 'on rcpt:' to accept one recipient, or add its condition to the rules it should skip",
-      );
+    if (accepts.length > 0) this.accepting.push({ rule, accepts });
+  }
+
+  report(session: CheckSession): void {
+    for (const { rule, accepts } of this.accepting) {
+      // Every rule at a later stage is skipped, wherever the file has it: the stages come in SMTP order.
+      const others = skippedBesides(this.later, rule);
+      if (others.count === 0) continue;
+      for (const accept of accepts) {
+        session.report(
+          accept.span,
+          "warning",
+          `accept at mail accepts the whole message, so ${skippedText(others)} for it`,
+          "move it to 'on rcpt:' to accept one recipient, or add its condition to the rules it should skip",
+        );
+      }
     }
   }
 }

@@ -24,6 +24,11 @@ export type Resolution =
   | { kind: "sourceAttribute"; source: string; attribute: DnsblAttribute }
   | { kind: "call"; word: FunctionWord; checked: CheckedCall };
 
+/**
+ * What checking found. The maps by node (and by rule) hold the rule checked last only: the
+ * compiler reads them right after each rule is checked (compile.ts), so the syntax trees of the
+ * rules before are not kept alive by them.
+ */
 export interface CheckResult {
   diagnostics: Diagnostic[];
   /** The words the rules were checked against (the compiler reads the same). */
@@ -74,6 +79,17 @@ export class CheckSession {
       valuesUsed: new Set(),
       macrosUsed: [],
     };
+  }
+
+  /** Forgets what the previous rule's check recorded by node and by rule (see CheckResult). */
+  startRule(): void {
+    const r = this.result;
+    if (r.resolutions.size > 0) r.resolutions.clear();
+    if (r.templates.size > 0) r.templates.clear();
+    if (r.regexes.size > 0) r.regexes.clear();
+    if (r.lookupsByRule.size > 0) r.lookupsByRule.clear();
+    if (r.stateRules.size > 0) r.stateRules.clear();
+    if (r.types.size > 0) r.types.clear();
   }
 
   /** compileRegex, once per distinct pattern and flags in this check. */
