@@ -119,9 +119,16 @@ describe("memory state: rate()", () => {
     const before = process.memoryUsage().arrayBuffers;
     const stores = Array.from({ length: 10 }, () => createMemoryStore());
     expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(1024 * 1024);
-    stores[0]?.rate("a", HOUR, COUNT);
-    expect(process.memoryUsage().arrayBuffers - before).toBeGreaterThan(2 * 1024 * 1024);
+    // Measured around the first call alone, for three stores: a collection of the buffers of
+    // earlier tests in the meantime (seen once: -6 MB) can hide one store's growth, not three.
+    const growth = stores.slice(0, 3).map((store) => {
+      const ready = process.memoryUsage().arrayBuffers;
+      store.rate("a", HOUR, COUNT);
+      return process.memoryUsage().arrayBuffers - ready;
+    });
+    expect(Math.max(...growth)).toBeGreaterThan(2 * 1024 * 1024);
     expect(stores[0]?.size).toBe(1);
+    expect(stores[3]?.size).toBe(0);
   });
 });
 
