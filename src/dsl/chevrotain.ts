@@ -9,12 +9,14 @@
  */
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { pathToFileURL } from "node:url";
 
 type Chevrotain = typeof import("chevrotain");
 
-const entry = createRequire(import.meta.url).resolve("chevrotain");
-const bundle = (await import(pathToFileURL(join(dirname(entry), "../chevrotain.mjs")).href)) as Chevrotain;
+// Loaded with require (an ES module without top-level await, which Node loads synchronously), so
+// that this module has no top-level await either: parser.ts requires the grammar's parser, and
+// with it this module, in the middle of a synchronous parse.
+const require = createRequire(import.meta.url);
+const bundle = require(join(dirname(require.resolve("chevrotain")), "../chevrotain.mjs")) as Chevrotain;
 
 export const { createToken, EmbeddedActionsParser, Lexer, tokenLabel } = bundle;
 export type Lexer = import("chevrotain").Lexer;

@@ -29,7 +29,7 @@ import {
   type ToFile,
   tokenSpan,
 } from "./parse-nodes.js";
-import * as T from "./tokens.js";
+import * as T from "./token-kinds.js";
 
 export type FastEntry = "ruleText" | "conditionOnly" | "actionOnly" | "stagesOnly";
 

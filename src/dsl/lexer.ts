@@ -1,17 +1,17 @@
 /**
- * The rule language's lexer for the parser: the same tokens and errors as `RuleLexer` (tokens.ts),
- * which stays the definition (the LSP and the editor grammar use it, and test/dsl/lexer.test.ts
- * holds this one to it). Why a second one: Chevrotain's tokenizer tries the patterns one by one
+ * The rule language's lexer for the parser: the same tokens and errors as Chevrotain's `RuleLexer`
+ * (tokens.ts) makes of the definitions in token-kinds.ts, which stay the definition (the LSP and
+ * the editor grammar use RuleLexer, and test/dsl/lexer.test.ts holds this one to it). Why a second one: Chevrotain's tokenizer tries the patterns one by one
  * as regular expressions and cuts two strings per keyword; validating 10,000 rules spent some
  * 34 MB of allocation there. Here the first character decides what is tried, and keywords and
  * operators get their image from a constant.
  *
- * Each matcher below follows one pattern of tokens.ts as the regular expression engine reads it,
- * backtracking included: an address's parts are whole runs of digits (a shorter part would be
+ * Each matcher below follows one pattern of token-kinds.ts as the regular expression engine reads
+ * it, backtracking included: an address's parts are whole runs of digits (a shorter part would be
  * followed by a digit, which no pattern allows), and so on; the comments say where it matters.
  */
 import type { IToken, TokenType } from "./chevrotain.js";
-import * as T from "./tokens.js";
+import * as T from "./token-kinds.js";
 
 /** One run of characters no pattern matches, as Chevrotain reports it: where it starts, how long. */
 export interface LexError {

@@ -7,7 +7,7 @@ import { parseDuration, parseSize } from "../common/units.js";
 import type { ArithmeticOp, CompareOp, Expr, Span, Template } from "./ast.js";
 import { exactly } from "./ast.js";
 import type { IToken } from "./chevrotain.js";
-import * as T from "./tokens.js";
+import * as T from "./token-kinds.js";
 
 /** Token offsets (in the scalar's value) to file offsets. */
 export type ToFile = (offset: number) => number;

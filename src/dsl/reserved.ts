@@ -6,7 +6,7 @@
 import type { Diagnostic } from "../common/diagnostics.js";
 import type { Config } from "../config/types.js";
 import type { Registry } from "./registry.js";
-import { KEYWORD_WORDS } from "./tokens.js";
+import { KEYWORD_WORDS } from "./token-kinds.js";
 
 export function reservedNames(registry: Registry): string[] {
   return [...KEYWORD_WORDS, ...registry.heads()];

@@ -8,7 +8,7 @@
 import { STAGES } from "../common/stages.js";
 import { ACTION_VERBS } from "./ast.js";
 import { REGISTRY, type Registry } from "./registry.js";
-import { KEYWORD_WORDS } from "./tokens.js";
+import { KEYWORD_WORDS } from "./token-kinds.js";
 
 export const GRAMMAR_SCOPE = "filterctl.rules.injection";
 

@@ -1,10 +1,12 @@
 /**
  * Idle memory: the clients a configuration may not use (LDAP, HTTP, Redis) are loaded when a
  * source or store of theirs is opened, never with the program; prom-client when metrics are
- * served. A static import of one of them (or of the module that wraps it) anywhere else would load
+ * served; Chevrotain when a rule needs the grammar's parser. A static import of one of them (or of the module that wraps it) anywhere else would load
  * it for every configuration.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { describe, expect, it } from "vitest";
 
@@ -76,6 +78,45 @@ describe("Chevrotain from its bundle", () => {
       .filter((path) => valueImports(readFileSync(path, "utf8")).includes("chevrotain"))
       .map((path) => relative(SRC, path));
     expect(offenders).toEqual([]);
+  });
+});
+
+describe("Chevrotain loaded when a rule needs its parser", () => {
+  const CHEVROTAIN_SIDE = ["dsl/chevrotain.ts", "dsl/tokens.ts", "dsl/chevrotain-parser.ts"];
+
+  it("Chevrotain, its token types and the grammar's parser are imported only by each other and by the editor's features (lsp/)", () => {
+    const offenders = files(SRC).flatMap((path) => {
+      const from = relative(SRC, path);
+      if (CHEVROTAIN_SIDE.includes(from) || from.startsWith("lsp/")) return [];
+      return valueImports(readFileSync(path, "utf8"))
+        .filter((spec) => CHEVROTAIN_SIDE.includes(join(dirname(from), spec).replace(/\.js$/, ".ts")))
+        .map((spec) => `${from}: ${spec}`);
+    });
+    expect(offenders).toEqual([]);
+  });
+
+  it("the built validate loads it for a rule the hand-written parser gives up on, and only then", () => {
+    const dist = join(SRC, "../dist");
+    const script = `
+      const { loadRules } = await import(${JSON.stringify(join(dist, "engine/load-rules.js"))});
+      const { grammarLoaded } = await import(${JSON.stringify(join(dist, "dsl/parser.js"))});
+      const valid = await loadRules(${JSON.stringify(join(SRC, "../examples/rules.yaml"))});
+      const before = grammarLoaded();
+      const broken = await loadRules(process.argv[1]);
+      console.log(JSON.stringify({ valid: valid.diagnostics.length, before, after: grammarLoaded(), broken: broken.diagnostics.map((d) => d.message) }));
+    `;
+    const dir = mkdtempSync(join(tmpdir(), "filterctl-lazy-"));
+    const broken = join(dir, "rules.yaml");
+    writeFileSync(broken, 'rules:\n  - "on rcpt: if rcpt == then reject"\n');
+    const out = execFileSync(process.execPath, ["--input-type=module", "-e", script, broken], {
+      encoding: "utf8",
+    });
+    expect(JSON.parse(out)).toEqual({
+      valid: 0,
+      before: false,
+      after: true,
+      broken: ["expected a value, found 'then'"],
+    });
   });
 });
 
