@@ -23,9 +23,10 @@ const SETTLE_MS = 1500;
 const CONNECTIONS = 1000;
 
 /**
- * Modules imported alone: the packages serve loads (prom-client only with --metrics; Chevrotain
- * from its one-file bundle, through dist/dsl/chevrotain.js; not ajv: the schema is checked by the
- * generated schema/rules.validate.cjs), then our own layers from dist/.
+ * Modules imported alone: the packages serve may load (prom-client only with --metrics; Chevrotain,
+ * from its one-file bundle through dist/dsl/chevrotain.js, only when a rule needs the grammar's
+ * parser; not ajv: the schema is checked by the generated schema/rules.validate.cjs), then our own
+ * layers from dist/.
  */
 const MODULES = [
   "pino",
