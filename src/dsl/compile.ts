@@ -95,15 +95,12 @@ class Needs {
   private readonly ruleStages = new Map<Stage, StageNeed>();
   private readonly callStages = new Set<Stage>();
   private readonly extraStages = new Set<Stage>();
-  private readonly stagesUsed = new Set<Stage>();
 
   /** A compiled rule; `checked` still holds what its check recorded (RuleChecker). */
   add(rule: Rule, compiled: CompiledRule, checked: CheckResult): void {
     const need: StageNeed = compiled.canDecide && !compiled.shadow ? "decide" : "observe";
-    for (const { stage } of rule.stages) {
+    for (const { stage } of rule.stages)
       if (this.ruleStages.get(stage) !== "decide") this.ruleStages.set(stage, need);
-      this.stagesUsed.add(stage);
-    }
     let extra = false;
     for (const resolution of checked.resolutions.values()) {
       if (resolution.kind !== "call") continue;
@@ -139,7 +136,7 @@ class Needs {
       for (const m of word?.macros ?? []) for (const name of m.names) macro(MACRO_STAGE_FOR[m.stage], name);
       // E.g. the real size at end of message needs the headers and the body counted.
       const extra = word?.extraNeeds;
-      if (extra !== undefined && this.stagesUsed.has(extra.ifRuleAt))
+      if (extra !== undefined && this.ruleStages.has(extra.ifRuleAt))
         for (const stage of extra.stages) want(stage, "observe");
     }
     for (const stage of this.callStages) want(stage, "observe");
