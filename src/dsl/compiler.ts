@@ -473,7 +473,8 @@ export class RuleCompiler {
       const key = typeof s === "string" ? s : stringify(s);
       // An empty key is never looked up: it can neither match nor fail.
       if (key === "") return false;
-      // Untraced (serve), the source is asked directly: no call of traced() and ask() per lookup.
+      // Untraced (an evaluation without a tracer; serve has one, for the lookups its decision logs
+      // name), the source is asked directly: no call of traced() and ask() per lookup.
       const found =
         env.trace === undefined
           ? env.lookups.has(source, table, key)

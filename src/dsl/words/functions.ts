@@ -187,7 +187,8 @@ function compileQuota(compiler: CallCompile, address: Expr, source: string): Eva
       env.quota = quotaValue(undefined, 0);
       return env.quota;
     }
-    // Untraced (serve), the source is asked directly: no call of traced() and ask().
+    // Untraced (an evaluation without a tracer; serve has one, for the lookups its decision logs
+    // name), the source is asked directly: no call of traced() and ask().
     const status =
       env.trace === undefined
         ? env.lookups.quota(source, key)
