@@ -20,11 +20,13 @@ import {
   literalExpr,
   nameNode,
   notNode,
+  type ParseEntry,
   type PredicateTail,
   predicateNode,
   type RawAction,
   type RawRule,
   type RawStatement,
+  type ReportError,
   type Suffix,
   suffixNode,
   type ToFile,
@@ -393,18 +395,15 @@ function parser(): RuleParser {
   return shared;
 }
 
-export type Entry = "ruleText" | "conditionOnly" | "actionOnly" | "stagesOnly";
-type Report = (offset: number, message: string, hint?: string) => void;
-
 /**
  * The Chevrotain parser's answer, or undefined with its first error reported. `at` converts the
  * tokens' offsets to file offsets.
  */
 export function chevrotainParse(
-  entry: Entry,
+  entry: ParseEntry,
   tokens: IToken[],
   textLength: number,
-  report: Report,
+  report: ReportError,
   at: ToFile,
 ): unknown {
   toFile = at;

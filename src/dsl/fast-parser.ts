@@ -21,6 +21,7 @@ import {
   literalExpr,
   nameNode,
   notNode,
+  type ParseEntry,
   predicateNode,
   type RawAction,
   type RawRule,
@@ -30,8 +31,6 @@ import {
   tokenSpan,
 } from "./parse-nodes.js";
 import * as T from "./token-kinds.js";
-
-export type FastEntry = "ruleText" | "conditionOnly" | "actionOnly" | "stagesOnly";
 
 // The parse under way, in module state: one parse at a time (parsing never waits on anything),
 // and no parser object or closure per call.
@@ -44,7 +43,7 @@ let toFile: ToFile = (offset) => offset;
  * stage tokens), or undefined where it would not parse all of it. Never throws, never reports.
  */
 export function fastParse(
-  entry: FastEntry,
+  entry: ParseEntry,
   input: IToken[],
   offsets: ToFile,
 ): RawRule | Expr | RawAction | IToken[] | undefined {

@@ -12,6 +12,12 @@ import * as T from "./token-kinds.js";
 /** Token offsets (in the scalar's value) to file offsets. */
 export type ToFile = (offset: number) => number;
 
+/** Both parsers' entry points: a whole rule in text form, or one piece of the structured form. */
+export type ParseEntry = "ruleText" | "conditionOnly" | "actionOnly" | "stagesOnly";
+
+/** Reports a parse error at an offset of the text being parsed. */
+export type ReportError = (offset: number, message: string, hint?: string) => void;
+
 /** A raw action as written; `buildAction` checks its shape. */
 export interface RawAction {
   words: IToken[];

@@ -14,13 +14,15 @@ import type { LocatedText } from "../config/types.js";
 import type { Action, Expr, Span, Statement } from "./ast.js";
 import { ACTION_VERBS, childrenOf, exactly } from "./ast.js";
 import type { IToken, TokenType } from "./chevrotain.js";
-import type { chevrotainParse, Entry } from "./chevrotain-parser.js";
+import type { chevrotainParse } from "./chevrotain-parser.js";
 import { fastParse } from "./fast-parser.js";
 import { lexRule } from "./lexer.js";
 import {
+  type ParseEntry,
   type RawAction,
   type RawRule,
   type RawStatement,
+  type ReportError,
   span as spanOf,
   type ToFile,
   template,
@@ -85,10 +87,8 @@ let toFile: ToFile = (offset) => offset;
  */
 export const fastPath = { enabled: true, taken: 0, declined: 0 };
 
-type Report = (offset: number, message: string, hint?: string) => void;
-
 /** Lexes and parses `located` with one entry rule; answers undefined (with diagnostics) on any error. */
-function run<R>(entry: Entry, located: LocatedText, ctx: ParseContext): R | undefined {
+function run<R>(entry: ParseEntry, located: LocatedText, ctx: ParseContext): R | undefined {
   const at = (offset: number) => located.offsetAt(Math.max(0, Math.min(offset, located.text.length)));
   const report = (offset: number, message: string, hint?: string) =>
     ctx.diagnostics.push(ctx.file.diagnostic(at(offset), "error", message, hint));
@@ -131,7 +131,7 @@ function run<R>(entry: Entry, located: LocatedText, ctx: ParseContext): R | unde
 }
 
 /** The tokens of `text`, or undefined (reported) when it is too long, does not lex, or nests too deep. */
-function lexChecked(text: string, report: Report): IToken[] | undefined {
+function lexChecked(text: string, report: ReportError): IToken[] | undefined {
   if (text.length > LIMITS.ruleChars) {
     report(0, `rule is ${text.length} characters long; the limit is ${LIMITS.ruleChars}`);
     return undefined;
