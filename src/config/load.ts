@@ -21,7 +21,7 @@ import {
   MAX_CONFIG_BYTES,
   readConfigFile,
 } from "./read.js";
-import { findRulesBlock, readRulesBlock, withoutBlock } from "./rules-block.js";
+import { findRulesBlock, readRulesBlock, shiftAfter, withoutBlock } from "./rules-block.js";
 import { rulesSchema } from "./schema.js";
 import { schemaDiagnostics } from "./schema-errors.js";
 import type { Config, SourceTypeSpec } from "./types.js";
@@ -125,10 +125,12 @@ interface ParsedYaml {
 export function parseYaml(text: string, fast = true): ParsedYaml {
   const block = fast ? findRulesBlock(text) : undefined;
   if (block === undefined) return composeYaml(text);
-  const rest = composeYaml(withoutBlock(text, block));
+  const cut = withoutBlock(text, block);
+  const rest = composeYaml(cut.text);
   const { doc } = rest;
   if (rest.tooDeep !== undefined || doc.errors.length > 0 || doc.warnings.length > 0)
     return composeYaml(text);
+  shiftAfter(doc, block.from, cut.removed);
   const top = doc.contents;
   const pair = isMap(top)
     ? top.items.find((p) => isScalar(p.key) && p.key.range?.[0] === block.key)

@@ -14,7 +14,7 @@
  * lines are skipped: the nodes carry no `comment`, `commentBefore` or `spaceBefore`, which only
  * writing YAML back would read.
  */
-import { Pair, Scalar, type Schema, YAMLMap, YAMLSeq } from "yaml";
+import { type Document, Pair, type Range, Scalar, type Schema, visit, YAMLMap, YAMLSeq } from "yaml";
 
 /** Where the block is: `rules:` at the start of a line, its value up to the next line at column 0. */
 export interface RulesBlock {
@@ -44,11 +44,34 @@ export function findRulesBlock(text: string): RulesBlock | undefined {
   return { key: first, from, to: line };
 }
 
-/** The text with the block's value blanked (same length, so every offset after it holds). */
-export function withoutBlock(text: string, block: RulesBlock): string {
+/**
+ * The text with the block's value cut out (its last line break kept), and how many characters
+ * went: an offset past the block in the cut text is that many less than in the whole text. Cut,
+ * not blanked: the library's lexer walked a blanked block's spaces one by one (6 ms per 10,000
+ * rules), and `shiftAfter` puts the few nodes after the block back at their offsets.
+ */
+export function withoutBlock(text: string, block: RulesBlock): { text: string; removed: number } {
   const last = block.to > block.from && text.charCodeAt(block.to - 1) === 10 ? 1 : 0;
-  const filler = " ".repeat(block.to - block.from - last) + (last === 1 ? "\n" : "");
-  return text.slice(0, block.from) + filler + text.slice(block.to);
+  return {
+    text: text.slice(0, block.from) + (last === 1 ? "\n" : "") + text.slice(block.to),
+    removed: block.to - block.from - last,
+  };
+}
+
+/** Moves every offset of `doc` past `at` (an offset of the cut text) `by` characters on. */
+export function shiftAfter(doc: Document, at: number, by: number): void {
+  if (by === 0) return;
+  const shift = (range: Range | null | undefined) => {
+    if (range == null) return;
+    for (let i = 0; i < range.length; i++)
+      if ((range[i] as number) > at) range[i] = (range[i] as number) + by;
+  };
+  shift(doc.range);
+  visit(doc, {
+    Node(_key, node) {
+      shift(node.range);
+    },
+  });
 }
 
 const NOT_PLAIN_START = new Set([..."-?:,[]{}#&*!|>'\"%@`<"]);
