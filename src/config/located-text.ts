@@ -15,118 +15,190 @@
 import type { Scalar } from "yaml";
 import type { LocatedText } from "./types.js";
 
-/** Int32 slots per shared chunk of offsets (64 KiB). */
+/** Numbers per run: see Runs. */
+const RUN = 4;
+
+/** Int32 slots per shared chunk of runs (64 KiB). */
 const CHUNK_SLOTS = 16_384;
 let chunk = new Int32Array(CHUNK_SLOTS);
 let chunkUsed = 0;
-/** Where the slots of the last reserve() begin in the array it answered. */
-let reservedAt = 0;
 
 /**
- * Room for `length` offsets, carved out of a shared chunk: an ArrayBuffer of its own per located
- * text (two per scalar, a hundred thousand for 10,000 rules) was a native allocation each and
- * about 200 bytes of bookkeeping held as long as the rules. A chunk lives while any text placed
- * in it does: what a dropped configuration can keep alive is the one chunk it shares with the
- * next. Answers the array; the slots start at `reservedAt`. No view (subarray) is made: a
- * MappedText holds the chunk and its index, as a typed array object per text (two per scalar)
- * was most of what a located text held.
+ * Stores `runs` in the shared chunk (a new one when it is full) and answers the chunk; the runs
+ * start at `chunkUsed - runs.length`. A chunk lives while any text placed in it does.
  */
-function reserve(length: number): Int32Array {
-  if (length > CHUNK_SLOTS / 8) {
-    reservedAt = 0;
-    return new Int32Array(length);
-  }
-  if (chunkUsed + length > CHUNK_SLOTS) {
+function store(runs: readonly number[]): Int32Array {
+  if (runs.length > CHUNK_SLOTS / 8) return Int32Array.from(runs);
+  if (chunkUsed + runs.length > CHUNK_SLOTS) {
     chunk = new Int32Array(CHUNK_SLOTS);
     chunkUsed = 0;
   }
-  reservedAt = chunkUsed;
-  chunkUsed += length;
+  chunk.set(runs, chunkUsed);
+  chunkUsed += runs.length;
   return chunk;
 }
 
-/** Room for a text of `length` characters: the array, and where its starts and ends go. */
-function room(length: number): { offsets: Int32Array; s: number; e: number } {
-  const offsets = reserve(2 * length);
-  return { offsets, s: reservedAt, e: reservedAt + length };
+/**
+ * A text's characters as runs of characters that sit one after another in the file. Run k takes
+ * four numbers: the index of its first character, that character's file offset, the step from
+ * one character's offset to the next (1 for characters written out, 0 for characters YAML made
+ * up, which all sit at one place) and each character's width in the file (1; 0 for a made-up
+ * character, 2 for `''`, 4 for `\x41`...). A rule in a block scalar is a run per line (and per
+ * space between words), where two offsets per character were 8 bytes per character.
+ */
+class Runs {
+  /** Copied into a chunk by text(): this array dies young. */
+  private readonly scratch: number[] = [];
+  private count = 0;
+  private lastStart = 0;
+
+  /** Appends the character at `start`..`end`, extending the last run when it continues it. */
+  push(start: number, end: number): void {
+    const runs = this.scratch;
+    const n = runs.length;
+    if (n > 0 && end - start === runs[n - 1]) {
+      const step = start - this.lastStart;
+      const single = this.count - (runs[n - 4] as number) === 1;
+      if ((single && (step === 0 || step === 1)) || (!single && step === runs[n - 2])) {
+        if (single) runs[n - 2] = step;
+        this.lastStart = start;
+        this.count++;
+        return;
+      }
+    }
+    runs.push(this.count, start, 1, end - start);
+    this.lastStart = start;
+    this.count++;
+  }
+
+  /** Appends `length` characters written out from `start` on: one run, or the last one extended. */
+  pushLine(start: number, length: number): void {
+    if (length === 0) return;
+    const runs = this.scratch;
+    const n = runs.length;
+    const continues =
+      n > 0 &&
+      runs[n - 1] === 1 &&
+      start === this.lastStart + 1 &&
+      (runs[n - 2] === 1 || this.count - (runs[n - 4] as number) === 1);
+    if (continues) runs[n - 2] = 1;
+    else runs.push(this.count, start, 1, 1);
+    this.lastStart = start + length - 1;
+    this.count += length;
+  }
+
+  text(value: string, emptyAt: number): MappedText {
+    return MappedText.of(value, this.scratch, emptyAt);
+  }
 }
 
 /**
- * A LocatedText backed by per-character start and end offsets; sliceable and concatenable. The
- * offsets are in typed arrays: a 10,000-rule file has a million characters in its rules, and
- * numbers in typed arrays are neither objects to collect nor copied by a slice (it shares them).
- * Character i starts at `offsets[s + i]` and ends at `offsets[e + i]`.
+ * A LocatedText whose characters' places are runs (see Runs), kept in a shared chunk of Int32
+ * slots (numbers in typed arrays are neither objects to collect nor copied by the collector);
+ * sliceable and concatenable. A slice or a concatenation copies the few runs it covers.
  */
 export class MappedText implements LocatedText {
-  constructor(
+  private constructor(
     readonly text: string,
-    private readonly offsets: Int32Array,
-    private readonly s: number,
-    private readonly e: number,
+    private readonly runs: Int32Array,
+    /** Slot of the first run in `runs`, and one past the last. */
+    private readonly first: number,
+    private readonly last: number,
     /** Where an empty text is (its offsetAt(0)). */
     private readonly emptyAt: number,
   ) {}
 
+  /** The text whose runs are `runs` (see Runs). */
+  static of(text: string, runs: readonly number[], emptyAt: number): MappedText {
+    const stored = store(runs);
+    const first = stored === chunk ? chunkUsed - runs.length : 0;
+    return new MappedText(text, stored, first, first + runs.length, emptyAt);
+  }
+
+  /** The slot of the run holding character `index` (0 <= index < length). */
+  private runOf(index: number): number {
+    const runs = this.runs;
+    let low = 0;
+    let high = (this.last - this.first) / RUN - 1;
+    while (low < high) {
+      const mid = (low + high + 1) >> 1;
+      if ((runs[this.first + mid * RUN] as number) <= index) low = mid;
+      else high = mid - 1;
+    }
+    return this.first + low * RUN;
+  }
+
+  private startOf(index: number): number {
+    const r = this.runOf(index);
+    const runs = this.runs;
+    return (runs[r + 1] as number) + (runs[r + 2] as number) * (index - (runs[r] as number));
+  }
+
+  private endOf(index: number): number {
+    const r = this.runOf(index);
+    return this.startOf(index) + (this.runs[r + 3] as number);
+  }
+
   offsetAt(index: number): number {
     const length = this.text.length;
     if (length === 0) return this.emptyAt;
-    if (index <= 0) return this.offsets[this.s] as number;
-    if (index < length) return this.offsets[this.s + index] as number;
-    return this.offsets[this.e + length - 1] as number;
+    if (index <= 0) return this.startOf(0);
+    if (index < length) return this.startOf(index);
+    return this.endOf(length - 1);
   }
 
   /** File offset just after character `index` (for ranges). */
   endAt(index: number): number {
     const length = this.text.length;
     if (length === 0) return this.emptyAt;
-    return this.offsets[this.e + Math.max(0, Math.min(index, length - 1))] as number;
+    return this.endOf(Math.max(0, Math.min(index, length - 1)));
+  }
+
+  /** Appends this text's runs from character `from` (below `to`) to `out`, their indexes moved by `shift`. */
+  private runsInto(out: number[], from: number, to: number, shift: number): void {
+    if (to <= from) return;
+    const runs = this.runs;
+    const r = this.runOf(from);
+    out.push(from + shift, this.startOf(from), runs[r + 2] as number, runs[r + 3] as number);
+    for (let k = r + RUN; k < this.last && (runs[k] as number) < to; k += RUN)
+      out.push(
+        (runs[k] as number) + shift,
+        runs[k + 1] as number,
+        runs[k + 2] as number,
+        runs[k + 3] as number,
+      );
   }
 
   slice(from: number, to: number = this.text.length): MappedText {
     const start = Math.max(0, Math.min(from, this.text.length));
     const end = Math.max(start, Math.min(to, this.text.length));
-    return new MappedText(
-      this.text.slice(start, end),
-      this.offsets,
-      this.s + start,
-      this.e + start,
-      this.offsetAt(start),
-    );
+    const runs: number[] = [];
+    this.runsInto(runs, start, end, -start);
+    return MappedText.of(this.text.slice(start, end), runs, this.offsetAt(start));
   }
 
   /** Text placed at one file offset (e.g. the `: ` joining a rule's key and value). */
   static at(text: string, offset: number): MappedText {
-    const offsets = reserve(text.length);
-    const s = reservedAt;
-    offsets.fill(offset, s, s + text.length);
-    return new MappedText(text, offsets, s, s, offset);
+    return MappedText.of(text, text.length === 0 ? [] : [0, offset, 0, 0], offset);
   }
 
   static concat(parts: readonly MappedText[]): MappedText {
-    let length = 0;
-    for (const part of parts) length += part.text.length;
-    const { offsets, s, e } = room(length);
+    const runs: number[] = [];
     let text = "";
     for (const part of parts) {
-      const n = part.text.length;
-      offsets.set(part.offsets.subarray(part.s, part.s + n), s + text.length);
-      offsets.set(part.offsets.subarray(part.e, part.e + n), e + text.length);
+      part.runsInto(runs, 0, part.text.length, text.length);
       text += part.text;
     }
-    return new MappedText(text, offsets, s, e, parts[0]?.emptyAt ?? 0);
+    return MappedText.of(text, runs, parts[0]?.emptyAt ?? 0);
   }
 }
 
 /** Any LocatedText as a MappedText (so it can be sliced). */
 export function toMapped(located: LocatedText): MappedText {
   if (located instanceof MappedText) return located;
-  const length = located.text.length;
-  const { offsets, s, e } = room(length);
-  for (let i = 0; i < length; i++) {
-    offsets[s + i] = located.offsetAt(i);
-    offsets[e + i] = located.offsetAt(i + 1);
-  }
-  return new MappedText(located.text, offsets, s, e, located.offsetAt(0));
+  const runs = new Runs();
+  for (let i = 0; i < located.text.length; i++) runs.push(located.offsetAt(i), located.offsetAt(i + 1));
+  return runs.text(located.text, located.offsetAt(0));
 }
 
 /** The words of a text separated by whitespace and commas (`mail, rcpt`), each located. */
@@ -307,7 +379,7 @@ function scalarTokens(source: string, node: Scalar): TokenView | LiteralTokens {
 /** Aligns a value with the tokens of its source: see the file comment. */
 function align(value: string, tokens: TokenView | LiteralTokens, fallback: number): MappedText {
   if (tokens instanceof LiteralTokens) return alignLiteral(value, tokens, fallback);
-  const { offsets, s, e } = room(value.length);
+  const runs = new Runs();
   const count = tokens.length;
   let t = 0;
   let last = fallback;
@@ -315,14 +387,12 @@ function align(value: string, tokens: TokenView | LiteralTokens, fallback: numbe
     const ch = value[i] as string;
     if (isWs(ch)) {
       if (t < count && tokens.ws(t)) {
-        offsets[s + i] = tokens.start(t);
-        offsets[e + i] = tokens.end(t);
-        last = offsets[e + i] as number;
+        runs.push(tokens.start(t), tokens.end(t));
+        last = tokens.end(t);
         t++;
       } else {
         const at = t < count ? tokens.start(t) : last;
-        offsets[s + i] = at;
-        offsets[e + i] = at;
+        runs.push(at, at);
       }
       continue;
     }
@@ -334,16 +404,14 @@ function align(value: string, tokens: TokenView | LiteralTokens, fallback: numbe
       if (k < count) t = k;
     }
     if (t >= count) {
-      offsets[s + i] = last;
-      offsets[e + i] = last;
+      runs.push(last, last);
       continue;
     }
-    offsets[s + i] = tokens.start(t);
-    offsets[e + i] = tokens.end(t);
-    last = offsets[e + i] as number;
+    runs.push(tokens.start(t), tokens.end(t));
+    last = tokens.end(t);
     t++;
   }
-  return new MappedText(value, offsets, s, e, count > 0 ? tokens.start(0) : fallback);
+  return runs.text(value, count > 0 ? tokens.start(0) : fallback);
 }
 
 function isWsCode(code: number): boolean {
@@ -352,33 +420,31 @@ function isWsCode(code: number): boolean {
 
 /**
  * align() for plain and block scalars, whose tokens are the source's characters themselves: the
- * same walk on character codes, without a call and a one-character string per token (every rule
- * of a file goes through here, a million characters for 10,000 rules).
+ * same walk on character codes, a line at a time where the value's line is the source's (every
+ * rule of a file goes through here, a million characters for 10,000 rules).
  */
 function alignLiteral(value: string, tokens: LiteralTokens, fallback: number): MappedText {
-  const { offsets, s, e } = room(value.length);
   const { source, from, length: count } = tokens;
+  const emptyAt = count > 0 ? from : fallback;
   if (count === value.length && source.startsWith(value, from)) {
-    // The value is its source (a plain scalar on one line): where the walk would end up.
-    for (let i = 0; i < count; i++) {
-      offsets[s + i] = from + i;
-      offsets[e + i] = from + i + 1;
-    }
-    return new MappedText(value, offsets, s, e, count > 0 ? from : fallback);
+    // The value is its source (a plain scalar on one line): one run.
+    return MappedText.of(value, count === 0 ? [] : [0, from, 1, 1], emptyAt);
   }
+  const runs = new Runs();
   let t = 0;
   let last = fallback;
-  for (let i = 0; i < value.length; i++) {
+  let i = 0;
+  while (i < value.length) {
     const code = value.charCodeAt(i);
     if (isWsCode(code)) {
       const at = t < count ? from + t : last;
       const taken = t < count && isWsCode(source.charCodeAt(at));
-      offsets[s + i] = at;
-      offsets[e + i] = taken ? at + 1 : at;
+      runs.push(at, taken ? at + 1 : at);
       if (taken) {
         last = at + 1;
         t++;
       }
+      i++;
       continue;
     }
     while (t < count && isWsCode(source.charCodeAt(from + t))) t++;
@@ -387,15 +453,25 @@ function alignLiteral(value: string, tokens: LiteralTokens, fallback: number): M
       while (k < count && source.charCodeAt(from + k) !== code) k++;
       if (k < count) t = k;
     }
-    const at = t < count ? from + t : last;
-    offsets[s + i] = at;
-    offsets[e + i] = t < count ? at + 1 : at;
-    if (t < count) {
-      last = at + 1;
-      t++;
+    if (t >= count) {
+      runs.push(last, last);
+      i++;
+      continue;
     }
+    // The characters up to the next whitespace are the source's, one after another.
+    const at = from + t;
+    let n = 1;
+    while (i + n < value.length && t + n < count) {
+      const c = value.charCodeAt(i + n);
+      if (isWsCode(c) || source.charCodeAt(at + n) !== c) break;
+      n++;
+    }
+    runs.pushLine(at, n);
+    last = at + n;
+    t += n;
+    i += n;
   }
-  return new MappedText(value, offsets, s, e, count > 0 ? from : fallback);
+  return runs.text(value, emptyAt);
 }
 
 /** The located value of a scalar node of a document parsed from `source`. */
@@ -404,12 +480,7 @@ export function locateScalar(source: string, node: Scalar): MappedText {
   if (typeof node.value !== "string") {
     // Numbers, booleans, null: their source text stands for itself.
     const text = typeof node.source === "string" ? node.source : String(node.value);
-    const { offsets, s, e } = room(text.length);
-    for (let i = 0; i < text.length; i++) {
-      offsets[s + i] = range[0] + i;
-      offsets[e + i] = range[0] + i + 1;
-    }
-    return new MappedText(text, offsets, s, e, range[0]);
+    return MappedText.of(text, text.length === 0 ? [] : [0, range[0], 1, 1], range[0]);
   }
   const contentStart = node.type === "QUOTE_DOUBLE" || node.type === "QUOTE_SINGLE" ? range[0] + 1 : range[0];
   return align(node.value, scalarTokens(source, node), contentStart);

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { Document, isScalar, parseDocument, type Scalar, visit } from "yaml";
-import { locateScalar, MappedText, splitWords } from "../../src/config/located-text.js";
+import { locateScalar, MappedText, splitWords, toMapped } from "../../src/config/located-text.js";
 import type { LocatedText } from "../../src/config/types.js";
 
 const WS = new Set([" ", "\t", "\n", "\r"]);
@@ -297,6 +297,85 @@ describe("LocatedText, property: long plain text folded over lines", () => {
         },
       ),
       { numRuns: 1000 },
+    );
+  });
+});
+
+/** A located text as a table of every character's start and end: the model MappedText's runs must match. */
+class TableText implements LocatedText {
+  constructor(
+    readonly text: string,
+    private readonly starts: number[],
+    private readonly ends: number[],
+    private readonly emptyAt: number,
+  ) {}
+  offsetAt(i: number): number {
+    const n = this.text.length;
+    if (n === 0) return this.emptyAt;
+    if (i <= 0) return this.starts[0] as number;
+    return i < n ? (this.starts[i] as number) : (this.ends[n - 1] as number);
+  }
+  endAt(i: number): number {
+    const n = this.text.length;
+    return n === 0 ? this.emptyAt : (this.ends[Math.max(0, Math.min(i, n - 1))] as number);
+  }
+  slice(from: number, to = this.text.length): TableText {
+    const s = Math.max(0, Math.min(from, this.text.length));
+    const e = Math.max(s, Math.min(to, this.text.length));
+    return new TableText(this.text.slice(s, e), this.starts.slice(s, e), this.ends.slice(s, e), this.offsetAt(s));
+  }
+}
+
+function expectSame(model: TableText, mapped: MappedText): void {
+  expect(mapped.text).toBe(model.text);
+  for (let i = -1; i <= model.text.length + 1; i++) {
+    expect([i, mapped.offsetAt(i), mapped.endAt(i)]).toEqual([i, model.offsetAt(i), model.endAt(i)]);
+  }
+}
+
+describe("MappedText, property: runs of characters answer as a table of every character would", () => {
+  // Characters as YAML gives them: written out (one after another), made up (width 0, in place),
+  // escapes (wider), and jumps (a new line's indentation skipped).
+  const step = fc.oneof(
+    fc.constant({ gap: 0, width: 1 }),
+    fc.constant({ gap: 0, width: 1 }),
+    fc.constant({ gap: -1, width: 0 }),
+    fc.record({ gap: fc.integer({ min: 0, max: 6 }), width: fc.integer({ min: 0, max: 10 }) }),
+  );
+  const table = fc.array(step, { maxLength: 60 }).map((steps) => {
+    const starts: number[] = [];
+    const ends: number[] = [];
+    let at = 5;
+    for (const { gap, width } of steps) {
+      const start = gap === -1 ? at : at + gap;
+      starts.push(start);
+      ends.push(start + width);
+      at = gap === -1 ? at : start + Math.max(width, 1);
+    }
+    const text = starts.map((_, i) => "abcdefghij"[i % 10]).join("");
+    // toMapped reads a character's end as where the next one starts (the last one's end as it is).
+    const seen = ends.map((end, i) => (i + 1 < starts.length ? (starts[i + 1] as number) : end));
+    return new TableText(text, starts, seen, 3);
+  });
+
+  it("toMapped, slice, concat and at", () => {
+    fc.assert(
+      fc.property(table, table, fc.nat(70), fc.nat(70), (a, b, from, length) => {
+        const ma = toMapped(a);
+        const mb = toMapped(b);
+        expectSame(a, ma);
+        expectSame(a.slice(from, from + length), ma.slice(from, from + length));
+        const joined = MappedText.concat([ma, MappedText.at(": ", 99), mb]);
+        const model = new TableText(
+          `${a.text}: ${b.text}`,
+          [...a.text].map((_, i) => a.offsetAt(i)).concat([99, 99], [...b.text].map((_, i) => b.offsetAt(i))),
+          [...a.text].map((_, i) => a.endAt(i)).concat([99, 99], [...b.text].map((_, i) => b.endAt(i))),
+          a.text.length > 0 ? a.offsetAt(0) : 3,
+        );
+        expectSame(model, joined);
+        expectSame(model.slice(from, from + length), joined.slice(from, from + length));
+      }),
+      { numRuns: 2000 },
     );
   });
 });
