@@ -322,7 +322,12 @@ class TableText implements LocatedText {
   slice(from: number, to = this.text.length): TableText {
     const s = Math.max(0, Math.min(from, this.text.length));
     const e = Math.max(s, Math.min(to, this.text.length));
-    return new TableText(this.text.slice(s, e), this.starts.slice(s, e), this.ends.slice(s, e), this.offsetAt(s));
+    return new TableText(
+      this.text.slice(s, e),
+      this.starts.slice(s, e),
+      this.ends.slice(s, e),
+      this.offsetAt(s),
+    );
   }
 }
 
@@ -368,8 +373,18 @@ describe("MappedText, property: runs of characters answer as a table of every ch
         const joined = MappedText.concat([ma, MappedText.at(": ", 99), mb]);
         const model = new TableText(
           `${a.text}: ${b.text}`,
-          [...a.text].map((_, i) => a.offsetAt(i)).concat([99, 99], [...b.text].map((_, i) => b.offsetAt(i))),
-          [...a.text].map((_, i) => a.endAt(i)).concat([99, 99], [...b.text].map((_, i) => b.endAt(i))),
+          [...a.text]
+            .map((_, i) => a.offsetAt(i))
+            .concat(
+              [99, 99],
+              [...b.text].map((_, i) => b.offsetAt(i)),
+            ),
+          [...a.text]
+            .map((_, i) => a.endAt(i))
+            .concat(
+              [99, 99],
+              [...b.text].map((_, i) => b.endAt(i)),
+            ),
           a.text.length > 0 ? a.offsetAt(0) : 3,
         );
         expectSame(model, joined);
