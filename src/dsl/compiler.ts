@@ -30,6 +30,7 @@ import {
 } from "./ast.js";
 import type { CheckResult, Resolution } from "./checker.js";
 import { decides } from "./checker.js";
+import { ClosureCopies } from "./closure-copies.js";
 import {
   andThen,
   andThenWith,
@@ -422,7 +423,7 @@ export class RuleCompiler {
   /** `(env) => f(env, X)`: X read directly when it is synchronous, through andThenWith otherwise. */
   applyTo<T>(expr: Expr, f: (env: EvalEnv, value: Value) => MaybePromise<T>): Evaluator<T> {
     const read = this.syncReader(expr);
-    if (read !== undefined) return (env) => f(env, read(env));
+    if (read !== undefined) return APPLIERS.next()(f, read);
     const value = this.value(expr);
     return (env) => andThenWith(value(env), env, f);
   }
@@ -484,7 +485,7 @@ export class RuleCompiler {
     // Its own closure, not applyTo's: its call sites see only table lookups and the values they
     // read, not every subject and helper (meant for V8's inlining; no gain measurable here yet).
     const read = this.syncReader(expr.subject);
-    if (read !== undefined) return (env) => lookUp(env, read(env));
+    if (read !== undefined) return APPLIERS.next()(lookUp, read);
     return this.applyTo(expr.subject, lookUp);
   }
 
@@ -736,20 +737,7 @@ class RuleRunner {
     const condition = only?.condition;
     if (only === undefined || condition === undefined)
       return (tx, lookups, trace) => this.step(new RuleRun(tx, lookups, trace, name), 0);
-    return (tx, lookups, trace) => {
-      const run = new RuleRun(tx, lookups, trace, name);
-      let verdict: MaybePromise<boolean>;
-      try {
-        verdict = condition(run);
-      } catch (error) {
-        if (this.failed(run, error)) return run;
-        verdict = false;
-      }
-      if (typeof verdict !== "boolean") return this.later(run, 0, verdict);
-      if (verdict) only.whenTrue(run);
-      else if (only.whenFalse !== undefined) only.whenFalse(run);
-      return run;
-    };
+    return RUNNERS.next()(this, RuleRun, name, only, condition);
   }
 
   private step(run: RuleRun, index: number): MaybePromise<RuleRun> {
@@ -774,7 +762,7 @@ class RuleRunner {
   }
 
   /** Statement `index`'s verdict is on its way: the run goes on when it comes. */
-  private later(run: RuleRun, index: number, verdict: Promise<boolean>): Promise<RuleRun> {
+  later(run: RuleRun, index: number, verdict: Promise<boolean>): Promise<RuleRun> {
     const statement = this.statements[index] as CompiledStatement;
     return verdict.then(
       (v) => (branch(run, statement, v) ? run : this.step(run, index + 1)),
@@ -787,7 +775,7 @@ class RuleRunner {
    * A lookup failed: on_error continue treats the condition as false; tempfail decides. The
    * state (rate(), greylist()) is reported as source "state" and follows `state.on_error`.
    */
-  private failed(run: RuleRun, error: unknown): boolean {
+  failed(run: RuleRun, error: unknown): boolean {
     const state = error instanceof StateError;
     const source = error instanceof LookupError ? error.source : state ? "state" : "internal";
     const message = error instanceof Error ? error.message : String(error);
@@ -810,6 +798,45 @@ class RuleRunner {
   }
 }
 
+/**
+ * The run function of a rule of one `if` (copied by ClosureCopies: it uses nothing but its
+ * parameters; `Run` is RuleRun, passed in for that reason).
+ */
+function makeRunner(
+  self: RuleRunner,
+  Run: typeof RuleRun,
+  name: string,
+  only: CompiledStatement,
+  condition: Evaluator<boolean>,
+): CompiledRule["run"] {
+  return (tx, lookups, trace) => {
+    const run = new Run(tx, lookups, trace, name);
+    let verdict: MaybePromise<boolean>;
+    try {
+      verdict = condition(run);
+    } catch (error) {
+      if (self.failed(run, error)) return run;
+      verdict = false;
+    }
+    if (typeof verdict !== "boolean") return self.later(run, 0, verdict);
+    if (verdict) only.whenTrue(run);
+    else if (only.whenFalse !== undefined) only.whenFalse(run);
+    return run;
+  };
+}
+
+/** `(env) => f(env, read(env))`, for a subject read synchronously (copied by ClosureCopies). */
+function makeApplier<T>(
+  f: (env: EvalEnv, value: Value) => MaybePromise<T>,
+  read: (env: EvalEnv) => Value,
+): Evaluator<T> {
+  return (env) => f(env, read(env));
+}
+
+const RUNNERS = new ClosureCopies(makeRunner);
+const PAIRS = new ClosureCopies(makePair);
+const APPLIERS = new ClosureCopies(makeApplier);
+
 /** The action a statement's verdict selects; answers true when the rule has decided. */
 function branch(run: RuleRun, statement: CompiledStatement, verdict: boolean): boolean {
   if (verdict) return statement.whenTrue(run);
@@ -821,6 +848,11 @@ const SHORT_CHAIN = 8;
 
 /** `first and rest` (settles false) or `first or rest` (settles true). */
 function pair(first: Evaluator<boolean>, rest: Evaluator<boolean>, settles: boolean): Evaluator<boolean> {
+  return PAIRS.next()(first, rest, settles);
+}
+
+/** pair()'s factory (copied by ClosureCopies: it uses nothing but its parameters). */
+function makePair(first: Evaluator<boolean>, rest: Evaluator<boolean>, settles: boolean): Evaluator<boolean> {
   // One closure per pair held by the rules; the promise path makes its own when it runs.
   return (env) => {
     const v = first(env);
