@@ -359,13 +359,8 @@ export class RuleCompiler {
       }
       case "in":
         return this.membership(expr);
-      case "over": {
-        const subject = this.value(expr.subject);
-        return (env) => {
-          const quota = subject(env);
-          return isPromise(quota) ? quota.then(isOver) : (quota as QuotaValue).over;
-        };
-      }
+      case "over":
+        return OVERS.next()(this.value(expr.subject));
       default: {
         const value = this.value(expr);
         return (env) => andThen(value(env), isTrue);
@@ -392,8 +387,7 @@ export class RuleCompiler {
       // `X == "literal"` (most comparisons): the literal normalised once here, not per message.
       const literal = normalizer === undefined ? expr.right.value : normalizer(expr.right.value);
       const read = this.syncReader(expr.left);
-      if (read !== undefined && normalizer === undefined)
-        return equal ? (env) => read(env) === literal : (env) => read(env) !== literal;
+      if (read !== undefined && normalizer === undefined) return EQUALS.next()(read, literal, equal);
       const normalize = normalizedBy(normalizer);
       const against = (_env: EvalEnv, a: Value) => (normalize(a) === literal) === equal;
       return this.applyTo(expr.left, against);
@@ -833,7 +827,24 @@ function makeApplier<T>(
   return (env) => f(env, read(env));
 }
 
+/** `X == "literal"` (or `!=`) for a subject read synchronously (copied by ClosureCopies). */
+function makeEquals(read: (env: EvalEnv) => Value, literal: string, equal: boolean): Evaluator<boolean> {
+  return equal ? (env) => read(env) === literal : (env) => read(env) !== literal;
+}
+
+/** `QUOTA over` (copied by ClosureCopies). */
+function makeOver(subject: Evaluator<Value>): Evaluator<boolean> {
+  return (env) => {
+    const quota = subject(env);
+    return quota instanceof Promise
+      ? quota.then((q: Value) => (q as QuotaValue).over)
+      : (quota as QuotaValue).over;
+  };
+}
+
 const RUNNERS = new ClosureCopies(makeRunner);
+const EQUALS = new ClosureCopies(makeEquals);
+const OVERS = new ClosureCopies(makeOver);
 const PAIRS = new ClosureCopies(makePair);
 const APPLIERS = new ClosureCopies(makeApplier);
 
@@ -882,7 +893,6 @@ const describeValue = (v: string | undefined) => (v === undefined ? "absent" : J
 // An absent key (or an empty one, never looked up) gives "", as header("X") does, so
 // `TABLE[X] != ""` means "has a value" and comparisons never see undefined.
 const orEmpty = (v: string | undefined): Value => v ?? "";
-const isOver = (q: Value) => (q as QuotaValue).over;
 const isTrue = (v: Value) => v === true;
 
 function describeFound(found: boolean): string {
