@@ -476,10 +476,6 @@ export class RuleCompiler {
           : traced(env, source, what, key, ask, describeFound);
       return typeof found === "boolean" ? found !== negated : found.then(answer);
     };
-    // Its own closure, not applyTo's: its call sites see only table lookups and the values they
-    // read, not every subject and helper (meant for V8's inlining; no gain measurable here yet).
-    const read = this.syncReader(expr.subject);
-    if (read !== undefined) return APPLIERS.next()(lookUp, read);
     return this.applyTo(expr.subject, lookUp);
   }
 
