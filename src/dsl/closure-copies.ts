@@ -12,6 +12,8 @@
  * A factory given to `copiesOf` must use nothing but its parameters and globals: a copy is
  * compiled from the factory's source text, outside the module's scope. No text of a rule, or of
  * anything else read at run time, ever goes into a copy: its source is the factory's, fixed.
+ * Where Node refuses to compile code from text (--disallow-code-generation-from-strings), the
+ * factory itself serves every rule.
  */
 
 /** Copies of each factory: enough for the rules of most configurations to have theirs alone. */
@@ -23,12 +25,7 @@ export class ClosureCopies<F extends (...args: never[]) => unknown> {
   private turn = 0;
 
   constructor(factory: F) {
-    const source = factory.toString();
-    this.copies = Array.from({ length: COPIES }, (_, i) => {
-      // A comment of its own in each copy: V8 caches what it compiled by source text, and
-      // identical texts would give one shared function again.
-      return new Function(`"use strict"; /* copy ${i} */ return (${source});`)() as F;
-    });
+    this.copies = copiesOf(factory);
   }
 
   /** The next copy in turn. */
@@ -36,5 +33,22 @@ export class ClosureCopies<F extends (...args: never[]) => unknown> {
     const copy = this.copies[this.turn] as F;
     this.turn = (this.turn + 1) % this.copies.length;
     return copy;
+  }
+}
+
+function copiesOf<F>(factory: F): readonly F[] {
+  const source = String(factory);
+  try {
+    // A comment of its own in each copy: V8 caches what it compiled by source text, and
+    // identical texts would give one shared function again.
+    return Array.from(
+      { length: COPIES },
+      (_, i) => new Function(`"use strict"; /* copy ${i} */ return (${source});`)() as F,
+    );
+  } catch (error) {
+    // Node run with --disallow-code-generation-from-strings: the factory itself, shared by every
+    // rule (slower call sites, the same answers).
+    if (error instanceof EvalError) return [factory];
+    throw error;
   }
 }
