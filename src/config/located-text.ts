@@ -128,15 +128,19 @@ export class MappedText implements LocatedText {
     return this.first + low * RUN;
   }
 
-  private startOf(index: number): number {
-    const r = this.runOf(index);
+  /** Where character `index` of run slot `r` starts. */
+  private startIn(r: number, index: number): number {
     const runs = this.runs;
     return (runs[r + 1] as number) + (runs[r + 2] as number) * (index - (runs[r] as number));
   }
 
+  private startOf(index: number): number {
+    return this.startIn(this.runOf(index), index);
+  }
+
   private endOf(index: number): number {
     const r = this.runOf(index);
-    return this.startOf(index) + (this.runs[r + 3] as number);
+    return this.startIn(r, index) + (this.runs[r + 3] as number);
   }
 
   offsetAt(index: number): number {
@@ -159,7 +163,7 @@ export class MappedText implements LocatedText {
     if (to <= from) return;
     const runs = this.runs;
     const r = this.runOf(from);
-    out.push(from + shift, this.startOf(from), runs[r + 2] as number, runs[r + 3] as number);
+    out.push(from + shift, this.startIn(r, from), runs[r + 2] as number, runs[r + 3] as number);
     for (let k = r + RUN; k < this.last && (runs[k] as number) < to; k += RUN)
       out.push(
         (runs[k] as number) + shift,
