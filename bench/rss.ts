@@ -13,7 +13,7 @@ import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { MilterClient } from "../src/milter/index.js";
+import { MilterClient, POSTFIX_MACROS } from "../src/milter/index.js";
 import { statusField } from "./proc.js";
 import { freePort } from "./serve.js";
 
@@ -113,7 +113,7 @@ async function serveFigures(): Promise<{ idle: number; connected: number }> {
     const idle = rssMb(child.pid as number);
     const clients: MilterClient[] = [];
     for (let i = 0; i < CONNECTIONS; i++) {
-      const client = await MilterClient.connect(`inet:${port}@127.0.0.1`, 10_000);
+      const client = await MilterClient.connect(`inet:${port}@127.0.0.1`, 10_000, { mta: POSTFIX_MACROS });
       await client.negotiate();
       clients.push(client);
     }

@@ -18,7 +18,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, utimesSync, writeFile
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { MilterClient } from "../src/milter/index.js";
+import { MilterClient, POSTFIX_MACROS } from "../src/milter/index.js";
 import { ZONES } from "../test/support/rbldnsd.js";
 import { BIND_DN, BIND_PASSWORD } from "../test/support/slapd.js";
 
@@ -268,7 +268,7 @@ function replyText(reply: { type: string } | undefined): string {
 /** One Postfix-style session; answers the mismatches it saw. */
 export async function session(port: number, n: number, plan: SessionPlan): Promise<string[]> {
   const problems: string[] = [];
-  const client = await MilterClient.connect(`inet:${port}@127.0.0.1`, 10_000);
+  const client = await MilterClient.connect(`inet:${port}@127.0.0.1`, 10_000, { mta: POSTFIX_MACROS });
   try {
     await client.negotiate();
     const refusal = plan.refusal?.(n);
@@ -363,7 +363,7 @@ export async function idleMemory(port: number, pid: number): Promise<{ before: n
   const before = treeRssMb(pid);
   const clients: MilterClient[] = [];
   for (let i = 0; i < 1000; i++) {
-    const client = await MilterClient.connect(`inet:${port}@127.0.0.1`, 10_000);
+    const client = await MilterClient.connect(`inet:${port}@127.0.0.1`, 10_000, { mta: POSTFIX_MACROS });
     await client.negotiate();
     clients.push(client);
   }

@@ -4,7 +4,9 @@
  * not sent, stages without reply are not waited for). Like Postfix, it sends before each command
  * the macros the milter asked for that stage (SMFIF_SETSYMLIST) among those it knows: the client's
  * address, name and port, `{mail_addr}`, `{rcpt_addr}` — unless the caller sent that stage's
- * macros itself just before.
+ * macros itself just before. Given an MTA's macro defaults (`mta`), it also sends, like Postfix,
+ * those lists for the stages the milter did not choose, and a macro packet for every stage,
+ * skipped or not. Like Postfix, it writes what it has in one write when it needs a reply.
  */
 import { createConnection, type Socket } from "node:net";
 import { AddressError, type ListenAddress, parseListenAddress } from "./address.js";
@@ -21,11 +23,11 @@ import {
   ALL_ACTIONS,
   ALL_PROTOCOL_FLAGS,
   MACRO_STAGE_NUMBER,
-  type MacroStage,
   PROTOCOL_VERSION,
   STAGE_WIRE,
   type Stage,
 } from "./constants.js";
+import { type MtaMacros, macroListStage } from "./mta-macros.js";
 
 export type FinalResponse = Extract<
   MilterResponse,
@@ -57,6 +59,11 @@ const FINAL_TYPES = new Set([
 
 export class MilterClientError extends Error {}
 
+export interface MilterClientOptions {
+  /** The MTA played: its default macro lists and values (see POSTFIX_MACROS). */
+  mta?: MtaMacros;
+}
+
 export class MilterClient {
   private readonly reader = new FrameReader(64 * 1024 * 1024);
   private readonly received: MilterResponse[] = [];
@@ -67,6 +74,8 @@ export class MilterClient {
   private readonly known = new Map<string, string>();
   /** Commands whose macros the caller sent itself (macro()); no others are added for them. */
   private readonly sentMacros = new Set<number>();
+  /** Packets not yet written: like Postfix, the client writes what it has when it needs a reply. */
+  private pending: Buffer[] = [];
   /** What the filter agreed to; everything until negotiation. */
   negotiated: Offer & { macroLists: Map<number, string> } = {
     version: PROTOCOL_VERSION,
@@ -78,6 +87,7 @@ export class MilterClient {
   private constructor(
     private readonly socket: Socket,
     private readonly replyTimeoutMs: number,
+    private readonly mta: MtaMacros | undefined,
   ) {
     socket.setNoDelay(true);
     socket.on("data", (chunk: Buffer) => {
@@ -93,7 +103,11 @@ export class MilterClient {
     socket.on("close", () => this.fail(new MilterClientError("milter closed the connection")));
   }
 
-  static async connect(spec: string | ListenAddress, replyTimeoutMs = 10_000): Promise<MilterClient> {
+  static async connect(
+    spec: string | ListenAddress,
+    replyTimeoutMs = 10_000,
+    options: MilterClientOptions = {},
+  ): Promise<MilterClient> {
     const address = typeof spec === "string" ? parseListenAddress(spec) : spec;
     if (address instanceof AddressError) throw new MilterClientError(address.message);
     const socket =
@@ -107,7 +121,7 @@ export class MilterClient {
       socket.once("connect", resolve);
       socket.once("error", reject);
     });
-    return new MilterClient(socket, replyTimeoutMs);
+    return new MilterClient(socket, replyTimeoutMs, options.mta);
   }
 
   /** Whether the milter asked for this stage and will answer it. */
@@ -146,6 +160,13 @@ export class MilterClient {
     this.known.set("{client_addr}", info.address);
     this.known.set("{client_name}", info.hostname);
     this.known.set("{client_port}", String(info.port));
+    if (this.mta !== undefined) {
+      this.known.set("j", this.mta.hostname);
+      this.known.set("{daemon_name}", this.mta.hostname);
+      this.known.set("{daemon_addr}", this.mta.daemonAddr);
+      this.known.set("v", this.mta.version);
+      this.known.set("_", `${info.hostname} [${info.address}]`);
+    }
     return this.stage("connect", { type: "connect", ...info });
   }
 
@@ -155,12 +176,23 @@ export class MilterClient {
 
   mail(sender: string, args: string[] = []): Promise<FinalResponse | undefined> {
     this.known.set("{mail_addr}", bare(sender));
+    if (this.mta !== undefined) {
+      this.known.set("{mail_host}", domainOf(sender));
+      this.known.set("{mail_mailer}", this.mta.senderMailer);
+    }
     return this.stage("mail", { type: "mail", sender, args });
   }
 
-  rcpt(recipient: string, args: string[] = []): Promise<FinalResponse | undefined> {
+  async rcpt(recipient: string, args: string[] = []): Promise<FinalResponse | undefined> {
     this.known.set("{rcpt_addr}", bare(recipient));
-    return this.stage("rcpt", { type: "rcpt", recipient, args });
+    if (this.mta !== undefined) {
+      this.known.set("{rcpt_host}", domainOf(recipient));
+      this.known.set("{rcpt_mailer}", this.mta.recipientMailer);
+    }
+    const reply = await this.stage("rcpt", { type: "rcpt", recipient, args });
+    // Postfix names the queue file once a first recipient is accepted: `i` exists from then on.
+    if (this.mta !== undefined && !this.known.has("i") && !isRefusal(reply)) this.known.set("i", queueId());
+    return reply;
   }
 
   data(): Promise<FinalResponse | undefined> {
@@ -188,6 +220,7 @@ export class MilterClient {
 
   async eom(): Promise<EndOfMessageResponse> {
     this.skipBody = false;
+    this.sendStageMacros("eom");
     this.send({ type: "eom", chunk: Buffer.alloc(0) });
     const modifications: ModificationResponse[] = [];
     for (;;) {
@@ -206,24 +239,37 @@ export class MilterClient {
   abort(): void {
     this.skipBody = false;
     this.send({ type: "abort" });
+    this.flush();
   }
 
   quit(): void {
     this.send({ type: "quit" });
+    this.flush();
     this.socket.end();
   }
 
   quitNewConnection(): void {
     this.send({ type: "quitNewConnection" });
+    this.flush();
   }
 
   /** Writes raw bytes (tests use it to send what no MTA would). */
   sendRaw(bytes: Buffer): void {
+    this.flush();
     this.socket.write(bytes);
+  }
+
+  /** Writes the packets sent so far, in one write. */
+  flush(): void {
+    const pending = this.pending;
+    if (pending.length === 0) return;
+    this.pending = [];
+    this.socket.write(Buffer.concat(pending));
   }
 
   /** Waits for the next response, whatever it is. */
   async next(): Promise<MilterResponse> {
+    this.flush();
     while (this.received.length === 0) {
       if (this.failure !== undefined) throw this.failure;
       await new Promise<void>((resolve, reject) => {
@@ -248,6 +294,7 @@ export class MilterClient {
 
   /** Resolves when the milter closes the connection. */
   closed(): Promise<void> {
+    this.flush();
     if (this.socket.destroyed || this.socket.closed) return Promise.resolve();
     return new Promise((resolve) => this.socket.once("close", () => resolve()));
   }
@@ -257,8 +304,12 @@ export class MilterClient {
   }
 
   private async stage(stage: Stage, command: MilterCommand): Promise<FinalResponse | undefined> {
-    if (!this.sends(stage)) return undefined;
-    this.sendAskedMacros(stage);
+    if (!this.sends(stage)) {
+      // Postfix sends a skipped stage's macros all the same.
+      if (this.mta !== undefined) this.sendStageMacros(stage);
+      return undefined;
+    }
+    this.sendStageMacros(stage);
     this.send(command);
     if (!this.expectsReply(stage)) return undefined;
     for (;;) {
@@ -271,24 +322,31 @@ export class MilterClient {
     }
   }
 
-  /** The macros the milter asked for at this stage that the session knows, as Postfix sends them. */
-  private sendAskedMacros(stage: Stage): void {
+  /**
+   * The macros of this stage's list that the session knows, as Postfix sends them: the list the
+   * milter asked for, else the MTA's default (when playing one). Without an MTA, nothing is sent
+   * when no macro has a value; with one, an empty packet is, as Postfix does.
+   */
+  private sendStageMacros(stage: Stage): void {
     const command = STAGE_WIRE[stage].command;
     const explicit = this.sentMacros.delete(command);
-    if (explicit || !(stage in MACRO_STAGE_NUMBER)) return;
-    const asked = this.negotiated.macroLists.get(MACRO_STAGE_NUMBER[stage as MacroStage]);
-    if (asked === undefined) return;
+    const listStage = macroListStage(stage);
+    if (explicit || listStage === undefined) return;
+    const asked = this.negotiated.macroLists.get(MACRO_STAGE_NUMBER[listStage]);
+    const names = asked !== undefined && asked !== "" ? asked : this.mta?.lists[listStage];
+    if (names === undefined) return;
     const macros: [string, string][] = [];
-    for (const name of asked.split(" ")) {
+    for (const name of names.split(" ")) {
       const value = this.known.get(name);
       if (value !== undefined) macros.push([name, value]);
     }
-    if (macros.length > 0) this.send({ type: "macro", forCommand: command, macros });
+    if (macros.length > 0 || this.mta !== undefined)
+      this.send({ type: "macro", forCommand: command, macros });
   }
 
   private send(command: MilterCommand): void {
     if (this.failure !== undefined) throw this.failure;
-    this.socket.write(encodeCommand(command));
+    this.pending.push(encodeCommand(command));
   }
 
   private wake(): void {
@@ -303,6 +361,25 @@ export class MilterClient {
     this.waiter = undefined;
     waiter?.reject(this.failure);
   }
+}
+
+function isRefusal(reply: FinalResponse | undefined): boolean {
+  return reply !== undefined && reply.type !== "continue" && reply.type !== "accept" && reply.type !== "skip";
+}
+
+/** The domain of an address as typed (`<user@example.org>`), empty when it has none. */
+function domainOf(address: string): string {
+  const bareAddress = bare(address);
+  const at = bareAddress.lastIndexOf("@");
+  return at < 0 ? "" : bareAddress.slice(at + 1);
+}
+
+let queueIds = 0;
+
+/** A queue ID in the shape of Postfix's long IDs (what a milter logs; unique per process). */
+function queueId(): string {
+  queueIds += 1;
+  return `4Z${queueIds.toString(36).toUpperCase().padStart(10, "0")}`;
 }
 
 /** An address as Postfix puts it in `{mail_addr}` and `{rcpt_addr}`: without the angle brackets. */

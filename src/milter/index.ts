@@ -8,6 +8,7 @@ export {
   type FinalResponse,
   MilterClient,
   MilterClientError,
+  type MilterClientOptions,
   type ModificationResponse,
   type Offer,
 } from "./client.js";
@@ -37,6 +38,7 @@ export type {
 } from "./handler.js";
 export { silentLogger } from "./handler.js";
 export { MacroTable } from "./macros.js";
+export { type MtaMacros, macroListStage, POSTFIX_MACROS } from "./mta-macros.js";
 export {
   actionFlagFor,
   CONTINUE,
