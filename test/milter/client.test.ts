@@ -15,6 +15,7 @@ import {
   type MilterCommand,
   type MtaMacros,
   POSTFIX_MACROS,
+  ProtocolError,
   ProtocolFlag,
 } from "../../src/milter/index.js";
 
@@ -65,9 +66,9 @@ async function recordingMilter(lists: Map<number, string>): Promise<{ port: numb
 function commandsIn(reader: FrameReader, chunk: Buffer): MilterCommand[] {
   const commands: MilterCommand[] = [];
   for (const frame of reader.push(chunk)) {
-    if (frame instanceof Error) throw frame;
+    if (frame instanceof ProtocolError) throw new Error(frame.message);
     const command = decodeCommand(frame);
-    if (command instanceof Error) throw command;
+    if (command instanceof ProtocolError) throw new Error(command.message);
     commands.push(command);
   }
   return commands;
