@@ -59,6 +59,8 @@ const FINAL_TYPES = new Set([
 
 export class MilterClientError extends Error {}
 
+const CONTENT_STAGES: ReadonlySet<Stage> = new Set(["header", "eoh", "body"]);
+
 export interface MilterClientOptions {
   /** The MTA played: its default macro lists and values (see POSTFIX_MACROS). */
   mta?: MtaMacros;
@@ -305,8 +307,9 @@ export class MilterClient {
 
   private async stage(stage: Stage, command: MilterCommand): Promise<FinalResponse | undefined> {
     if (!this.sends(stage)) {
-      // Postfix sends a skipped stage's macros all the same.
-      if (this.mta !== undefined) this.sendStageMacros(stage);
+      // Postfix sends a skipped envelope stage's macros all the same (not a skipped header's,
+      // end of headers' or body chunk's: it never reads the message for them).
+      if (this.mta !== undefined && !CONTENT_STAGES.has(stage)) this.sendStageMacros(stage);
       return undefined;
     }
     this.sendStageMacros(stage);

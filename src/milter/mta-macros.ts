@@ -20,9 +20,9 @@ export interface MtaMacros {
 
 /**
  * Postfix 3.7's defaults (`postconf -d milter_connect_macros` and the others). Postfix sends
- * a macro packet for every stage, with only the macros that have a value (possibly none), even
- * for stages the milter asked it to skip, and headers get the end-of-header list, body chunks
- * the end-of-message list.
+ * a macro packet before every command, with only the macros that have a value (possibly none),
+ * and for the envelope stages and DATA even when the milter asked it to skip them; headers get
+ * the end-of-header list, body chunks the end-of-message list.
  */
 export const POSTFIX_MACROS: MtaMacros = {
   lists: {

@@ -41,12 +41,15 @@ afterEach(() => {
 });
 
 /** A milter that skips every stage but RCPT and EOM, asks for `lists`, answers continue. */
-async function recordingMilter(lists: Map<number, string>): Promise<{ port: number; recording: Recording }> {
+async function recordingMilter(
+  lists: Map<number, string>,
+  protocol = SKIP_ALL_BUT_RCPT,
+): Promise<{ port: number; recording: Recording }> {
   const recording: Recording = { writes: [] };
   server = createServer((socket: Socket) => {
     const reader = new FrameReader(1 << 20);
     socket.on("data", (chunk: Buffer) => {
-      for (const command of commandsIn(reader, chunk)) answer(socket, command, lists);
+      for (const command of commandsIn(reader, chunk)) answer(socket, command, lists, protocol);
     });
   });
   await new Promise<void>((resolve) => server?.listen(0, "127.0.0.1", resolve));
@@ -74,10 +77,10 @@ function commandsIn(reader: FrameReader, chunk: Buffer): MilterCommand[] {
   return commands;
 }
 
-function answer(socket: Socket, command: MilterCommand, lists: Map<number, string>): void {
+function answer(socket: Socket, command: MilterCommand, lists: Map<number, string>, protocol: number): void {
   if (command.type === "optneg") {
-    socket.write(encodeNegotiation(Command.OptionNegotiation, 6, 0x100, SKIP_ALL_BUT_RCPT, lists));
-  } else if (command.type === "rcpt" || command.type === "eom") {
+    socket.write(encodeNegotiation(Command.OptionNegotiation, 6, 0x100, protocol, lists));
+  } else if (command.type !== "macro" && command.type !== "quit") {
     socket.write(PACKET.continue);
   }
 }
@@ -115,7 +118,7 @@ function shape(recording: Recording): string[][] {
 }
 
 describe("MilterClient as Postfix", () => {
-  it("sends Postfix's default macros for every stage, skipped ones too, in one write per reply", async () => {
+  it("sends Postfix's default macros, for skipped envelope stages too, in one write per reply", async () => {
     const lists = new Map([[MACRO_STAGE_NUMBER.rcpt, "{mail_addr} i {client_addr}"]]);
     const { port, recording } = await recordingMilter(lists);
     await session(port, POSTFIX_MACROS);
@@ -136,14 +139,27 @@ describe("MilterClient as Postfix", () => {
         ),
         "rcpt",
       ],
-      [
-        expect.stringMatching(/^DT i=4Z\w{10}$/),
-        expect.stringMatching(/^DL i=4Z\w{10}$/),
-        expect.stringMatching(/^DN i=4Z\w{10}$/),
-        expect.stringMatching(/^DB i=4Z\w{10}$/),
-        expect.stringMatching(/^DE i=4Z\w{10}$/),
-        "eom",
-      ],
+      // DATA's macros although DATA is skipped; none for the skipped header, end of headers, body.
+      [expect.stringMatching(/^DT i=4Z\w{10}$/), expect.stringMatching(/^DE i=4Z\w{10}$/), "eom"],
+      ["quit"],
+    ]);
+  });
+
+  it("sends the end-of-header list before each header and the end-of-message list before body chunks", async () => {
+    const lists = new Map([[MACRO_STAGE_NUMBER.eom, "{rcpt_addr}"]]);
+    const { port, recording } = await recordingMilter(lists, ProtocolFlag.NoConnect | ProtocolFlag.NoHelo);
+    const client = await MilterClient.connect(`inet:${port}@127.0.0.1`, 5000, { mta: POSTFIX_MACROS });
+    await client.negotiate();
+    await client.mail("<a@example.com>");
+    await client.rcpt("<b@example.org>");
+    expect(await client.header("Subject", "hello")).toEqual({ type: "continue" });
+    expect(await client.eoh()).toEqual({ type: "continue" });
+    expect(await client.body(Buffer.from("hi\r\n"))).toEqual({ type: "continue" });
+    client.quit();
+    expect(shape(recording).slice(3)).toEqual([
+      [expect.stringMatching(/^DL i=4Z\w{10}$/), "header"],
+      [expect.stringMatching(/^DN i=4Z\w{10}$/), "eoh"],
+      ["DB {rcpt_addr}=b@example.org", "body"],
       ["quit"],
     ]);
   });
