@@ -5,8 +5,9 @@
  * the macros the milter asked for that stage (SMFIF_SETSYMLIST) among those it knows: the client's
  * address, name and port, `{mail_addr}`, `{rcpt_addr}` — unless the caller sent that stage's
  * macros itself just before. Given an MTA's macro defaults (`mta`), it also sends, like Postfix,
- * those lists for the stages the milter did not choose, and a macro packet for every stage,
- * skipped or not. Like Postfix, it writes what it has in one write when it needs a reply.
+ * those lists for the stages the milter did not choose, and a macro packet before every command
+ * it sends and for the envelope stages and DATA it skips. Like Postfix, it writes what it has in
+ * one write when it needs a reply.
  */
 import { createConnection, type Socket } from "node:net";
 import { AddressError, type ListenAddress, parseListenAddress } from "./address.js";
@@ -240,6 +241,8 @@ export class MilterClient {
 
   abort(): void {
     this.skipBody = false;
+    // The next transaction gets its own queue ID, once a recipient of it is accepted.
+    this.known.delete("i");
     this.send({ type: "abort" });
     this.flush();
   }

@@ -33,6 +33,9 @@ const SKIP_ALL_BUT_RCPT =
   ProtocolFlag.NoEndOfHeaders |
   ProtocolFlag.NoBody;
 
+/** Commands a milter never answers. */
+const UNANSWERED = new Set(["macro", "abort", "quit", "quitNewConnection"]);
+
 let server: Server | undefined;
 afterEach(() => {
   vi.restoreAllMocks();
@@ -81,7 +84,7 @@ function commandsIn(reader: FrameReader, chunk: Buffer): MilterCommand[] {
 function answer(socket: Socket, command: MilterCommand, lists: Map<number, string>, protocol: number): void {
   if (command.type === "optneg") {
     socket.write(encodeNegotiation(Command.OptionNegotiation, 6, 0x100, protocol, lists));
-  } else if (command.type !== "macro" && command.type !== "quit") {
+  } else if (!UNANSWERED.has(command.type)) {
     socket.write(PACKET.continue);
   }
 }
@@ -164,6 +167,29 @@ describe("MilterClient as Postfix", () => {
       ["DB {rcpt_addr}=b@example.org", "body"],
       ["quit"],
     ]);
+  });
+
+  it("gives each transaction its own queue ID, from its first accepted recipient on", async () => {
+    const lists = new Map([[MACRO_STAGE_NUMBER.rcpt, "i {rcpt_addr}"]]);
+    const { port, recording } = await recordingMilter(lists);
+    const client = await MilterClient.connect(`inet:${port}@127.0.0.1`, 5000, { mta: POSTFIX_MACROS });
+    await client.negotiate();
+    for (const rcpt of ["<b@example.org>", "<c@example.org>"]) {
+      await client.mail("<a@example.com>");
+      await client.rcpt(rcpt);
+      await client.rcpt(rcpt);
+      client.abort();
+    }
+    client.quit();
+    const rcptMacros = shape(recording)
+      .flat()
+      .filter((packet) => packet.startsWith("DR "));
+    const ids = rcptMacros.map((packet) => /i=(\w+)/.exec(packet)?.[1]);
+    expect(ids[0]).toBeUndefined();
+    expect(ids[2]).toBeUndefined();
+    expect(ids[1]).toMatch(/^4Z\w{10}$/);
+    expect(ids[3]).toMatch(/^4Z\w{10}$/);
+    expect(ids[3]).not.toBe(ids[1]);
   });
 
   it("without an MTA's defaults, sends only the macros asked for, and none for skipped stages", async () => {
