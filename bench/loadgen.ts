@@ -22,7 +22,6 @@ import {
   MilterClient,
   type MilterCommand,
   type MilterResponse,
-  POSTFIX_MACROS,
   type Stage,
 } from "../src/milter/index.js";
 import { type Mailbox, prng } from "./fixture.js";
@@ -225,7 +224,7 @@ function connect(address: ListenAddress): Promise<MilterClient> {
       done = true;
       reject(new SessionError(`connect timed out after ${CONNECT_TIMEOUT_MS} ms`));
     }, CONNECT_TIMEOUT_MS);
-    MilterClient.connect(address, REPLY_TIMEOUT_MS, { mta: POSTFIX_MACROS }).then(
+    MilterClient.connect(address, REPLY_TIMEOUT_MS).then(
       (client) => {
         clearTimeout(timer);
         if (done) client.destroy();

@@ -115,13 +115,11 @@ function median(values: number[]): number {
 
 const rate = (r: Result) => r.sessions / r.seconds;
 
-/** Sessions one after another on every server, each reply checked. */
-async function warmUp(entries: Entry[], sessions: number): Promise<void> {
-  for (const e of entries) {
-    for (let i = 0; i < sessions; i++) {
-      const problems = await session(e.server.port, i, e.plan);
-      if (problems.length > 0) throw new Error(`${e.server.name}: ${problems.slice(0, 3).join("; ")}`);
-    }
+/** Sessions one after another on a server, each reply checked. */
+async function warmUp(e: Entry, sessions: number): Promise<void> {
+  for (let i = 0; i < sessions; i++) {
+    const problems = await session(e.server.port, i, e.plan);
+    if (problems.length > 0) throw new Error(`${e.server.name}: ${problems.slice(0, 3).join("; ")}`);
   }
 }
 
@@ -216,16 +214,13 @@ async function main(): Promise<void> {
     servers.push(...entries.map((e) => e.server));
     for (const e of entries) {
       // The DNSBL's first probe round and the LDAP connection, before anything is measured.
-      for (let i = 0; i < 50; i++) {
-        const problems = await session(e.server.port, i, e.plan);
-        if (problems.length > 0) throw new Error(`${e.server.name}: ${problems.slice(0, 3).join("; ")}`);
-      }
+      await warmUp(e, 50);
       e.memory = await idleMemory(e.server.port, e.server.child.pid as number);
     }
     // The quick form's cells are short (0.5 s warm-up): without this its first c=8 cells met
     // servers whose code V8 had not optimised and whose caches held 100 of the 1000 mailboxes.
     // (After the idle memory, which stays the figure after 50 sessions.)
-    if (quick) await warmUp(entries, 1000);
+    if (quick) for (const e of entries) await warmUp(e, 1000);
     const results: Result[][] = [];
     for (let r = 0; r < rounds; r++) results.push(await round(entries, r, timing));
     const ok = printTable(
